@@ -1,0 +1,300 @@
+package backbone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Backbone publishes messages to tenant streams and reads them back. It is
+// safe for concurrent use. The NATS connection belongs to the caller.
+type Backbone struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	cfg Config
+
+	mu     sync.Mutex
+	epochs map[string]string // tenant -> epoch of its stream, as last seen
+}
+
+// New returns a backbone over nc.
+func New(nc *nats.Conn, cfg Config) (*Backbone, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Backbone{nc: nc, js: js, cfg: cfg.WithDefaults(), epochs: map[string]string{}}, nil
+}
+
+// Config returns the effective configuration.
+func (b *Backbone) Config() Config { return b.cfg }
+
+// JetStream returns the JetStream context, for the session service's consumers.
+func (b *Backbone) JetStream() jetstream.JetStream { return b.js }
+
+// Conn returns the NATS connection.
+func (b *Backbone) Conn() *nats.Conn { return b.nc }
+
+// EnsureTenant creates the tenant's stream if needed and returns its epoch.
+func (b *Backbone) EnsureTenant(ctx context.Context, tenant string) (string, error) {
+	b.mu.Lock()
+	e, ok := b.epochs[tenant]
+	b.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	info, err := ensureStream(ctx, b.js, b.cfg, tenant)
+	if err != nil {
+		return "", err
+	}
+	return b.remember(tenant, info), nil
+}
+
+func (b *Backbone) remember(tenant string, info *jetstream.StreamInfo) string {
+	e := epochOf(info)
+	b.mu.Lock()
+	b.epochs[tenant] = e
+	b.mu.Unlock()
+	return e
+}
+
+// Forget drops the cached epoch of tenant, after a sign that its stream was
+// recreated (a sequence going backwards).
+func (b *Backbone) Forget(tenant string) {
+	b.mu.Lock()
+	delete(b.epochs, tenant)
+	b.mu.Unlock()
+}
+
+// Epoch returns the epoch of the tenant's stream without creating it.
+func (b *Backbone) Epoch(ctx context.Context, tenant string) (string, error) {
+	b.mu.Lock()
+	e, ok := b.epochs[tenant]
+	b.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	st, err := b.State(ctx, tenant)
+	if err != nil {
+		return "", err
+	}
+	return st.Epoch, nil
+}
+
+// StreamState is a snapshot of a tenant stream's bounds.
+type StreamState struct {
+	Epoch    string
+	FirstSeq uint64
+	LastSeq  uint64
+}
+
+// State returns the tenant stream's epoch and sequence bounds.
+func (b *Backbone) State(ctx context.Context, tenant string) (StreamState, error) {
+	if !ValidTenant(tenant) {
+		return StreamState{}, ErrBadTenant
+	}
+	s, err := b.js.Stream(ctx, StreamName(tenant))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return StreamState{}, ErrNoStream
+	}
+	if err != nil {
+		return StreamState{}, err
+	}
+	info := s.CachedInfo()
+	return StreamState{Epoch: b.remember(tenant, info), FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq}, nil
+}
+
+// PublishOptions refine one publish.
+type PublishOptions struct {
+	// MsgID, when set, makes JetStream drop a second publish with the same id
+	// inside its duplicate window (used for QoS 2 and client retries).
+	MsgID string
+	// TraceParent is the W3C trace context to carry.
+	TraceParent string
+}
+
+// Publish stores m in its tenant's stream and returns its position once
+// JetStream acknowledged the store: a nil error means the message is durable
+// (to the stream's replication factor). m.Seq and m.Time are not modified.
+func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts PublishOptions) (message.Position, error) {
+	epoch, err := b.EnsureTenant(ctx, m.Tenant)
+	if err != nil {
+		return message.Position{}, err
+	}
+	msg := encode(topic.ToSubject(b.cfg.InSubject(m.Tenant), m.Topic), m)
+	if opts.TraceParent != "" {
+		msg.Header.Set(HeaderTraceParent, opts.TraceParent)
+	}
+	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(m.Tenant))}
+	if opts.MsgID != "" {
+		popts = append(popts, jetstream.WithMsgID(opts.MsgID))
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		defer cancel()
+	}
+	ack, err := b.js.PublishMsg(ctx, msg, popts...)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		// The stream vanished (deleted tenant or a recreated backbone):
+		// recreate it once, under a new epoch.
+		b.Forget(m.Tenant)
+		if epoch, err = b.EnsureTenant(ctx, m.Tenant); err == nil {
+			ack, err = b.js.PublishMsg(ctx, msg, popts...)
+		}
+	}
+	if err != nil {
+		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	return message.Position{Epoch: epoch, Seq: ack.Sequence}, nil
+}
+
+// Tenants lists the tenants that have a stream.
+func (b *Backbone) Tenants(ctx context.Context) ([]string, error) {
+	names := b.js.StreamNames(ctx, jetstream.WithStreamListSubject(b.cfg.SubjectPrefix+".in.>"))
+	var out []string
+	for n := range names.Name() {
+		if t, ok := cutStreamName(n); ok {
+			out = append(out, t)
+		}
+	}
+	return out, names.Err()
+}
+
+func cutStreamName(name string) (string, bool) {
+	const p = "HERALD_"
+	if len(name) <= len(p) || name[:len(p)] != p {
+		return "", false
+	}
+	return name[len(p):], true
+}
+
+// Range calls fn, in stream order, for each stored message of tenant with a
+// sequence in (after, upto] whose subject matches one of the topic filters.
+// upto 0 means "up to the last message stored when Range started". It stops
+// at the first error fn returns.
+func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, after, upto uint64, fn func(*message.Message) error) error {
+	st, err := b.State(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if upto == 0 || upto > st.LastSeq {
+		upto = st.LastSeq
+	}
+	if upto <= after {
+		return nil
+	}
+	var subjects []string
+	for _, f := range filters {
+		subjects = append(subjects, topic.FilterSubjects(b.cfg.InSubject(tenant), f)...)
+	}
+	cons, err := b.js.OrderedConsumer(ctx, StreamName(tenant), jetstream.OrderedConsumerConfig{
+		FilterSubjects:    consumerSubjects(b.cfg.InSubject(tenant)+".>", subjects),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for jm := range batch.Messages() {
+			n++
+			md, err := jm.Metadata()
+			if err != nil {
+				return err
+			}
+			if md.Sequence.Stream > upto {
+				return nil
+			}
+			m, err := b.decodeStored(tenant, jm.Subject(), jm.Headers(), jm.Data(), md.Sequence.Stream, md.Timestamp)
+			if err != nil {
+				continue // not a Herald subject: skip, never fail a reader
+			}
+			if !anyMatch(filters, m.Topic) {
+				continue
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+			if md.Sequence.Stream == upto || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		if n == 0 {
+			// Nothing left that matches the filters.
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// DecodeStored turns a message read from a tenant stream back into a Message.
+func (b *Backbone) DecodeStored(tenant string, jm jetstream.Msg) (*message.Message, error) {
+	md, err := jm.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return b.decodeStored(tenant, jm.Subject(), jm.Headers(), jm.Data(), md.Sequence.Stream, md.Timestamp)
+}
+
+func (b *Backbone) decodeStored(tenant, subject string, h nats.Header, data []byte, seq uint64, ts time.Time) (*message.Message, error) {
+	t, name, err := splitSubject(b.cfg.SubjectPrefix+".in", subject)
+	if err != nil {
+		return nil, err
+	}
+	if t != tenant {
+		return nil, ErrBadTenant
+	}
+	m := &message.Message{Tenant: tenant, Topic: name, Payload: data, Seq: seq, Time: ts}
+	decodeHeaders(m, h)
+	return m, nil
+}
+
+func anyMatch(filters []string, name string) bool {
+	for _, f := range filters {
+		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupeStrings(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// parseSeq reads a numeric NATS header.
+func parseSeq(v string) uint64 {
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return n
+}

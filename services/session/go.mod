@@ -1,0 +1,3 @@
+module github.com/heraldmq/herald/services/session
+
+go 1.26.8
