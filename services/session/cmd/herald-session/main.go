@@ -1,0 +1,134 @@
+// Command herald-session runs Herald's session service in cluster mode: it
+// consumes every tenant stream of an external NATS JetStream and keeps
+// retained messages and replay buffers in Redis (standalone or Cluster), or
+// in a local bbolt file with --store=embedded.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/config"
+	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/services/session"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+)
+
+type cli struct {
+	Config            kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	NATSURL           string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	Store             string          `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
+	RedisAddrs        []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	RedisPrefix       string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	StorePath         string          `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
+	OpsAddr           string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
+	SubjectPrefix     string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
+	PollInterval      time.Duration   `help:"How often to look for new tenants." default:"2s" env:"HERALD_SESSION_POLL_INTERVAL"`
+	BatchSize         int             `help:"Most messages fetched and applied at once." default:"256" env:"HERALD_SESSION_BATCH_SIZE"`
+	FetchWait         time.Duration   `help:"How long an idle tenant's fetch waits (bounds shutdown time)." default:"1s" env:"HERALD_SESSION_FETCH_WAIT"`
+	ReplayMaxMessages int             `help:"Most messages kept per tenant replay buffer." default:"10000" env:"HERALD_REPLAY_MAX_MESSAGES"`
+	ReplayMaxAge      time.Duration   `help:"How long a message stays in a replay buffer." default:"24h" env:"HERALD_REPLAY_MAX_AGE"`
+	Durable           string          `help:"Name of the consumer on every tenant stream." default:"herald-session" env:"HERALD_SESSION_DURABLE"`
+	LogFormat         string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel          string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c, kong.Name("herald-session"),
+		kong.Description("Herald session service: the single writer of retained messages and replay buffers."),
+		kong.Configuration(config.YAML))
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-session:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c cli) error {
+	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg := session.Config{
+		PollInterval: c.PollInterval,
+		BatchSize:    c.BatchSize,
+		FetchWait:    c.FetchWait,
+		Replay:       store.ReplayLimits{MaxMessages: c.ReplayMaxMessages, MaxAge: c.ReplayMaxAge},
+		Durable:      c.Durable,
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	o := ops.New()
+	nc, err := backbone.Connect(c.NATSURL, "herald-session", func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		log.Warn("nats", "err", err)
+	})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	o.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", strings.ToLower(nc.Status().String()))
+		}
+		return nil
+	})
+	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix})
+	if err != nil {
+		return err
+	}
+
+	var st store.Store
+	switch c.Store {
+	case "embedded":
+		e, err := store.OpenEmbedded(c.StorePath)
+		if err != nil {
+			return err
+		}
+		st = e
+	default:
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+		defer rdb.Close()
+		o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+		st = store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
+	}
+	defer st.Close()
+
+	svc, err := session.New(cfg, bb, st, log)
+	if err != nil {
+		return err
+	}
+	o.AddCheck("session", func(context.Context) error {
+		if !svc.Ready() {
+			return fmt.Errorf("session: tenants not listed yet")
+		}
+		return nil
+	})
+	opsErr := make(chan error, 1)
+	go func() {
+		err := o.Serve(ctx, c.OpsAddr)
+		if err != nil {
+			stop() // without its ops port the service cannot be probed: stop
+		}
+		opsErr <- err
+	}()
+
+	log.Info("herald-session started", "nats", c.NATSURL, "store", c.Store, "ops", c.OpsAddr)
+	err = svc.Run(ctx)
+	stop()
+	if oerr := <-opsErr; err == nil {
+		err = oerr
+	}
+	log.Info("herald-session stopped")
+	return err
+}
