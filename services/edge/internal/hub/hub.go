@@ -1,0 +1,152 @@
+// Package hub fans live messages out to the subscribers connected to this
+// edge, whatever their protocol.
+//
+// The hub keeps one topic trie per tenant and asks the backbone for live
+// interest once per distinct filter (the backbone ref-counts NATS
+// subscriptions). Every message reaches Dispatch from the backbone's single
+// dispatcher goroutine, in stream order per tenant; Dispatch hands it to each
+// matching subscriber once, with all the subscriptions it matched.
+package hub
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+)
+
+// Subscriber receives live messages. Deliver is called from the dispatch
+// goroutine and must not block: implementations put the message on a bounded
+// queue and apply their documented overflow policy when it is full.
+type Subscriber interface {
+	// Deliver hands over m, which matched subs (all of this subscriber's,
+	// at least one). m is shared: it must not be modified.
+	Deliver(m *message.Message, subs []*Subscription)
+	// Origin identifies the subscriber's connection for no-local filtering
+	// (compared with message.Message.Origin); empty for none.
+	Origin() string
+}
+
+// Subscription is one topic filter of one subscriber, with its options.
+type Subscription struct {
+	Tenant     string
+	Filter     string
+	Subscriber Subscriber
+	// QoS is the maximum QoS granted.
+	QoS byte
+	// NoLocal skips messages this subscriber's own connection published (MQTT 5).
+	NoLocal bool
+	// RetainAsPublished keeps the retain flag on live deliveries (MQTT 5).
+	RetainAsPublished bool
+	// ID is the MQTT 5 subscription identifier, 0 for none.
+	ID uint32
+
+	release func()
+}
+
+// Interest is what the hub needs from the backbone: ref-counted live
+// interest in a tenant's filter, and a barrier after which it is in effect.
+type Interest interface {
+	Watch(tenant, filter string) (release func(), err error)
+	Flush(ctx context.Context) error
+}
+
+// ErrInvalidFilter is returned by Subscribe for a malformed filter.
+var ErrInvalidFilter = errors.New("hub: invalid topic filter")
+
+// Hub is the local fan-out. It is safe for concurrent use.
+type Hub struct {
+	interest Interest
+
+	mu      sync.RWMutex
+	tenants map[string]*trie
+	count   int
+}
+
+// New returns a hub taking interest through in.
+func New(in Interest) *Hub {
+	return &Hub{interest: in, tenants: map[string]*trie{}}
+}
+
+// Subscribe registers s and returns once live interest is in effect on the
+// backbone: every message stored after Subscribe returns reaches s.
+func (h *Hub) Subscribe(ctx context.Context, s *Subscription) error {
+	if topic.ValidateFilter(s.Filter, topic.Limits{}) != nil {
+		return ErrInvalidFilter
+	}
+	release, err := h.interest.Watch(s.Tenant, s.Filter)
+	if err != nil {
+		return err
+	}
+	s.release = release
+	h.mu.Lock()
+	t := h.tenants[s.Tenant]
+	if t == nil {
+		t = &trie{}
+		h.tenants[s.Tenant] = t
+	}
+	t.add(s)
+	h.count++
+	h.mu.Unlock()
+	if err := h.interest.Flush(ctx); err != nil {
+		h.Unsubscribe(s)
+		return err
+	}
+	return nil
+}
+
+// Unsubscribe removes s; it is a no-op for a subscription not registered.
+func (h *Hub) Unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	t := h.tenants[s.Tenant]
+	removed := t != nil && t.remove(s)
+	if removed {
+		h.count--
+		if t.root.empty() {
+			delete(h.tenants, s.Tenant)
+		}
+	}
+	h.mu.Unlock()
+	if removed && s.release != nil {
+		s.release()
+	}
+}
+
+// Len returns the number of registered subscriptions.
+func (h *Hub) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.count
+}
+
+// Dispatch delivers m to every local subscriber with a matching subscription.
+func (h *Hub) Dispatch(m *message.Message) {
+	h.mu.RLock()
+	t := h.tenants[m.Tenant]
+	if t == nil {
+		h.mu.RUnlock()
+		return
+	}
+	// Most messages match one subscription per subscriber; group only
+	// when a subscriber matched more than once.
+	var first map[Subscriber][]*Subscription
+	var order []Subscriber
+	t.match(m.Topic, func(s *Subscription) {
+		if s.NoLocal && m.Origin != "" && m.Origin == s.Subscriber.Origin() {
+			return
+		}
+		if first == nil {
+			first = make(map[Subscriber][]*Subscription, 4)
+		}
+		if _, seen := first[s.Subscriber]; !seen {
+			order = append(order, s.Subscriber)
+		}
+		first[s.Subscriber] = append(first[s.Subscriber], s)
+	})
+	h.mu.RUnlock()
+	for _, sub := range order {
+		sub.Deliver(m, first[sub])
+	}
+}

@@ -1,0 +1,53 @@
+// Package node holds what every transport of an edge shares: the backbone to
+// publish on, the hub to subscribe through, the session store to read
+// retained messages and replay buffers from, and the authenticator. Each
+// transport (MQTT, SSE, WebSocket, HTTP) is a thin protocol mapping over it.
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+)
+
+// StateReader is what the edge reads from the session store. The session
+// service is its only writer.
+type StateReader interface {
+	Retained(ctx context.Context, tenant, filter string) ([]*message.Message, error)
+	Replay(ctx context.Context, tenant string, after uint64, max int) (store.ReplayPage, error)
+	State(ctx context.Context, tenant string) (store.ReplayState, error)
+}
+
+// ErrInvalidTopic wraps a topic validation error on publish.
+var ErrInvalidTopic = errors.New("invalid topic")
+
+// Node is the shared core of one edge.
+type Node struct {
+	// ID names this edge in message origins ("<ID>/<client>").
+	ID       string
+	Backbone *backbone.Backbone
+	Hub      *hub.Hub
+	State    StateReader
+	Auth     auth.Authenticator
+	Log      *slog.Logger
+	Limits   topic.Limits
+}
+
+// Publish validates m's topic and stores m on the backbone; a nil error
+// means the message is durable and will be delivered.
+func (n *Node) Publish(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (message.Position, error) {
+	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
+		return message.Position{}, errors.Join(ErrInvalidTopic, err)
+	}
+	return n.Backbone.Publish(ctx, m, opts)
+}
+
+// Origin returns the origin tag of a client of this edge.
+func (n *Node) Origin(client string) string { return n.ID + "/" + client }

@@ -1,0 +1,110 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/edgetest"
+)
+
+// fakeConn is a Conn whose client sends scripted frames and never reads
+// message frames: writing one blocks until the connection is closed.
+type fakeConn struct {
+	frames  chan []byte
+	stuck   chan struct{} // closed when a message write blocks
+	closed  chan struct{}
+	code    closeCode
+	once    sync.Once
+	stuckMu sync.Once
+	acks    chan []byte
+}
+
+func newFakeConn() *fakeConn {
+	return &fakeConn{frames: make(chan []byte, 8), stuck: make(chan struct{}), closed: make(chan struct{}), acks: make(chan []byte, 8)}
+}
+
+func (c *fakeConn) Read(ctx context.Context) (bool, []byte, error) {
+	select {
+	case b := <-c.frames:
+		return false, b, nil
+	case <-c.closed:
+		return false, nil, errors.New("closed")
+	}
+}
+
+func (c *fakeConn) WriteText(ctx context.Context, b []byte) error {
+	if !strings.Contains(string(b), `"type":"message"`) {
+		c.acks <- append([]byte(nil), b...)
+		return nil
+	}
+	c.stuckMu.Do(func() { close(c.stuck) })
+	select {
+	case <-c.closed:
+		return errors.New("closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *fakeConn) Ping(context.Context) error { return nil }
+
+func (c *fakeConn) Close(code closeCode, _ string) error {
+	c.once.Do(func() { c.code = code; close(c.closed) })
+	return nil
+}
+
+// TestSlowConsumerClose ensures a connection whose queue overflows is closed
+// with 1013 at once, even while a write to it is blocked.
+func TestSlowConsumerClose(t *testing.T) {
+	n := edgetest.Node(t, edgetest.NATS(t), "e1")
+	h := NewHandler(Config{QueueSize: 2}, n).(*Handler)
+	fc := newFakeConn()
+	h.upgrade = func(http.ResponseWriter, *http.Request, *Config, func()) (Conn, error) { return fc, nil }
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
+	}()
+	fc.frames <- []byte(`{"op":"subscribe","id":"1","topic":"s"}`)
+	var a ack
+	select {
+	case b := <-fc.acks:
+		if err := json.Unmarshal(b, &a); err != nil || a.Type != typeAck || a.ID != "1" {
+			t.Fatalf("got %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ack")
+	}
+	pub := func() {
+		t.Helper()
+		if _, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: "s"}, backbone.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub()
+	select {
+	case <-fc.stuck: // the drain holds that message, blocked
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message write")
+	}
+	for range 3 { // two fit in the queue, the third overflows it
+		pub()
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed")
+	}
+	if fc.code != closeTryAgainLater || n.Hub.Len() != 0 {
+		t.Fatalf("closed with %d, %d subscriptions left", fc.code, n.Hub.Len())
+	}
+}

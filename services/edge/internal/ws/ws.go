@@ -1,0 +1,567 @@
+// Package ws serves Herald's native WebSocket protocol on GET /ws: JSON text
+// frames to subscribe (with resume), unsubscribe and publish.
+//
+// # Connecting
+//
+// Credentials as for every HTTP transport: Authorization: Bearer, the
+// herald_token cookie, or ?token= (browsers cannot set headers on a
+// WebSocket). A refusal is an HTTP 401/403 JSON error before the upgrade.
+// Only same-origin pages may connect unless origin_patterns allows others.
+//
+// # Client → server
+//
+//	{"op":"subscribe","id":"1","topic":"a/+","from":"<position>"}   from optional
+//	{"op":"unsubscribe","id":"2","topic":"a/+"}
+//	{"op":"publish","id":"3","topic":"a/b","payload":"...","encoding":"utf8","qos":1,"retain":false,"content_type":"text/plain"}
+//	{"op":"ping","id":"4"}
+//
+// id is the client's, echoed in the answer. encoding is "utf8" (default) or
+// "base64" (standard, padded); qos is 0 or 1 (both are acknowledged only
+// once stored).
+//
+// # Server → client
+//
+//	{"type":"ack","id":"1"}                                     subscribe, unsubscribe
+//	{"type":"ack","id":"3","seq":42,"position":"<epoch>-42"}    publish: stored, durable
+//	{"type":"message","filter":"a/+","topic":"a/b","payload":"...","encoding":"utf8",
+//	 "qos":0,"retain":false,"seq":42,"position":"<epoch>-42","content_type":"...","user_properties":[...]}
+//	{"type":"gap","topic":"a/+","from":"<position>","epoch_changed":false}
+//	{"type":"error","id":"1","code":"invalid_topic","message":"..."}
+//	{"type":"pong","id":"4"}
+//
+// A message frame is sent per subscription it matches; filter names that
+// subscription. payload is text when the payload is valid UTF-8, else base64
+// with "encoding":"base64". Error codes are those of package httpapi:
+// bad_request, invalid_topic, not_authorized, unavailable, internal.
+//
+// # Resume
+//
+// A subscribe with from (the position of the last message the client
+// has) first answers ack, then sends every stored message after from that
+// matches, in order, then live messages, with no duplicate and no hole —
+// on any edge. If messages after from may be missing, a gap frame comes
+// before the replayed ones. Subscribing again to a filter replaces the
+// subscription. After the ack of an unsubscribe no message of it is sent.
+//
+// # Connection rules
+//
+// Text frames only: a binary frame closes the connection with 1003.
+// Malformed JSON is answered with an error frame; max_bad_frames of them in
+// a row close with 1008. Frames over max_frame_size close with 1009. The
+// server pings every ping_interval and closes with 1001 when nothing
+// (frame or pong) arrived for idle_timeout. Each connection holds at most
+// queue_size messages not yet sent: under slow_consumer "close" (default)
+// a client that falls behind is closed with 1013 (or the configured 1008)
+// and resubscribes with from, losing nothing; under "drop" the excess is
+// dropped and each affected subscription receives a gap frame whose from is
+// the last position it was sent. An edge shutting down closes with 1012.
+package ws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/httpapi"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/stream"
+)
+
+// Handler serves GET /ws.
+type Handler struct {
+	cfg     Config
+	n       *node.Node
+	upgrade upgrader
+	policy  stream.Policy
+}
+
+// NewHandler returns the WebSocket handler over n. cfg must be valid.
+func NewHandler(cfg Config, n *node.Node) http.Handler {
+	cfg = cfg.WithDefaults()
+	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, policy: stream.PolicyClose}
+	if cfg.SlowConsumer == SlowConsumerDrop {
+		h.policy = stream.PolicyDrop
+	}
+	return h
+}
+
+// ServeHTTP implements http.Handler. It returns once the connection and
+// every goroutine serving it have ended: when the client leaves, the
+// connection is closed by a rule above, or the request context is
+// cancelled (edge shutdown).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, err := httpapi.Authenticate(r, h.n.Auth)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	epoch, err := h.n.Backbone.EnsureTenant(r.Context(), id.Tenant)
+	if err != nil {
+		h.n.Log.Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	s := &session{h: h, id: id, subs: map[string]*subscription{}}
+	s.epoch.Store(&epoch)
+	s.touch()
+	conn, err := h.upgrade(w, r, &h.cfg, s.touch)
+	if err != nil {
+		return // the upgrader answered the request
+	}
+	s.conn = conn
+	s.ctx, s.cancel = context.WithCancel(r.Context())
+	s.queue = stream.NewQueue(h.cfg.QueueSize, h.policy, s.kick)
+	// Shutdown or an internal close ends the reads through the connection.
+	stop := context.AfterFunc(s.ctx, func() { s.close(closeServiceRestart, "server shutting down") })
+	s.mu.Lock()
+	s.pinger = time.AfterFunc(h.cfg.PingInterval, s.ping)
+	s.mu.Unlock()
+	s.serve()
+	stop()
+	s.end()
+}
+
+// session is one WebSocket connection.
+//
+// Goroutines: the handler's reads frames and handles them in order
+// (publishes included, each bounded by the backbone's publish timeout); a
+// drain goroutine exists only while the queue has messages; a replay
+// goroutine only while a subscribe with from replays; the ping timer's
+// goroutine only while it pings. Writes are serialized by wmu.
+type session struct {
+	h      *Handler
+	id     auth.Identity
+	conn   Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	queue  *stream.Queue
+	pinger *time.Timer
+
+	epoch    atomic.Pointer[string]
+	activity atomic.Int64 // unix nanoseconds of the last frame received
+
+	closeOnce sync.Once
+	wmu       sync.Mutex
+
+	mu       sync.Mutex
+	subs     map[string]*subscription
+	draining bool
+	ended    bool
+	wg       sync.WaitGroup // drain, replay and ping goroutines
+
+	badFrames int // read loop only
+}
+
+// subscription is one filter of the session.
+type subscription struct {
+	hs  *hub.Subscription
+	sub *stream.Subscriber
+	// stopReplay cancels a running replay; replayed is closed when it ended.
+	stopReplay context.CancelFunc
+	replayed   chan struct{}
+}
+
+func (s *session) touch() { s.activity.Store(time.Now().UnixNano()) }
+
+// enter registers a goroutine that end waits for, unless the session
+// ended; the goroutine calls s.wg.Done when it returns.
+func (s *session) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// close closes the connection once, with the first reason given.
+func (s *session) close(code closeCode, reason string) {
+	s.closeOnce.Do(func() { _ = s.conn.Close(code, reason) })
+}
+
+func (s *session) serve() {
+	for {
+		binary, data, err := s.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		s.touch()
+		if binary {
+			s.close(closeUnsupportedData, "binary frames are not supported")
+			return
+		}
+		if !s.handle(data) {
+			return
+		}
+	}
+}
+
+// end releases everything the session holds and waits for its goroutines.
+func (s *session) end() {
+	s.cancel()
+	s.mu.Lock()
+	s.ended = true
+	subs := s.subs
+	s.subs = nil
+	s.pinger.Stop()
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.drop(sub)
+	}
+	s.queue.Close()
+	s.wg.Wait()
+	s.close(closeNormal, "")
+}
+
+// handle serves one client frame; false ends the session.
+func (s *session) handle(data []byte) bool {
+	var req request
+	if err := json.Unmarshal(data, &req); err != nil {
+		if s.badFrames++; s.badFrames >= s.h.cfg.MaxBadFrames {
+			s.close(closePolicy, "too many malformed frames")
+			return false
+		}
+		s.fail("", fmt.Errorf("%w: malformed JSON frame: %w", httpapi.ErrBadRequest, err))
+		return true
+	}
+	s.badFrames = 0
+	switch req.Op {
+	case opSubscribe:
+		s.subscribe(req)
+	case opUnsubscribe:
+		s.unsubscribe(req)
+	case opPublish:
+		s.publish(req)
+	case opPing:
+		s.send(pong{Type: typePong, ID: req.ID})
+	default:
+		s.fail(req.ID, fmt.Errorf("%w: unknown op %q", httpapi.ErrBadRequest, req.Op))
+	}
+	return true
+}
+
+func (s *session) subscribe(req request) {
+	if err := topic.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
+		s.fail(req.ID, fmt.Errorf("topic filter %q: %w", req.Topic, err))
+		return
+	}
+	var from *message.Position
+	if req.From != "" {
+		p, err := message.ParsePosition(req.From)
+		if err != nil {
+			s.fail(req.ID, fmt.Errorf("from %q: %w", req.From, err))
+			return
+		}
+		from = &p
+	}
+	s.mu.Lock()
+	old := s.subs[req.Topic]
+	delete(s.subs, req.Topic)
+	full := len(s.subs) >= s.h.cfg.MaxSubscriptions
+	s.mu.Unlock()
+	if old != nil {
+		s.drop(old)
+	}
+	if full {
+		s.fail(req.ID, fmt.Errorf("%w: at most %d subscriptions", httpapi.ErrBadRequest, s.h.cfg.MaxSubscriptions))
+		return
+	}
+
+	sub := &subscription{sub: s.queue.NewSubscriber(req.Topic, "")}
+	sub.hs = &hub.Subscription{Tenant: s.id.Tenant, Filter: req.Topic, Subscriber: sub.sub}
+	if err := s.h.n.Hub.Subscribe(s.ctx, sub.hs); err != nil {
+		sub.sub.Stop()
+		s.fail(req.ID, err)
+		return
+	}
+	s.mu.Lock()
+	s.subs[req.Topic] = sub
+	s.mu.Unlock()
+	s.send(ack{Type: typeAck, ID: req.ID})
+	if from == nil {
+		// Live only: the tenant's stream exists since connect, so this
+		// does not touch the network.
+		if _, err := stream.Resume(s.ctx, s.h.n, s.id.Tenant, []string{req.Topic}, nil, sub.sub, nil, nil); err != nil {
+			s.replayFailed(req, sub, err)
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	sub.stopReplay, sub.replayed = cancel, make(chan struct{})
+	if !s.enter() {
+		cancel()
+		close(sub.replayed)
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		defer close(sub.replayed)
+		defer cancel()
+		s.replay(ctx, req, from, sub)
+	}()
+}
+
+// replay sends the stored messages of sub after from, then makes it live.
+// ctx stops it (unsubscribe); writes use the session's context, since
+// abandoning a write half-way would break the connection.
+func (s *session) replay(ctx context.Context, req request, from *message.Position, sub *subscription) {
+	var buf bytes.Buffer
+	_, err := stream.Resume(ctx, s.h.n, s.id.Tenant, []string{req.Topic}, from, sub.sub,
+		func(g stream.Gap) error {
+			return s.write(ctx, &buf, gap{Type: typeGap, Topic: req.Topic, From: g.From.String(), EpochChanged: g.EpochChanged})
+		},
+		func(m *message.Message, epoch string) error {
+			return s.write(ctx, &buf, s.wire(m, req.Topic, epoch))
+		})
+	if err != nil && ctx.Err() == nil {
+		s.replayFailed(req, sub, err)
+	}
+}
+
+// replayFailed removes a subscription whose resume failed and tells the
+// client, who may subscribe again.
+func (s *session) replayFailed(req request, sub *subscription, err error) {
+	s.mu.Lock()
+	if s.subs[req.Topic] == sub {
+		delete(s.subs, req.Topic)
+	}
+	s.mu.Unlock()
+	s.h.n.Hub.Unsubscribe(sub.hs)
+	sub.sub.Stop()
+	s.h.n.Log.Info("ws: resume failed", "tenant", s.id.Tenant, "filter", req.Topic, "err", err)
+	s.fail(req.ID, err)
+}
+
+func (s *session) unsubscribe(req request) {
+	s.mu.Lock()
+	sub := s.subs[req.Topic]
+	delete(s.subs, req.Topic)
+	s.mu.Unlock()
+	if sub != nil {
+		s.drop(sub)
+	}
+	s.send(ack{Type: typeAck, ID: req.ID})
+}
+
+// drop ends a subscription: its replay stops, nothing of it is sent after
+// drop returns.
+func (s *session) drop(sub *subscription) {
+	if sub.stopReplay != nil {
+		sub.stopReplay()
+		<-sub.replayed
+	}
+	s.h.n.Hub.Unsubscribe(sub.hs)
+	// A drain writes a message of sub holding wmu and checking Stopped
+	// under it: stopping under wmu means none is written afterwards.
+	s.wmu.Lock()
+	sub.sub.Stop()
+	s.wmu.Unlock()
+}
+
+func (s *session) publish(req request) {
+	if req.QoS != 0 && req.QoS != 1 {
+		s.fail(req.ID, fmt.Errorf("%w: qos must be 0 or 1", httpapi.ErrBadRequest))
+		return
+	}
+	payload, err := stream.DecodePayload(req.Payload, req.Encoding)
+	if err != nil {
+		s.fail(req.ID, err)
+		return
+	}
+	m := &message.Message{Tenant: s.id.Tenant, Topic: req.Topic, Payload: payload, QoS: byte(req.QoS),
+		Retain: req.Retain, ContentType: req.ContentType, PayloadUTF8: req.Encoding != stream.EncodingBase64}
+	pos, err := s.h.n.Publish(s.ctx, m, backbone.PublishOptions{})
+	if err != nil {
+		if _, status := httpapi.Classify(err); status >= 500 && s.ctx.Err() == nil {
+			s.h.n.Log.Warn("ws: publish failed", "tenant", s.id.Tenant, "err", err)
+		}
+		s.fail(req.ID, err)
+		return
+	}
+	s.send(ack{Type: typeAck, ID: req.ID, Seq: pos.Seq, Position: pos.String()})
+}
+
+// fail sends an error frame for request id.
+func (s *session) fail(id string, err error) {
+	code, msg, _ := httpapi.Describe(err)
+	s.send(errorFrame{Type: typeError, ID: id, Code: code, Message: msg})
+}
+
+// send writes a control frame (ack, error, pong) from the read loop.
+func (s *session) send(v any) {
+	var buf bytes.Buffer
+	_ = s.write(s.ctx, &buf, v)
+}
+
+// write encodes v into buf and sends it under the write timeout, unless
+// ctx ended. A failed write breaks the connection, which ends the read loop.
+func (s *session) write(ctx context.Context, buf *bytes.Buffer, v any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	buf.Reset()
+	if err := stream.AppendJSON(buf, v); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeLocked(buf.Bytes())
+}
+
+// writeLocked writes b under the write timeout only: with coder/websocket,
+// a write context ending even just after the write completed may break the
+// connection, so the session's context (whose end sends close 1012) is
+// not used here.
+func (s *session) writeLocked(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
+	defer cancel()
+	return s.conn.WriteText(ctx, b)
+}
+
+func (s *session) wire(m *message.Message, filter, epoch string) stream.WireMessage {
+	w := stream.Wire(m)
+	w.Type, w.Filter, w.Position = typeMessage, filter, message.Position{Epoch: epoch, Seq: m.Seq}.String()
+	return w
+}
+
+// kick is the queue's wake-up, called from the hub's dispatch goroutine: it
+// starts the drain goroutine unless one runs. On overflow it closes the
+// connection at once, from a goroutine of its own (closing blocks), rather
+// than after the drain's current write, which a slow client may hold up.
+func (s *session) kick() {
+	if s.queue.Overflowed() {
+		if s.enter() {
+			go func() {
+				defer s.wg.Done()
+				s.closeSlow()
+			}()
+		}
+		return
+	}
+	s.mu.Lock()
+	if s.draining || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.drain()
+	}()
+}
+
+// drain sends what the queue holds until it is empty, then exits.
+func (s *session) drain() {
+	var items []stream.Item
+	var buf bytes.Buffer
+	for {
+		var overflow bool
+		items, overflow = s.queue.Drain(items)
+		if overflow {
+			s.closeSlow()
+			s.stopDraining()
+			return
+		}
+		if len(items) == 0 {
+			s.mu.Lock()
+			// Deliveries queued after Drain kick, which sees draining
+			// set until here and the queue non-empty after.
+			if s.queue.Len() == 0 || s.ended {
+				s.draining = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			continue
+		}
+		prev := *s.epoch.Load()
+		epoch := prev
+		if e, err := s.h.n.Backbone.Epoch(s.ctx, s.id.Tenant); err == nil && e != prev {
+			epoch = e
+			s.epoch.Store(&e)
+		}
+		for _, it := range items {
+			var v any
+			if it.Gap {
+				e := epoch
+				if it.Reset {
+					e = prev
+				}
+				v = gap{Type: typeGap, Topic: it.Sub.Key(), From: message.Position{Epoch: e, Seq: it.After}.String(), EpochChanged: it.Reset}
+			} else {
+				v = s.wire(it.Msg, it.Sub.Key(), epoch)
+			}
+			if err := s.writeItem(&buf, it.Sub, v); err != nil {
+				clear(items)
+				s.close(closeInternal, "write failed")
+				s.stopDraining()
+				return
+			}
+		}
+		clear(items)
+	}
+}
+
+func (s *session) closeSlow() {
+	s.h.n.Log.Debug("ws: slow consumer, closing", "tenant", s.id.Tenant)
+	s.close(closeCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
+}
+
+func (s *session) stopDraining() {
+	s.mu.Lock()
+	s.draining = false
+	s.mu.Unlock()
+}
+
+// writeItem writes v for sub unless sub was dropped meanwhile.
+func (s *session) writeItem(buf *bytes.Buffer, sub *stream.Subscriber, v any) error {
+	buf.Reset()
+	if err := stream.AppendJSON(buf, v); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if sub.Stopped() {
+		return nil
+	}
+	return s.writeLocked(buf.Bytes())
+}
+
+// ping runs on the ping timer: it closes an idle connection, or pings it
+// and schedules the next ping.
+func (s *session) ping() {
+	if !s.enter() {
+		return
+	}
+	defer s.wg.Done()
+	if time.Since(time.Unix(0, s.activity.Load())) >= s.h.cfg.IdleTimeout {
+		s.close(closeGoingAway, "idle timeout")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.PingInterval)
+	err := s.conn.Ping(ctx) // not s.ctx: see writeLocked
+	cancel()
+	if err == nil {
+		s.touch()
+	}
+	s.mu.Lock()
+	if !s.ended {
+		s.pinger.Reset(s.h.cfg.PingInterval)
+	}
+	s.mu.Unlock()
+}
+
+var _ http.Handler = (*Handler)(nil)
