@@ -40,7 +40,11 @@ const replayPage = 512
 // buffer and fills from the JetStream stream whatever the buffer does not
 // hold yet (the session service lags the stream slightly) or no longer
 // holds (trimmed), so the answer does not depend on that lag.
-func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from message.Position, emit func(*message.Message) error) (ReplayResult, error) {
+//
+// When messages after from may be missing, gap is called at the point of the
+// hole: before any message that follows it is emitted.
+func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from message.Position,
+	emit func(*message.Message) error, gap func(epochChanged bool) error) (ReplayResult, error) {
 	st, err := n.Backbone.State(ctx, tenant)
 	if errors.Is(err, backbone.ErrNoStream) {
 		// Nothing was ever published: everything will come live.
@@ -53,7 +57,7 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 	after := from.Seq
 	if from.Epoch != "" && from.Epoch != st.Epoch {
 		res.Gap, res.EpochChanged = true, true
-		return res, nil
+		return res, gap(true)
 	}
 	if after >= st.LastSeq {
 		return res, nil
@@ -102,6 +106,9 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 	// The rest from the stream, the source of truth.
 	if st.FirstSeq > emitted+1 {
 		res.Gap = true
+		if err := gap(false); err != nil {
+			return res, err
+		}
 		emitted = st.FirstSeq - 1
 	}
 	err = n.Backbone.Range(ctx, tenant, filters, emitted, st.LastSeq, send)

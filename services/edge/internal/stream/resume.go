@@ -2,9 +2,7 @@ package stream
 
 import (
 	"context"
-	"errors"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
@@ -24,9 +22,9 @@ type Gap struct {
 // live: the owner's queue yields the rest, without duplicates. A nil from
 // means live only: nothing is replayed.
 //
-// When messages may be missing, gap is called before the replayed messages
-// (in the rare case that only the replay itself finds the hole, right
-// after them). The returned epoch is the stream's current one.
+// When messages may be missing, gap is called at the hole, before the
+// replayed messages that follow it. The returned epoch is the stream's
+// current one.
 func Resume(ctx context.Context, n *node.Node, tenant string, filters []string, from *message.Position,
 	s *Subscriber, gap func(Gap) error, emit func(m *message.Message, epoch string) error) (epoch string, err error) {
 	if from == nil {
@@ -37,47 +35,19 @@ func Resume(ctx context.Context, n *node.Node, tenant string, filters []string, 
 		s.Live(0)
 		return epoch, nil
 	}
-	// node.Replay reports a gap only when it returns; the client must
-	// learn of it before the messages that follow the hole, so look at the
-	// stream's bounds first. With a replay buffer covering a position the
-	// stream no longer holds, this errs on the side of announcing a gap.
-	st, err := n.Backbone.State(ctx, tenant)
-	if err != nil && !errors.Is(err, backbone.ErrNoStream) {
+	// Every position handed out must carry its epoch: create the stream
+	// now if nothing was ever published.
+	if epoch, err = n.Backbone.EnsureTenant(ctx, tenant); err != nil {
 		return "", err
 	}
-	told := false
-	if err == nil {
-		changed := from.Epoch != "" && from.Epoch != st.Epoch
-		if changed || from.Seq < st.LastSeq && st.FirstSeq > from.Seq+1 {
-			if err := gap(Gap{From: *from, EpochChanged: changed}); err != nil {
-				return "", err
-			}
-			told = true
-		}
-	}
-	epoch = st.Epoch
-	res, err := n.Replay(ctx, tenant, filters, *from, func(m *message.Message) error { return emit(m, epoch) })
+	res, err := n.Replay(ctx, tenant, filters, *from,
+		func(m *message.Message) error { return emit(m, epoch) },
+		func(changed bool) error { return gap(Gap{From: *from, EpochChanged: changed}) })
 	if err != nil {
 		return "", err
 	}
-	if res.Gap && !told {
-		if err := gap(Gap{From: *from, EpochChanged: res.EpochChanged}); err != nil {
-			return "", err
-		}
-	}
 	if res.Epoch != "" {
 		epoch = res.Epoch
-	} else if epoch == "" {
-		// Nothing was ever published: the stream is created now so that
-		// every position handed out carries its epoch.
-		if epoch, err = n.Backbone.EnsureTenant(ctx, tenant); err != nil {
-			return "", err
-		}
-		if from.Epoch != "" && from.Epoch != epoch && !told {
-			if err := gap(Gap{From: *from, EpochChanged: true}); err != nil {
-				return "", err
-			}
-		}
 	}
 	s.Live(res.Last)
 	return epoch, nil
