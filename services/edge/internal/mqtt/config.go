@@ -1,0 +1,92 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures the MQTT server. The zero Config is valid: every zero
+// field takes its default.
+type Config struct {
+	// MaxPacketSize bounds a whole inbound packet in bytes, and is
+	// advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB.
+	MaxPacketSize int `yaml:"max_packet_size"`
+	// ConnectTimeout is the time allowed between accepting a connection
+	// and receiving its CONNECT; default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// ReceiveMaximum bounds the QoS 1 publishes a client may have
+	// unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1
+	// clients, the QoS 1 messages sent to them and not yet acknowledged;
+	// default 64.
+	ReceiveMaximum int `yaml:"receive_maximum"`
+	// QueueSize bounds the live messages queued for one connection; see the
+	// package documentation for what happens when it is full; default 1024.
+	QueueSize int `yaml:"queue_size"`
+	// MaxKeepAlive caps the keep alive interval. MQTT 5 clients asking for
+	// more, or for none, are told this value (Server Keep Alive); MQTT 3.1.1
+	// clients cannot be told, and are held to it anyway; default 20m.
+	MaxKeepAlive time.Duration `yaml:"max_keep_alive"`
+	// WriteTimeout bounds each write to a client, so that a client that
+	// stopped reading cannot hold a connection forever; default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// WebSocketOrigins are host patterns (path.Match syntax) of browser
+	// origins allowed to open MQTT over WebSocket besides the server's own
+	// host; default none.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
+}
+
+// Defaults used for zero Config fields.
+const (
+	DefaultMaxPacketSize  = 1 << 20
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultReceiveMaximum = 64
+	DefaultQueueSize      = 1024
+	DefaultMaxKeepAlive   = 20 * time.Minute
+	DefaultWriteTimeout   = 10 * time.Second
+)
+
+// maxMQTTPacket is the largest packet MQTT can frame: a 4-byte remaining
+// length of 268,435,455 plus the fixed header.
+const maxMQTTPacket = 268435455 + 5
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.MaxKeepAlive == 0 {
+		c.MaxKeepAlive = DefaultMaxKeepAlive
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.ConnectTimeout < 0 || c.MaxKeepAlive < 0 || c.WriteTimeout < 0 || c.QueueSize < 0 {
+		return errors.New("mqtt: negative limit")
+	}
+	if c.MaxPacketSize < 128 || c.MaxPacketSize > maxMQTTPacket {
+		return fmt.Errorf("mqtt: max_packet_size must be 128..%d, got %d", maxMQTTPacket, c.MaxPacketSize)
+	}
+	if c.ReceiveMaximum < 1 || c.ReceiveMaximum > 65535 {
+		return fmt.Errorf("mqtt: receive_maximum must be 1..65535, got %d", c.ReceiveMaximum)
+	}
+	if c.MaxKeepAlive < time.Second || c.MaxKeepAlive > 65535*time.Second {
+		return fmt.Errorf("mqtt: max_keep_alive must be 1s..65535s, got %s", c.MaxKeepAlive)
+	}
+	return nil
+}

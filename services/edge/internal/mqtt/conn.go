@@ -1,0 +1,288 @@
+package mqtt
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// closeGrace bounds the writes of a connection being closed: its last
+// packets (a DISCONNECT with the reason) are sent if the client reads them
+// promptly, and dropped otherwise.
+const closeGrace = time.Second
+
+// errClientDisconnect ends the read loop on a client's DISCONNECT.
+var errClientDisconnect = errors.New("mqtt: client disconnected")
+
+// conn is one MQTT connection. Its reader goroutine runs serve and owns
+// the protocol state; a writer goroutine exists only while there is
+// something to write. Deliver and publish completions run on other
+// goroutines and meet the writer under mu.
+type conn struct {
+	s   *Server
+	n   *node.Node
+	cfg *Config
+	nc  net.Conn
+	// cancel aborts the connection's in-flight publishes (server shutdown).
+	cancel context.CancelFunc
+
+	// Set by CONNECT before any subscription exists, read-only afterwards.
+	version   byte
+	clientID  string
+	tenant    string
+	origin    string
+	keepAlive time.Duration
+	window    int // QoS 1 messages the client accepts unacknowledged
+	maxOut    int // the client's Maximum Packet Size, 0 for none
+	will      *message.Message
+	willTTL   time.Duration
+
+	// pubSlots bounds the connection's publishes in flight to the backbone.
+	pubSlots chan struct{}
+	pubs     sync.WaitGroup
+
+	mu sync.Mutex
+	// closing: deliveries stop and the writer ends the connection once it
+	// has written the control packets (the last of which may be a
+	// DISCONNECT). done: no writer may start again.
+	closing, done bool
+	writing       bool
+	writerDone    chan struct{}
+	control       [][]byte   // encoded packets, sent before deliveries
+	queue         []delivery // deliveries, in order, from head
+	head          int
+	live          int // live deliveries queued or held: bounded by QueueSize
+	holding       bool
+	held          []delivery // live deliveries arriving during a SUBSCRIBE
+	inflight      map[uint16]struct{}
+	nextID        uint16
+	acks          []*pendingAck            // inbound QoS 1 publishes, in arrival order
+	tails         map[string]chan struct{} // last publish in flight per topic
+	subs          map[string]*subscription // by filter
+}
+
+func newConn(s *Server, nc net.Conn, cancel context.CancelFunc) *conn {
+	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, cancel: cancel}
+}
+
+// serve runs the connection: CONNECT, then packets until the connection
+// ends, then teardown.
+func (c *conn) serve(ctx context.Context) {
+	r := &connReader{nc: c.nc}
+	defer r.release()
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
+	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
+	switch {
+	case errors.Is(err, ErrUnsupportedVersion):
+		c.refuse(4, err)
+		c.nc.Close()
+		return
+	case err != nil || pk.FixedHeader.Type != packets.Connect:
+		// Not MQTT, or not starting with CONNECT [MQTT-3.1.0-1].
+		c.nc.Close()
+		return
+	}
+	if err := c.connect(ctx, pk); err != nil {
+		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
+		c.nc.Close()
+		return
+	}
+	stop := context.AfterFunc(ctx, c.shutdown)
+	defer stop()
+
+	normal := false
+	for {
+		r.idle()
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		pk, err := readPacket(r, c.version, c.cfg.MaxPacketSize)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				c.disconnect(ErrKeepAliveTimeout)
+			case errors.Is(err, ErrMalformed), errors.Is(err, ErrProtocol), errors.Is(err, ErrPacketTooLarge),
+				errors.Is(err, ErrTopicAlias):
+				c.n.Log.Debug("mqtt bad packet", "client", c.clientID, "err", err)
+				c.disconnect(err)
+			}
+			break
+		}
+		if err := c.handle(ctx, pk); err != nil {
+			if errors.Is(err, errClientDisconnect) {
+				normal = pk.ReasonCode != codeDisconnectWithWill
+			} else {
+				c.n.Log.Debug("mqtt connection closed by the server", "client", c.clientID, "err", err)
+				c.disconnect(err)
+			}
+			break
+		}
+	}
+	c.teardown(ctx, normal)
+}
+
+// handle acts on one packet. A non-nil error ends the connection.
+func (c *conn) handle(ctx context.Context, pk *packets.Packet) error {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		return c.handlePublish(ctx, pk)
+	case packets.Puback:
+		c.handlePuback(pk.PacketID)
+	case packets.Subscribe:
+		return c.handleSubscribe(ctx, pk)
+	case packets.Unsubscribe:
+		c.handleUnsubscribe(pk)
+	case packets.Pingreq:
+		c.sendControl(pingresp)
+	case packets.Disconnect:
+		return errClientDisconnect
+	case packets.Connect:
+		return errors.Join(ErrProtocol, errors.New("second CONNECT")) // [MQTT-3.1.0-2]
+	default:
+		// PUBREC, PUBREL, PUBCOMP without QoS 2 in flight; AUTH without
+		// an authentication method.
+		return errors.Join(ErrProtocol, errors.New("unexpected "+packets.PacketNames[pk.FixedHeader.Type]))
+	}
+	return nil
+}
+
+var pingresp = []byte{packets.Pingresp << 4, 0}
+
+// sendControl queues an encoded control packet.
+func (c *conn) sendControl(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.control = append(c.control, b)
+	c.kickLocked()
+}
+
+// shutdown closes the connection because the server is shutting down. It
+// may be called from any goroutine.
+func (c *conn) shutdown() {
+	c.cancel()
+	c.disconnect(ErrShuttingDown)
+}
+
+// disconnect ends the connection because of err: MQTT 5 clients get a
+// DISCONNECT with err's reason code first.
+func (c *conn) disconnect(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.disconnectLocked(err)
+}
+
+func (c *conn) disconnectLocked(err error) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.dropDeliveriesLocked()
+	if c.version == 5 && !c.done {
+		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ProtocolVersion: 5, ReasonCode: reasonCode(err)}
+		c.control = append(c.control, encodeBytes(pk))
+	}
+	c.kickLocked()
+}
+
+// dropDeliveriesLocked forgets every queued and held delivery.
+func (c *conn) dropDeliveriesLocked() {
+	c.queue, c.head, c.held, c.live = nil, 0, nil, 0
+}
+
+// teardown releases everything the connection holds once its reader has
+// stopped: subscriptions, in-flight publishes, the writer. normal is true
+// after a DISCONNECT that discards the will.
+func (c *conn) teardown(ctx context.Context, normal bool) {
+	c.mu.Lock()
+	c.closing = true
+	c.dropDeliveriesLocked()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for _, sub := range subs {
+		c.n.Hub.Unsubscribe(&sub.hs)
+	}
+	// Publishes already read complete (a client's last QoS 0 messages
+	// before DISCONNECT must not be lost), bounded by the backbone's
+	// publish timeout, or abort on shutdown.
+	c.pubs.Wait()
+	if c.will != nil && !normal {
+		c.publishWill(ctx)
+	}
+	c.mu.Lock()
+	c.kickLocked()
+	for c.writing {
+		ch := c.writerDone
+		c.mu.Unlock()
+		<-ch
+		c.mu.Lock()
+	}
+	c.done = true
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// connReader reads a connection through a pooled buffer that it holds only
+// while packets are arriving: an idle connection waits for its next packet
+// with a one-byte read and no buffer.
+type connReader struct {
+	nc  net.Conn
+	br  *bufio.Reader
+	one [1]byte
+}
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func (r *connReader) buffer() {
+	if r.br == nil {
+		r.br = readers.Get().(*bufio.Reader)
+		r.br.Reset(r.nc)
+	}
+}
+
+// ReadByte implements io.ByteReader.
+func (r *connReader) ReadByte() (byte, error) {
+	if r.br == nil {
+		if _, err := io.ReadFull(r.nc, r.one[:]); err != nil {
+			return 0, err
+		}
+		r.buffer()
+		return r.one[0], nil
+	}
+	return r.br.ReadByte()
+}
+
+// Read implements io.Reader.
+func (r *connReader) Read(p []byte) (int, error) {
+	r.buffer()
+	return r.br.Read(p)
+}
+
+// idle returns the buffer to the pool if it holds no unread bytes.
+func (r *connReader) idle() {
+	if r.br != nil && r.br.Buffered() == 0 {
+		r.release()
+	}
+}
+
+func (r *connReader) release() {
+	if r.br != nil {
+		r.br.Reset(nil)
+		readers.Put(r.br)
+		r.br = nil
+	}
+}
+
+var _ hub.Subscriber = (*conn)(nil)

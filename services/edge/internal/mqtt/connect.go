@@ -1,0 +1,161 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// connect handles the CONNECT packet: it authenticates the client, settles
+// the session parameters and queues the CONNACK. A refused client has been
+// sent its CONNACK when connect returns an error.
+func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
+	v := pk.ProtocolVersion
+	if string(pk.Connect.ProtocolName) != "MQTT" || (v != 4 && v != 5) {
+		if string(pk.Connect.ProtocolName) == "MQIsdp" || string(pk.Connect.ProtocolName) == "MQTT" {
+			c.refuse(v, ErrUnsupportedVersion)
+		}
+		return fmt.Errorf("%w: %q level %d", ErrUnsupportedVersion, pk.Connect.ProtocolName, v)
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		err := decodeError(code)
+		if v == 5 {
+			c.refuse(v, err)
+		}
+		return err
+	}
+	if v == 5 && (pk.Properties.AuthenticationMethod != "" || len(pk.Properties.AuthenticationData) > 0) {
+		c.refuse(v, ErrBadAuthMethod)
+		return ErrBadAuthMethod
+	}
+	if v == 5 && pk.Connect.WillFlag && pk.Connect.WillQos > 1 {
+		c.refuse(v, ErrQoSNotSupported) // [MQTT-3.2.2-12]
+		return ErrQoSNotSupported
+	}
+
+	actx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	id, err := c.n.Auth.Authenticate(actx, auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password})
+	cancel()
+	if err == nil && !backbone.ValidTenant(id.Tenant) {
+		err = fmt.Errorf("%w: tenant %q", backbone.ErrBadTenant, id.Tenant)
+	}
+	if err != nil {
+		c.refuse(v, err)
+		return err
+	}
+
+	clientID, assigned := pk.Connect.ClientIdentifier, ""
+	if clientID == "" {
+		if v == 4 && !pk.Connect.Clean {
+			c.refuse(v, ErrClientID) // [MQTT-3.1.3-8]
+			return ErrClientID
+		}
+		clientID = newClientID()
+		if v == 5 {
+			assigned = clientID
+		}
+	}
+
+	// Under mu: shutdown may read the version from another goroutine.
+	c.mu.Lock()
+	c.version = v
+	c.clientID = clientID
+	c.tenant = id.Tenant
+	c.origin = c.n.Origin(clientID)
+	c.window = c.cfg.ReceiveMaximum
+	if v == 5 {
+		c.window = 65535
+		if rm := pk.Properties.ReceiveMaximum; rm > 0 {
+			c.window = int(rm)
+		}
+		c.maxOut = int(pk.Properties.MaximumPacketSize)
+	}
+	c.mu.Unlock()
+	c.pubSlots = make(chan struct{}, c.cfg.ReceiveMaximum)
+
+	keepAlive := time.Duration(pk.Connect.Keepalive) * time.Second
+	serverKeepAlive := keepAlive == 0 || keepAlive > c.cfg.MaxKeepAlive
+	if serverKeepAlive {
+		keepAlive = c.cfg.MaxKeepAlive.Truncate(time.Second)
+	}
+	c.keepAlive = keepAlive
+
+	if pk.Connect.WillFlag {
+		if err := topic.ValidateName(pk.Connect.WillTopic, c.n.Limits); err != nil {
+			err = errors.Join(node.ErrInvalidTopic, err)
+			c.refuse(v, err)
+			return err
+		}
+		c.will = &message.Message{Tenant: c.tenant, Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload,
+			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain, Origin: c.origin}
+		if v == 5 {
+			c.willTTL = applyProperties(c.will, &pk.Connect.WillProperties)
+		}
+	}
+
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
+	if v == 5 {
+		p := &ack.Properties
+		p.AssignedClientID = assigned
+		p.ReceiveMaximum = uint16(c.cfg.ReceiveMaximum)
+		p.MaximumPacketSize = uint32(c.cfg.MaxPacketSize)
+		p.MaximumQos, p.MaximumQosFlag = 1, true
+		p.RetainAvailable, p.RetainAvailableFlag = 1, true
+		p.WildcardSubAvailable, p.WildcardSubAvailableFlag = 1, true
+		p.SubIDAvailable, p.SubIDAvailableFlag = 1, true
+		p.SharedSubAvailable, p.SharedSubAvailableFlag = 0, true
+		if serverKeepAlive {
+			p.ServerKeepAlive, p.ServerKeepAliveFlag = uint16(keepAlive/time.Second), true
+		}
+		if pk.Properties.SessionExpiryInterval > 0 {
+			// Sessions end with the connection for now: say so [MQTT-3.2.2-16].
+			p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = 0, true
+		}
+	}
+	c.sendControl(encodeBytes(ack))
+	return nil
+}
+
+// refuse writes a CONNACK refusing the client for err. It writes directly:
+// no writer runs before the CONNECT is accepted.
+func (c *conn) refuse(v byte, err error) {
+	code := reasonCode(err)
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
+	if v == 5 || (v > 5 && errors.Is(err, ErrUnsupportedVersion)) {
+		ack.ProtocolVersion, ack.ReasonCode = 5, code
+	} else {
+		ack.ProtocolVersion, ack.ReasonCode = 4, connackCodeV3(code)
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	_, _ = c.nc.Write(encodeBytes(ack))
+}
+
+// newClientID returns a client identifier for a client that sent none.
+func newClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "herald-" + hex.EncodeToString(b[:])
+}
+
+// publishWill publishes the will message of a connection that ended
+// without a DISCONNECT that discards it. The will delay is not honoured
+// yet: the session service will own will timers.
+func (c *conn) publishWill(ctx context.Context) {
+	w := c.will
+	if c.willTTL > 0 {
+		w.ExpiresAt = time.Now().Add(c.willTTL)
+	}
+	if _, err := c.n.Publish(ctx, w, backbone.PublishOptions{}); err != nil {
+		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
+	}
+}

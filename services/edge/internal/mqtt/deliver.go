@@ -1,0 +1,354 @@
+package mqtt
+
+import (
+	"bufio"
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// delivery is one message queued for a client.
+type delivery struct {
+	m      *message.Message
+	qos    byte
+	retain bool
+	ids    []int // subscription identifiers
+	id     uint16
+	// live deliveries count against QueueSize; retained ones sent after a
+	// SUBACK are already in memory and do not.
+	live bool
+	// subs are the matched subscriptions of a held delivery, routed again
+	// (retained duplicates dropped) when the SUBSCRIBE completes.
+	subs []*hub.Subscription
+}
+
+// maxBatch bounds the deliveries the writer takes per lock acquisition.
+const maxBatch = 128
+
+// Origin implements hub.Subscriber.
+func (c *conn) Origin() string { return c.origin }
+
+// Deliver implements hub.Subscriber. It never blocks: the message is
+// queued under the overflow policy of the package documentation.
+func (c *conn) Deliver(m *message.Message, subs []*hub.Subscription) {
+	if m.Expired(time.Now()) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	d, ok := c.routeLocked(m, subs)
+	if !ok || !c.admitLocked(d.qos) {
+		return
+	}
+	if c.holding {
+		d.subs = subs
+		c.held = append(c.held, d)
+		return
+	}
+	c.queue = append(c.queue, d)
+	c.kickLocked()
+}
+
+// routeLocked decides how m is delivered for the subscriptions it matched:
+// once, at the highest QoS granted, skipping subscriptions that were
+// replaced or unsubscribed and those whose retained pass already sent m.
+func (c *conn) routeLocked(m *message.Message, subs []*hub.Subscription) (delivery, bool) {
+	d := delivery{m: m, live: true}
+	found := false
+	for _, hs := range subs {
+		sub := c.subs[hs.Filter]
+		if sub == nil || &sub.hs != hs || sub.retainedDup(m) {
+			continue
+		}
+		found = true
+		d.qos = max(d.qos, min(m.QoS, hs.QoS))
+		if hs.RetainAsPublished && m.Retain {
+			d.retain = true
+		}
+		if hs.ID != 0 {
+			d.ids = append(d.ids, int(hs.ID))
+		}
+	}
+	return d, found
+}
+
+// admitLocked applies the queue bound to a live delivery of the given QoS
+// and reports whether it may be queued.
+func (c *conn) admitLocked(qos byte) bool {
+	if c.live < c.cfg.QueueSize {
+		c.live++
+		return true
+	}
+	if qos == 0 {
+		c.s.stats.dropped.Add(1)
+		return false
+	}
+	if c.evictQoS0Locked() {
+		c.s.stats.dropped.Add(1)
+		return true
+	}
+	c.s.stats.slowConsumers.Add(1)
+	c.n.Log.Info("mqtt slow consumer disconnected", "client", c.clientID, "queue", c.cfg.QueueSize)
+	c.disconnectLocked(ErrSlowConsumer)
+	return false
+}
+
+// evictQoS0Locked removes the oldest live QoS 0 delivery, queued or held.
+func (c *conn) evictQoS0Locked() bool {
+	for i := c.head; i < len(c.queue); i++ {
+		if d := c.queue[i]; d.live && d.qos == 0 {
+			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			return true
+		}
+	}
+	for i, d := range c.held {
+		if d.qos == 0 {
+			c.held = append(c.held[:i], c.held[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// releaseLocked ends the hold of a SUBSCRIBE: the live deliveries that
+// arrived meanwhile follow the retained messages, minus their duplicates.
+func (c *conn) releaseLocked() {
+	c.holding = false
+	held := c.held
+	c.held = nil
+	if c.closing {
+		return
+	}
+	for _, h := range held {
+		d, ok := c.routeLocked(h.m, h.subs)
+		if !ok {
+			c.live--
+			continue
+		}
+		c.queue = append(c.queue, d)
+	}
+	c.kickLocked()
+}
+
+// handlePuback releases an outbound QoS 1 message acknowledged by the client.
+func (c *conn) handlePuback(id uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.inflight[id]; !ok {
+		return
+	}
+	delete(c.inflight, id)
+	if len(c.inflight) == 0 {
+		c.inflight = nil
+	}
+	c.kickLocked()
+}
+
+// releaseID frees the packet identifier of a delivery that was not sent.
+func (c *conn) releaseID(d *delivery) {
+	if d.qos > 0 {
+		c.handlePuback(d.id)
+	}
+}
+
+// sendableLocked reports whether the writer has something to do.
+func (c *conn) sendableLocked() bool {
+	if c.closing || len(c.control) > 0 {
+		return true
+	}
+	return c.head < len(c.queue) && (c.queue[c.head].qos == 0 || len(c.inflight) < c.window)
+}
+
+// kickLocked starts the writer if it is not running and has work.
+func (c *conn) kickLocked() {
+	if c.writing || c.done || !c.sendableLocked() {
+		return
+	}
+	c.writing = true
+	c.writerDone = make(chan struct{})
+	go c.writeLoop(c.writerDone)
+}
+
+// takeLocked hands the writer the control packets and the deliveries the
+// in-flight window allows, assigning packet identifiers to QoS 1 ones.
+func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
+	ctl := c.control
+	c.control = nil
+	if c.closing {
+		return ctl, batch
+	}
+	for c.head < len(c.queue) && len(batch) < maxBatch {
+		d := &c.queue[c.head]
+		if d.qos > 0 {
+			if len(c.inflight) >= c.window {
+				break
+			}
+			d.id = c.allocIDLocked()
+		}
+		if d.live {
+			c.live--
+		}
+		batch = append(batch, *d)
+		*d = delivery{}
+		c.head++
+	}
+	switch {
+	case c.head == len(c.queue):
+		// Keep a small backing array; let a burst's large one go.
+		if cap(c.queue) > 256 {
+			c.queue = nil
+		} else {
+			c.queue = c.queue[:0]
+		}
+		c.head = 0
+	case c.head > 256 && c.head > len(c.queue)/2:
+		c.queue = append(c.queue[:0], c.queue[c.head:]...)
+		c.head = 0
+	}
+	return ctl, batch
+}
+
+func (c *conn) allocIDLocked() uint16 {
+	if c.inflight == nil {
+		c.inflight = make(map[uint16]struct{})
+	}
+	for {
+		c.nextID++
+		if _, used := c.inflight[c.nextID]; c.nextID != 0 && !used {
+			c.inflight[c.nextID] = struct{}{}
+			return c.nextID
+		}
+	}
+}
+
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// writeLoop is the connection's only writer. It runs while there is
+// something to write, flushing when it runs out, and ends the connection
+// once it is closing and everything queued for the close is written.
+func (c *conn) writeLoop(done chan struct{}) {
+	defer close(done)
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	defer func() {
+		bw.Reset(nil)
+		writers.Put(bw)
+	}()
+	var scratch bytes.Buffer
+	var batch []delivery
+	for {
+		c.mu.Lock()
+		var ctl [][]byte
+		ctl, batch = c.takeLocked(batch[:0])
+		closing := c.closing
+		if len(ctl) == 0 && len(batch) == 0 {
+			if bw.Buffered() > 0 {
+				c.mu.Unlock()
+				c.setWriteDeadline(closing)
+				if err := bw.Flush(); err != nil {
+					c.writeFailed()
+					return
+				}
+				continue
+			}
+			c.writing = false
+			if closing {
+				c.done = true
+				c.mu.Unlock()
+				c.nc.Close()
+				return
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		c.setWriteDeadline(closing)
+		for _, p := range ctl {
+			if _, err := bw.Write(p); err != nil {
+				c.writeFailed()
+				return
+			}
+		}
+		for i := range batch {
+			if err := c.writeDelivery(bw, &scratch, &batch[i]); err != nil {
+				c.writeFailed()
+				return
+			}
+			batch[i] = delivery{}
+		}
+	}
+}
+
+func (c *conn) setWriteDeadline(closing bool) {
+	d := c.cfg.WriteTimeout
+	if closing {
+		d = min(d, closeGrace)
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+}
+
+// writeFailed ends the connection after a write error: the client is gone
+// or stopped reading for WriteTimeout.
+func (c *conn) writeFailed() {
+	c.mu.Lock()
+	c.writing = false
+	c.done = true
+	c.closing = true
+	c.dropDeliveriesLocked()
+	c.control = nil
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// writeDelivery encodes one PUBLISH. A message that expired in the queue,
+// or that exceeds the client's Maximum Packet Size, is dropped as if it
+// had been delivered [MQTT-3.1.2-25].
+func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery) error {
+	m := d.m
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain},
+		TopicName:       m.Topic,
+		Payload:         m.Payload,
+		PacketID:        d.id,
+		ProtocolVersion: c.version,
+		Mods:            packets.Mods{AllowResponseInfo: true},
+	}
+	if !m.ExpiresAt.IsZero() {
+		left := time.Until(m.ExpiresAt)
+		if left <= 0 {
+			c.releaseID(d)
+			return nil
+		}
+		pk.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
+	}
+	if c.version == 5 {
+		p := &pk.Properties
+		p.ContentType = m.ContentType
+		if m.PayloadUTF8 {
+			p.PayloadFormat, p.PayloadFormatFlag = 1, true
+		}
+		p.ResponseTopic = m.ResponseTopic
+		p.CorrelationData = m.CorrelationData
+		if len(m.UserProperties) > 0 {
+			p.User = make([]packets.UserProperty, len(m.UserProperties))
+			for i, u := range m.UserProperties {
+				p.User[i] = packets.UserProperty{Key: u.Key, Val: u.Value}
+			}
+		}
+		p.SubscriptionIdentifier = d.ids
+	}
+	scratch.Reset()
+	if err := pk.PublishEncode(scratch); err != nil || (c.maxOut > 0 && scratch.Len() > c.maxOut) {
+		c.releaseID(d)
+		return nil
+	}
+	_, err := w.Write(scratch.Bytes())
+	return err
+}

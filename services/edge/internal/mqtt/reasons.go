@@ -1,0 +1,169 @@
+package mqtt
+
+import (
+	"errors"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Sentinel errors of the MQTT server. reasonCode maps them, and the errors
+// of the rest of Herald, to MQTT 5 reason codes.
+var (
+	// ErrMalformed is returned for a packet that does not decode.
+	ErrMalformed = errors.New("mqtt: malformed packet")
+	// ErrProtocol is returned for a packet that decodes but breaks the protocol.
+	ErrProtocol = errors.New("mqtt: protocol error")
+	// ErrPacketTooLarge is returned for a packet larger than MaxPacketSize.
+	ErrPacketTooLarge = errors.New("mqtt: packet too large")
+	// ErrUnsupportedVersion is returned for a CONNECT of a protocol level other than 4 or 5.
+	ErrUnsupportedVersion = errors.New("mqtt: unsupported protocol version")
+	// ErrClientID is returned for a client identifier the server refuses.
+	ErrClientID = errors.New("mqtt: client identifier not valid")
+	// ErrBadAuthMethod is returned for a CONNECT asking for enhanced authentication.
+	ErrBadAuthMethod = errors.New("mqtt: authentication method not supported")
+	// ErrQoSNotSupported is returned for a QoS 2 publish or will (Maximum QoS is 1).
+	ErrQoSNotSupported = errors.New("mqtt: QoS not supported")
+	// ErrTopicAlias is returned for a publish using a topic alias (Topic Alias Maximum is 0).
+	ErrTopicAlias = errors.New("mqtt: topic alias invalid")
+	// ErrReceiveMaximum is returned when a client exceeds the Receive Maximum.
+	ErrReceiveMaximum = errors.New("mqtt: receive maximum exceeded")
+	// ErrSharedSubscription is returned for a $share/ filter.
+	ErrSharedSubscription = errors.New("mqtt: shared subscriptions not supported")
+	// ErrSlowConsumer is returned when a client's queue is full of QoS 1 messages.
+	ErrSlowConsumer = errors.New("mqtt: slow consumer: queue full")
+	// ErrKeepAliveTimeout is returned when nothing arrived within 1.5 keep alive intervals.
+	ErrKeepAliveTimeout = errors.New("mqtt: keep alive timeout")
+	// ErrShuttingDown is returned when the server closes its connections.
+	ErrShuttingDown = errors.New("mqtt: server shutting down")
+)
+
+// MQTT 5 reason codes used by the server (MQTT 5 §2.4).
+const (
+	codeSuccess              byte = 0x00
+	codeGrantedQoS1          byte = 0x01
+	codeDisconnectWithWill   byte = 0x04
+	codeNoSubscription       byte = 0x11
+	codeUnspecified          byte = 0x80
+	codeMalformed            byte = 0x81
+	codeProtocolError        byte = 0x82
+	codeUnsupportedVersion   byte = 0x84
+	codeClientIDNotValid     byte = 0x85
+	codeBadUserOrPassword    byte = 0x86
+	codeNotAuthorized        byte = 0x87
+	codeServerUnavailable    byte = 0x88
+	codeServerShuttingDown   byte = 0x8B
+	codeBadAuthMethod        byte = 0x8C
+	codeKeepAliveTimeout     byte = 0x8D
+	codeTopicFilterInvalid   byte = 0x8F
+	codeTopicNameInvalid     byte = 0x90
+	codeReceiveMaxExceeded   byte = 0x93
+	codeTopicAliasInvalid    byte = 0x94
+	codePacketTooLarge       byte = 0x95
+	codeQuotaExceeded        byte = 0x97
+	codeQoSNotSupported      byte = 0x9B
+	codeSharedSubUnsupported byte = 0x9E
+)
+
+// reasonCode maps an error to the MQTT 5 reason code that reports it, in
+// whatever packet carries it (CONNACK, PUBACK, SUBACK, DISCONNECT).
+func reasonCode(err error) byte {
+	switch {
+	case err == nil:
+		return codeSuccess
+	case errors.Is(err, ErrPacketTooLarge):
+		return codePacketTooLarge
+	case errors.Is(err, ErrMalformed):
+		return codeMalformed
+	case errors.Is(err, ErrProtocol):
+		return codeProtocolError
+	case errors.Is(err, ErrUnsupportedVersion):
+		return codeUnsupportedVersion
+	case errors.Is(err, ErrClientID):
+		return codeClientIDNotValid
+	case errors.Is(err, ErrBadAuthMethod):
+		return codeBadAuthMethod
+	case errors.Is(err, ErrQoSNotSupported):
+		return codeQoSNotSupported
+	case errors.Is(err, ErrTopicAlias):
+		return codeTopicAliasInvalid
+	case errors.Is(err, ErrReceiveMaximum):
+		return codeReceiveMaxExceeded
+	case errors.Is(err, ErrSharedSubscription):
+		return codeSharedSubUnsupported
+	case errors.Is(err, ErrSlowConsumer):
+		return codeQuotaExceeded
+	case errors.Is(err, ErrKeepAliveTimeout):
+		return codeKeepAliveTimeout
+	case errors.Is(err, ErrShuttingDown):
+		return codeServerShuttingDown
+	case errors.Is(err, auth.ErrBadCredentials):
+		return codeBadUserOrPassword
+	case errors.Is(err, auth.ErrNotAuthorized):
+		return codeNotAuthorized
+	case errors.Is(err, node.ErrInvalidTopic):
+		return codeTopicNameInvalid
+	case errors.Is(err, hub.ErrInvalidFilter), isTopicError(err):
+		return codeTopicFilterInvalid
+	case errors.Is(err, backbone.ErrBadTenant):
+		return codeNotAuthorized
+	}
+	return codeUnspecified
+}
+
+func isTopicError(err error) bool {
+	for _, e := range []error{topic.ErrEmpty, topic.ErrTooLong, topic.ErrTooDeep,
+		topic.ErrInvalidUTF8, topic.ErrWildcardInName, topic.ErrBadWildcard} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// connackCodeV3 maps an MQTT 5 CONNACK reason code to the MQTT 3.1.1
+// return code closest to it (MQTT 3.1.1 §3.2.2.3).
+func connackCodeV3(code byte) byte {
+	switch code {
+	case codeSuccess:
+		return 0x00
+	case codeUnsupportedVersion:
+		return 0x01
+	case codeClientIDNotValid:
+		return 0x02
+	case codeBadUserOrPassword:
+		return 0x04
+	case codeNotAuthorized, codeBadAuthMethod:
+		return 0x05
+	}
+	return 0x03 // server unavailable
+}
+
+// subackCodeV3 maps an MQTT 5 SUBACK reason code to MQTT 3.1.1: any failure is 0x80.
+func subackCodeV3(code byte) byte {
+	if code >= 0x80 {
+		return 0x80
+	}
+	return code
+}
+
+// decodeError classifies an error of the packets codec, which reports
+// mochi reason codes, as one of this package's sentinels.
+func decodeError(err error) error {
+	var code packets.Code
+	if errors.As(err, &code) {
+		switch code.Code {
+		case codeProtocolError:
+			return errors.Join(ErrProtocol, err)
+		case codeTopicAliasInvalid:
+			return errors.Join(ErrTopicAlias, err)
+		case codeClientIDNotValid:
+			return errors.Join(ErrClientID, err)
+		}
+	}
+	return errors.Join(ErrMalformed, err)
+}

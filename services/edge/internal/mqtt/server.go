@@ -1,0 +1,163 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmq/herald/services/edge/internal/node"
+)
+
+// Server is the MQTT server of one edge. It is safe for concurrent use.
+type Server struct {
+	cfg  Config
+	node *node.Node
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	// wg counts accept loops and connections.
+	wg sync.WaitGroup
+
+	stats counters
+}
+
+// Stats are the server's counters since New.
+type Stats struct {
+	// Dropped counts QoS 0 messages dropped because a connection's queue was full.
+	Dropped uint64
+	// SlowConsumers counts connections closed because their queue was full of QoS 1 messages.
+	SlowConsumers uint64
+	// Connections is the number of open connections.
+	Connections int
+}
+
+type counters struct {
+	dropped       atomic.Uint64
+	slowConsumers atomic.Uint64
+}
+
+// New returns a server over n.
+func New(cfg Config, n *node.Node) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if n == nil || n.Hub == nil || n.Backbone == nil || n.Auth == nil || n.Log == nil {
+		return nil, errors.New("mqtt: node needs a backbone, a hub, an authenticator and a logger")
+	}
+	return &Server{cfg: cfg.WithDefaults(), node: n,
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}, nil
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return Stats{Dropped: s.stats.dropped.Load(), SlowConsumers: s.stats.slowConsumers.Load(), Connections: n}
+}
+
+// Serve accepts MQTT connections on l until ctx is done or Close is called,
+// then closes l and returns nil. Connections it accepted end with ctx or
+// Close.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || s.isClosed() {
+				return nil
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				// Out of descriptors or similar: wait rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			return fmt.Errorf("mqtt: accept: %w", err)
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveConn runs one connection until it ends. The caller has counted it
+// in s.wg.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := newConn(s, nc, cancel)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.serve(ctx)
+}
+
+// Close stops accepting, tells every MQTT 5 client the server is shutting
+// down (DISCONNECT 0x8B), closes every connection and returns when all
+// connection goroutines have stopped.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.shutdown()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}

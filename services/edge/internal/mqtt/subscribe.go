@@ -1,0 +1,175 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// subscription is one filter of a connection.
+type subscription struct {
+	hs hub.Subscription
+	// retainedSeqs are the sequences of the retained messages sent for
+	// this subscription, by topic, until the live stream has passed them
+	// (retainedMax): a live delivery of the same or an older message of
+	// the topic is a duplicate.
+	retainedSeqs map[string]uint64
+	retainedMax  uint64
+}
+
+// retainedDup reports whether live message m was already sent, or
+// superseded, by the retained pass.
+func (s *subscription) retainedDup(m *message.Message) bool {
+	if s.retainedSeqs == nil {
+		return false
+	}
+	if m.Seq > s.retainedMax {
+		// Live messages of a tenant arrive in stream order: every later
+		// one is newer than every retained message sent.
+		s.retainedSeqs = nil
+		return false
+	}
+	seq, ok := s.retainedSeqs[m.Topic]
+	return ok && m.Seq <= seq
+}
+
+// granted is a subscription made by one SUBSCRIBE, for its retained pass.
+type granted struct {
+	sub            *subscription
+	retainHandling byte
+	isNew          bool
+}
+
+// handleSubscribe takes live interest in each filter, sends the SUBACK,
+// then the matching retained messages, then the live messages that arrived
+// meanwhile, minus those the retained pass already sent. Live deliveries
+// are held for the duration, so that nothing of the new subscriptions
+// precedes the SUBACK [MQTT-3.8.4-1] and retained messages precede the
+// live ones.
+func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
+	if ids := pk.Properties.SubscriptionIdentifier; len(ids) > 1 || (len(ids) == 1 && ids[0] == 0) {
+		return errors.Join(ErrProtocol, errors.New("bad subscription identifier")) // [MQTT-3.8.2.1.2]
+	}
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+
+	codes := make([]byte, len(pk.Filters))
+	var gs []granted
+	for i, f := range pk.Filters {
+		g, err := c.subscribe(ctx, f)
+		if err != nil {
+			codes[i] = reasonCode(err)
+			if c.version != 5 {
+				codes[i] = subackCodeV3(codes[i])
+			}
+			continue
+		}
+		codes[i] = g.sub.hs.QoS
+		gs = append(gs, g)
+	}
+	suback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback},
+		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+	c.sendControl(encodeBytes(suback))
+	c.sendRetained(ctx, gs)
+	c.mu.Lock()
+	c.releaseLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// subscribe registers one filter with the hub, replacing the connection's
+// subscription of the same filter, and returns once it is live.
+func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, error) {
+	if strings.HasPrefix(f.Filter, "$share/") {
+		return granted{}, ErrSharedSubscription
+	}
+	if err := topic.ValidateFilter(f.Filter, c.n.Limits); err != nil {
+		return granted{}, err
+	}
+	sub := &subscription{hs: hub.Subscription{Tenant: c.tenant, Filter: f.Filter, Subscriber: c,
+		QoS: min(f.Qos, 1), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}
+	if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
+		c.n.Log.Warn("mqtt subscribe failed", "client", c.clientID, "filter", f.Filter, "err", err)
+		return granted{}, err
+	}
+	c.mu.Lock()
+	old := c.subs[f.Filter]
+	if c.subs == nil {
+		c.subs = map[string]*subscription{}
+	}
+	c.subs[f.Filter] = sub
+	c.mu.Unlock()
+	if old != nil {
+		// The new subscription took over first: no message falls between.
+		c.n.Hub.Unsubscribe(&old.hs) // [MQTT-3.8.4-3]
+	}
+	return granted{sub: sub, retainHandling: f.RetainHandling, isNew: old == nil}, nil
+}
+
+// sendRetained queues the retained messages of the new subscriptions, as
+// their retain handling asks [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
+func (c *conn) sendRetained(ctx context.Context, gs []granted) {
+	if c.n.State == nil {
+		return
+	}
+	for _, g := range gs {
+		if g.retainHandling == 2 || (g.retainHandling == 1 && !g.isNew) {
+			continue
+		}
+		hs := &g.sub.hs
+		msgs, err := c.n.State.Retained(ctx, c.tenant, hs.Filter)
+		if err != nil {
+			c.n.Log.Warn("mqtt retained messages unavailable", "client", c.clientID, "filter", hs.Filter, "err", err)
+			continue
+		}
+		var ids []int
+		if hs.ID != 0 {
+			ids = []int{int(hs.ID)}
+		}
+		now := time.Now()
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return
+		}
+		for _, m := range msgs {
+			if len(m.Payload) == 0 || m.Expired(now) || !topic.Match(hs.Filter, m.Topic) {
+				continue
+			}
+			c.queue = append(c.queue, delivery{m: m, qos: min(m.QoS, hs.QoS), retain: true, ids: ids})
+			if g.sub.retainedSeqs == nil {
+				g.sub.retainedSeqs = map[string]uint64{}
+			}
+			g.sub.retainedSeqs[m.Topic] = max(g.sub.retainedSeqs[m.Topic], m.Seq)
+			g.sub.retainedMax = max(g.sub.retainedMax, m.Seq)
+		}
+		c.kickLocked()
+		c.mu.Unlock()
+	}
+}
+
+// handleUnsubscribe removes each filter and sends the UNSUBACK.
+func (c *conn) handleUnsubscribe(pk *packets.Packet) {
+	codes := make([]byte, len(pk.Filters))
+	for i, f := range pk.Filters {
+		c.mu.Lock()
+		sub := c.subs[f.Filter]
+		delete(c.subs, f.Filter)
+		c.mu.Unlock()
+		if sub == nil {
+			codes[i] = codeNoSubscription
+			continue
+		}
+		c.n.Hub.Unsubscribe(&sub.hs)
+	}
+	unsuback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback},
+		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+	c.sendControl(encodeBytes(unsuback))
+}
