@@ -335,8 +335,12 @@ func (r *raw) expectClosed() byte {
 
 // fakeState is a session store holding retained messages; hook, if set,
 // runs inside Retained (after the subscription's live interest is in effect).
+// Its state claims the stream's epoch and everything up to the highest
+// sequence put as applied, as the session service would.
 type fakeState struct {
 	mu       sync.Mutex
+	epoch    string
+	applied  uint64
 	retained []*message.Message
 	hook     func()
 }
@@ -345,6 +349,7 @@ func (f *fakeState) put(m *message.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.retained = append(f.retained, m)
+	f.applied = max(f.applied, m.Seq)
 }
 
 func (f *fakeState) setHook(hook func()) {
@@ -376,5 +381,7 @@ func (f *fakeState) Replay(context.Context, string, uint64, int) (store.ReplayPa
 }
 
 func (f *fakeState) State(context.Context, string) (store.ReplayState, error) {
-	return store.ReplayState{}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return store.ReplayState{Epoch: f.epoch, Applied: f.applied}, nil
 }

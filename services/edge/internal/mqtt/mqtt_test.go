@@ -248,6 +248,11 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 func TestRetained(t *testing.T) {
 	state := &fakeState{}
 	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = state })
+	epoch, err := e.bb.EnsureTenant(context.Background(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state.epoch = epoch
 	state.put(&message.Message{Tenant: "dev", Topic: "r/old", Payload: []byte("old"), QoS: 1, Retain: true, Seq: 0})
 	state.put(&message.Message{Tenant: "other", Topic: "r/other", Payload: []byte("no"), Retain: true})
 

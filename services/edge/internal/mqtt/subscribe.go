@@ -116,15 +116,16 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, 
 // sendRetained queues the retained messages of the new subscriptions, as
 // their retain handling asks [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
 func (c *conn) sendRetained(ctx context.Context, gs []granted) {
-	if c.n.State == nil {
-		return
-	}
 	for _, g := range gs {
 		if g.retainHandling == 2 || (g.retainHandling == 1 && !g.isNew) {
 			continue
 		}
 		hs := &g.sub.hs
-		msgs, err := c.n.State.Retained(ctx, c.tenant, hs.Filter)
+		// node.Retained also folds in the stream's tail the session service
+		// has not applied yet: a retained publish just before this
+		// subscribe is not missed.
+		res, err := c.n.Retained(ctx, c.tenant, hs.Filter)
+		msgs := res.Messages
 		if err != nil {
 			c.n.Log.Warn("mqtt retained messages unavailable", "client", c.clientID, "filter", hs.Filter, "err", err)
 			continue
