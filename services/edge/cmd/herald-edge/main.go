@@ -1,0 +1,99 @@
+// Command herald-edge runs one Herald edge in cluster mode: MQTT, SSE,
+// WebSocket and HTTP publish in front of an external NATS JetStream, reading
+// retained messages and replay buffers from Redis.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/config"
+	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/services/edge"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+)
+
+type cli struct {
+	Config          kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	ID              string          `help:"Edge id (default: random)." env:"HERALD_EDGE_ID"`
+	NATSURL         string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	RedisAddrs      []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	RedisPrefix     string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	MQTTAddr        string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
+	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	AnonymousTenant string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
+	SubjectPrefix   string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
+	StreamReplicas  int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
+	LogFormat       string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c, kong.Name("herald-edge"), kong.Description("Herald edge gateway."), kong.Configuration(config.YAML))
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-edge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c cli) error {
+	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var srv atomic.Pointer[edge.Server]
+	nc, err := backbone.Connect(c.NATSURL, "herald-edge", func(conn *nats.Conn, sub *nats.Subscription, err error) {
+		if s := srv.Load(); s != nil {
+			s.AsyncErrorHandler()(conn, sub, err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix, Replicas: c.StreamReplicas})
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+	defer rdb.Close()
+	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
+
+	if c.AnonymousTenant != "" {
+		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.AnonymousTenant + ": for development only")
+	}
+	s, err := edge.New(edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant}, bb, st, log)
+	if err != nil {
+		return err
+	}
+	srv.Store(s)
+
+	o := ops.New()
+	o.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", strings.ToLower(nc.Status().String()))
+		}
+		return nil
+	})
+	o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	opsErr := make(chan error, 1)
+	go func() { opsErr <- o.Serve(ctx, c.OpsAddr) }()
+
+	err = s.Run(ctx)
+	stop()
+	if oerr := <-opsErr; err == nil {
+		err = oerr
+	}
+	return err
+}

@@ -1,0 +1,206 @@
+// Package edge is Herald's stateless edge gateway: it terminates MQTT (TCP
+// and WebSocket), Server-Sent Events, the native WebSocket protocol and HTTP
+// publish, authenticates clients, publishes onto the JetStream backbone and
+// fans live messages out to its local subscribers. Everything an edge holds
+// can be rebuilt by another edge: clients may reconnect anywhere.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/httpapi"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/mqtt"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/sse"
+	"github.com/heraldmq/herald/services/edge/internal/ws"
+	"github.com/nats-io/nats.go"
+)
+
+// Config configures an edge.
+type Config struct {
+	// ID names the edge in logs and message origins; default random.
+	ID string `yaml:"id"`
+	// MQTTAddr is the MQTT/TCP listen address; default 127.0.0.1:1883.
+	MQTTAddr string `yaml:"mqtt_addr"`
+	// HTTPAddr serves /sse, /ws, /mqtt and /publish; default 127.0.0.1:8080.
+	HTTPAddr string `yaml:"http_addr"`
+	// AnonymousTenant admits clients without credentials into this tenant.
+	// Empty (the default) refuses them. The embedded default sets "dev".
+	AnonymousTenant string `yaml:"anonymous_tenant"`
+	// LiveBuffer bounds live messages received and not yet fanned out; default 65536.
+	LiveBuffer int `yaml:"live_buffer"`
+	// ShutdownGrace bounds the drain on shutdown; default 5s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+
+	MQTT mqtt.Config `yaml:"mqtt"`
+	SSE  sse.Config  `yaml:"sse"`
+	WS   ws.Config   `yaml:"ws"`
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.ID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.ID = "edge-" + hex.EncodeToString(b[:])
+	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = "127.0.0.1:1883"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.LiveBuffer == 0 {
+		c.LiveBuffer = 65536
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	for name, a := range map[string]string{"mqtt_addr": c.MQTTAddr, "http_addr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("edge: %s: %w", name, err)
+		}
+	}
+	if c.AnonymousTenant != "" && !backbone.ValidTenant(c.AnonymousTenant) {
+		return fmt.Errorf("edge: anonymous_tenant %q is not a valid tenant id", c.AnonymousTenant)
+	}
+	if c.LiveBuffer < 0 || c.ShutdownGrace < 0 {
+		return errors.New("edge: negative limit")
+	}
+	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate())
+}
+
+// Server is one edge.
+type Server struct {
+	cfg  Config
+	node *node.Node
+	live *backbone.Live
+	mqtt *mqtt.Server
+	http *http.Server
+
+	mu        sync.Mutex
+	mqttAddr  net.Addr
+	httpAddr  net.Addr
+	listening chan struct{}
+}
+
+// New builds an edge over a backbone and a session-state reader. The
+// backbone's NATS connection stays the caller's.
+func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("edge", cfg.ID)
+	s := &Server{cfg: cfg, listening: make(chan struct{})}
+	var h *hub.Hub
+	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, OnDrop: func() {
+		log.Warn("live messages dropped: edge too slow for its subscriptions")
+	}}, func(m *message.Message) { h.Dispatch(m) })
+	h = hub.New(s.live)
+	s.node = &node.Node{ID: cfg.ID, Backbone: bb, Hub: h, State: state,
+		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log}
+	var err error
+	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /sse", sse.NewHandler(cfg.SSE, s.node))
+	mux.Handle("GET /ws", ws.NewHandler(cfg.WS, s.node))
+	mux.Handle("GET /mqtt", s.mqtt.WebSocketHandler())
+	mux.Handle("POST /publish", httpapi.NewPublishHandler(s.node))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// AsyncErrorHandler is to be installed on the backbone's NATS connection
+// (nats.ErrorHandler) so that slow-consumer drops reach the edge.
+func (s *Server) AsyncErrorHandler() func(*nats.Conn, *nats.Subscription, error) {
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) { s.live.AsyncError(sub, err) }
+}
+
+// Addrs returns the MQTT and HTTP listen addresses once Run is listening.
+func (s *Server) Addrs(ctx context.Context) (mqttAddr, httpAddr net.Addr, err error) {
+	select {
+	case <-s.listening:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mqttAddr, s.httpAddr, nil
+}
+
+// Run listens and serves until ctx is done, then closes every connection
+// and returns once all of the edge's goroutines have stopped.
+func (s *Server) Run(ctx context.Context) error {
+	ml, err := net.Listen("tcp", s.cfg.MQTTAddr)
+	if err != nil {
+		return fmt.Errorf("edge: mqtt listen: %w", err)
+	}
+	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		ml.Close()
+		return fmt.Errorf("edge: http listen: %w", err)
+	}
+	s.mu.Lock()
+	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
+	s.mu.Unlock()
+	close(s.listening)
+	s.node.Log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String())
+
+	// Long-lived handlers (SSE, WebSocket) watch the request context, which
+	// derives from ctx: cancelling ctx ends them, so Shutdown can finish.
+	s.http.BaseContext = func(net.Listener) context.Context { return ctx }
+	errc := make(chan error, 2)
+	go func() { errc <- s.mqtt.Serve(ctx, ml) }()
+	go func() {
+		if err := s.http.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	var first error
+	received := 0
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		received++
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace)
+	defer cancel()
+	_ = s.http.Shutdown(shutdownCtx)
+	ml.Close()
+	s.mqtt.Close()
+	for ; received < 2; received++ {
+		if err := <-errc; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+		}
+	}
+	s.live.Close()
+	return first
+}

@@ -1,0 +1,63 @@
+// Command herald runs all of Herald in one process with embedded NATS
+// JetStream, etcd and session store: the embedded default of `make run`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/heraldmq/herald/pkg/config"
+	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/services/admin"
+	"github.com/heraldmq/herald/services/edge"
+	"github.com/heraldmq/herald/services/herald"
+	"github.com/heraldmq/herald/services/session"
+)
+
+type cli struct {
+	Config          kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	DataDir         string          `help:"Directory for all data (JetStream, etcd, session store)." default:"./data" env:"HERALD_DATA_DIR"`
+	MQTTAddr        string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
+	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	AdminAddr       string          `help:"Admin API listen address (REST and gRPC)." default:"127.0.0.1:8081" env:"HERALD_ADMIN_ADDR"`
+	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:8082" env:"HERALD_OPS_ADDR"`
+	NATSAddr        string          `name:"nats-addr" help:"Embedded NATS listen address." default:"127.0.0.1:4222" env:"HERALD_NATS_ADDR"`
+	EtcdAddr        string          `help:"Embedded etcd client listen address." default:"127.0.0.1:2379" env:"HERALD_ETCD_ADDR"`
+	AnonymousTenant string          `help:"Tenant that clients without credentials land in; empty refuses them." default:"dev" env:"HERALD_ANONYMOUS_TENANT"`
+	LogFormat       string          `help:"Log format: text or json." default:"text" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c, kong.Name("herald"),
+		kong.Description("Herald in one process: edge, session service and admin over embedded NATS JetStream, etcd and store."),
+		kong.Configuration(config.YAML))
+	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
+	if c.AnonymousTenant != "" {
+		banner := strings.Repeat("!", 72)
+		fmt.Fprintf(os.Stderr, "%s\n!! DEVELOPMENT MODE: clients WITHOUT CREDENTIALS are admitted into tenant %q.\n!! Anyone who can reach %s or %s can publish and subscribe there.\n!! Set --anonymous-tenant='' (HERALD_ANONYMOUS_TENANT=) to require credentials.\n%s\n",
+			banner, c.AnonymousTenant, c.MQTTAddr, c.HTTPAddr, banner)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := herald.Config{
+		DataDir:  c.DataDir,
+		NATSAddr: c.NATSAddr,
+		EtcdAddr: c.EtcdAddr,
+		OpsAddr:  c.OpsAddr,
+		Edge:     edge.Config{ID: "herald", MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant},
+		Admin:    admin.Config{Addr: c.AdminAddr},
+		Session:  session.Config{},
+	}
+	if err := herald.Run(ctx, cfg, log); err != nil {
+		log.Error("herald stopped", "err", err)
+		os.Exit(1)
+	}
+	log.Info("herald stopped")
+}

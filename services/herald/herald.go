@@ -1,0 +1,166 @@
+// Package herald runs all of Herald in one process — the embedded default
+// behind `make run`: an embedded NATS server with JetStream (the backbone), an
+// embedded etcd (tenants), an embedded bbolt store (retained messages and
+// replay buffers), and the edge, session service and admin API over them. The
+// services are the same code as in cluster mode; only their dependencies are
+// in-process, so nothing needs installing.
+package herald
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/etcdserver"
+	"github.com/heraldmq/herald/pkg/natsserver"
+	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/services/admin"
+	"github.com/heraldmq/herald/services/edge"
+	"github.com/heraldmq/herald/services/session"
+	"github.com/nats-io/nats.go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config configures the embedded default.
+type Config struct {
+	// DataDir holds everything the process keeps: nats/, etcd/, session.db.
+	DataDir string
+	// NATSAddr is where the embedded NATS server listens (tools may look at
+	// the backbone there).
+	NATSAddr string
+	// EtcdAddr is where the embedded etcd listens.
+	EtcdAddr string
+	// OpsAddr serves /healthz, /readyz and pprof.
+	OpsAddr string
+	Edge    edge.Config
+	Admin   admin.Config
+	Session session.Config
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("herald: data dir is required")
+	}
+	return errors.Join(c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())
+}
+
+// Run starts everything and blocks until ctx is done, then stops it all in
+// reverse order.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("herald: data dir: %w", err)
+	}
+
+	ns, err := natsserver.Start(natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+
+	etcd, err := etcdserver.Start(etcdserver.Config{DataDir: filepath.Join(cfg.DataDir, "etcd"), ClientAddr: cfg.EtcdAddr})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdserver.ClientAddr(etcd)}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	tenants, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, log)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.OpenEmbedded(filepath.Join(cfg.DataDir, "session.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var edgeSrv atomic.Pointer[edge.Server]
+	nc, err := backbone.Connect(ns.ClientURL(), "herald", func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if s := edgeSrv.Load(); s != nil {
+			s.AsyncErrorHandler()(c, sub, err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	bb, err := backbone.New(nc, backbone.Config{})
+	if err != nil {
+		return err
+	}
+
+	if t := cfg.Edge.AnonymousTenant; t != "" {
+		if err := tenants.Ensure(ctx, tenant.Tenant{ID: t, DisplayName: "Development tenant (anonymous access)"}); err != nil {
+			return err
+		}
+		if _, err := bb.EnsureTenant(ctx, t); err != nil {
+			return err
+		}
+	}
+
+	es, err := edge.New(cfg.Edge, bb, st, log)
+	if err != nil {
+		return err
+	}
+	edgeSrv.Store(es)
+	ss, err := session.New(cfg.Session, bb, st, log)
+	if err != nil {
+		return err
+	}
+	as, err := admin.New(cfg.Admin, tenants, log)
+	if err != nil {
+		return err
+	}
+
+	o := ops.New()
+	o.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats: not connected")
+		}
+		return nil
+	})
+	o.AddCheck("session", func(context.Context) error {
+		if !ss.Ready() {
+			return errors.New("session service: not ready")
+		}
+		return nil
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for name, run := range map[string]func(context.Context) error{
+		"edge": es.Run, "session": ss.Run, "admin": as.Run,
+		"ops": func(ctx context.Context) error { return o.Serve(ctx, cfg.OpsAddr) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}

@@ -1,0 +1,300 @@
+// Package e2e runs Herald end to end — built binaries, real servers, clients
+// nobody here wrote (Eclipse Paho, mosquitto_sub) — in its two shapes: the
+// local cluster (deploy/local/cluster.sh) and the embedded default (`make run`).
+//
+// The binaries must be built first (`make build servers`; `make test` does it).
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// endpoints are the public addresses of one edge.
+type endpoints struct {
+	MQTT string // host:port
+	HTTP string // http://host:port
+}
+
+// deployment is a running Herald: edges A and B (the same process in the
+// embedded default) and the NATS URL of its backbone.
+type deployment struct {
+	A, B    endpoints
+	NATSURL string
+	Admin   string
+}
+
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func binary(tb testing.TB, name string) string {
+	tb.Helper()
+	p := filepath.Join(repoRoot(tb), "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("%s is missing: run `make build servers` (make test does)", p)
+	}
+	return p
+}
+
+// freePorts returns n distinct free loopback ports above 10000.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	var ls []net.Listener
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ls = append(ls, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		if p > 10000 {
+			ports = append(ports, p)
+		}
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s not ready after %s (last error %v)", url, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startCluster runs deploy/local/cluster.sh up on free ports in a temp dir.
+func startCluster(t *testing.T) *deployment {
+	t.Helper()
+	p := make([]string, 12)
+	for i, n := range freePorts(t, 12) {
+		p[i] = strconv.Itoa(n)
+	}
+	dir := t.TempDir()
+	env := map[string]string{
+		"HERALD_CLUSTER_DIR": dir, "HERALD_BIN": filepath.Join(repoRoot(t), "bin"),
+		"NATS_PORT": p[0], "REDIS_PORT": p[1], "ETCD_PORT": p[2], "ETCD_PEER_PORT": p[3],
+		"ADMIN_PORT": p[4], "SESSION_OPS_PORT": p[5],
+		"EDGE_A_MQTT": p[6], "EDGE_A_HTTP": p[7], "EDGE_A_OPS": p[8],
+		"EDGE_B_MQTT": p[9], "EDGE_B_HTTP": p[10], "EDGE_B_OPS": p[11],
+	}
+	script := filepath.Join(repoRoot(t), "deploy", "local", "cluster.sh")
+	run := func(arg string) ([]byte, error) {
+		cmd := exec.Command("bash", script, arg)
+		cmd.Env = os.Environ()
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		return cmd.CombinedOutput()
+	}
+	t.Cleanup(func() {
+		if out, err := run("down"); err != nil {
+			t.Logf("cluster down: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			dumpLogs(t, filepath.Join(dir, "logs"))
+		}
+	})
+	if out, err := run("up"); err != nil {
+		t.Fatalf("cluster up: %v\n%s", err, out)
+	}
+	host := "127.0.0.1:"
+	return &deployment{
+		A:       endpoints{MQTT: host + env["EDGE_A_MQTT"], HTTP: "http://" + host + env["EDGE_A_HTTP"]},
+		B:       endpoints{MQTT: host + env["EDGE_B_MQTT"], HTTP: "http://" + host + env["EDGE_B_HTTP"]},
+		NATSURL: "nats://" + host + env["NATS_PORT"],
+		Admin:   "http://" + host + env["ADMIN_PORT"],
+	}
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		lines := strings.Split(string(b), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		t.Logf("--- %s (tail)\n%s", e.Name(), strings.Join(lines, "\n"))
+	}
+}
+
+// startEmbedded runs bin/herald as `make run` does — the embedded default
+// with its data directory — on free ports given through the environment.
+func startEmbedded(t *testing.T) *deployment {
+	t.Helper()
+	p := freePorts(t, 6)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "herald.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t, "herald"), "--data-dir", filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(),
+		"HERALD_MQTT_ADDR=127.0.0.1:"+strconv.Itoa(p[0]),
+		"HERALD_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(p[1]),
+		"HERALD_ADMIN_ADDR=127.0.0.1:"+strconv.Itoa(p[2]),
+		"HERALD_NATS_ADDR=127.0.0.1:"+strconv.Itoa(p[3]),
+		"HERALD_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p[4]),
+		"HERALD_ETCD_ADDR=127.0.0.1:"+strconv.Itoa(p[5]),
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- herald log\n%s", b)
+		}
+	})
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", p[4]), 60*time.Second)
+	e := endpoints{MQTT: "127.0.0.1:" + strconv.Itoa(p[0]), HTTP: "http://127.0.0.1:" + strconv.Itoa(p[1])}
+	return &deployment{A: e, B: e, NATSURL: "nats://127.0.0.1:" + strconv.Itoa(p[3]),
+		Admin: "http://127.0.0.1:" + strconv.Itoa(p[2])}
+}
+
+// sseEvent is one Server-Sent Event.
+type sseEvent struct {
+	ID, Event, Data string
+}
+
+// sseClient reads an event stream per the WHATWG EventSource parsing rules
+// (fields id, event, data; comments and retry ignored).
+type sseClient struct {
+	resp   *http.Response
+	events chan sseEvent
+	errc   chan error
+	cancel context.CancelFunc
+}
+
+func openSSE(t *testing.T, base string, query string, lastEventID string) *sseClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse?"+query, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		t.Fatalf("GET /sse?%s: %s", query, resp.Status)
+	}
+	c := &sseClient{resp: resp, events: make(chan sseEvent, 4096), errc: make(chan error, 1), cancel: cancel}
+	ready := make(chan struct{})
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		var ev sseEvent
+		var data []string
+		first := true
+		for {
+			line, err := r.ReadString('\n')
+			if first {
+				// The edge writes its first line (retry:) once its live
+				// interest is in effect.
+				close(ready)
+				first = false
+			}
+			if err != nil {
+				c.errc <- err
+				close(c.events)
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			switch {
+			case line == "":
+				if len(data) > 0 || ev.ID != "" {
+					ev.Data = strings.Join(data, "\n")
+					c.events <- ev
+				}
+				ev, data = sseEvent{}, nil
+			case strings.HasPrefix(line, ":"):
+			default:
+				field, value, _ := strings.Cut(line, ":")
+				value = strings.TrimPrefix(value, " ")
+				switch field {
+				case "id":
+					ev.ID = value
+				case "event":
+					ev.Event = value
+				case "data":
+					data = append(data, value)
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SSE stream sent nothing within 10s")
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *sseClient) close() {
+	c.cancel()
+	c.resp.Body.Close()
+}
+
+// next returns the next event of the given type.
+func (c *sseClient) next(t *testing.T, event string, timeout time.Duration) sseEvent {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				t.Fatalf("SSE stream ended: %v", <-c.errc)
+			}
+			if ev.Event == event || (event == "message" && ev.Event == "") {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no SSE %q event within %s", event, timeout)
+		}
+	}
+}
