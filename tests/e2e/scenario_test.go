@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,6 +123,7 @@ func runScenario(t *testing.T, d *deployment) {
 		first := openSSE(t, d.B.HTTP, "topic="+filter, "")
 		pub := pahoConnect(t, d.A.MQTT, "resume-pub", nil)
 		const total = 300
+		var sent atomic.Int64
 		published := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -131,6 +133,9 @@ func runScenario(t *testing.T, d *deployment) {
 					published <- err
 					return
 				}
+				sent.Store(int64(i))
+				// Paced so that the reconnect below happens mid-stream.
+				time.Sleep(3 * time.Millisecond)
 			}
 			published <- nil
 		}()
@@ -146,6 +151,9 @@ func runScenario(t *testing.T, d *deployment) {
 		}
 		// Reconnect to the other edge while publishing goes on.
 		second := openSSE(t, d.A.HTTP, "topic="+filter, last.ID)
+		if n := sent.Load(); n >= total {
+			t.Fatalf("publishing had finished (%d sent) before the reconnect: the test proves nothing", n)
+		}
 		if err := <-published; err != nil {
 			t.Fatalf("publisher: %v", err)
 		}
@@ -288,7 +296,8 @@ func startMosquittoSub(t *testing.T, addr, filter string) *mosquittoSub {
 	if _, err := exec.LookPath("mosquitto_sub"); err != nil {
 		t.Fatal("mosquitto_sub missing: run `make test-deps` (make test does)")
 	}
-	cmd := exec.Command("mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-t", filter, "-v", "-d")
+	// stdbuf: mosquitto_sub's stdout is block-buffered on a pipe.
+	cmd := exec.Command("stdbuf", "-oL", "mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-t", filter, "-v", "-d")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
