@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"bytes"
+	"strconv"
 	"sync"
 	"time"
 
@@ -307,6 +308,10 @@ func (c *conn) writeFailed() {
 	c.nc.Close()
 }
 
+// SeqProperty is the MQTT 5 user property that carries a delivered
+// message's stream sequence.
+const SeqProperty = "herald-seq"
+
 // writeDelivery encodes one PUBLISH. A message that expired in the queue,
 // or that exceeds the client's Maximum Packet Size, is dropped as if it
 // had been delivered [MQTT-3.1.2-25].
@@ -336,11 +341,14 @@ func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery
 		}
 		p.ResponseTopic = m.ResponseTopic
 		p.CorrelationData = m.CorrelationData
-		if len(m.UserProperties) > 0 {
-			p.User = make([]packets.UserProperty, len(m.UserProperties))
-			for i, u := range m.UserProperties {
-				p.User[i] = packets.UserProperty{Key: u.Key, Val: u.Value}
-			}
+		p.User = make([]packets.UserProperty, len(m.UserProperties), len(m.UserProperties)+1)
+		for i, u := range m.UserProperties {
+			p.User[i] = packets.UserProperty{Key: u.Key, Val: u.Value}
+		}
+		if m.Seq > 0 {
+			// The stream sequence travels with every delivery, as on SSE
+			// and WebSocket (docs/protocols.md).
+			p.User = append(p.User, packets.UserProperty{Key: SeqProperty, Val: strconv.FormatUint(m.Seq, 10)})
 		}
 		p.SubscriptionIdentifier = d.ids
 	}

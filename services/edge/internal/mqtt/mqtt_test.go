@@ -71,6 +71,10 @@ func TestV5PublishSubscribe(t *testing.T) {
 		p.User.Get("k") != "v" || p.MessageExpiry == nil || *p.MessageExpiry == 0 || *p.MessageExpiry > 60 {
 		t.Fatalf("properties not carried: %+v", p)
 	}
+	// The stream sequence travels with the delivery.
+	if last, err := e.bb.State(context.Background(), "dev"); err != nil || p.User.Get(SeqProperty) != fmt.Sprint(last.LastSeq) {
+		t.Fatalf("%s = %q, want the stream's sequence %d (%v)", SeqProperty, p.User.Get(SeqProperty), last.LastSeq, err)
+	}
 
 	// Publishes to different topics may be stored in either order (MQTT
 	// orders per topic): compare as a set.
