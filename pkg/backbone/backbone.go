@@ -58,6 +58,10 @@ type Config struct {
 	MemoryStorage bool `yaml:"memory_storage"`
 	// PublishTimeout bounds the wait for a JetStream acknowledgement; default 5s.
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	// MaxPendingPublishes bounds the asynchronous publishes awaiting their
+	// acknowledgement per backbone; default 16384. When it is reached,
+	// PublishAsync waits (back-pressure onto the publishing connections).
+	MaxPendingPublishes int `yaml:"max_pending_publishes"`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -77,6 +81,9 @@ func (c Config) WithDefaults() Config {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
+	if c.MaxPendingPublishes == 0 {
+		c.MaxPendingPublishes = 16384
+	}
 	return c
 }
 
@@ -89,7 +96,7 @@ func (c Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("backbone: replicas must be 1..5, got %d", c.Replicas)
 	}
-	if c.MaxAge < 0 || c.MaxBytes < 0 || c.PublishTimeout < 0 {
+	if c.MaxAge < 0 || c.MaxBytes < 0 || c.PublishTimeout < 0 || c.MaxPendingPublishes < 0 {
 		return errors.New("backbone: negative limit")
 	}
 	return nil

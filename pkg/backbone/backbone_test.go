@@ -123,3 +123,38 @@ func TestBadTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishAsyncKeepsOrder ensures pipelined publishes from one goroutine,
+// to different topics, are stored in the order they were sent and each
+// Wait returns its own position.
+func TestPublishAsyncKeepsOrder(t *testing.T) {
+	ctx := context.Background()
+	b := newBackbone(t)
+	var pending []*backbone.Pending
+	for i := 0; i < 200; i++ {
+		p, err := b.PublishAsync(ctx, &message.Message{Tenant: "t3", Topic: fmt.Sprintf("k/%d", i%7), Payload: []byte(fmt.Sprint(i))}, backbone.PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, p)
+	}
+	for i, p := range pending {
+		pos, err := p.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos.Seq != uint64(i+1) || pos.Epoch == "" {
+			t.Fatalf("publish %d stored at %v", i, pos)
+		}
+	}
+	i := 0
+	if err := b.Range(ctx, "t3", []string{"#"}, 0, 0, func(m *message.Message) error {
+		if string(m.Payload) != fmt.Sprint(i) {
+			return fmt.Errorf("seq %d holds %q, want %d", m.Seq, m.Payload, i)
+		}
+		i++
+		return nil
+	}); err != nil || i != 200 {
+		t.Fatalf("range: %v after %d", err, i)
+	}
+}

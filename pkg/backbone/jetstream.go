@@ -30,11 +30,14 @@ func New(nc *nats.Conn, cfg Config) (*Backbone, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	cfg = cfg.WithDefaults()
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(cfg.MaxPendingPublishes))
 	if err != nil {
 		return nil, err
 	}
-	return &Backbone{nc: nc, js: js, cfg: cfg.WithDefaults(), epochs: map[string]string{}}, nil
+	return &Backbone{nc: nc, js: js, cfg: cfg, epochs: map[string]string{}}, nil
 }
 
 // Config returns the effective configuration.
@@ -158,6 +161,50 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, err)
 	}
 	return message.Position{Epoch: epoch, Seq: ack.Sequence}, nil
+}
+
+// Pending is a publish sent to JetStream whose store is not yet confirmed.
+type Pending struct {
+	fut   jetstream.PubAckFuture
+	epoch string
+}
+
+// Wait returns the message's position once JetStream stored it; an error
+// means it must be treated as not accepted.
+func (p *Pending) Wait(ctx context.Context) (message.Position, error) {
+	select {
+	case ack := <-p.fut.Ok():
+		return message.Position{Epoch: p.epoch, Seq: ack.Sequence}, nil
+	case err := <-p.fut.Err():
+		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, err)
+	case <-ctx.Done():
+		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, ctx.Err())
+	}
+}
+
+// PublishAsync sends m to its tenant's stream without waiting for the store.
+// Publishes sent from one goroutine are stored in the order they were sent,
+// so a connection can pipeline its publishes and keep their order; Wait on
+// the result gives the durable position. At most MaxPendingPublishes may be
+// unconfirmed per backbone; beyond that PublishAsync waits for room.
+func (b *Backbone) PublishAsync(ctx context.Context, m *message.Message, opts PublishOptions) (*Pending, error) {
+	epoch, err := b.EnsureTenant(ctx, m.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	msg := encode(topic.ToSubject(b.cfg.InSubject(m.Tenant), m.Topic), m)
+	if opts.TraceParent != "" {
+		msg.Header.Set(HeaderTraceParent, opts.TraceParent)
+	}
+	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(m.Tenant))}
+	if opts.MsgID != "" {
+		popts = append(popts, jetstream.WithMsgID(opts.MsgID))
+	}
+	fut, err := b.js.PublishMsgAsync(msg, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	return &Pending{fut: fut, epoch: epoch}, nil
 }
 
 // Tenants lists the tenants that have a stream.

@@ -66,7 +66,6 @@ type conn struct {
 	inflight      map[uint16]struct{}
 	nextID        uint16
 	acks          []*pendingAck            // inbound QoS 1 publishes, in arrival order
-	tails         map[string]chan struct{} // last publish in flight per topic
 	subs          map[string]*subscription // by filter
 }
 

@@ -31,13 +31,11 @@
 // success reason code means the message is in JetStream. A publish that
 // failed is answered with an error reason code (5.0) or by closing the
 // connection (3.1.1, which has no negative acknowledgement), never with a
-// success. Publishes are not serialised on the JetStream round trip: up to
-// ReceiveMaximum publishes of one connection are in flight at once, except
-// that publishes to the same topic are stored one after the other, which
-// keeps the per-topic order MQTT requires (§4.6). Publishes of one client
-// to different topics may therefore be stored, and delivered, in another
-// order than sent. PUBACKs leave in the order the PUBLISHes arrived, as
-// MQTT 5 §4.6 requires.
+// success. Publishes are not serialised on the JetStream round trip: each
+// is sent to the backbone from the reader goroutine, in arrival order (so a
+// connection's publishes are stored in the order sent, across topics), and
+// up to ReceiveMaximum of them await their store confirmation at once.
+// PUBACKs leave in the order the PUBLISHes arrived, as MQTT 5 §4.6 requires.
 //
 // # Queues and overflow
 //

@@ -19,11 +19,12 @@ type pendingAck struct {
 	err  error
 }
 
-// handlePublish stores an inbound PUBLISH on the backbone without waiting
-// for the store: the publish runs on its own goroutine, bounded by
-// ReceiveMaximum per connection, after the previous publish of the same
-// topic (MQTT's per-topic order). A QoS 1 PUBLISH is acknowledged once
-// stored, in arrival order.
+// handlePublish sends an inbound PUBLISH to the backbone without waiting
+// for the store: the send happens here, on the reader goroutine, so the
+// connection's publishes are stored in the order they arrived (across
+// topics too); the confirmation is awaited on a goroutine, at most
+// ReceiveMaximum of them per connection. A QoS 1 PUBLISH is acknowledged
+// once stored, in arrival order.
 func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	qos := pk.FixedHeader.Qos
 	if qos == 2 {
@@ -51,53 +52,34 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		c.acks = append(c.acks, ack)
 		c.mu.Unlock()
 	}
-	if err := topic.ValidateName(m.Topic, c.n.Limits); err != nil {
-		err = errors.Join(node.ErrInvalidTopic, err)
-		if ack == nil {
-			return err
-		}
-		c.completeAck(ack, err)
-		return nil
-	}
 
 	select {
 	case c.pubSlots <- struct{}{}:
 	case <-ctx.Done():
 		return ErrShuttingDown
 	}
-	c.mu.Lock()
-	prev := c.tails[m.Topic]
-	done := make(chan struct{})
-	if c.tails == nil {
-		c.tails = map[string]chan struct{}{}
+	pending, err := c.n.PublishAsync(ctx, m, backbone.PublishOptions{})
+	if err != nil {
+		<-c.pubSlots
+		if ack == nil {
+			if errors.Is(err, node.ErrInvalidTopic) {
+				return err
+			}
+			c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
+			return nil
+		}
+		c.completeAck(ack, err)
+		return nil
 	}
-	c.tails[m.Topic] = done
-	c.mu.Unlock()
 	c.pubs.Add(1)
-	go c.publish(ctx, m, prev, done, ack)
+	go c.confirm(ctx, m, pending, ack)
 	return nil
 }
 
-// publish stores m once the previous publish of its topic (prev, if any)
-// completed, then releases the next one (done) and acknowledges.
-func (c *conn) publish(ctx context.Context, m *message.Message, prev, done chan struct{}, ack *pendingAck) {
+// confirm waits for the store of m and acknowledges it.
+func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbone.Pending, ack *pendingAck) {
 	defer c.pubs.Done()
-	if prev != nil {
-		select {
-		case <-prev:
-		case <-ctx.Done():
-		}
-	}
-	_, err := c.n.Publish(ctx, m, backbone.PublishOptions{})
-	close(done)
-	c.mu.Lock()
-	if c.tails[m.Topic] == done {
-		delete(c.tails, m.Topic)
-		if len(c.tails) == 0 {
-			c.tails = nil
-		}
-	}
-	c.mu.Unlock()
+	_, err := pending.Wait(ctx)
 	<-c.pubSlots
 	if err != nil {
 		c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)

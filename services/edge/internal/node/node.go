@@ -49,5 +49,15 @@ func (n *Node) Publish(ctx context.Context, m *message.Message, opts backbone.Pu
 	return n.Backbone.Publish(ctx, m, opts)
 }
 
+// PublishAsync validates m's topic and sends m to the backbone without
+// waiting for the store; publishes sent from one goroutine are stored in
+// that order. Wait on the result before acknowledging to the client.
+func (n *Node) PublishAsync(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (*backbone.Pending, error) {
+	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
+		return nil, errors.Join(ErrInvalidTopic, err)
+	}
+	return n.Backbone.PublishAsync(ctx, m, opts)
+}
+
 // Origin returns the origin tag of a client of this edge.
 func (n *Node) Origin(client string) string { return n.ID + "/" + client }
