@@ -127,13 +127,12 @@ type PublishOptions struct {
 	TraceParent string
 }
 
-// Publish stores m in its tenant's stream and returns its position once
-// JetStream acknowledged the store: a nil error means the message is durable
-// (to the stream's replication factor). m.Seq and m.Time are not modified.
-func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts PublishOptions) (message.Position, error) {
+// prepare makes sure m's tenant has a stream and builds the NATS message
+// and publish options for m.
+func (b *Backbone) prepare(ctx context.Context, m *message.Message, opts PublishOptions) (string, *nats.Msg, []jetstream.PublishOpt, error) {
 	epoch, err := b.EnsureTenant(ctx, m.Tenant)
 	if err != nil {
-		return message.Position{}, err
+		return "", nil, nil, err
 	}
 	msg := encode(topic.ToSubject(b.cfg.InSubject(m.Tenant), m.Topic), m)
 	if opts.TraceParent != "" {
@@ -142,6 +141,17 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(m.Tenant))}
 	if opts.MsgID != "" {
 		popts = append(popts, jetstream.WithMsgID(opts.MsgID))
+	}
+	return epoch, msg, popts, nil
+}
+
+// Publish stores m in its tenant's stream and returns its position once
+// JetStream acknowledged the store: a nil error means the message is durable
+// (to the stream's replication factor). m.Seq and m.Time are not modified.
+func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts PublishOptions) (message.Position, error) {
+	epoch, msg, popts, err := b.prepare(ctx, m, opts)
+	if err != nil {
+		return message.Position{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -188,17 +198,9 @@ func (p *Pending) Wait(ctx context.Context) (message.Position, error) {
 // the result gives the durable position. At most MaxPendingPublishes may be
 // unconfirmed per backbone; beyond that PublishAsync waits for room.
 func (b *Backbone) PublishAsync(ctx context.Context, m *message.Message, opts PublishOptions) (*Pending, error) {
-	epoch, err := b.EnsureTenant(ctx, m.Tenant)
+	epoch, msg, popts, err := b.prepare(ctx, m, opts)
 	if err != nil {
 		return nil, err
-	}
-	msg := encode(topic.ToSubject(b.cfg.InSubject(m.Tenant), m.Topic), m)
-	if opts.TraceParent != "" {
-		msg.Header.Set(HeaderTraceParent, opts.TraceParent)
-	}
-	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName(m.Tenant))}
-	if opts.MsgID != "" {
-		popts = append(popts, jetstream.WithMsgID(opts.MsgID))
 	}
 	fut, err := b.js.PublishMsgAsync(msg, popts...)
 	if err != nil {
