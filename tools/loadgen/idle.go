@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+)
+
+type idleCmd struct {
+	Name    string        `help:"Scenario name in the result." default:"idle"`
+	Proto   string        `help:"mqtt or sse." enum:"mqtt,sse" default:"mqtt"`
+	Addr    string        `help:"MQTT host:port, or the edge base URL for sse." default:"127.0.0.1:1883"`
+	Conns   int           `help:"Connections to open." default:"1000"`
+	Hold    time.Duration `help:"How long to hold them once all are open (the server settles)." default:"5s"`
+	PID     int           `help:"Server process id to measure."`
+	Sources int           `help:"Source addresses 127.0.0.1..N." default:"32"`
+	Version byte          `help:"MQTT protocol level: 4 (3.1.1) or 5." default:"4"`
+	Topic   string        `help:"Topic filter SSE connections subscribe to." default:"idle/x"`
+}
+
+// IdleResult is the JSON an idle run prints.
+type IdleResult struct {
+	Name          string  `json:"name"`
+	Proto         string  `json:"proto"`
+	Conns         int     `json:"conns"`
+	Opened        int64   `json:"opened"`
+	RSSBeforeB    int64   `json:"rss_before_bytes"`
+	RSSAfterB     int64   `json:"rss_after_bytes"`
+	BytesPerConn  float64 `json:"bytes_per_conn"`
+	OpenSeconds   float64 `json:"open_seconds"`
+	FailedConnect int64   `json:"failed"`
+}
+
+func (c *idleCmd) Run() error {
+	target := c.Addr
+	if c.Proto == "sse" {
+		u, err := url.Parse(c.Addr)
+		if err != nil {
+			return err
+		}
+		target = u.Host
+	}
+	if err := checkLoopback(target); err != nil {
+		return err
+	}
+	before, _ := readProc(c.PID)
+	src := &sources{n: c.Sources}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var conns sync.Map
+	var opened, failed atomic.Int64
+	start := time.Now()
+	sem := make(chan struct{}, 128)
+	var wg sync.WaitGroup
+	for i := 0; i < c.Conns; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			conn, err := src.dial(ctx, target)
+			if err == nil {
+				if c.Proto == "mqtt" {
+					err = mqttHandshake(conn, fmt.Sprintf("idle-%d-%d", os.Getpid(), i), c.Version)
+				} else {
+					err = sseHandshake(conn, c.Addr, c.Topic)
+				}
+			}
+			if err != nil {
+				failed.Add(1)
+				if conn != nil {
+					conn.Close()
+				}
+				return
+			}
+			conns.Store(i, conn)
+			if n := opened.Add(1); n%5000 == 0 {
+				fmt.Fprintf(os.Stderr, "  %d open\n", n)
+			}
+		}(i)
+	}
+	wg.Wait()
+	openSecs := time.Since(start).Seconds()
+	time.Sleep(c.Hold)
+	after, _ := readProc(c.PID)
+	res := IdleResult{Name: c.Name, Proto: c.Proto, Conns: c.Conns, Opened: opened.Load(), FailedConnect: failed.Load(),
+		RSSBeforeB: before.RSSBytes, RSSAfterB: after.RSSBytes, OpenSeconds: openSecs}
+	if res.Opened > 0 {
+		res.BytesPerConn = float64(after.RSSBytes-before.RSSBytes) / float64(res.Opened)
+	}
+	conns.Range(func(_, v any) bool { v.(net.Conn).Close(); return true })
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
+}
+
+// mqttHandshake sends CONNECT (keep alive 0: no pings while idle) and
+// waits for a successful CONNACK.
+func mqttHandshake(conn net.Conn, id string, version byte) error {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if version == 4 {
+		return mqtt311Handshake(conn, id)
+	}
+	cp := packets.NewControlPacket(packets.CONNECT)
+	cc := cp.Content.(*packets.Connect)
+	cc.ProtocolName, cc.ProtocolVersion, cc.ClientID, cc.CleanStart, cc.KeepAlive = "MQTT", version, id, true, 0
+	if _, err := cp.WriteTo(conn); err != nil {
+		return err
+	}
+	resp, err := packets.ReadPacket(conn)
+	if err != nil {
+		return err
+	}
+	ack, ok := resp.Content.(*packets.Connack)
+	if !ok || ack.ReasonCode != 0 {
+		return fmt.Errorf("no successful CONNACK")
+	}
+	return nil
+}
+
+// sseHandshake sends GET /sse and reads the response head and first line.
+func sseHandshake(conn net.Conn, base, topic string) error {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	u, _ := url.Parse(base)
+	fmt.Fprintf(conn, "GET /sse?topic=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", url.QueryEscape(topic), u.Host)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /sse: %s", resp.Status)
+	}
+	// The stream's first line (retry:) comes once live interest is in effect.
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "retry:") {
+		return fmt.Errorf("unexpected first line %q", line)
+	}
+	return nil
+}
+
+// mqtt311Handshake speaks the few bytes of an MQTT 3.1.1 CONNECT/CONNACK
+// (the paho.golang codec is MQTT 5 only): clean session, keep alive 0.
+func mqtt311Handshake(conn net.Conn, id string) error {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, byte(len(id) >> 8), byte(len(id))}
+	body = append(body, id...)
+	if len(body) > 127 {
+		return fmt.Errorf("client id too long")
+	}
+	if _, err := conn.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
+		return err
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		return err
+	}
+	if ack[0] != 0x20 || ack[3] != 0 {
+		return fmt.Errorf("CONNACK refused: % x", ack)
+	}
+	return nil
+}
