@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
 
 .PHONY: all build servers run test test-deps check vet fmt-check lint proto \
-        cluster-up cluster-down cluster-status clean
+        bench cluster-up cluster-down cluster-status clean
 
 all: build
 
@@ -20,6 +20,7 @@ build:
 	cd services/edge    && $(GO) build -o $(BIN)/herald-edge ./cmd/herald-edge
 	cd services/session && $(GO) build -o $(BIN)/herald-session ./cmd/herald-session
 	cd services/admin   && $(GO) build -o $(BIN)/herald-admin ./cmd/herald-admin
+	cd tools/loadgen    && $(GO) build -o $(BIN)/loadgen .
 
 ## servers: nats-server and etcd, built from the versions pinned in pkg/go.mod
 servers: $(BIN)/nats-server $(BIN)/etcd
@@ -50,6 +51,10 @@ vet:
 ## lint: staticcheck (fetched through the module proxy at a pinned version)
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(MODULES)
+
+## bench: Herald side by side with Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~10 min)
+bench: test-deps build servers
+	bash tools/bench/bench.sh
 
 ## proto: regenerate gRPC, gateway and OpenAPI code (offline, pinned generators)
 proto:

@@ -25,8 +25,9 @@ import (
 )
 
 type cli struct {
-	Run  runCmd  `cmd:"" help:"Publishers and subscribers: throughput, latency, loss."`
-	Idle idleCmd `cmd:"" help:"Idle connections: server memory per connection."`
+	Run    runCmd    `cmd:"" help:"Publishers and subscribers: throughput, latency, loss."`
+	Idle   idleCmd   `cmd:"" help:"Idle connections: server memory per connection."`
+	Report reportCmd `cmd:"" help:"Markdown report (docs/benchmarks.md) from a directory of results."`
 }
 
 func main() {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# make bench: the same load scenarios against Mosquitto (Debian), nats-server's
+# own MQTT listener and Herald (embedded default; local cluster with one and
+# two edges), on loopback, one after the other, then docs/benchmarks.md.
+# Bounded: every scenario has a fixed duration; the whole run takes ~10 min.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$root/bin
+OUT=${BENCH_OUT:-$root/data/bench}
+DUR=${BENCH_DURATION:-10s}
+IDLE=${BENCH_IDLE_CONNS:-50000}
+FANOUT_SUBS=${BENCH_FANOUT_SUBS:-1000}
+FANIN_PUBS=${BENCH_FANIN_PUBS:-1000}
+rm -rf "$OUT"; mkdir -p "$OUT"
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 20000))
+import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()
+PY
+}
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+stop() { kill -INT "$1" 2>/dev/null || true; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null || true; }
+
+lg() { # target scenario args...
+  local target=$1 scenario=$2; shift 2
+  echo "== $target / $scenario" >&2
+  "$BIN/loadgen" "$@" --name "$target/$scenario" > "$OUT/$target--$scenario.json" || echo "   failed" >&2
+}
+
+# The throughput, fan-out and fan-in scenarios against one MQTT address.
+mqtt_scenarios() { # target mqttaddr pid
+  local t=$1 a=$2 p=$3
+  lg "$t" s1-qos0 run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 0 --size 100
+  lg "$t" s1-qos1 run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100
+  lg "$t" s1-latency run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100 --rate 1000
+  lg "$t" s2-fanout run --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 200
+  lg "$t" s3-fanin run --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
+}
+
+# --- Mosquitto
+port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$port" > "$OUT/mosquitto.conf"
+/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
+mqtt_scenarios mosquitto "127.0.0.1:$port" "$mp"
+stop "$mp"
+/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
+lg mosquitto s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$port" --conns "$IDLE" --pid "$mp"
+stop "$mp"
+
+# --- nats-server's MQTT listener
+port=$(free_port); nport=$(free_port)
+printf 'listen: 127.0.0.1:%s\nserver_name: bench\njetstream { store_dir: "%s/nats" }\nmqtt { listen: 127.0.0.1:%s }\n' "$nport" "$OUT" "$port" > "$OUT/nats.conf"
+"$BIN/nats-server" -c "$OUT/nats.conf" > "$OUT/nats.log" 2>&1 & np=$!; pids+=("$np"); wait_port "$port"
+mqtt_scenarios nats-mqtt "127.0.0.1:$port" "$np"
+stop "$np"
+
+# --- Herald, embedded default
+herald() { # datadir -> sets hp, hm, hh
+  local d=$1; hm=$(free_port); hh=$(free_port)
+  HERALD_MQTT_ADDR=127.0.0.1:$hm HERALD_HTTP_ADDR=127.0.0.1:$hh HERALD_ADMIN_ADDR=127.0.0.1:$(free_port) \
+  HERALD_OPS_ADDR=127.0.0.1:$(free_port) HERALD_NATS_ADDR=127.0.0.1:$(free_port) HERALD_ETCD_ADDR=127.0.0.1:$(free_port) \
+    "$BIN/herald" --data-dir "$d" > "$d.log" 2>&1 & hp=$!; pids+=("$hp"); wait_port "$hm"; wait_port "$hh"
+}
+herald "$OUT/herald1"
+mqtt_scenarios herald "127.0.0.1:$hm" "$hp"
+lg herald s5-mixed run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pid "$hp" --duration "$DUR" \
+  --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
+stop "$hp"
+herald "$OUT/herald2"
+lg herald s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$hm" --conns "$IDLE" --pid "$hp"
+stop "$hp"
+herald "$OUT/herald3"
+lg herald s4-idle-sse idle --proto sse --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"
+stop "$hp"
+
+# --- Herald, local cluster: one edge, then two edges
+cdir="$OUT/cluster"
+ports=(); for i in $(seq 1 12); do ports+=("$(free_port)"); done
+export HERALD_CLUSTER_DIR=$cdir NATS_PORT=${ports[0]} REDIS_PORT=${ports[1]} ETCD_PORT=${ports[2]} ETCD_PEER_PORT=${ports[3]} \
+  ADMIN_PORT=${ports[4]} SESSION_OPS_PORT=${ports[5]} EDGE_A_MQTT=${ports[6]} EDGE_A_HTTP=${ports[7]} EDGE_A_OPS=${ports[8]} \
+  EDGE_B_MQTT=${ports[9]} EDGE_B_HTTP=${ports[10]} EDGE_B_OPS=${ports[11]}
+bash "$root/deploy/local/cluster.sh" up > "$OUT/cluster-up.log"
+trap 'bash "$root/deploy/local/cluster.sh" down >/dev/null; cleanup' EXIT
+ea=$(cat "$cdir/pids/edge-a.pid"); eb=$(cat "$cdir/pids/edge-b.pid")
+lg cluster-1edge s1-qos0 run --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 0 --size 100
+lg cluster-1edge s1-qos1 run --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 1 --size 100
+lg cluster-2edge s1-qos1 run --mqtt "127.0.0.1:$EDGE_A_MQTT,127.0.0.1:$EDGE_B_MQTT" --pubs 2 --subs 2 --pid "$ea,$eb" --duration "$DUR" --qos 1 --size 100
+lg cluster-2edge s5-mixed run --mqtt "127.0.0.1:$EDGE_A_MQTT" --http "http://127.0.0.1:$EDGE_A_HTTP,http://127.0.0.1:$EDGE_B_HTTP" \
+  --pid "$ea,$eb" --duration "$DUR" --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
+bash "$root/deploy/local/cluster.sh" down > /dev/null
+
+"$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)" > "$root/docs/benchmarks.md"
+echo "wrote docs/benchmarks.md" >&2

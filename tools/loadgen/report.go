@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+type reportCmd struct {
+	Dir    string `help:"Directory of result JSON files (<target>--<scenario>.json)." required:""`
+	Commit string `help:"Commit the run measured."`
+}
+
+// scenarioNotes say what each scenario is, in the report.
+var scenarioNotes = map[string]string{
+	"s1-qos0":      "1 publisher → 1 subscriber, QoS 0, 100-byte payloads, as fast as possible",
+	"s1-qos1":      "1 publisher → 1 subscriber, QoS 1, 100-byte payloads, as fast as possible (publisher pipelines up to the receive maximum)",
+	"s1-latency":   "1 publisher → 1 subscriber, QoS 1, 1,000 msgs/s: latency at a load every broker sustains",
+	"s2-fanout":    "1 publisher → N subscribers on one topic, QoS 0, 200 msgs/s",
+	"s3-fanin":     "N publishers × 20 msgs/s → 1 subscriber (wildcard), QoS 0",
+	"s4-idle-mqtt": "idle MQTT 3.1.1 connections: server RSS growth per connection",
+	"s4-idle-sse":  "idle SSE connections: server RSS growth per connection",
+	"s5-mixed":     "MQTT publisher → 300 subscribers, a third each on SSE, WebSocket and MQTT, QoS 1, 200 msgs/s",
+}
+
+func (c *reportCmd) Run() error {
+	files, err := filepath.Glob(filepath.Join(c.Dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	runs := map[string]map[string]Result{}
+	idles := map[string]map[string]IdleResult{}
+	for _, f := range files {
+		base := strings.TrimSuffix(filepath.Base(f), ".json")
+		target, scenario, ok := strings.Cut(base, "--")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if strings.HasPrefix(scenario, "s4-") {
+			var r IdleResult
+			if json.Unmarshal(b, &r) == nil {
+				if idles[scenario] == nil {
+					idles[scenario] = map[string]IdleResult{}
+				}
+				idles[scenario][target] = r
+			}
+			continue
+		}
+		var r Result
+		if json.Unmarshal(b, &r) == nil {
+			if runs[scenario] == nil {
+				runs[scenario] = map[string]Result{}
+			}
+			runs[scenario][target] = r
+		}
+	}
+	w := os.Stdout
+	fmt.Fprintf(w, "# Herald benchmarks\n\n")
+	fmt.Fprintf(w, "Made by `make bench` (tools/bench/bench.sh, tools/loadgen) in one run: every figure below comes from the result files of that run; nothing is edited by hand.\n\n")
+	fmt.Fprintf(w, "- date: %s\n- commit: %s\n- machine: %s, %d cores, %s, %s\n\n", time.Now().UTC().Format(time.RFC3339), c.Commit, cpuModel(), runtime.NumCPU(), memTotal(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Fprintf(w, "Targets: **mosquitto** (Debian mosquitto 2.0, the 1→1 and memory peer), **nats-mqtt** (nats-server's own MQTT listener, the fan-out peer), **herald** (embedded default: one process with embedded NATS JetStream), **cluster-1edge / cluster-2edge** (local cluster: separate NATS, Redis, etcd, session service; load on one or both edges). Load generator and servers share the same 2 cores, so absolute figures are low; ratios in the same run are the point.\n\n")
+	fmt.Fprintf(w, "Herald acknowledges QoS 1 only after JetStream stored the message (written to the stream's file store, not fsynced per message); Mosquitto acknowledges from memory. Ratios below are Herald ÷ peer.\n\n")
+
+	scenarios := make([]string, 0, len(runs))
+	for s := range runs {
+		scenarios = append(scenarios, s)
+	}
+	sort.Strings(scenarios)
+	for _, s := range scenarios {
+		fmt.Fprintf(w, "## %s\n\n%s\n\n", s, scenarioNotes[s])
+		fmt.Fprintf(w, "| target | published/s | delivered/s | lost | dup | p50 ms | p99 ms | p99.9 ms | max ms | server peak RSS MiB | server CPU %% | vs mosquitto | vs nats-mqtt |\n")
+		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, t := range sortedTargets(runs[s]) {
+			r := runs[s][t]
+			var rss int64
+			var cpu float64
+			for _, sv := range r.Servers {
+				rss += sv.PeakRSSBytes
+				cpu += sv.CPUPercent
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", t,
+				r.PubPerSec, r.RecvPerSec, r.Lost, r.Duplicated,
+				ms(r.LatencyUS.P50), ms(r.LatencyUS.P99), ms(r.LatencyUS.P999), ms(r.LatencyUS.Max),
+				float64(rss)/(1<<20), cpu, ratio(r, runs[s]["mosquitto"]), ratio(r, runs[s]["nats-mqtt"]))
+		}
+		fmt.Fprintln(w)
+	}
+	var idleNames []string
+	for s := range idles {
+		idleNames = append(idleNames, s)
+	}
+	sort.Strings(idleNames)
+	for _, s := range idleNames {
+		fmt.Fprintf(w, "## %s\n\n%s\n\n| target | connections | failed | RSS before MiB | RSS after MiB | bytes per connection | vs mosquitto |\n|---|---|---|---|---|---|---|\n", s, scenarioNotes[s])
+		for _, t := range sortedTargets(idles[s]) {
+			r := idles[s][t]
+			vs := "—"
+			if m, ok := idles["s4-idle-mqtt"]["mosquitto"]; ok && m.BytesPerConn > 0 && t != "mosquitto" {
+				vs = fmt.Sprintf("%.1f×", r.BytesPerConn/m.BytesPerConn)
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.0f | %s |\n", t, r.Opened, r.FailedConnect,
+				float64(r.RSSBeforeB)/(1<<20), float64(r.RSSAfterB)/(1<<20), r.BytesPerConn, vs)
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func sortedTargets[T any](m map[string]T) []string {
+	order := map[string]int{"mosquitto": 0, "nats-mqtt": 1, "herald": 2, "cluster-1edge": 3, "cluster-2edge": 4}
+	var out []string
+	for t := range m {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return order[out[i]] < order[out[j]] })
+	return out
+}
+
+func ms(us int64) float64 { return float64(us) / 1000 }
+
+func ratio(r, peer Result) string {
+	if peer.RecvPerSec == 0 || r.Name == peer.Name {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", r.RecvPerSec/peer.RecvPerSec)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			return strings.TrimSpace(v) + " RAM"
+		}
+	}
+	return "unknown RAM"
+}
