@@ -32,13 +32,14 @@ lg() { # target scenario args...
 }
 
 # The throughput, fan-out and fan-in scenarios against one MQTT address.
+# MQTT 3.1.1 throughout, since nats-server's listener speaks nothing newer.
 mqtt_scenarios() { # target mqttaddr pid
-  local t=$1 a=$2 p=$3
-  lg "$t" s1-qos0 run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 0 --size 100
-  lg "$t" s1-qos1 run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100
-  lg "$t" s1-latency run --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100 --rate 1000
-  lg "$t" s2-fanout run --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 200
-  lg "$t" s3-fanin run --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
+  local t=$1 a=$2 p=$3 v=(--version 3)
+  lg "$t" s1-qos0 run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 0 --size 100
+  lg "$t" s1-qos1 run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100
+  lg "$t" s1-latency run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100 --rate 1000
+  lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 200
+  lg "$t" s3-fanin run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
 }
 
 # --- Mosquitto
@@ -86,9 +87,9 @@ export HERALD_CLUSTER_DIR=$cdir NATS_PORT=${ports[0]} REDIS_PORT=${ports[1]} ETC
 bash "$root/deploy/local/cluster.sh" up > "$OUT/cluster-up.log"
 trap 'bash "$root/deploy/local/cluster.sh" down >/dev/null; cleanup' EXIT
 ea=$(cat "$cdir/pids/edge-a.pid"); eb=$(cat "$cdir/pids/edge-b.pid")
-lg cluster-1edge s1-qos0 run --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 0 --size 100
-lg cluster-1edge s1-qos1 run --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 1 --size 100
-lg cluster-2edge s1-qos1 run --mqtt "127.0.0.1:$EDGE_A_MQTT,127.0.0.1:$EDGE_B_MQTT" --pubs 2 --subs 2 --pid "$ea,$eb" --duration "$DUR" --qos 1 --size 100
+lg cluster-1edge s1-qos0 run --version 3 --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 0 --size 100
+lg cluster-1edge s1-qos1 run --version 3 --mqtt "127.0.0.1:$EDGE_A_MQTT" --pid "$ea" --duration "$DUR" --qos 1 --size 100
+lg cluster-2edge s1-qos1 run --version 3 --mqtt "127.0.0.1:$EDGE_A_MQTT,127.0.0.1:$EDGE_B_MQTT" --pubs 2 --subs 2 --pid "$ea,$eb" --duration "$DUR" --qos 1 --size 100
 lg cluster-2edge s5-mixed run --mqtt "127.0.0.1:$EDGE_A_MQTT" --http "http://127.0.0.1:$EDGE_A_HTTP,http://127.0.0.1:$EDGE_B_HTTP" \
   --pid "$ea,$eb" --duration "$DUR" --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
 bash "$root/deploy/local/cluster.sh" down > /dev/null

@@ -168,13 +168,27 @@ func (c *runCmd) Run() error {
 	default:
 	}
 
-	pubs := make([]*paho.Client, c.Pubs)
+	pubs := make([]publisher, c.Pubs)
 	for i := range pubs {
-		cl, err := c.mqttClient(ctx, src, c.MQTT[i%len(c.MQTT)], fmt.Sprintf("lg-pub-%d-%d", os.Getpid(), i), nil)
+		addr, id := c.MQTT[i%len(c.MQTT)], fmt.Sprintf("lg-pub-%d-%d", os.Getpid(), i)
+		if c.Version == "3" {
+			cl, err := newV3Client(ctx, src, addr, id)
+			if err != nil {
+				return fmt.Errorf("publisher: %w", err)
+			}
+			pubs[i] = cl.publish
+			closers = append(closers, cl.close)
+			continue
+		}
+		cl, err := c.mqttClient(ctx, src, addr, id, nil)
 		if err != nil {
 			return fmt.Errorf("publisher: %w", err)
 		}
-		pubs[i] = cl
+		pubs[i] = func(ctx context.Context, topic string, qos byte, payload []byte) error {
+			_, err := cl.PublishWithOptions(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: payload},
+				paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+			return err
+		}
 		closers = append(closers, func() { _ = cl.Disconnect(&paho.Disconnect{}) })
 	}
 	connectSecs := time.Since(connStart).Seconds()
@@ -189,7 +203,7 @@ func (c *runCmd) Run() error {
 	var pwg sync.WaitGroup
 	for i, cl := range pubs {
 		pwg.Add(1)
-		go func(i int, cl *paho.Client) {
+		go func(i int, cl publisher) {
 			defer pwg.Done()
 			if err := c.publish(pubCtx, cl, uint32(i), topicOf(i), &published); err != nil {
 				errc <- err
@@ -263,9 +277,12 @@ func progress(ctx context.Context, published *atomic.Uint64, recvs []*receiver) 
 	}
 }
 
+// publisher sends one message (QoS 1 pipelined: it need not wait for the PUBACK).
+type publisher func(ctx context.Context, topic string, qos byte, payload []byte) error
+
 // publish sends stamped messages until ctx ends, at c.Rate per second or
 // as fast as the client allows (QoS 1: pipelined up to receive maximum).
-func (c *runCmd) publish(ctx context.Context, cl *paho.Client, id uint32, topic string, n *atomic.Uint64) error {
+func (c *runCmd) publish(ctx context.Context, send publisher, id uint32, topic string, n *atomic.Uint64) error {
 	var tick <-chan time.Time
 	if c.Rate > 0 {
 		t := time.NewTicker(time.Second / time.Duration(c.Rate))
@@ -284,9 +301,7 @@ func (c *runCmd) publish(ctx context.Context, cl *paho.Client, id uint32, topic 
 		}
 		payload := make([]byte, c.Size)
 		stamp(payload, id, seq)
-		_, err := cl.PublishWithOptions(ctx, &paho.Publish{Topic: topic, QoS: c.QoS, Payload: payload},
-			paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
-		if err != nil {
+		if err := send(ctx, topic, c.QoS, payload); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -321,6 +336,17 @@ func (c *runCmd) mqttClient(ctx context.Context, src *sources, addr, id string, 
 }
 
 func (c *runCmd) mqttSubscriber(ctx context.Context, src *sources, addr, filter string, r *receiver) (func(), error) {
+	if c.Version == "3" {
+		cl, err := newV3Client(ctx, src, addr, fmt.Sprintf("lg-sub-%d-%p", os.Getpid(), r))
+		if err != nil {
+			return nil, err
+		}
+		if err := cl.subscribe(filter, c.QoS, r.record); err != nil {
+			cl.close()
+			return nil, err
+		}
+		return cl.close, nil
+	}
 	cl, err := c.mqttClient(ctx, src, addr, fmt.Sprintf("lg-sub-%d-%p", os.Getpid(), r), r.record)
 	if err != nil {
 		return nil, err
