@@ -38,7 +38,7 @@ func (v *v3Client) publish(ctx context.Context, topic string, qos byte, payload 
 	select {
 	case v.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil
+		return ctx.Err() // not sent: the caller must not count it
 	}
 	tok := v.c.Publish(topic, qos, false, payload)
 	go func() {
