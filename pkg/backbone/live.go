@@ -37,7 +37,10 @@ type Live struct {
 
 	mu     sync.Mutex
 	subs   map[string]*liveSub // subject -> subscription
-	closed bool
+	shared map[string]*liveSub // subject + "\x00" + queue -> queue subscription
+	// sharedBy routes the messages of queue subscriptions to their handler.
+	sharedBy map[*nats.Subscription]func(*message.Message)
+	closed   bool
 
 	done chan struct{}
 	// last is touched only by the dispatch goroutine.
@@ -59,7 +62,8 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 		cfg.Buffer = 65536
 	}
 	l := &Live{b: b, handler: handler, onDrop: cfg.OnDrop, ch: make(chan *nats.Msg, cfg.Buffer),
-		subs: map[string]*liveSub{}, done: make(chan struct{}), last: map[string]uint64{}}
+		subs: map[string]*liveSub{}, shared: map[string]*liveSub{},
+		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}), last: map[string]uint64{}}
 	go l.dispatch()
 	return l
 }
@@ -146,6 +150,11 @@ func (l *Live) Close() {
 		_ = e.sub.Unsubscribe()
 		delete(l.subs, s)
 	}
+	for s, e := range l.shared {
+		_ = e.sub.Unsubscribe()
+		delete(l.shared, s)
+		delete(l.sharedBy, e.sub)
+	}
 	l.mu.Unlock()
 	close(l.ch)
 	<-l.done
@@ -161,6 +170,9 @@ func (l *Live) AsyncError(sub *nats.Subscription, err error) {
 	l.mu.Lock()
 	e, ours := l.subs[sub.Subject]
 	ours = ours && e.sub == sub
+	if _, shared := l.sharedBy[sub]; shared {
+		ours = true
+	}
 	l.mu.Unlock()
 	if ours {
 		l.onDrop()
@@ -179,6 +191,19 @@ func (l *Live) dispatch() {
 		if seq == 0 {
 			continue // not a republished message
 		}
+		if nm.Sub != nil && nm.Sub.Queue != "" {
+			// A queue subscription's message: this edge's share of a
+			// shared subscription. It is neither a copy of nor copied by
+			// the plain subscriptions' messages (those reach the handler
+			// on their own), so it stays out of their dedupe.
+			l.mu.Lock()
+			deliver := l.sharedBy[nm.Sub]
+			l.mu.Unlock()
+			if deliver != nil {
+				deliver(l.message(tenant, name, seq, nm))
+			}
+			continue
+		}
 		// A message matching several watched subjects arrives once per
 		// subject, back to back: drop the copies.
 		last := l.last[tenant]
@@ -190,11 +215,75 @@ func (l *Live) dispatch() {
 			l.b.Forget(tenant)
 		}
 		l.last[tenant] = seq
-		m := &message.Message{Tenant: tenant, Topic: name, Payload: nm.Data, Seq: seq}
-		if ts, err := time.Parse(time.RFC3339Nano, nm.Header.Get(nats.JSTimeStamp)); err == nil {
-			m.Time = ts
+		l.handler(l.message(tenant, name, seq, nm))
+	}
+}
+
+func (l *Live) message(tenant, name string, seq uint64, nm *nats.Msg) *message.Message {
+	m := &message.Message{Tenant: tenant, Topic: name, Payload: nm.Data, Seq: seq}
+	if ts, err := time.Parse(time.RFC3339Nano, nm.Header.Get(nats.JSTimeStamp)); err == nil {
+		m.Time = ts
+	}
+	decodeHeaders(m, nm.Header)
+	return m
+}
+
+// WatchShared takes interest in filter for tenant as a member of the NATS
+// queue group queue (see SharedQueue) and returns the function that releases
+// it. Each message of the filter goes to one member of the queue across all
+// edges; on this edge it is handed to deliver, from the dispatcher goroutine
+// (so in stream order with the messages of Watch), and not to the handler
+// of NewLive. deliver must not block. Interest is live once Flush returns.
+// Watching the same filter and queue again adds a reference; the first
+// deliver stays in use.
+func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.Message)) (release func(), err error) {
+	if !ValidTenant(tenant) {
+		return nil, ErrBadTenant
+	}
+	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	var taken []string
+	for _, s := range subjects {
+		key := s + "\x00" + queue
+		if e, ok := l.shared[key]; ok {
+			e.refs++
+			taken = append(taken, key)
+			continue
 		}
-		decodeHeaders(m, nm.Header)
-		l.handler(m)
+		sub, err := l.b.nc.ChanQueueSubscribe(s, queue, l.ch)
+		if err != nil {
+			l.releaseSharedLocked(taken)
+			return nil, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		l.shared[key] = &liveSub{sub: sub, refs: 1}
+		l.sharedBy[sub] = deliver
+		taken = append(taken, key)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.releaseSharedLocked(taken)
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+func (l *Live) releaseSharedLocked(keys []string) {
+	for _, k := range keys {
+		e, ok := l.shared[k]
+		if !ok {
+			continue
+		}
+		if e.refs--; e.refs == 0 {
+			_ = e.sub.Unsubscribe()
+			delete(l.shared, k)
+			delete(l.sharedBy, e.sub)
+		}
 	}
 }

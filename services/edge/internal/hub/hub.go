@@ -42,6 +42,11 @@ type Subscription struct {
 	RetainAsPublished bool
 	// ID is the MQTT 5 subscription identifier, 0 for none.
 	ID uint32
+	// Group, when set, makes this a member of the shared subscription
+	// Group of Filter (MQTT 5 "$share/<Group>/<Filter>"): each message of
+	// the filter goes to one member of the group across all edges, instead
+	// of to every subscription.
+	Group string
 
 	release func()
 }
@@ -53,8 +58,22 @@ type Interest interface {
 	Flush(ctx context.Context) error
 }
 
-// ErrInvalidFilter is returned by Subscribe for a malformed filter.
-var ErrInvalidFilter = errors.New("hub: invalid topic filter")
+// SharedInterest is implemented by an Interest that can also balance a
+// filter's messages over a queue group spanning every edge: each message
+// reaches one member of queue, on one edge, where it is handed to deliver
+// (in stream order with the other live messages) rather than to Dispatch.
+type SharedInterest interface {
+	WatchShared(tenant, filter, queue string, deliver func(*message.Message)) (release func(), err error)
+}
+
+// Sentinel errors of Subscribe.
+var (
+	// ErrInvalidFilter is returned by Subscribe for a malformed filter.
+	ErrInvalidFilter = errors.New("hub: invalid topic filter")
+	// ErrSharedUnsupported is returned for a shared subscription when the
+	// interest cannot balance across edges.
+	ErrSharedUnsupported = errors.New("hub: shared subscriptions not supported")
+)
 
 // Hub is the local fan-out. It is safe for concurrent use.
 type Hub struct {
@@ -63,18 +82,27 @@ type Hub struct {
 	mu      sync.RWMutex
 	tenants map[string]*trie
 	count   int
+
+	// sharedMu serialises shared subscribes and unsubscribes, which take
+	// and release the group's interest; groups is guarded by mu as well.
+	sharedMu sync.Mutex
+	groups   map[string]*group // by queue
 }
 
 // New returns a hub taking interest through in.
 func New(in Interest) *Hub {
-	return &Hub{interest: in, tenants: map[string]*trie{}}
+	return &Hub{interest: in, tenants: map[string]*trie{}, groups: map[string]*group{}}
 }
 
 // Subscribe registers s and returns once live interest is in effect on the
-// backbone: every message stored after Subscribe returns reaches s.
+// backbone: every message stored after Subscribe returns reaches s (or, for
+// a member of a shared group, reaches one member of its group).
 func (h *Hub) Subscribe(ctx context.Context, s *Subscription) error {
 	if topic.ValidateFilter(s.Filter, topic.Limits{}) != nil {
 		return ErrInvalidFilter
+	}
+	if s.Group != "" {
+		return h.subscribeShared(ctx, s)
 	}
 	release, err := h.interest.Watch(s.Tenant, s.Filter)
 	if err != nil {
@@ -99,6 +127,10 @@ func (h *Hub) Subscribe(ctx context.Context, s *Subscription) error {
 
 // Unsubscribe removes s; it is a no-op for a subscription not registered.
 func (h *Hub) Unsubscribe(s *Subscription) {
+	if s.Group != "" {
+		h.unsubscribeShared(s)
+		return
+	}
 	h.mu.Lock()
 	t := h.tenants[s.Tenant]
 	removed := t != nil && t.remove(s)

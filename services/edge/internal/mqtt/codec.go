@@ -36,6 +36,9 @@ func readPacket(r byteReader, version byte, maxSize int) (*packets.Packet, error
 		return nil, fmt.Errorf("%w: %d bytes", ErrPacketTooLarge, 1+lenBytes+remaining)
 	}
 	pk := &packets.Packet{ProtocolVersion: version}
+	if hb>>4 == packets.Publish && hb&0x06 == 0x06 {
+		return nil, fmt.Errorf("%w: PUBLISH with QoS 3", ErrMalformed) // [MQTT-3.3.1-4]
+	}
 	if err := pk.FixedHeader.Decode(hb); err != nil {
 		return nil, decodeError(err)
 	}
@@ -105,12 +108,17 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 		if err := pk.PublishDecode(buf); err != nil {
 			return decodeError(err)
 		}
-		if code := pk.PublishValidate(0); code != packets.CodeSuccess {
+		// Topic aliases are checked against the connection's own maximum
+		// by the PUBLISH handler.
+		if code := pk.PublishValidate(65535); code != packets.CodeSuccess {
 			return decodeError(code)
 		}
 	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
 		if err := pk.PubackDecode(buf); err != nil {
 			return decodeError(err)
+		}
+		if pk.ProtocolVersion == 5 && !pk.ReasonCodeValid() {
+			return fmt.Errorf("%w: reason code %#x in %s", ErrMalformed, pk.ReasonCode, packets.PacketNames[pk.FixedHeader.Type])
 		}
 	case packets.Subscribe:
 		if err := pk.SubscribeDecode(buf); err != nil {
@@ -158,7 +166,10 @@ func encode(b *bytes.Buffer, pk *packets.Packet) error {
 		return pk.ConnackEncode(b)
 	case packets.Publish:
 		return pk.PublishEncode(b)
-	case packets.Puback:
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		if pk.FixedHeader.Type == packets.Pubrel {
+			pk.FixedHeader.Qos = 1 // PUBREL's fixed header flags are 0010 [MQTT-3.6.1-1]
+		}
 		return pk.PubackEncode(b)
 	case packets.Suback:
 		return pk.SubackEncode(b)

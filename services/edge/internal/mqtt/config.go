@@ -15,10 +15,10 @@ type Config struct {
 	// ConnectTimeout is the time allowed between accepting a connection
 	// and receiving its CONNECT; default 10s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// ReceiveMaximum bounds the QoS 1 publishes a client may have
+	// ReceiveMaximum bounds the QoS 1 and 2 publishes a client may have
 	// unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1
-	// clients, the QoS 1 messages sent to them and not yet acknowledged;
-	// default 64.
+	// clients, the QoS 1 and 2 messages sent to them and not yet
+	// acknowledged; default 64.
 	ReceiveMaximum int `yaml:"receive_maximum"`
 	// QueueSize bounds the live messages queued for one connection; see the
 	// package documentation for what happens when it is full; default 1024.
@@ -27,6 +27,27 @@ type Config struct {
 	// more, or for none, are told this value (Server Keep Alive); MQTT 3.1.1
 	// clients cannot be told, and are held to it anyway; default 20m.
 	MaxKeepAlive time.Duration `yaml:"max_keep_alive"`
+	// ServerKeepAlive, when set, is the keep alive every client is held
+	// to whatever it asked for; MQTT 5 clients are told (Server Keep
+	// Alive). Default 0: the client's own, capped by MaxKeepAlive.
+	ServerKeepAlive time.Duration `yaml:"server_keep_alive"`
+	// TopicAliasMaximum is the number of topic aliases an MQTT 5 client may
+	// use in its PUBLISHes (advertised as Topic Alias Maximum); default 32,
+	// -1 for none.
+	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
+	// OutboundTopicAliases caps the topic aliases the server assigns in
+	// the PUBLISHes it sends to an MQTT 5 client that accepts them (the
+	// client's Topic Alias Maximum), least recently used replaced first;
+	// default 32, -1 for none.
+	OutboundTopicAliases int `yaml:"outbound_topic_aliases"`
+	// ResponseInformation is returned in CONNACK to MQTT 5 clients that ask
+	// for response information: the base of the response topics they may
+	// use. Default none.
+	ResponseInformation string `yaml:"response_information"`
+	// TakeoverWait bounds how long a CONNECT waits for the connection it
+	// takes over (same tenant and client identifier, on any edge) to be
+	// gone before it is answered; default 1s.
+	TakeoverWait time.Duration `yaml:"takeover_wait"`
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -44,6 +65,8 @@ const (
 	DefaultQueueSize      = 1024
 	DefaultMaxKeepAlive   = 20 * time.Minute
 	DefaultWriteTimeout   = 10 * time.Second
+	DefaultTopicAliases   = 32
+	DefaultTakeoverWait   = time.Second
 )
 
 // maxMQTTPacket is the largest packet MQTT can frame: a 4-byte remaining
@@ -70,13 +93,23 @@ func (c Config) WithDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = DefaultTopicAliases
+	}
+	if c.OutboundTopicAliases == 0 {
+		c.OutboundTopicAliases = DefaultTopicAliases
+	}
+	if c.TakeoverWait == 0 {
+		c.TakeoverWait = DefaultTakeoverWait
+	}
 	return c
 }
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	if c.ConnectTimeout < 0 || c.MaxKeepAlive < 0 || c.WriteTimeout < 0 || c.QueueSize < 0 {
+	if c.ConnectTimeout < 0 || c.MaxKeepAlive < 0 || c.WriteTimeout < 0 || c.QueueSize < 0 ||
+		c.ServerKeepAlive < 0 || c.TakeoverWait < 0 {
 		return errors.New("mqtt: negative limit")
 	}
 	if c.MaxPacketSize < 128 || c.MaxPacketSize > maxMQTTPacket {
@@ -87,6 +120,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxKeepAlive < time.Second || c.MaxKeepAlive > 65535*time.Second {
 		return fmt.Errorf("mqtt: max_keep_alive must be 1s..65535s, got %s", c.MaxKeepAlive)
+	}
+	if c.ServerKeepAlive > c.MaxKeepAlive || (c.ServerKeepAlive > 0 && c.ServerKeepAlive < time.Second) {
+		return fmt.Errorf("mqtt: server_keep_alive must be 0 or 1s..max_keep_alive, got %s", c.ServerKeepAlive)
+	}
+	for name, v := range map[string]int{"topic_alias_maximum": c.TopicAliasMaximum, "outbound_topic_aliases": c.OutboundTopicAliases} {
+		if v < -1 || v > 65535 {
+			return fmt.Errorf("mqtt: %s must be -1..65535, got %d", name, v)
+		}
 	}
 	return nil
 }

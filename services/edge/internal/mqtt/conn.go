@@ -13,6 +13,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
 )
 
 // closeGrace bounds the writes of a connection being closed: its last
@@ -36,15 +37,28 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Set by CONNECT before any subscription exists, read-only afterwards.
-	version   byte
-	clientID  string
-	tenant    string
-	origin    string
-	keepAlive time.Duration
-	window    int // QoS 1 messages the client accepts unacknowledged
-	maxOut    int // the client's Maximum Packet Size, 0 for none
-	will      *message.Message
-	willTTL   time.Duration
+	version     byte
+	clientID    string
+	tenant      string
+	origin      string
+	connID      string // unique per connection, for takeovers
+	ctlSubject  string // the session's control subject
+	keepAlive   time.Duration
+	window      int  // QoS 1 and 2 messages the client accepts unacknowledged
+	maxOut      int  // the client's Maximum Packet Size, 0 for none
+	problemInfo bool // the client accepts reason strings and user properties on acks
+	aliasMax    int  // topic aliases the client may use (advertised)
+	will        *message.Message
+	willTTL     time.Duration
+	// gone is closed once the connection has ended and released everything.
+	gone chan struct{}
+
+	// aliasesIn are the client's topic aliases: the reader's alone.
+	aliasesIn map[uint16]string
+	// aliasesOut are the aliases the server assigned: the writer's alone
+	// (one writer at a time, handed over under mu); nil when the client
+	// accepts none.
+	aliasesOut *aliasLRU
 
 	// pubSlots bounds the connection's publishes in flight to the backbone.
 	pubSlots chan struct{}
@@ -63,19 +77,26 @@ type conn struct {
 	live          int // live deliveries queued or held: bounded by QueueSize
 	holding       bool
 	held          []delivery // live deliveries arriving during a SUBSCRIBE
-	inflight      map[uint16]struct{}
-	nextID        uint16
-	acks          []*pendingAck            // inbound QoS 1 publishes, in arrival order
-	subs          map[string]*subscription // by filter
+	sess          *session
+	acks          []*pendingAck // inbound QoS 1 and 2 publishes awaiting their store, in arrival order
+	// received counts the inbound QoS 1 and 2 publishes not completed
+	// (PUBACK, or PUBCOMP, not sent yet): bounded by ReceiveMaximum.
+	received int
+	// ctl is the connection's interest in its control subject (takeovers
+	// from other edges); echoed is set once its own announcement came back.
+	ctl    *nats.Subscription
+	echoed bool
 }
 
 func newConn(s *Server, nc net.Conn, cancel context.CancelFunc) *conn {
-	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, cancel: cancel}
+	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, cancel: cancel, problemInfo: true,
+		sess: &session{}, gone: make(chan struct{})}
 }
 
 // serve runs the connection: CONNECT, then packets until the connection
 // ends, then teardown.
 func (c *conn) serve(ctx context.Context) {
+	defer close(c.gone)
 	r := &connReader{nc: c.nc}
 	defer r.release()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
@@ -135,6 +156,12 @@ func (c *conn) handle(ctx context.Context, pk *packets.Packet) error {
 		return c.handlePublish(ctx, pk)
 	case packets.Puback:
 		c.handlePuback(pk.PacketID)
+	case packets.Pubrec:
+		c.handlePubrec(pk)
+	case packets.Pubrel:
+		return c.handlePubrel(pk.PacketID)
+	case packets.Pubcomp:
+		c.handlePubcomp(pk.PacketID)
 	case packets.Subscribe:
 		return c.handleSubscribe(ctx, pk)
 	case packets.Unsubscribe:
@@ -146,8 +173,7 @@ func (c *conn) handle(ctx context.Context, pk *packets.Packet) error {
 	case packets.Connect:
 		return errors.Join(ErrProtocol, errors.New("second CONNECT")) // [MQTT-3.1.0-2]
 	default:
-		// PUBREC, PUBREL, PUBCOMP without QoS 2 in flight; AUTH without
-		// an authentication method.
+		// AUTH without an authentication method.
 		return errors.Join(ErrProtocol, errors.New("unexpected "+packets.PacketNames[pk.FixedHeader.Type]))
 	}
 	return nil
@@ -174,14 +200,16 @@ func (c *conn) shutdown() {
 }
 
 // disconnect ends the connection because of err: MQTT 5 clients get a
-// DISCONNECT with err's reason code first.
+// DISCONNECT with err's reason code and, as a reason string, its text.
 func (c *conn) disconnect(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.disconnectLocked(err)
+	c.disconnectLocked(err, "")
 }
 
-func (c *conn) disconnectLocked(err error) {
+// disconnectLocked ends the connection; serverReference, if set, goes with
+// the DISCONNECT (Use another server, Server moved).
+func (c *conn) disconnectLocked(err error, serverReference string) {
 	if c.closing {
 		return
 	}
@@ -189,7 +217,11 @@ func (c *conn) disconnectLocked(err error) {
 	c.dropDeliveriesLocked()
 	if c.version == 5 && !c.done {
 		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
-			ProtocolVersion: 5, ReasonCode: reasonCode(err)}
+			ProtocolVersion: 5, ReasonCode: reasonCode(err), Mods: packets.Mods{MaxSize: uint32(c.maxOut)}}
+		// Reason strings are allowed on DISCONNECT whatever the client's
+		// Request Problem Information [MQTT-3.1.2-29].
+		pk.Properties.ReasonString = reasonString(err)
+		pk.Properties.ServerReference = serverReference
 		c.control = append(c.control, encodeBytes(pk))
 	}
 	c.kickLocked()
@@ -207,8 +239,8 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	c.mu.Lock()
 	c.closing = true
 	c.dropDeliveriesLocked()
-	subs := c.subs
-	c.subs = nil
+	sess := c.sess
+	subs := sess.subs
 	c.mu.Unlock()
 	for _, sub := range subs {
 		c.n.Hub.Unsubscribe(&sub.hs)
@@ -231,6 +263,10 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	c.done = true
 	c.mu.Unlock()
 	c.nc.Close()
+	if err := c.s.sessions.close(context.WithoutCancel(ctx), c.tenant, sess); err != nil {
+		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
+	}
+	c.s.release(c)
 }
 
 // connReader reads a connection through a pooled buffer that it holds only

@@ -38,10 +38,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		c.refuse(v, ErrBadAuthMethod)
 		return ErrBadAuthMethod
 	}
-	if v == 5 && pk.Connect.WillFlag && pk.Connect.WillQos > 1 {
-		c.refuse(v, ErrQoSNotSupported) // [MQTT-3.2.2-12]
-		return ErrQoSNotSupported
-	}
 
 	actx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	id, err := c.n.Auth.Authenticate(actx, auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password})
@@ -66,27 +62,47 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 	}
 
+	sess, present, err := c.s.sessions.open(ctx, id.Tenant, clientID, pk.Connect.Clean)
+	if err != nil {
+		err = fmt.Errorf("%w: session: %w", ErrServerUnavailable, err)
+		c.refuse(v, err)
+		return err
+	}
+
 	// Under mu: shutdown may read the version from another goroutine.
 	c.mu.Lock()
 	c.version = v
 	c.clientID = clientID
 	c.tenant = id.Tenant
 	c.origin = c.n.Origin(clientID)
+	c.connID = newConnID()
+	c.sess = sess
 	c.window = c.cfg.ReceiveMaximum
 	if v == 5 {
+		p := &pk.Properties
 		c.window = 65535
-		if rm := pk.Properties.ReceiveMaximum; rm > 0 {
+		if rm := p.ReceiveMaximum; rm > 0 {
 			c.window = int(rm)
 		}
-		c.maxOut = int(pk.Properties.MaximumPacketSize)
+		c.maxOut = int(p.MaximumPacketSize)
+		c.problemInfo = !p.RequestProblemInfoFlag || p.RequestProblemInfo != 0
+		c.aliasMax = max(c.cfg.TopicAliasMaximum, 0)
+		if n := min(int(p.TopicAliasMaximum), c.cfg.OutboundTopicAliases); n > 0 {
+			c.aliasesOut = newAliasLRU(n)
+		}
 	}
 	c.mu.Unlock()
 	c.pubSlots = make(chan struct{}, c.cfg.ReceiveMaximum)
 
 	keepAlive := time.Duration(pk.Connect.Keepalive) * time.Second
-	serverKeepAlive := keepAlive == 0 || keepAlive > c.cfg.MaxKeepAlive
-	if serverKeepAlive {
+	serverKeepAlive := true
+	switch {
+	case c.cfg.ServerKeepAlive > 0:
+		keepAlive = c.cfg.ServerKeepAlive.Truncate(time.Second)
+	case keepAlive == 0 || keepAlive > c.cfg.MaxKeepAlive:
 		keepAlive = c.cfg.MaxKeepAlive.Truncate(time.Second)
+	default:
+		serverKeepAlive = false
 	}
 	c.keepAlive = keepAlive
 
@@ -103,17 +119,23 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 	}
 
-	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
+	// The session is this connection's from here: whichever connection
+	// held it, here or on another edge, is closed first (bounded).
+	c.s.takeOver(ctx, c)
+
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v,
+		SessionPresent: present, Mods: packets.Mods{AllowResponseInfo: true, MaxSize: uint32(c.maxOut)}}
 	if v == 5 {
 		p := &ack.Properties
 		p.AssignedClientID = assigned
 		p.ReceiveMaximum = uint16(c.cfg.ReceiveMaximum)
 		p.MaximumPacketSize = uint32(c.cfg.MaxPacketSize)
-		p.MaximumQos, p.MaximumQosFlag = 1, true
+		// Maximum QoS is left out: its absence means QoS 2 [MQTT-3.2.2-9].
 		p.RetainAvailable, p.RetainAvailableFlag = 1, true
 		p.WildcardSubAvailable, p.WildcardSubAvailableFlag = 1, true
 		p.SubIDAvailable, p.SubIDAvailableFlag = 1, true
-		p.SharedSubAvailable, p.SharedSubAvailableFlag = 0, true
+		p.SharedSubAvailable, p.SharedSubAvailableFlag = 1, true
+		p.TopicAliasMaximum = uint16(c.aliasMax)
 		if serverKeepAlive {
 			p.ServerKeepAlive, p.ServerKeepAliveFlag = uint16(keepAlive/time.Second), true
 		}
@@ -121,8 +143,16 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 			// Sessions end with the connection for now: say so [MQTT-3.2.2-16].
 			p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = 0, true
 		}
+		if pk.Properties.RequestResponseInfo == 1 {
+			p.ResponseInfo = c.cfg.ResponseInformation // [MQTT-3.1.2-28]
+		}
 	}
 	c.sendControl(encodeBytes(ack))
+	if present {
+		c.mu.Lock()
+		c.resumeLocked()
+		c.mu.Unlock()
+	}
 	return nil
 }
 
@@ -133,11 +163,19 @@ func (c *conn) refuse(v byte, err error) {
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
 	if v == 5 || (v > 5 && errors.Is(err, ErrUnsupportedVersion)) {
 		ack.ProtocolVersion, ack.ReasonCode = 5, code
+		ack.Properties.ReasonString = reasonString(err)
 	} else {
 		ack.ProtocolVersion, ack.ReasonCode = 4, connackCodeV3(code)
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	_, _ = c.nc.Write(encodeBytes(ack))
+}
+
+// newConnID returns an identifier for one connection, unique across edges.
+func newConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // newClientID returns a client identifier for a client that sent none.

@@ -19,6 +19,7 @@ type delivery struct {
 	retain bool
 	ids    []int // subscription identifiers
 	id     uint16
+	dup    bool // a retransmission
 	// live deliveries count against QueueSize; retained ones sent after a
 	// SUBACK are already in memory and do not.
 	live bool
@@ -64,7 +65,7 @@ func (c *conn) routeLocked(m *message.Message, subs []*hub.Subscription) (delive
 	d := delivery{m: m, live: true}
 	found := false
 	for _, hs := range subs {
-		sub := c.subs[hs.Filter]
+		sub := c.sess.subs[subKey(hs)]
 		if sub == nil || &sub.hs != hs || sub.retainedDup(m) {
 			continue
 		}
@@ -97,7 +98,7 @@ func (c *conn) admitLocked(qos byte) bool {
 	}
 	c.s.stats.slowConsumers.Add(1)
 	c.n.Log.Info("mqtt slow consumer disconnected", "client", c.clientID, "queue", c.cfg.QueueSize)
-	c.disconnectLocked(ErrSlowConsumer)
+	c.disconnectLocked(ErrSlowConsumer, "")
 	return false
 }
 
@@ -138,16 +139,56 @@ func (c *conn) releaseLocked() {
 	c.kickLocked()
 }
 
-// handlePuback releases an outbound QoS 1 message acknowledged by the client.
+// handlePuback completes an outbound QoS 1 message. A PUBACK for anything
+// else is ignored.
 func (c *conn) handlePuback(id uint16) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.inflight[id]; !ok {
-		return
+	if o := c.sess.outbound[id]; o != nil && o.d.qos == 1 {
+		c.completeOutboundLocked(id)
 	}
-	delete(c.inflight, id)
-	if len(c.inflight) == 0 {
-		c.inflight = nil
+}
+
+// handlePubrec answers the client's receipt of an outbound QoS 2 message
+// with PUBREL, after which only PUBCOMP is awaited; a PUBREC with an error
+// code ends the exchange. A PUBREC for an exchange the session does not
+// hold is answered with PUBREL 0x92.
+func (c *conn) handlePubrec(pk *packets.Packet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.sess.outbound[pk.PacketID]
+	var err error
+	switch {
+	case o == nil || o.d.qos != 2:
+		err = errPacketIDNotFound
+	case pk.ReasonCode >= 0x80:
+		c.completeOutboundLocked(pk.PacketID)
+		return
+	default:
+		o.released = true
+		o.d.m = nil // only the identifier matters now
+	}
+	if !c.done {
+		c.control = append(c.control, c.ackBytes(packets.Pubrel, pk.PacketID, err))
+		c.kickLocked()
+	}
+}
+
+// handlePubcomp completes an outbound QoS 2 message.
+func (c *conn) handlePubcomp(id uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o := c.sess.outbound[id]; o != nil && o.released {
+		c.completeOutboundLocked(id)
+	}
+}
+
+// completeOutboundLocked frees the identifier and the in-flight slot of an
+// outbound message.
+func (c *conn) completeOutboundLocked(id uint16) {
+	delete(c.sess.outbound, id)
+	if len(c.sess.outbound) == 0 {
+		c.sess.outbound = nil
 	}
 	c.kickLocked()
 }
@@ -155,7 +196,9 @@ func (c *conn) handlePuback(id uint16) {
 // releaseID frees the packet identifier of a delivery that was not sent.
 func (c *conn) releaseID(d *delivery) {
 	if d.qos > 0 {
-		c.handlePuback(d.id)
+		c.mu.Lock()
+		c.completeOutboundLocked(d.id)
+		c.mu.Unlock()
 	}
 }
 
@@ -164,7 +207,7 @@ func (c *conn) sendableLocked() bool {
 	if c.closing || len(c.control) > 0 {
 		return true
 	}
-	return c.head < len(c.queue) && (c.queue[c.head].qos == 0 || len(c.inflight) < c.window)
+	return c.head < len(c.queue) && (c.queue[c.head].qos == 0 || c.queue[c.head].dup || len(c.sess.outbound) < c.window)
 }
 
 // kickLocked starts the writer if it is not running and has work.
@@ -178,7 +221,8 @@ func (c *conn) kickLocked() {
 }
 
 // takeLocked hands the writer the control packets and the deliveries the
-// in-flight window allows, assigning packet identifiers to QoS 1 ones.
+// in-flight window allows, assigning packet identifiers to QoS 1 and 2
+// ones (retransmissions keep theirs and their place in the window).
 func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 	ctl := c.control
 	c.control = nil
@@ -187,11 +231,11 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 	}
 	for c.head < len(c.queue) && len(batch) < maxBatch {
 		d := &c.queue[c.head]
-		if d.qos > 0 {
-			if len(c.inflight) >= c.window {
+		if d.qos > 0 && !d.dup {
+			if len(c.sess.outbound) >= c.window {
 				break
 			}
-			d.id = c.allocIDLocked()
+			d.id = c.allocIDLocked(d)
 		}
 		if d.live {
 			c.live--
@@ -216,17 +260,35 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 	return ctl, batch
 }
 
-func (c *conn) allocIDLocked() uint16 {
-	if c.inflight == nil {
-		c.inflight = make(map[uint16]struct{})
+// allocIDLocked assigns d a free packet identifier and records it in the
+// session as in flight. The window (at most 65,535) keeps one free.
+func (c *conn) allocIDLocked(d *delivery) uint16 {
+	s := c.sess
+	if s.outbound == nil {
+		s.outbound = make(map[uint16]*outbound)
 	}
 	for {
-		c.nextID++
-		if _, used := c.inflight[c.nextID]; c.nextID != 0 && !used {
-			c.inflight[c.nextID] = struct{}{}
-			return c.nextID
+		s.nextID++
+		if _, used := s.outbound[s.nextID]; s.nextID != 0 && !used {
+			s.sent++
+			o := &outbound{d: *d, order: s.sent}
+			o.d.id = s.nextID
+			o.d.live, o.d.subs = false, nil
+			s.outbound[s.nextID] = o
+			return s.nextID
 		}
 	}
+}
+
+// resumeLocked queues what a resumed session owes its client: its
+// unacknowledged messages again, with DUP, and its PUBRELs.
+func (c *conn) resumeLocked() {
+	publishes, pubrels := c.sess.retransmissions()
+	for _, id := range pubrels {
+		c.control = append(c.control, c.ackBytes(packets.Pubrel, id, nil))
+	}
+	c.queue = append(c.queue, publishes...)
+	c.kickLocked()
 }
 
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
@@ -318,7 +380,7 @@ const SeqProperty = "herald-seq"
 func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery) error {
 	m := d.m
 	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain},
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain, Dup: d.dup},
 		TopicName:       m.Topic,
 		Payload:         m.Payload,
 		PacketID:        d.id,
@@ -352,11 +414,32 @@ func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery
 		}
 		p.SubscriptionIdentifier = d.ids
 	}
+	var alias uint16
+	var known bool
+	if c.aliasesOut != nil {
+		alias, known = c.aliasesOut.lookup(m.Topic)
+		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true
+		if known {
+			pk.TopicName = ""
+		}
+	}
 	scratch.Reset()
 	if err := pk.PublishEncode(scratch); err != nil || (c.maxOut > 0 && scratch.Len() > c.maxOut) {
 		c.releaseID(d)
 		return nil
 	}
+	if c.aliasesOut != nil {
+		c.aliasesOut.commit(m.Topic, known)
+	}
 	_, err := w.Write(scratch.Bytes())
 	return err
+}
+
+// subKey is the key of a hub subscription among the session's: its filter
+// as the client subscribed it.
+func subKey(hs *hub.Subscription) string {
+	if hs.Group != "" {
+		return sharePrefix + hs.Group + "/" + hs.Filter
+	}
+	return hs.Filter
 }

@@ -6,28 +6,58 @@
 //
 // CONNECT for protocol levels 4 (3.1.1) and 5, authenticated by the node's
 // Authenticator (the identity's tenant is the connection's topic
-// namespace). Clean sessions only: SessionPresent is always 0, and a 3.1.1
-// client asking for a persistent session gets one that ends with the
-// connection; a 5.0 client is told Session Expiry Interval 0. An empty
-// client identifier is replaced by a generated one (5.0: returned as
-// Assigned Client Identifier; 3.1.1: only with CleanSession, as the
-// specification requires). PUBLISH at QoS 0 and 1 in both directions,
-// SUBSCRIBE with wildcards, retained messages (read from the session store
-// after live interest is in effect, duplicates of live messages dropped by
-// sequence), no-local, retain-as-published, retain handling, subscription
-// identifiers, message expiry, the client's Maximum Packet Size and
-// Receive Maximum, UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive, and will
-// messages (published at once on an abnormal close; the will delay is not
-// honoured, and a will is not published when the edge itself shuts down).
+// namespace). Clean sessions only, for now: SessionPresent is always 0, a
+// 3.1.1 client asking for a persistent session gets one that ends with the
+// connection, and a 5.0 client is told Session Expiry Interval 0. The
+// session state (subscriptions, QoS 1/2 messages in flight both ways) lives
+// in one struct behind a small store interface (session.go), so that
+// persistent sessions can load and save it. An empty client identifier is
+// replaced by a generated one (5.0: returned as Assigned Client Identifier;
+// 3.1.1: only with CleanSession, as the specification requires).
 //
-// Not yet: QoS 2 (CONNACK advertises Maximum QoS 1; a QoS 2 PUBLISH is
-// answered with DISCONNECT 0x9B, or a close for 3.1.1), persistent sessions
-// and session takeover, topic aliases (Topic Alias Maximum 0), shared
-// subscriptions (SUBACK 0x9E), enhanced authentication (AUTH).
+// PUBLISH at QoS 0, 1 and 2 in both directions (CONNACK leaves Maximum QoS
+// out, which means 2), delivered at the lower of the message's QoS and the
+// subscription's; SUBSCRIBE with wildcards; retained messages (read from
+// the session store after live interest is in effect, duplicates of live
+// messages dropped by sequence), no-local, retain-as-published, retain
+// handling, subscription identifiers, message expiry (decremented on
+// delivery), the client's Maximum Packet Size and Receive Maximum, topic
+// aliases both ways, shared subscriptions, session takeover on any edge,
+// Request Problem Information (reason strings on acks), Request Response
+// Information (Config.ResponseInformation), Server Keep Alive, server
+// DISCONNECT with reasons (0x8B shutdown, 0x8E takeover, 0x9C/0x9D through
+// Server.Redirect), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
+// times), and will messages (published at once on an abnormal close; the
+// will delay is not honoured yet, and a will is not published when the
+// edge itself shuts down). Not yet: persistent sessions, will delay,
+// enhanced authentication (AUTH). docs/mqtt.md has the full table.
+//
+// # QoS 2
+//
+// Inbound, PUBREC is sent only once JetStream stored the message. The
+// session keeps the packet identifier until PUBREL: a retransmission
+// meanwhile is answered with PUBREC and not published again, and the
+// message is published with a JetStream message id unique to the exchange
+// (qos2MsgID: tenant, client, a per-session nonce, the packet identifier
+// and a per-session count) so that a copy sent again after an edge
+// failure is dropped by JetStream while a later reuse of the identifier is
+// not. Outbound, PUBLISH → PUBREC → PUBREL → PUBCOMP, the message counting
+// against the client's Receive Maximum until PUBCOMP.
+//
+// # Takeover and shared subscriptions
+//
+// A CONNECT closes the connection of the same tenant and client identifier
+// on this edge directly, and on other edges through a request on the core
+// NATS control subject of the client, before it is answered (takeover.go).
+// A shared subscription $share/<group>/<filter> is a NATS queue
+// subscription on the filter's live subjects, the queue named after tenant,
+// group and filter, so NATS gives each message to one edge with members;
+// that edge gives it to one local member, round robin (hub.SharedInterest).
+// No retained messages are sent to a shared subscription.
 //
 // # Durability
 //
-// A QoS 1 PUBACK is sent only after the backbone acknowledged the store: a
+// A QoS 1 PUBACK (QoS 2 PUBREC) is sent only after the backbone acknowledged the store: a
 // success reason code means the message is in JetStream. A publish that
 // failed is answered with an error reason code (5.0) or by closing the
 // connection (3.1.1, which has no negative acknowledgement), never with a
@@ -45,11 +75,11 @@
 // connection through hub.Subscriber.Deliver, which never blocks: it puts the
 // message on the connection's queue, bounded by QueueSize messages. When the
 // queue is full, a QoS 0 message is dropped (counted in Stats.Dropped); a
-// QoS 1 message evicts the oldest queued QoS 0 message if there is one, and
+// QoS 1 or 2 message evicts the oldest queued QoS 0 message if there is one, and
 // otherwise the client is a slow consumer: it is sent DISCONNECT 0x97 Quota
 // exceeded (the limit that was hit is an administrative one, the queue;
 // 0x89 Server busy would wrongly blame the server) and the connection is
-// closed (counted in Stats.SlowConsumers). QoS 1 messages wait in the queue
+// closed (counted in Stats.SlowConsumers). QoS 1 and 2 messages wait in the queue
 // while the client's in-flight window (its Receive Maximum; ReceiveMaximum
 // for 3.1.1) is full. Retained messages sent after a SUBSCRIBE are already
 // in memory when they are queued and do not count against the bound.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 const waitFor = 5 * time.Second
@@ -44,7 +47,13 @@ type envOption func(*Config, *node.Node)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	ns := testserver.NATS(t)
+	return newEdge(t, testserver.NATS(t), "edge-test", opts...)
+}
+
+// newEdge is one edge named id over the NATS server ns, which several
+// edges may share.
+func newEdge(t *testing.T, ns *server.Server, id string, opts ...envOption) *env {
+	t.Helper()
 	nc := testserver.NATSConn(t, ns)
 	bb, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
 	if err != nil {
@@ -53,7 +62,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	var h *hub.Hub
 	live := bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) { h.Dispatch(m) })
 	h = hub.New(live)
-	n := &node.Node{ID: "edge-test", Backbone: bb, Hub: h, Auth: auth.Anonymous{Tenant: "dev"},
+	n := &node.Node{ID: id, Backbone: bb, Hub: h, Auth: auth.Anonymous{Tenant: "dev"},
 		Log: slog.New(slog.DiscardHandler)}
 	var cfg Config
 	for _, o := range opts {
@@ -244,8 +253,13 @@ func (r *raw) sendPacket(pk *packets.Packet) {
 		err = pk.PublishEncode(&b)
 	case packets.Subscribe:
 		err = pk.SubscribeEncode(&b)
-	case packets.Puback:
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		if pk.FixedHeader.Type == packets.Pubrel {
+			pk.FixedHeader.Qos = 1
+		}
 		err = pk.PubackEncode(&b)
+	case packets.Unsubscribe:
+		err = pk.UnsubscribeEncode(&b)
 	}
 	if err != nil {
 		r.t.Fatal(err)
@@ -253,12 +267,19 @@ func (r *raw) sendPacket(pk *packets.Packet) {
 	r.send(b.Bytes())
 }
 
-// connect sends a CONNECT and returns the CONNACK.
+var rawClients atomic.Int64
+
+// connect sends a CONNECT with a client identifier of its own and returns the CONNACK.
 func (r *raw) connect(keepAlive uint16, props packets.Properties) *packets.Packet {
+	r.t.Helper()
+	return r.connectAs(fmt.Sprintf("raw-%d", rawClients.Add(1)), keepAlive, props)
+}
+
+func (r *raw) connectAs(clientID string, keepAlive uint16, props packets.Properties) *packets.Packet {
 	r.t.Helper()
 	r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepAlive,
-			ClientIdentifier: "raw"}, Properties: props})
+			ClientIdentifier: clientID}, Properties: props})
 	ack := r.read()
 	if ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
 		r.t.Fatalf("CONNACK expected, got %+v", ack)
@@ -300,10 +321,12 @@ func (r *raw) tryRead() (*packets.Packet, error) {
 		err = pk.ConnackDecode(buf)
 	case packets.Publish:
 		err = pk.PublishDecode(buf)
-	case packets.Puback:
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
 		err = pk.PubackDecode(buf)
 	case packets.Suback:
 		err = pk.SubackDecode(buf)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(buf)
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(buf)
 		if pk.ProtocolVersion == 5 && n == 1 {
@@ -311,6 +334,38 @@ func (r *raw) tryRead() (*packets.Packet, error) {
 		}
 	}
 	return pk, err
+}
+
+// expect reads the next packet and fails unless it has type typ.
+func (r *raw) expect(typ byte) *packets.Packet {
+	r.t.Helper()
+	pk := r.read()
+	if pk.FixedHeader.Type != typ {
+		r.t.Fatalf("got %s, want %s", packets.PacketNames[pk.FixedHeader.Type], packets.PacketNames[typ])
+	}
+	return pk
+}
+
+// subscribe sends a SUBSCRIBE and returns the SUBACK.
+func (r *raw) subscribe(filters ...packets.Subscription) *packets.Packet {
+	r.t.Helper()
+	r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: filters})
+	return r.expect(packets.Suback)
+}
+
+// quiet fails if the server sends anything but a PINGRESP to a PINGREQ,
+// or anything within a short while after it. Absence cannot be signalled:
+// this bounded look is the check.
+func (r *raw) quiet() {
+	r.t.Helper()
+	r.send([]byte{packets.Pingreq << 4, 0})
+	r.expect(packets.Pingresp)
+	_ = r.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := r.r.Peek(1); err == nil {
+		pk := r.read()
+		r.t.Fatalf("unexpected %s (id %d)", packets.PacketNames[pk.FixedHeader.Type], pk.PacketID)
+	}
 }
 
 // expectClosed reads until the server closes the connection, returning

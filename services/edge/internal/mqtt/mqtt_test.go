@@ -51,8 +51,8 @@ func TestV5PublishSubscribe(t *testing.T) {
 
 	sa := sub.subscribe(t, paho.SubscribeOptions{Topic: "s/+/t", QoS: 1}, paho.SubscribeOptions{Topic: "s/#", QoS: 0},
 		paho.SubscribeOptions{Topic: "x/y", QoS: 2})
-	if !bytes.Equal(sa.Reasons, []byte{1, 0, 1}) {
-		t.Fatalf("SUBACK reasons %v, want [1 0 1]", sa.Reasons)
+	if !bytes.Equal(sa.Reasons, []byte{1, 0, 2}) {
+		t.Fatalf("SUBACK reasons %v, want [1 0 2]", sa.Reasons)
 	}
 
 	expiry := uint32(60)
@@ -102,8 +102,9 @@ func TestV5ConnackAdvertises(t *testing.T) {
 	}
 	defer c.Disconnect(&paho.Disconnect{})
 	p := ack.Properties
-	if ack.SessionPresent || p.AssignedClientID == "" || p.MaximumQoS == nil || *p.MaximumQoS != 1 ||
-		!p.RetainAvailable || !p.WildcardSubAvailable || p.SharedSubAvailable || !p.SubIDAvailable ||
+	if ack.SessionPresent || p.AssignedClientID == "" || p.MaximumQoS != nil || // absent: QoS 2
+		!p.RetainAvailable || !p.WildcardSubAvailable || !p.SharedSubAvailable || !p.SubIDAvailable ||
+		p.TopicAliasMaximum == nil || *p.TopicAliasMaximum != DefaultTopicAliases ||
 		p.ReceiveMaximum == nil || *p.ReceiveMaximum != DefaultReceiveMaximum ||
 		p.MaximumPacketSize == nil || *p.MaximumPacketSize != DefaultMaxPacketSize ||
 		p.ServerKeepAlive == nil || *p.ServerKeepAlive != uint16(DefaultMaxKeepAlive/time.Second) {
@@ -419,7 +420,6 @@ func TestProtocolErrors(t *testing.T) {
 		"reserved type":  {[]byte{0x00, 0x00}, codeProtocolError},
 		"second connect": {[]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c, 0x00, 0x00, 0x00}, codeProtocolError},
 		"too large":      {[]byte{0x30, 0xff, 0x7f}, codePacketTooLarge},
-		"qos 2 publish":  {[]byte{0x34, 0x06, 0x00, 0x01, 'a', 0x00, 0x01, 0x00}, codeQoSNotSupported},
 		"bad publish":    {[]byte{0x32, 0x03, 0x00, 0x05, 'a'}, codeMalformed},
 		"wildcard topic": {[]byte{0x30, 0x04, 0x00, 0x01, '#', 0x00}, codeProtocolError},
 		"too deep topic": {deepPublish, codeTopicNameInvalid},

@@ -12,9 +12,12 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// pendingAck is an inbound QoS 1 publish waiting for its PUBACK.
+// pendingAck is an inbound QoS 1 or 2 publish waiting for its store, then
+// for its PUBACK or PUBREC to be sent.
 type pendingAck struct {
 	id   uint16
+	qos  byte
+	in   *inbound // QoS 2: the session's entry
 	done bool
 	err  error
 }
@@ -24,13 +27,19 @@ type pendingAck struct {
 // connection's publishes are stored in the order they arrived (across
 // topics too); the confirmation is awaited on a goroutine, at most
 // ReceiveMaximum of them per connection. A QoS 1 PUBLISH is acknowledged
-// once stored, in arrival order.
+// (PUBACK) and a QoS 2 PUBLISH received (PUBREC) once stored, in arrival
+// order. A QoS 2 PUBLISH whose exchange is still open (no PUBREL yet) is a
+// retransmission: it is not published again.
 func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	qos := pk.FixedHeader.Qos
-	if qos == 2 {
-		return ErrQoSNotSupported // we advertised Maximum QoS 1 [MQTT-3.3.1-4]
+	name := pk.TopicName
+	if c.version == 5 && pk.Properties.TopicAliasFlag {
+		var err error
+		if name, err = c.resolveAlias(name, pk.Properties.TopicAlias); err != nil {
+			return err
+		}
 	}
-	m := &message.Message{Tenant: c.tenant, Topic: pk.TopicName, Payload: pk.Payload, QoS: qos,
+	m := &message.Message{Tenant: c.tenant, Topic: name, Payload: pk.Payload, QoS: qos,
 		Retain: pk.FixedHeader.Retain, Origin: c.origin}
 	if c.version == 5 {
 		if ttl := applyProperties(m, &pk.Properties); ttl > 0 {
@@ -42,13 +51,37 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	}
 
 	var ack *pendingAck
-	if qos == 1 {
+	var opts backbone.PublishOptions
+	if qos > 0 {
 		c.mu.Lock()
-		if len(c.acks) >= c.cfg.ReceiveMaximum {
+		if qos == 2 {
+			if in := c.sess.inbound[pk.PacketID]; in != nil {
+				// A retransmission [MQTT-4.3.3-10]: received again, not
+				// stored again. Its PUBREC follows the store if it is still
+				// running; otherwise it is sent again now.
+				if in.stored {
+					c.control = append(c.control, c.ackBytes(packets.Pubrec, pk.PacketID, nil))
+					c.kickLocked()
+				}
+				c.mu.Unlock()
+				return nil
+			}
+		}
+		if c.received >= c.cfg.ReceiveMaximum {
 			c.mu.Unlock()
 			return ErrReceiveMaximum // [MQTT-3.3.4-9]
 		}
-		ack = &pendingAck{id: pk.PacketID}
+		c.received++
+		ack = &pendingAck{id: pk.PacketID, qos: qos}
+		if qos == 2 {
+			c.sess.received++
+			ack.in = &inbound{msgID: qos2MsgID(c.tenant, c.sess, pk.PacketID, c.sess.received)}
+			if c.sess.inbound == nil {
+				c.sess.inbound = make(map[uint16]*inbound)
+			}
+			c.sess.inbound[pk.PacketID] = ack.in
+			opts.MsgID = ack.in.msgID
+		}
 		c.acks = append(c.acks, ack)
 		c.mu.Unlock()
 	}
@@ -58,7 +91,7 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	case <-ctx.Done():
 		return ErrShuttingDown
 	}
-	pending, err := c.n.PublishAsync(ctx, m, backbone.PublishOptions{})
+	pending, err := c.n.PublishAsync(ctx, m, opts)
 	if err != nil {
 		<-c.pubSlots
 		if ack == nil {
@@ -89,10 +122,12 @@ func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbon
 	}
 }
 
-// completeAck records the outcome of a QoS 1 publish and sends the PUBACKs
-// that are now due: those of the completed publishes at the head of the
-// arrival order [MQTT-4.6.0-2]. MQTT 3.1.1 has no negative PUBACK: a
-// failure closes the connection, so that the client publishes again.
+// completeAck records the outcome of a QoS 1 or 2 publish and sends the
+// PUBACKs and PUBRECs that are now due: those of the completed publishes
+// at the head of the arrival order [MQTT-4.6.0-2, MQTT-4.6.0-3]. A stored
+// QoS 2 message stays in the session until its PUBREL. MQTT 3.1.1 has no
+// negative acknowledgement: a failure closes the connection, so that the
+// client publishes again.
 func (c *conn) completeAck(a *pendingAck, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -102,19 +137,70 @@ func (c *conn) completeAck(a *pendingAck, err error) {
 		c.acks[0] = nil
 		c.acks = c.acks[1:]
 		if a.err != nil && c.version != 5 {
-			c.disconnectLocked(a.err)
+			c.disconnectLocked(a.err, "")
 			return
 		}
-		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback},
-			ProtocolVersion: c.version, PacketID: a.id, ReasonCode: reasonCode(a.err)}
+		typ := packets.Puback
+		switch {
+		case a.qos == 1:
+			c.received--
+		case a.err == nil:
+			typ = packets.Pubrec
+			a.in.stored = true
+		default:
+			// A PUBREC with an error code ends the exchange (MQTT 5 §4.3.3):
+			// the client may reuse the identifier.
+			typ = packets.Pubrec
+			delete(c.sess.inbound, a.id)
+			c.received--
+		}
 		if !c.done {
-			c.control = append(c.control, encodeBytes(pk))
+			c.control = append(c.control, c.ackBytes(typ, a.id, a.err))
 		}
 	}
 	if len(c.acks) == 0 {
 		c.acks = nil
 	}
 	c.kickLocked()
+}
+
+// handlePubrel completes an inbound QoS 2 exchange: the message leaves the
+// session and PUBCOMP is sent. A PUBREL for an identifier the session does
+// not hold is answered with PUBCOMP 0x92 (3.1.1: PUBCOMP), as a client
+// that lost the PUBCOMP sends PUBREL again.
+func (c *conn) handlePubrel(id uint16) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := c.sess.inbound[id]
+	var err error
+	switch {
+	case in == nil:
+		err = errPacketIDNotFound
+	case !in.stored:
+		// The client cannot have seen a PUBREC yet.
+		return errors.Join(ErrProtocol, errors.New("PUBREL before PUBREC"))
+	default:
+		delete(c.sess.inbound, id)
+		c.received--
+	}
+	if !c.done {
+		c.control = append(c.control, c.ackBytes(packets.Pubcomp, id, err))
+		c.kickLocked()
+	}
+	return nil
+}
+
+// ackBytes encodes a PUBACK, PUBREC, PUBREL or PUBCOMP reporting err (MQTT
+// 5: its reason code and, if the client accepts problem information, its
+// reason string).
+func (c *conn) ackBytes(typ byte, id uint16, err error) []byte {
+	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, ProtocolVersion: c.version, PacketID: id}
+	if c.version == 5 {
+		pk.ReasonCode = reasonCode(err)
+		pk.Mods = packets.Mods{MaxSize: uint32(c.maxOut), DisallowProblemInfo: !c.problemInfo}
+		pk.Properties.ReasonString = reasonString(err)
+	}
+	return encodeBytes(pk)
 }
 
 // applyProperties copies the MQTT 5 message properties of p onto m and

@@ -23,12 +23,12 @@ func queueConn(queueSize int) (*conn, *hub.Subscription, *hub.Subscription) {
 	s := &Server{cfg: Config{QueueSize: queueSize}.WithDefaults(), node: &node.Node{Log: slog.New(slog.DiscardHandler)}}
 	c := newConn(s, nil, func() {})
 	c.done = true
-	c.subs = map[string]*subscription{}
+	c.sess.subs = map[string]*subscription{}
 	for _, f := range []string{"q0", "q1"} {
-		sub := &subscription{hs: hub.Subscription{Filter: f, QoS: byte(len(c.subs))}}
-		c.subs[f] = sub
+		sub := &subscription{hs: hub.Subscription{Filter: f, QoS: byte(len(c.sess.subs))}}
+		c.sess.subs[f] = sub
 	}
-	return c, &c.subs["q0"].hs, &c.subs["q1"].hs
+	return c, &c.sess.subs["q0"].hs, &c.sess.subs["q1"].hs
 }
 
 // TestOverflowPolicy ensures a full queue drops QoS 0 messages, makes room
@@ -77,6 +77,8 @@ func TestReadPacketSeeds(t *testing.T) {
 		"connect_v4": nil, "connect_v5_will": nil, "publish_v4_qos0": nil, "publish_v5_qos1_props": nil,
 		"subscribe_v5": nil, "subscribe_v4": nil, "unsubscribe_v5": nil, "puback_v5": nil, "pingreq": nil,
 		"disconnect_v5": nil, "garbage_len": ErrMalformed, "sub_v5_no_opts": ErrMalformed, "garbage_http": ErrMalformed,
+		"publish_v5_qos2": nil, "publish_v5_alias": nil, "pubrel_v5": nil, "pubrec_v5_reason": nil, "pubcomp_v4": nil,
+		"subscribe_v5_shared": nil, "pubrel_bad_flags": ErrMalformed, "publish_qos3": ErrMalformed,
 	}
 	for name, wantErr := range want {
 		b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzReadPacket", name))

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/topic"
@@ -26,14 +27,22 @@ var (
 	ErrClientID = errors.New("mqtt: client identifier not valid")
 	// ErrBadAuthMethod is returned for a CONNECT asking for enhanced authentication.
 	ErrBadAuthMethod = errors.New("mqtt: authentication method not supported")
-	// ErrQoSNotSupported is returned for a QoS 2 publish or will (Maximum QoS is 1).
-	ErrQoSNotSupported = errors.New("mqtt: QoS not supported")
-	// ErrTopicAlias is returned for a publish using a topic alias (Topic Alias Maximum is 0).
+	// ErrTopicAlias is returned for a topic alias of 0 or above the Topic Alias Maximum.
 	ErrTopicAlias = errors.New("mqtt: topic alias invalid")
 	// ErrReceiveMaximum is returned when a client exceeds the Receive Maximum.
 	ErrReceiveMaximum = errors.New("mqtt: receive maximum exceeded")
-	// ErrSharedSubscription is returned for a $share/ filter.
-	ErrSharedSubscription = errors.New("mqtt: shared subscriptions not supported")
+	// errPacketIDNotFound answers a PUBREL or PUBREC for an exchange the
+	// session does not hold; it does not end the connection.
+	errPacketIDNotFound = errors.New("mqtt: packet identifier not found")
+	// ErrServerUnavailable refuses a client the server cannot serve now.
+	ErrServerUnavailable = errors.New("mqtt: server unavailable")
+	// ErrSessionTakenOver ends a connection whose client identifier
+	// connected again, on this edge or another.
+	ErrSessionTakenOver = errors.New("mqtt: session taken over")
+	// ErrUseAnotherServer ends connections the edge sends elsewhere for now (a drain).
+	ErrUseAnotherServer = errors.New("mqtt: use another server")
+	// ErrServerMoved ends connections the edge sends elsewhere for good.
+	ErrServerMoved = errors.New("mqtt: server moved")
 	// ErrSlowConsumer is returned when a client's queue is full of QoS 1 messages.
 	ErrSlowConsumer = errors.New("mqtt: slow consumer: queue full")
 	// ErrKeepAliveTimeout is returned when nothing arrived within 1.5 keep alive intervals.
@@ -57,15 +66,18 @@ const (
 	codeNotAuthorized        byte = 0x87
 	codeServerUnavailable    byte = 0x88
 	codeServerShuttingDown   byte = 0x8B
+	codeSessionTakenOver     byte = 0x8E
 	codeBadAuthMethod        byte = 0x8C
 	codeKeepAliveTimeout     byte = 0x8D
 	codeTopicFilterInvalid   byte = 0x8F
 	codeTopicNameInvalid     byte = 0x90
+	codePacketIDNotFound     byte = 0x92
 	codeReceiveMaxExceeded   byte = 0x93
 	codeTopicAliasInvalid    byte = 0x94
 	codePacketTooLarge       byte = 0x95
 	codeQuotaExceeded        byte = 0x97
-	codeQoSNotSupported      byte = 0x9B
+	codeUseAnotherServer     byte = 0x9C
+	codeServerMoved          byte = 0x9D
 	codeSharedSubUnsupported byte = 0x9E
 )
 
@@ -87,14 +99,22 @@ func reasonCode(err error) byte {
 		return codeClientIDNotValid
 	case errors.Is(err, ErrBadAuthMethod):
 		return codeBadAuthMethod
-	case errors.Is(err, ErrQoSNotSupported):
-		return codeQoSNotSupported
 	case errors.Is(err, ErrTopicAlias):
 		return codeTopicAliasInvalid
 	case errors.Is(err, ErrReceiveMaximum):
 		return codeReceiveMaxExceeded
-	case errors.Is(err, ErrSharedSubscription):
+	case errors.Is(err, hub.ErrSharedUnsupported):
 		return codeSharedSubUnsupported
+	case errors.Is(err, ErrServerUnavailable):
+		return codeServerUnavailable
+	case errors.Is(err, errPacketIDNotFound):
+		return codePacketIDNotFound
+	case errors.Is(err, ErrSessionTakenOver):
+		return codeSessionTakenOver
+	case errors.Is(err, ErrUseAnotherServer):
+		return codeUseAnotherServer
+	case errors.Is(err, ErrServerMoved):
+		return codeServerMoved
 	case errors.Is(err, ErrSlowConsumer):
 		return codeQuotaExceeded
 	case errors.Is(err, ErrKeepAliveTimeout):
@@ -113,6 +133,22 @@ func reasonCode(err error) byte {
 		return codeNotAuthorized
 	}
 	return codeUnspecified
+}
+
+// maxReasonString bounds a reason string: it is a hint for humans.
+const maxReasonString = 200
+
+// reasonString returns the reason string that reports err (MQTT 5 §3.4.2.2.2):
+// its text on one line, bounded.
+func reasonString(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := strings.ReplaceAll(err.Error(), "\n", ": ")
+	if len(s) > maxReasonString {
+		s = strings.ToValidUTF8(s[:maxReasonString], "")
+	}
+	return s
 }
 
 func isTopicError(err error) bool {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/nats-io/nats.go"
 )
 
 // Server is the MQTT server of one edge. It is safe for concurrent use.
@@ -17,12 +18,22 @@ type Server struct {
 	cfg  Config
 	node *node.Node
 
+	sessions sessionStore
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	// wg counts accept loops and connections.
+	// clients are the connections by control subject (tenant and client
+	// identifier); ctlSubs routes control messages to their connection.
+	clients map[string]*conn
+	ctlSubs map[*nats.Subscription]*conn
+	// wg counts accept loops, connections and control goroutines.
 	wg sync.WaitGroup
+
+	ctlCh    chan *nats.Msg
+	ctlStart sync.Once
+	ctlStop  chan struct{}
 
 	stats counters
 }
@@ -50,8 +61,10 @@ func New(cfg Config, n *node.Node) (*Server, error) {
 	if n == nil || n.Hub == nil || n.Backbone == nil || n.Auth == nil || n.Log == nil {
 		return nil, errors.New("mqtt: node needs a backbone, a hub, an authenticator and a logger")
 	}
-	return &Server{cfg: cfg.WithDefaults(), node: n,
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}, nil
+	return &Server{cfg: cfg.WithDefaults(), node: n, sessions: ephemeralSessions{},
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
+		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
+		ctlCh: make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{})}, nil
 }
 
 // Stats returns the server's counters.
@@ -151,6 +164,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 // connection goroutines have stopped.
 func (s *Server) Close() {
 	s.mu.Lock()
+	first := !s.closed
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
@@ -159,5 +173,27 @@ func (s *Server) Close() {
 		c.shutdown()
 	}
 	s.mu.Unlock()
+	if first {
+		close(s.ctlStop)
+	}
 	s.wg.Wait()
+}
+
+// Redirect tells every MQTT 5 client to use another server — reference,
+// sent as Server Reference — with DISCONNECT 0x9C (Use another server), or
+// 0x9D (Server moved) if permanent, and closes every connection; MQTT
+// 3.1.1 clients are just closed. It is the hook for draining an edge: new
+// connections are still accepted until Close.
+func (s *Server) Redirect(reference string, permanent bool) {
+	err := ErrUseAnotherServer
+	if permanent {
+		err = ErrServerMoved
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.mu.Lock()
+		c.disconnectLocked(err, reference)
+		c.mu.Unlock()
+	}
 }

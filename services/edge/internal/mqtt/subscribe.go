@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -56,15 +57,24 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 	if ids := pk.Properties.SubscriptionIdentifier; len(ids) > 1 || (len(ids) == 1 && ids[0] == 0) {
 		return errors.Join(ErrProtocol, errors.New("bad subscription identifier")) // [MQTT-3.8.2.1.2]
 	}
+	for _, f := range pk.Filters {
+		if c.version == 5 && f.NoLocal && strings.HasPrefix(f.Filter, sharePrefix) {
+			return errors.Join(ErrProtocol, errors.New("no local on a shared subscription")) // [MQTT-3.8.3-4]
+		}
+	}
 	c.mu.Lock()
 	c.holding = true
 	c.mu.Unlock()
 
 	codes := make([]byte, len(pk.Filters))
 	var gs []granted
+	var firstErr error
 	for i, f := range pk.Filters {
 		g, err := c.subscribe(ctx, f)
 		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", f.Filter, err)
+			}
 			codes[i] = reasonCode(err)
 			if c.version != 5 {
 				codes[i] = subackCodeV3(codes[i])
@@ -75,7 +85,11 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 		gs = append(gs, g)
 	}
 	suback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback},
-		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes,
+		Mods: packets.Mods{MaxSize: uint32(c.maxOut), DisallowProblemInfo: !c.problemInfo}}
+	if c.version == 5 {
+		suback.Properties.ReasonString = reasonString(firstErr)
+	}
 	c.sendControl(encodeBytes(suback))
 	c.sendRetained(ctx, gs)
 	c.mu.Lock()
@@ -87,30 +101,53 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 // subscribe registers one filter with the hub, replacing the connection's
 // subscription of the same filter, and returns once it is live.
 func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, error) {
-	if strings.HasPrefix(f.Filter, "$share/") {
-		return granted{}, ErrSharedSubscription
-	}
-	if err := topic.ValidateFilter(f.Filter, c.n.Limits); err != nil {
+	group, filter, err := parseShared(f.Filter)
+	if err != nil {
 		return granted{}, err
 	}
-	sub := &subscription{hs: hub.Subscription{Tenant: c.tenant, Filter: f.Filter, Subscriber: c,
-		QoS: min(f.Qos, 1), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}
+	if err := topic.ValidateFilter(filter, c.n.Limits); err != nil {
+		return granted{}, err
+	}
+	sub := &subscription{hs: hub.Subscription{Tenant: c.tenant, Filter: filter, Group: group, Subscriber: c,
+		QoS: min(f.Qos, 2), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}
 	if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
 		c.n.Log.Warn("mqtt subscribe failed", "client", c.clientID, "filter", f.Filter, "err", err)
 		return granted{}, err
 	}
 	c.mu.Lock()
-	old := c.subs[f.Filter]
-	if c.subs == nil {
-		c.subs = map[string]*subscription{}
+	old := c.sess.subs[f.Filter]
+	if c.sess.subs == nil {
+		c.sess.subs = map[string]*subscription{}
 	}
-	c.subs[f.Filter] = sub
+	c.sess.subs[f.Filter] = sub
 	c.mu.Unlock()
 	if old != nil {
 		// The new subscription took over first: no message falls between.
 		c.n.Hub.Unsubscribe(&old.hs) // [MQTT-3.8.4-3]
 	}
-	return granted{sub: sub, retainHandling: f.RetainHandling, isNew: old == nil}, nil
+	rh := f.RetainHandling
+	if group != "" {
+		rh = 2 // no retained messages for a shared subscription (MQTT 5 §4.8.2)
+	}
+	return granted{sub: sub, retainHandling: rh, isNew: old == nil}, nil
+}
+
+// sharePrefix starts the filter of a shared subscription.
+const sharePrefix = "$share/"
+
+// parseShared splits a shared subscription's filter "$share/<group>/<filter>"
+// (MQTT 5 §4.8.2, also accepted from 3.1.1 clients as most brokers do);
+// any other filter is returned as it is, with no group.
+func parseShared(f string) (group, filter string, err error) {
+	rest, ok := strings.CutPrefix(f, sharePrefix)
+	if !ok {
+		return "", f, nil
+	}
+	group, filter, ok = strings.Cut(rest, "/")
+	if !ok || group == "" || filter == "" || strings.ContainsAny(group, "+#") { // [MQTT-4.8.2-1, MQTT-4.8.2-2]
+		return "", "", fmt.Errorf("%w: shared subscription %q", hub.ErrInvalidFilter, f)
+	}
+	return group, filter, nil
 }
 
 // sendRetained queues the retained messages of the new subscriptions, as
@@ -161,8 +198,8 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 	codes := make([]byte, len(pk.Filters))
 	for i, f := range pk.Filters {
 		c.mu.Lock()
-		sub := c.subs[f.Filter]
-		delete(c.subs, f.Filter)
+		sub := c.sess.subs[f.Filter]
+		delete(c.sess.subs, f.Filter)
 		c.mu.Unlock()
 		if sub == nil {
 			codes[i] = codeNoSubscription
@@ -171,6 +208,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 		c.n.Hub.Unsubscribe(&sub.hs)
 	}
 	unsuback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback},
-		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes,
+		Mods: packets.Mods{MaxSize: uint32(c.maxOut), DisallowProblemInfo: !c.problemInfo}}
 	c.sendControl(encodeBytes(unsuback))
 }

@@ -1,0 +1,451 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/testserver"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+)
+
+func u16(v uint16) *uint16 { return &v }
+
+// TestTopicAliasInbound ensures a Paho MQTT 5 client may publish with a
+// topic alias, defining it with the topic and then using it alone.
+func TestTopicAliasInbound(t *testing.T) {
+	e := newEnv(t)
+	sub := e.v5("sub")
+	sub.subscribe(t, paho.SubscribeOptions{Topic: "al/#", QoS: 1})
+	pub := e.v5("pub")
+	pub.publish(t, &paho.Publish{Topic: "al/long/topic", QoS: 1, Payload: []byte("1"),
+		Properties: &paho.PublishProperties{TopicAlias: u16(3)}})
+	pub.publish(t, &paho.Publish{QoS: 1, Payload: []byte("2"), Properties: &paho.PublishProperties{TopicAlias: u16(3)}})
+	for _, p := range []string{"1", "2"} {
+		if m := sub.next(t); m.Topic != "al/long/topic" || string(m.Payload) != p {
+			t.Fatalf("got %s %q", m.Topic, m.Payload)
+		}
+	}
+}
+
+// TestTopicAliasOutbound ensures the server assigns topic aliases to a
+// client that accepts them: a topic is sent once with its alias and then
+// by alias alone, and the least recently used alias is reassigned when all
+// are taken.
+func TestTopicAliasOutbound(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw()
+	r.connect(30, packets.Properties{TopicAliasMaximum: 2})
+	r.subscribe(packets.Subscription{Filter: "ta/#", Qos: 0})
+	pub := e.v5("pub")
+	topics := []string{"ta/a", "ta/a", "ta/b", "ta/c", "ta/a"}
+	for _, tp := range topics {
+		pub.publish(t, &paho.Publish{Topic: tp, QoS: 1, Payload: []byte(tp)})
+	}
+	want := []struct {
+		topic string
+		alias uint16
+	}{{"ta/a", 1}, {"", 1}, {"ta/b", 2}, {"ta/c", 1}, {"ta/a", 2}}
+	for i, w := range want {
+		pk := r.expect(packets.Publish)
+		if pk.TopicName != w.topic || pk.Properties.TopicAlias != w.alias || string(pk.Payload) != topics[i] {
+			t.Fatalf("PUBLISH %d: topic %q alias %d payload %q, want %q alias %d", i, pk.TopicName,
+				pk.Properties.TopicAlias, pk.Payload, w.topic, w.alias)
+		}
+	}
+}
+
+// TestSharedSubscriptionOneEdge ensures the members of a shared
+// subscription on one edge get its messages round robin, each once, while
+// a plain subscription gets all of them, and that no retained message is
+// sent to a new shared subscription.
+func TestSharedSubscriptionOneEdge(t *testing.T) {
+	e := newEnv(t)
+	pub := e.v5("pub")
+	pub.publish(t, &paho.Publish{Topic: "sh/r", QoS: 1, Retain: true, Payload: []byte("retained")})
+	a, b, plain := e.v5("a"), e.v5("b"), e.v5("plain")
+	for _, c := range []*v5{a, b} {
+		if sa := c.subscribe(t, paho.SubscribeOptions{Topic: "$share/g/sh/#", QoS: 2}); sa.Reasons[0] != 2 {
+			t.Fatalf("SUBACK %v", sa.Reasons)
+		}
+	}
+	plain.subscribe(t, paho.SubscribeOptions{Topic: "sh/#", QoS: 1, RetainHandling: 2})
+	const n = 10
+	for i := range n {
+		pub.publish(t, &paho.Publish{Topic: fmt.Sprintf("sh/%d", i), QoS: 1, Payload: []byte("x")})
+	}
+	for range n {
+		plain.next(t)
+	}
+	got := map[string]int{}
+	for _, c := range []*v5{a, b} {
+		for range n / 2 {
+			m := c.next(t)
+			if m.Retain {
+				t.Fatalf("retained message %s sent to a shared subscription", m.Topic)
+			}
+			got[m.Topic]++
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("members got %v, want each of %d messages once", got, n)
+	}
+	// UNSUBSCRIBE takes the full shared filter.
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if ua, err := a.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"$share/g/sh/#"}}); err != nil || ua.Reasons[0] != 0 {
+		t.Fatalf("UNSUBACK %+v %v", ua, err)
+	}
+}
+
+// TestSharedSubscriptionAcrossEdges ensures a shared group with members on
+// two edges gets each message exactly once across the group, and that both
+// members get some.
+func TestSharedSubscriptionAcrossEdges(t *testing.T) {
+	ns := testserver.NATS(t)
+	ea, eb := newEdge(t, ns, "edge-a"), newEdge(t, ns, "edge-b")
+	a, b := ea.v5("a"), eb.v5("b")
+	a.subscribe(t, paho.SubscribeOptions{Topic: "$share/workers/jobs/+", QoS: 1})
+	b.subscribe(t, paho.SubscribeOptions{Topic: "$share/workers/jobs/+", QoS: 1})
+	marker := ea.v5("marker")
+	marker.subscribe(t, paho.SubscribeOptions{Topic: "jobs/+", QoS: 1})
+	pub := eb.v5("pub")
+	const n = 40
+	for i := range n {
+		pub.publish(t, &paho.Publish{Topic: "jobs/" + fmt.Sprint(i), QoS: 1, Payload: []byte("j")})
+	}
+	// The plain subscriber receives all; by then both edges have dispatched
+	// everything stored before.
+	for range n {
+		marker.next(t)
+	}
+	got := map[string]int{}
+	counts := [2]int{}
+	for i, c := range []*v5{a, b} {
+	drain:
+		for {
+			select {
+			case m := <-c.msgs:
+				got[m.Topic]++
+				counts[i]++
+			case <-time.After(300 * time.Millisecond):
+				break drain
+			}
+		}
+	}
+	if len(got) != n || counts[0]+counts[1] != n || counts[0] == 0 || counts[1] == 0 {
+		t.Fatalf("edge A member got %d, edge B member %d, distinct %d; want %d in all, once each, both some",
+			counts[0], counts[1], len(got), n)
+	}
+}
+
+// TestSessionTakeoverSameEdge ensures a second CONNECT with a client
+// identifier closes the first connection on the same edge with 0x8E, and
+// the new connection works.
+func TestSessionTakeoverSameEdge(t *testing.T) {
+	e := newEnv(t)
+	first := e.v5("same")
+	second := e.v5("same")
+	select {
+	case d := <-first.disconnects:
+		if d.ReasonCode != codeSessionTakenOver {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the first connection was not taken over within 1s")
+	}
+	second.subscribe(t, paho.SubscribeOptions{Topic: "to", QoS: 1})
+	second.publish(t, &paho.Publish{Topic: "to", QoS: 1, Payload: []byte("ok")})
+	second.next(t)
+	// A 3.1.1 connection is taken over too (it is closed without a packet).
+	c3, _ := e.v3("tcp://"+e.addr, "same3")
+	e.v3("tcp://"+e.addr, "same3")
+	deadline := time.Now().Add(time.Second)
+	for c3.IsConnectionOpen() {
+		if time.Now().After(deadline) {
+			t.Fatal("the 3.1.1 connection was not taken over within 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSessionTakeoverAcrossEdges ensures a CONNECT on one edge closes the
+// connection of the same client identifier on another edge with 0x8E
+// within one second, and only of the same tenant and identifier.
+func TestSessionTakeoverAcrossEdges(t *testing.T) {
+	ns := testserver.NATS(t)
+	ea, eb := newEdge(t, ns, "edge-a"), newEdge(t, ns, "edge-b")
+	old := ea.v5("roaming")
+	bystander := ea.v5("other")
+	start := time.Now()
+	eb.v5("roaming")
+	select {
+	case d := <-old.disconnects:
+		if d.ReasonCode != codeSessionTakenOver {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("taken over after %s", took)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the connection on edge A was not taken over within 1s")
+	}
+	bystander.publish(t, &paho.Publish{Topic: "still", QoS: 1, Payload: []byte("here")})
+}
+
+// TestSessionTakeoverRace ensures that of two connections that both
+// announced themselves (a race in which neither saw the other's takeover
+// request), the one announced first is closed with 0x8E.
+func TestSessionTakeoverRace(t *testing.T) {
+	e := newEnv(t)
+	c := e.v5("racer")
+	c.subscribe(t, paho.SubscribeOptions{Topic: "x", QoS: 0}) // the CONNECT's announcement came back by now
+	nc := e.bb.Conn()
+	ann := nats.NewMsg(e.bb.Config().ClientControlSubject("dev", "racer"))
+	ann.Header.Set(hdrControl, ctlAnnounce)
+	ann.Header.Set(hdrConnID, "a-newer-connection-elsewhere")
+	if err := nc.PublishMsg(ann); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-c.disconnects:
+		if d.ReasonCode != codeSessionTakenOver {
+			t.Fatalf("DISCONNECT %#x", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the older connection survived a newer announcement")
+	}
+}
+
+// TestRequestProblemInformation ensures acks carry a reason string unless
+// the client asked for no problem information, and that CONNACK carries
+// response information only when asked for.
+func TestRequestProblemInformation(t *testing.T) {
+	e := newEnv(t, func(c *Config, n *node.Node) { n.Limits.MaxLevels = 2; c.ResponseInformation = "resp/dev/" })
+	for _, tc := range []struct {
+		props      packets.Properties
+		wantReason bool
+		wantResp   string
+	}{
+		{packets.Properties{}, true, ""},
+		{packets.Properties{RequestProblemInfo: 0, RequestProblemInfoFlag: true, RequestResponseInfo: 1}, false, "resp/dev/"},
+	} {
+		r := e.raw()
+		ack := r.connect(30, tc.props)
+		if ack.Properties.ResponseInfo != tc.wantResp {
+			t.Fatalf("response information %q, want %q", ack.Properties.ResponseInfo, tc.wantResp)
+		}
+		r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName: "too/deep/topic", PacketID: 1, Payload: []byte("x")})
+		pk := r.expect(packets.Puback)
+		if pk.ReasonCode != codeTopicNameInvalid || (pk.Properties.ReasonString != "") != tc.wantReason {
+			t.Fatalf("PUBACK %#x reason string %q, want one: %v", pk.ReasonCode, pk.Properties.ReasonString, tc.wantReason)
+		}
+	}
+}
+
+// TestServerKeepAlive ensures a configured server keep alive is told to an
+// MQTT 5 client in CONNACK and enforced at 1.5 times.
+func TestServerKeepAlive(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *node.Node) { c.ServerKeepAlive = time.Second })
+	r := e.raw()
+	start := time.Now()
+	if ack := r.connect(600, packets.Properties{}); !ack.Properties.ServerKeepAliveFlag || ack.Properties.ServerKeepAlive != 1 {
+		t.Fatalf("Server Keep Alive %d (flag %v), want 1", ack.Properties.ServerKeepAlive, ack.Properties.ServerKeepAliveFlag)
+	}
+	if reason := r.expectClosed(); reason != codeKeepAliveTimeout || time.Since(start) > 3*time.Second {
+		t.Fatalf("DISCONNECT %#x after %s, want 0x8D after 1.5s", reason, time.Since(start))
+	}
+}
+
+// TestKeepAliveOneAndAHalf ensures the keep alive is enforced at exactly
+// 1.5 intervals after the last packet: a packet at 1.2 intervals keeps the
+// connection, and silence then closes it 1.5 intervals later, not before.
+func TestKeepAliveOneAndAHalf(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw()
+	r.connect(1, packets.Properties{})
+	time.Sleep(1200 * time.Millisecond) // the silence under test
+	r.send([]byte{packets.Pingreq << 4, 0})
+	r.expect(packets.Pingresp)
+	last := time.Now()
+	if reason := r.expectClosed(); reason != codeKeepAliveTimeout {
+		t.Fatalf("DISCONNECT %#x, want 0x8D", reason)
+	}
+	if d := time.Since(last); d < 1500*time.Millisecond || d > 2200*time.Millisecond {
+		t.Fatalf("closed %s after the last packet, want 1.5s", d)
+	}
+}
+
+// TestRedirect ensures the drain hook sends MQTT 5 clients DISCONNECT 0x9C
+// (or 0x9D) with the server reference.
+func TestRedirect(t *testing.T) {
+	e := newEnv(t)
+	for _, permanent := range []bool{false, true} {
+		r := e.raw()
+		r.connect(30, packets.Properties{})
+		e.srv.Redirect("edge-b.example:1883", permanent)
+		pk := r.expect(packets.Disconnect)
+		want := byte(codeUseAnotherServer)
+		if permanent {
+			want = codeServerMoved
+		}
+		if pk.ReasonCode != want || pk.Properties.ServerReference != "edge-b.example:1883" {
+			t.Fatalf("DISCONNECT %#x reference %q", pk.ReasonCode, pk.Properties.ServerReference)
+		}
+		r.expectClosed()
+	}
+}
+
+// TestMessageExpiryDecremented ensures a delivered message's expiry
+// interval is what is left of it, and an expired message is not delivered.
+func TestMessageExpiryDecremented(t *testing.T) {
+	state := &fakeState{}
+	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = state })
+	epoch, err := e.bb.EnsureTenant(context.Background(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state.epoch = epoch
+	now := time.Now()
+	// Published with an expiry of an hour, 59.5 minutes ago.
+	state.put(&message.Message{Tenant: "dev", Topic: "exp/left", Payload: []byte("x"), Retain: true,
+		ExpiresAt: now.Add(30 * time.Second)})
+	state.put(&message.Message{Tenant: "dev", Topic: "exp/gone", Payload: []byte("y"), Retain: true,
+		ExpiresAt: now.Add(-time.Second)})
+	sub := e.v5("sub")
+	sub.subscribe(t, paho.SubscribeOptions{Topic: "exp/#", QoS: 0}, paho.SubscribeOptions{Topic: "marker", QoS: 0})
+	m := sub.next(t)
+	if m.Topic != "exp/left" || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry > 30 || *m.Properties.MessageExpiry < 28 {
+		t.Fatalf("got %s with expiry %v, want about 30s left", m.Topic, m.Properties.MessageExpiry)
+	}
+	e.v5("pub").publish(t, &paho.Publish{Topic: "marker", QoS: 1, Payload: []byte("m")})
+	if m := sub.next(t); m.Topic != "marker" {
+		t.Fatalf("expired message %s delivered", m.Topic)
+	}
+}
+
+// TestDollarTopicsFirstLevelWildcards ensures neither # nor + at the first
+// level matches a $-topic, while a filter naming the $ level does.
+func TestDollarTopicsFirstLevelWildcards(t *testing.T) {
+	e := newEnv(t)
+	hash, plus, sys := e.v5("hash"), e.v5("plus"), e.v5("sys")
+	hash.subscribe(t, paho.SubscribeOptions{Topic: "#", QoS: 1})
+	plus.subscribe(t, paho.SubscribeOptions{Topic: "+/status", QoS: 1})
+	sys.subscribe(t, paho.SubscribeOptions{Topic: "$SYS/+", QoS: 1})
+	pub := e.v5("pub")
+	pub.publish(t, &paho.Publish{Topic: "$SYS/status", QoS: 1, Payload: []byte("sys")})
+	pub.publish(t, &paho.Publish{Topic: "dev/status", QoS: 1, Payload: []byte("dev")})
+	if m := hash.next(t); m.Topic != "dev/status" {
+		t.Fatalf("# received %s", m.Topic)
+	}
+	if m := plus.next(t); m.Topic != "dev/status" {
+		t.Fatalf("+/status received %s", m.Topic)
+	}
+	if m := sys.next(t); m.Topic != "$SYS/status" {
+		t.Fatalf("$SYS/+ received %s", m.Topic)
+	}
+}
+
+// TestProtocolErrorsV5AndV3 ensures each illegal packet after CONNECT
+// closes the connection with its MQTT 5 reason code, and closes an MQTT
+// 3.1.1 connection without a packet, leaving other clients alone.
+func TestProtocolErrorsV5AndV3(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *node.Node) { c.TopicAliasMaximum = 4 })
+	bystander := e.v5("bystander")
+	bystander.subscribe(t, paho.SubscribeOptions{Topic: "ok", QoS: 1})
+	publishWith := func(topic string, props ...byte) []byte {
+		b := []byte{0x30, byte(2 + len(topic) + 1 + len(props) + 1), 0x00, byte(len(topic))}
+		b = append(b, topic...)
+		b = append(b, byte(len(props)))
+		b = append(b, props...)
+		return append(b, 'p')
+	}
+	share := "$share/g/s"
+	for name, tc := range map[string]struct {
+		packet []byte
+		v5, v3 bool // which versions the case applies to
+		reason byte
+	}{
+		"qos 3 publish":           {[]byte{0x36, 0x06, 0x00, 0x01, 'a', 0x00, 0x01, 0x00}, true, true, codeMalformed},
+		"dup at qos 0":            {[]byte{0x38, 0x04, 0x00, 0x01, 'a', 0x00}, true, true, codeProtocolError},
+		"qos 1 without id":        {[]byte{0x32, 0x06, 0x00, 0x01, 'a', 0x00, 0x00, 0x00}, true, true, codeProtocolError},
+		"pubrel bad flags":        {[]byte{0x60, 0x02, 0x00, 0x01}, true, true, codeMalformed},
+		"subscribe bad flags":     {[]byte{0x80, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x00}, true, true, codeMalformed},
+		"pubrel before pubrec":    {[]byte{0x34, 0x06, 0x00, 0x01, 'a', 0x00, 0x05, 0x00, 0x62, 0x02, 0x00, 0x05}, true, false, codeProtocolError},
+		"topic alias 0":           {publishWith("a", 0x23, 0x00, 0x00), true, false, codeTopicAliasInvalid},
+		"topic alias above max":   {publishWith("a", 0x23, 0x00, 0x05), true, false, codeTopicAliasInvalid},
+		"unknown topic alias":     {publishWith("", 0x23, 0x00, 0x02), true, false, codeProtocolError},
+		"empty topic no alias":    {publishWith(""), true, true, codeProtocolError},
+		"pubrec bad reason":       {[]byte{0x50, 0x03, 0x00, 0x01, 0x42}, true, false, codeMalformed},
+		"retain handling 3":       {[]byte{0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x30}, true, false, codeProtocolError},
+		"no local on shared":      {append(append([]byte{0x82, byte(6 + len(share)), 0x00, 0x01, 0x00, 0x00, byte(len(share))}, share...), 0x05), true, false, codeProtocolError},
+		"subscription id 0":       {[]byte{0x82, 0x09, 0x00, 0x01, 0x02, 0x0b, 0x00, 0x00, 0x01, 'a', 0x00}, true, false, codeProtocolError},
+		"auth without method":     {[]byte{0xf0, 0x02, 0x18, 0x00}, true, false, codeProtocolError},
+		"reserved type 15 in 311": {[]byte{0xf0, 0x00}, false, true, 0},
+		"unsubscribe empty":       {[]byte{0xa2, 0x03, 0x00, 0x01, 0x00}, true, false, codeProtocolError},
+		"pingreq with body":       {[]byte{0xc0, 0x01, 0x00}, true, true, codeMalformed},
+	} {
+		for _, v := range []byte{5, 4} {
+			if (v == 5 && !tc.v5) || (v == 4 && !tc.v3) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s v%d", name, v), func(t *testing.T) {
+				r := e.raw()
+				r.version = v
+				r.connect(30, packets.Properties{})
+				r.send(tc.packet)
+				reason := r.expectClosed()
+				if v == 5 && reason != tc.reason {
+					t.Fatalf("DISCONNECT %#x, want %#x", reason, tc.reason)
+				}
+				if v == 4 && reason != 0 {
+					t.Fatalf("a 3.1.1 client got a DISCONNECT %#x", reason)
+				}
+			})
+		}
+	}
+	e.v5("pub").publish(t, &paho.Publish{Topic: "ok", QoS: 1, Payload: []byte("fine")})
+	if m := bystander.next(t); string(m.Payload) != "fine" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// TestSharedSubscriptionInvalid ensures a malformed shared subscription
+// filter is refused in SUBACK (0x8F) without closing the connection.
+func TestSharedSubscriptionInvalid(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw()
+	r.connect(30, packets.Properties{})
+	sa := r.subscribe(packets.Subscription{Filter: "$share/g"}, packets.Subscription{Filter: "$share//x"},
+		packets.Subscription{Filter: "$share/g+/x"}, packets.Subscription{Filter: "$share/g/x", Qos: 1})
+	if fmt.Sprint(sa.ReasonCodes) != fmt.Sprint([]byte{codeTopicFilterInvalid, codeTopicFilterInvalid, codeTopicFilterInvalid, 1}) {
+		t.Fatalf("SUBACK %v", sa.ReasonCodes)
+	}
+	if sa.Properties.ReasonString == "" {
+		t.Fatal("no reason string on a SUBACK with failures")
+	}
+}
+
+// TestSubscriptionIdentifier ensures a delivery carries the identifiers of
+// the subscriptions it matched.
+func TestSubscriptionIdentifier(t *testing.T) {
+	e := newEnv(t)
+	sub := e.v5("sub")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	id := 7
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Properties: &paho.SubscribeProperties{SubscriptionIdentifier: &id},
+		Subscriptions: []paho.SubscribeOptions{{Topic: "sid/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.v5("pub").publish(t, &paho.Publish{Topic: "sid/x", QoS: 1, Payload: []byte("x")})
+	if m := sub.next(t); m.Properties.SubscriptionIdentifier == nil || *m.Properties.SubscriptionIdentifier != 7 {
+		t.Fatalf("subscription identifier %v, want 7", m.Properties.SubscriptionIdentifier)
+	}
+}

@@ -1,0 +1,129 @@
+package mqtt
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+)
+
+// session is the state of one MQTT session: everything that must outlive
+// a network connection once sessions persist (MQTT 5 §4.1) — the
+// subscriptions, the QoS 1 and 2 messages sent and not completed, the QoS
+// 2 messages received and not released. A connection holds its session
+// under conn.mu; a sessionStore loads it on CONNECT and is given it back
+// when the connection ends.
+type session struct {
+	clientID string
+	// nonce is random per session. It names the session's inbound QoS 2
+	// messages in JetStream (qos2MsgID), so that a later session of the
+	// same client, whose packet identifiers and counters start again,
+	// never collides with this one's.
+	nonce string
+	subs  map[string]*subscription // by filter as subscribed ("$share/..." included)
+	// outbound are the QoS 1 and 2 messages sent to the client and not
+	// completed (PUBACK, or PUBREC then PUBCOMP), by packet identifier.
+	outbound map[uint16]*outbound
+	sent     uint64 // orders outbound, for retransmission
+	nextID   uint16
+	// inbound are the QoS 2 messages received from the client whose
+	// exchange is not over (no PUBREL yet), by packet identifier: a
+	// retransmission of one is acknowledged again and not published again.
+	inbound  map[uint16]*inbound
+	received uint64 // inbound QoS 2 messages of the session so far
+}
+
+// outbound is a QoS 1 or 2 message sent and not completed.
+type outbound struct {
+	d     delivery
+	order uint64
+	// released: the client acknowledged a QoS 2 message with PUBREC and
+	// the server sent PUBREL; only the PUBCOMP is awaited.
+	released bool
+}
+
+// inbound is a QoS 2 message received from the client.
+type inbound struct {
+	// msgID is its JetStream message id: a second publish with the same
+	// id inside the stream's duplicate window is dropped by JetStream.
+	msgID string
+	// stored: JetStream acknowledged it and PUBREC was sent.
+	stored bool
+}
+
+func newSession(clientID string) *session {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &session{clientID: clientID, nonce: hex.EncodeToString(b[:])}
+}
+
+// qos2MsgID returns the JetStream message id of the n-th QoS 2 message of
+// session s, received with packet identifier id, for tenant.
+//
+// A QoS 2 message must be stored once even if the client sends it again
+// (with DUP) before it saw the PUBREC — for example after the edge that
+// stored it died. Within a connection the session's inbound map catches
+// the copy; across edges the copy would be published again, and the id
+// makes JetStream drop it. The id must name this one exchange and no
+// other: packet identifiers are reused as soon as an exchange completes,
+// and a client sending a QoS 2 message a second with one packet in flight
+// reuses the same identifier every time, so tenant, client and packet
+// identifier alone would make JetStream drop a new message as a duplicate
+// of one sent seconds earlier (inside its two-minute window). The count n
+// separates reuses of an identifier within a session, and the session's
+// random nonce separates sessions, whose counts restart. When sessions
+// persist, the inbound entry (and with it the id) is saved before the
+// message is published, so a retransmission after a failure finds it.
+func qos2MsgID(tenant string, s *session, id uint16, n uint64) string {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + s.clientID))
+	return "mqtt2-" + hex.EncodeToString(sum[:8]) + "-" + s.nonce + "-" +
+		strconv.FormatUint(uint64(id), 10) + "-" + strconv.FormatUint(n, 10)
+}
+
+// retransmissions returns, in the order first sent, what a resumed session
+// owes its client [MQTT-4.4.0-1]: every outbound message not acknowledged,
+// again with DUP set, and a PUBREL for every QoS 2 message already
+// received by the client (released).
+func (s *session) retransmissions() (publishes []delivery, pubrels []uint16) {
+	pending := make([]*outbound, 0, len(s.outbound))
+	for _, o := range s.outbound {
+		pending = append(pending, o)
+	}
+	slices.SortFunc(pending, func(a, b *outbound) int { return cmp.Compare(a.order, b.order) })
+	for _, o := range pending {
+		if o.released {
+			pubrels = append(pubrels, o.d.id)
+			continue
+		}
+		d := o.d
+		d.dup = true
+		publishes = append(publishes, d)
+	}
+	return publishes, pubrels
+}
+
+// sessionStore opens the session a CONNECT asks for and takes back the
+// session of a connection that ended.
+type sessionStore interface {
+	// open returns the session of clientID in tenant: a new one if clean
+	// is true or none is kept, and whether an existing one was resumed.
+	open(ctx context.Context, tenant, clientID string, clean bool) (s *session, present bool, err error)
+	// close is given the session of a connection that ended (its
+	// subscriptions already released at the hub).
+	close(ctx context.Context, tenant string, s *session) error
+}
+
+// ephemeralSessions keeps nothing: every session ends with its connection.
+// It is the store until the session store holds sessions.
+type ephemeralSessions struct{}
+
+func (ephemeralSessions) open(_ context.Context, _, clientID string, _ bool) (*session, bool, error) {
+	return newSession(clientID), false, nil
+}
+
+func (ephemeralSessions) close(context.Context, string, *session) error { return nil }
+
+var _ sessionStore = ephemeralSessions{}

@@ -1,0 +1,186 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Session takeover across edges.
+//
+// A client identifier names one session per tenant, and a session has at
+// most one connection: the newest [MQTT-3.1.4-3]. On one edge the server's
+// registry finds the older connection directly. Across edges, every
+// connection holds core NATS interest in its control subject
+// (backbone.Config.ClientControlSubject; a ChanSubscribe on the server's one
+// control channel, so no goroutine per connection), and a CONNECT, before it
+// is answered:
+//
+//  1. closes the older connection on this edge, if any, and waits for it to
+//     be gone;
+//  2. sends a takeover request on the control subject. An older connection
+//     on another edge answers it after it sent DISCONNECT 0x8E (Session
+//     taken over) and ended; with none anywhere, NATS answers at once that
+//     there are no responders, so a CONNECT costs one round trip;
+//  3. subscribes to the control subject and announces itself on it.
+//
+// Both waits share one bound, TakeoverWait: a slow or lost edge delays a
+// CONNECT by at most that much, and never blocks it.
+//
+// Two CONNECTs racing on two edges may both see no responder in step 2.
+// Step 3 settles it: NATS delivers the announcements of one subject to
+// every subscriber in one order, and a connection that has seen its own
+// announcement closes itself (0x8E) when another connection's announcement
+// follows. Of racing connections the last to announce survives, so the
+// newest connection is always the one kept — never the older, as happens
+// with nats-server's MQTT.
+
+// Control message headers.
+const (
+	hdrControl  = "Herald-Ctl"
+	hdrConnID   = "Herald-Conn"
+	ctlTakeover = "takeover"
+	ctlAnnounce = "announce"
+)
+
+// controlBuffer bounds the control messages received and not yet handled.
+// They are rare (one per CONNECT of a client identifier this edge holds).
+const controlBuffer = 256
+
+// takeOver makes c the only connection of its session, as described above.
+func (s *Server) takeOver(ctx context.Context, c *conn) {
+	deadline := time.Now().Add(s.cfg.TakeoverWait)
+	bb := s.node.Backbone
+	c.ctlSubject = bb.Config().ClientControlSubject(c.tenant, c.clientID)
+	s.mu.Lock()
+	old := s.clients[c.ctlSubject]
+	s.clients[c.ctlSubject] = c
+	s.mu.Unlock()
+	if old != nil {
+		old.disconnect(ErrSessionTakenOver)
+		old.waitGone(deadline)
+	}
+
+	nc := bb.Conn()
+	if left := time.Until(deadline); left > 0 {
+		rctx, cancel := context.WithTimeout(ctx, left)
+		req := nats.NewMsg(c.ctlSubject)
+		req.Header.Set(hdrControl, ctlTakeover)
+		req.Header.Set(hdrConnID, c.connID)
+		_, err := nc.RequestMsgWithContext(rctx, req)
+		cancel()
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID, "err", err)
+		}
+	}
+
+	s.ctlStart.Do(func() {
+		s.wg.Add(1)
+		go s.controlLoop()
+	})
+	sub, err := nc.ChanSubscribe(c.ctlSubject, s.ctlCh)
+	if err != nil {
+		s.node.Log.Warn("mqtt control subscription failed: a later connection elsewhere cannot take this one over",
+			"client", c.clientID, "err", err)
+		return
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	s.mu.Lock()
+	s.ctlSubs[sub] = c
+	s.mu.Unlock()
+	c.mu.Lock()
+	c.ctl = sub
+	c.mu.Unlock()
+	// The server registers the subscription before it routes the
+	// announcement (same NATS connection, in order): it comes back to c.
+	ann := nats.NewMsg(c.ctlSubject)
+	ann.Header.Set(hdrControl, ctlAnnounce)
+	ann.Header.Set(hdrConnID, c.connID)
+	if err := nc.PublishMsg(ann); err != nil {
+		s.node.Log.Warn("mqtt takeover announcement failed", "client", c.clientID, "err", err)
+	}
+}
+
+// controlLoop handles the control messages of this edge's connections
+// until Close.
+func (s *Server) controlLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case m := <-s.ctlCh:
+			s.handleControl(m)
+		case <-s.ctlStop:
+			return
+		}
+	}
+}
+
+func (s *Server) handleControl(m *nats.Msg) {
+	s.mu.Lock()
+	c := s.ctlSubs[m.Sub]
+	s.mu.Unlock()
+	if c == nil {
+		return // the connection ended meanwhile
+	}
+	from := m.Header.Get(hdrConnID)
+	switch m.Header.Get(hdrControl) {
+	case ctlAnnounce:
+		c.mu.Lock()
+		own := from == c.connID
+		older := c.echoed && !own
+		if own {
+			c.echoed = true
+		}
+		c.mu.Unlock()
+		if older {
+			c.disconnect(ErrSessionTakenOver)
+		}
+	case ctlTakeover:
+		if from == c.connID {
+			return
+		}
+		c.disconnect(ErrSessionTakenOver)
+		if m.Reply == "" {
+			return
+		}
+		// c is counted in s.wg until it is gone, so this Add cannot race
+		// with Close's Wait reaching zero.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.waitGone(time.Now().Add(s.cfg.TakeoverWait))
+			_ = m.Respond(nil)
+		}()
+	}
+}
+
+// waitGone returns once c has ended or at deadline.
+func (c *conn) waitGone(deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-c.gone:
+	case <-t.C:
+	}
+}
+
+// release forgets a connection that ended: it can no longer be taken over.
+func (s *Server) release(c *conn) {
+	c.mu.Lock()
+	sub := c.ctl
+	c.ctl = nil
+	c.mu.Unlock()
+	s.mu.Lock()
+	if c.ctlSubject != "" && s.clients[c.ctlSubject] == c {
+		delete(s.clients, c.ctlSubject)
+	}
+	if sub != nil {
+		delete(s.ctlSubs, sub)
+	}
+	s.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+}
