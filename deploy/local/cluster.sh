@@ -72,8 +72,11 @@ up() {
   wait_port etcd "$ETCD_PORT"
 
   local nats="nats://127.0.0.1:$NATS_PORT" redis="127.0.0.1:$REDIS_PORT" etcd="127.0.0.1:$ETCD_PORT"
-  start admin "$BIN/herald-admin" --addr "127.0.0.1:$ADMIN_PORT" --etcd-endpoints "$etcd" \
-    --bootstrap-tenant "$ANON_TENANT"
+  # The operator token of this cluster's admin API, made once per state dir.
+  [ -s "$DIR/admin-token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/admin-token"
+  chmod 600 "$DIR/admin-token"
+  start admin env HERALD_ADMIN_TOKEN="$(cat "$DIR/admin-token")" "$BIN/herald-admin" --addr "127.0.0.1:$ADMIN_PORT" \
+    --etcd-endpoints "$etcd" --bootstrap-tenant "$ANON_TENANT"
   start session "$BIN/herald-session" --nats-url "$nats" --redis-addrs "$redis" \
     --ops-addr "127.0.0.1:$SESSION_OPS_PORT"
   start edge-a "$BIN/herald-edge" --id edge-a --nats-url "$nats" --redis-addrs "$redis" \
@@ -92,7 +95,8 @@ up() {
 Herald local cluster is up (state in $DIR, logs in $logs):
   edge A   MQTT 127.0.0.1:$EDGE_A_MQTT   HTTP http://127.0.0.1:$EDGE_A_HTTP  (/sse /ws /mqtt /publish)
   edge B   MQTT 127.0.0.1:$EDGE_B_MQTT   HTTP http://127.0.0.1:$EDGE_B_HTTP
-  admin    http://127.0.0.1:$ADMIN_PORT  (REST + gRPC)
+  admin    http://127.0.0.1:$ADMIN_PORT  (REST + gRPC; operator token in $DIR/admin-token:
+           curl -H "Authorization: Bearer \$(cat $DIR/admin-token)" http://127.0.0.1:$ADMIN_PORT/v1/tenants)
   NATS $nats   Redis $redis   etcd http://$etcd
 Anonymous clients land in tenant '$ANON_TENANT'. Stop with: make cluster-down
 TXT

@@ -6,7 +6,7 @@ import "context"
 // instead of starting with a reload.
 func (s *Etcd) WatchFrom(ctx context.Context, from int64) <-chan Event {
 	out := make(chan Event)
-	go s.watch(ctx, out, from)
+	go s.watchTenants(ctx, out, from)
 	return out
 }
 

@@ -2,7 +2,6 @@ package tenant
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,9 +34,10 @@ func (c EtcdConfig) Validate() error {
 // Etcd is the Source backed by etcd; it also writes tenants (Put, Delete)
 // for the admin API and for seeding.
 type Etcd struct {
-	cli *clientv3.Client
-	dir string // Prefix + "tenants/"
-	log *slog.Logger
+	cli    *clientv3.Client
+	prefix string // EtcdConfig.Prefix
+	dir    string // prefix + "tenants/"
+	log    *slog.Logger
 }
 
 // NewEtcd returns a source reading and writing tenants through cli, which
@@ -52,7 +52,7 @@ func NewEtcd(cli *clientv3.Client, cfg EtcdConfig, log *slog.Logger) (*Etcd, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Etcd{cli: cli, dir: cfg.Prefix + "tenants/", log: log}, nil
+	return &Etcd{cli: cli, prefix: cfg.Prefix, dir: cfg.Prefix + dirTenants, log: log}, nil
 }
 
 // Key returns the etcd key of the tenant id.
@@ -76,36 +76,31 @@ func (s *Etcd) Get(ctx context.Context, id string) (Tenant, error) {
 // List implements Source. The page token is the last ID of the page,
 // base64url-encoded.
 func (s *Etcd) List(ctx context.Context, pageSize int, pageToken string) ([]Tenant, string, error) {
-	switch {
-	case pageSize < 0:
-		return nil, "", fmt.Errorf("%w: page size %d", ErrInvalidPage, pageSize)
-	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
-	from := s.dir
-	if pageToken != "" {
-		last, err := base64.RawURLEncoding.DecodeString(pageToken)
-		if err != nil || !ValidID(string(last)) {
-			return nil, "", fmt.Errorf("%w: token %q", ErrInvalidPage, pageToken)
-		}
-		// The first key after last: keys are compared bytewise.
-		from = s.Key(string(last)) + "\x00"
-	}
-	resp, err := s.cli.Get(ctx, from,
-		clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.dir)),
-		clientv3.WithLimit(int64(pageSize)))
+	kvs, next, err := s.listKVs(ctx, s.dir, pageSize, pageToken, ValidID)
 	if err != nil {
-		return nil, "", fmt.Errorf("tenant: list: %w", err)
+		return nil, "", err
 	}
-	tenants := s.decodeAll(resp.Kvs)
-	var next string
-	if resp.More && len(resp.Kvs) > 0 {
-		lastKey := string(resp.Kvs[len(resp.Kvs)-1].Key)
-		next = base64.RawURLEncoding.EncodeToString([]byte(strings.TrimPrefix(lastKey, s.dir)))
+	return s.decodeAll(kvs), next, nil
+}
+
+// Create stores a new tenant, setting CreatedAt to now if it is zero:
+// ErrAlreadyExists if the ID is taken, ErrInvalid for negative limits.
+func (s *Etcd) Create(ctx context.Context, t Tenant) (Tenant, error) {
+	if !ValidID(t.ID) {
+		return Tenant{}, fmt.Errorf("%w: %q", ErrInvalidID, t.ID)
 	}
-	return tenants, next, nil
+	if err := t.Limits.Validate(); err != nil {
+		return Tenant{}, err
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = now()
+	}
+	rev, err := s.create(ctx, "", s.Key(t.ID), t)
+	if err != nil {
+		return Tenant{}, err
+	}
+	t.Revision = rev
+	return t, nil
 }
 
 // Put stores t, setting CreatedAt to now if it is zero, and returns it with
@@ -116,8 +111,11 @@ func (s *Etcd) Put(ctx context.Context, t Tenant) (Tenant, error) {
 	if !ValidID(t.ID) {
 		return Tenant{}, fmt.Errorf("%w: %q", ErrInvalidID, t.ID)
 	}
+	if err := t.Limits.Validate(); err != nil {
+		return Tenant{}, err
+	}
 	if t.CreatedAt.IsZero() {
-		t.CreatedAt = time.Now().UTC()
+		t.CreatedAt = now()
 	}
 	value, err := json.Marshal(t)
 	if err != nil {
@@ -146,19 +144,54 @@ func (s *Etcd) Put(ctx context.Context, t Tenant) (Tenant, error) {
 	return t, nil
 }
 
-// Delete removes the tenant id; ErrNotFound if there is none.
-func (s *Etcd) Delete(ctx context.Context, id string) error {
+// Delete removes the tenant id and everything that belongs to it; ErrNotFound
+// if there is none. It is DeleteAt with revision 0.
+func (s *Etcd) Delete(ctx context.Context, id string) error { return s.DeleteAt(ctx, id, 0) }
+
+// DeleteAt removes the tenant id, if rev is not 0 only while it is still at
+// that revision (else ErrConflict), together with its API keys, JWT keys,
+// certificate identities and admin keys, in one transaction: a Directory
+// sees them go at one revision. (Its messages, retained state and stream
+// are the data plane's to remove.)
+func (s *Etcd) DeleteAt(ctx context.Context, id string, rev int64) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
-	resp, err := s.cli.Delete(ctx, s.Key(id))
-	if err != nil {
-		return fmt.Errorf("tenant: delete %s: %w", id, err)
+	adminDir := s.prefix + dirAdminKeys
+	for attempt := 0; ; attempt++ {
+		// Admin keys are not filed under their tenant: find this tenant's,
+		// and delete them only if no admin key changed since (else retry).
+		resp, err := s.cli.Get(ctx, adminDir, clientv3.WithPrefix())
+		if err != nil {
+			return fmt.Errorf("tenant: delete %s: %w", id, err)
+		}
+		ops := []clientv3.Op{
+			clientv3.OpDelete(s.tenantDir(dirKeys, id), clientv3.WithPrefix()),
+			clientv3.OpDelete(s.tenantDir(dirJWTKeys, id), clientv3.WithPrefix()),
+			clientv3.OpDelete(s.tenantDir(dirMTLS, id), clientv3.WithPrefix()),
+		}
+		for _, kv := range resp.Kvs {
+			if k, err := decodeRecord[AdminKey](kv); err == nil && k.Tenant == id {
+				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			}
+		}
+		key := s.Key(id)
+		txn, err := s.cli.Txn(ctx).
+			If(append(s.exists(key, rev),
+				clientv3.Compare(clientv3.ModRevision(adminDir), "<", resp.Header.Revision+1).WithPrefix())...).
+			Then(append([]clientv3.Op{clientv3.OpDelete(key)}, ops...)...).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return fmt.Errorf("tenant: delete %s: %w", id, err)
+		}
+		if txn.Succeeded {
+			return nil
+		}
+		if err := s.missingOrConflict(txn, key, rev); len(txn.Responses[0].GetResponseRange().Kvs) == 0 ||
+			rev != 0 && txn.Responses[0].GetResponseRange().Kvs[0].ModRevision != rev || attempt == 5 {
+			return err
+		}
 	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	return nil
 }
 
 // Watch retry delays: after a failed reload or a watch that ended early.
@@ -174,26 +207,65 @@ var resetPageSize int64 = 1000
 // Watch implements Source.
 func (s *Etcd) Watch(ctx context.Context) <-chan Event {
 	out := make(chan Event)
-	go s.watch(ctx, out, 0)
+	go s.watchTenants(ctx, out, 0)
 	return out
 }
 
-// watch feeds out until ctx is done. It follows the store from revision
-// from+1, or when from is 0, or whenever following fails, reloads first.
-func (s *Etcd) watch(ctx context.Context, out chan<- Event, from int64) {
+// watchTenants feeds out with the tenants' events until ctx is done, then
+// closes it.
+func (s *Etcd) watchTenants(ctx context.Context, out chan<- Event, from int64) {
 	defer close(out)
+	s.watch(ctx, s.dir, from, func(r rawEvent) bool {
+		var e Event
+		switch r.typ {
+		case EventReset:
+			e = Event{Type: EventReset, Revision: r.rev, Tenants: s.decodeAll(r.kvs)}
+		case EventDelete:
+			e = Event{Type: EventDelete, Revision: r.rev}
+			e.Tenant.ID = strings.TrimPrefix(string(r.kv.Key), s.dir)
+			if !ValidID(e.Tenant.ID) {
+				return true
+			}
+		case EventPut:
+			t, err := s.decode(r.kv.Key, r.kv.Value, r.kv.ModRevision)
+			if err != nil {
+				s.log.Warn("tenant watch: skipping undecodable tenant", "err", err)
+				return true
+			}
+			e = Event{Type: EventPut, Revision: r.rev, Tenant: t}
+		}
+		return send(ctx, out, e)
+	})
+}
+
+// rawEvent is one change under a watched directory: a reset with every
+// key-value (kvs), or one put or delete (kv).
+type rawEvent struct {
+	typ EventType
+	rev int64
+	kvs []*mvccpb.KeyValue
+	kv  *mvccpb.KeyValue
+}
+
+// watch calls emit with every change under dir until ctx is done or emit
+// returns false. It follows the store from revision from+1, or when from is
+// 0, or whenever following fails, reloads first (an EventReset). It keeps
+// the guarantees documented on Source.Watch.
+func (s *Etcd) watch(ctx context.Context, dir string, from int64, emit func(rawEvent) bool) {
 	delay := minRetry
 	for {
 		if from == 0 {
-			rev, err := s.reset(ctx, out)
+			rev, err := s.reset(ctx, dir, emit)
 			if err != nil && ctx.Err() == nil {
-				s.log.Warn("tenant watch: reload failed", "err", err, "retry_in", delay)
+				s.log.Warn("tenant watch: reload failed", "dir", dir, "err", err, "retry_in", delay)
 			}
 			from = rev
 		}
 		if from != 0 {
 			started := time.Now()
-			s.follow(ctx, out, from)
+			if !s.follow(ctx, dir, from, emit) {
+				return
+			}
 			from = 0
 			if time.Since(started) > maxRetry {
 				// It ran healthily for a while: start the backoff over.
@@ -212,14 +284,14 @@ func (s *Etcd) watch(ctx context.Context, out chan<- Event, from int64) {
 	}
 }
 
-// reset reads every tenant at one revision, sends them as an EventReset and
-// returns that revision; 0 if it failed or ctx ended first.
-func (s *Etcd) reset(ctx context.Context, out chan<- Event) (int64, error) {
+// reset reads every key under dir at one revision, emits them as an
+// EventReset and returns that revision; 0 if it failed or emit refused.
+func (s *Etcd) reset(ctx context.Context, dir string, emit func(rawEvent) bool) (int64, error) {
 	var (
-		tenants []Tenant
-		rev     int64
-		from    = s.dir
-		end     = clientv3.GetPrefixRangeEnd(s.dir)
+		kvs  []*mvccpb.KeyValue
+		rev  int64
+		from = dir
+		end  = clientv3.GetPrefixRangeEnd(dir)
 	)
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(resetPageSize)}
@@ -234,57 +306,48 @@ func (s *Etcd) reset(ctx context.Context, out chan<- Event) (int64, error) {
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		tenants = append(tenants, s.decodeAll(resp.Kvs)...)
+		kvs = append(kvs, resp.Kvs...)
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	if !send(ctx, out, Event{Type: EventReset, Revision: rev, Tenants: tenants}) {
+	if !emit(rawEvent{typ: EventReset, rev: rev, kvs: kvs}) {
 		return 0, ctx.Err()
 	}
 	return rev, nil
 }
 
-// follow sends every change after revision from until ctx is done or the
-// watch ends: compacted past from, leader lost, or canceled by the server.
-func (s *Etcd) follow(ctx context.Context, out chan<- Event, from int64) {
+// follow emits every change under dir after revision from until the watch
+// ends — compacted past from, leader lost, canceled by the server — and
+// returns true, or until ctx is done or emit refuses, and returns false.
+func (s *Etcd) follow(ctx context.Context, dir string, from int64, emit func(rawEvent) bool) bool {
 	// Without a leader the member may be cut off from newer revisions;
 	// WithRequireLeader ends the watch then, and a reload catches up.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for resp := range s.cli.Watch(wctx, s.dir, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
+	for resp := range s.cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
 		if resp.CompactRevision != 0 {
-			s.log.Info("tenant watch: history compacted, reloading", "revision", from, "compacted", resp.CompactRevision)
-			return
+			s.log.Info("tenant watch: history compacted, reloading", "dir", dir, "revision", from, "compacted", resp.CompactRevision)
+			return true
 		}
 		if err := resp.Err(); err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("tenant watch: ended, reloading", "err", err)
+				s.log.Warn("tenant watch: ended, reloading", "dir", dir, "err", err)
 			}
-			return
+			return ctx.Err() == nil
 		}
 		for _, ev := range resp.Events {
-			e := Event{Type: EventPut, Revision: ev.Kv.ModRevision}
+			r := rawEvent{typ: EventPut, rev: ev.Kv.ModRevision, kv: ev.Kv}
 			if ev.Type == clientv3.EventTypeDelete {
-				e.Type = EventDelete
-				e.Tenant.ID = strings.TrimPrefix(string(ev.Kv.Key), s.dir)
-				if !ValidID(e.Tenant.ID) {
-					continue
-				}
-			} else {
-				t, err := s.decode(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
-				if err != nil {
-					s.log.Warn("tenant watch: skipping undecodable tenant", "err", err)
-					continue
-				}
-				e.Tenant = t
+				r.typ = EventDelete
 			}
-			if !send(ctx, out, e) {
-				return
+			if !emit(r) {
+				return false
 			}
 		}
 	}
+	return ctx.Err() == nil
 }
 
 func send(ctx context.Context, out chan<- Event, e Event) bool {

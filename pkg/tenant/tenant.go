@@ -19,6 +19,9 @@ type Tenant struct {
 	DisplayName string `json:"display_name,omitempty"`
 	// CreatedAt is when the tenant was first stored.
 	CreatedAt time.Time `json:"created_at"`
+	// Limits bound what the tenant's clients may use; the zero value
+	// limits nothing.
+	Limits Limits `json:"limits,omitzero"`
 	// Revision is the store revision of the tenant's last change (etcd's
 	// mod revision). It grows with every change, so it serves as a version
 	// or etag; it is not part of the stored value.
@@ -36,6 +39,12 @@ var (
 	// ErrConflict is returned by a conditional write when the tenant has
 	// changed since the revision the writer read.
 	ErrConflict = errors.New("tenant: revision conflict")
+	// ErrAlreadyExists is returned when creating something whose ID is
+	// taken.
+	ErrAlreadyExists = errors.New("tenant: already exists")
+	// ErrInvalid is returned, without I/O, for a value that cannot be
+	// stored: a negative limit, a malformed credential.
+	ErrInvalid = errors.New("tenant: invalid value")
 )
 
 // idRE is backbone.ValidTenant's alphabet (a test keeps them equal): an ID

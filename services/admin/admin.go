@@ -5,6 +5,7 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/heraldmq/herald/pkg/authz"
 	"github.com/heraldmq/herald/pkg/tenant"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
@@ -36,6 +38,22 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"10s" env:"HERALD_ADMIN_SHUTDOWN_TIMEOUT" help:"How long to let requests in flight finish on shutdown."`
 	// ReadyTimeout bounds the tenant-store probe behind /readyz; default 2s.
 	ReadyTimeout time.Duration `yaml:"ready_timeout" default:"2s" env:"HERALD_ADMIN_READY_TIMEOUT" help:"How long /readyz waits for the tenant store."`
+
+	// AdminToken is the operator token: a request bearing it may do
+	// everything. Only its SHA-256 is kept in memory. Set at most one of
+	// AdminToken and AdminTokenHash; with neither, only admin keys stored
+	// in etcd authenticate (and there are none until an operator makes
+	// one), unless Insecure.
+	AdminToken string `yaml:"admin_token" env:"HERALD_ADMIN_TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
+	// AdminTokenHash is the operator token's argon2id hash (PHC string, as
+	// printed by "herald-admin token"), so the configuration holds no
+	// secret.
+	AdminTokenHash string `yaml:"admin_token_hash" env:"HERALD_ADMIN_TOKEN_HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
+	// Insecure serves every request without a credential as the operator.
+	// It is the embedded development mode's escape hatch (make run), never
+	// for a shared deployment; a token, if configured, is still checked
+	// when presented.
+	Insecure bool `yaml:"insecure" env:"HERALD_ADMIN_INSECURE" help:"DEVELOPMENT ONLY: accept requests without a credential, with operator rights."`
 }
 
 // Validate reports a configuration error.
@@ -50,6 +68,16 @@ func (c Config) Validate() error {
 	}
 	if c.ReadyTimeout < 0 {
 		return errors.New("admin: ready_timeout is negative")
+	}
+	if c.AdminToken != "" && c.AdminTokenHash != "" {
+		return errors.New("admin: set admin_token or admin_token_hash, not both")
+	}
+	if c.AdminTokenHash != "" {
+		// A wrong secret against a readable hash is ErrBadSecret; an
+		// unreadable hash is ErrBadToken.
+		if err := authz.VerifySecret("", c.AdminTokenHash); errors.Is(err, authz.ErrBadToken) {
+			return fmt.Errorf("admin: admin_token_hash: %w", err)
+		}
 	}
 	return nil
 }
@@ -70,7 +98,7 @@ func (c Config) withDefaults() Config {
 // Server serves the admin API. Create it with New, then call Run once.
 type Server struct {
 	cfg  Config
-	src  tenant.Source
+	src  *tenant.Etcd
 	log  *slog.Logger
 	grpc *grpc.Server
 	http *http.Server
@@ -80,42 +108,69 @@ type Server struct {
 	addr      string
 }
 
-// New returns a server for the tenants in src. A nil log discards.
-func New(cfg Config, src tenant.Source, log *slog.Logger) (*Server, error) {
+// New returns a server over the tenants and credentials in src. A nil log
+// discards.
+func New(cfg Config, src *tenant.Etcd, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if src == nil {
-		return nil, errors.New("admin: nil tenant source")
+		return nil, errors.New("admin: nil tenant store")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	auth := &authenticator{log: log, store: src, insecure: cfg.Insecure, tokenHash: cfg.AdminTokenHash, verify: authz.NewVerifyCache(0)}
+	if cfg.AdminToken != "" {
+		sum := sha256.Sum256([]byte(cfg.AdminToken))
+		auth.tokenSum = sum[:]
+	}
+	switch {
+	case cfg.Insecure:
+		log.Warn("admin API: INSECURE — requests without a credential have operator rights; for development only")
+	case cfg.AdminToken == "" && cfg.AdminTokenHash == "":
+		log.Warn("admin API: no operator token configured; only admin keys stored in etcd are accepted (set --admin-token-hash)")
 	}
 	s := &Server{
 		cfg:       cfg.withDefaults(),
 		src:       src,
 		log:       log,
-		grpc:      grpc.NewServer(),
+		grpc:      grpc.NewServer(grpc.UnaryInterceptor(auth.unary), grpc.StreamInterceptor(auth.stream)),
 		listening: make(chan struct{}),
 	}
 
-	tenants := &tenantService{src: src, log: log}
+	tenants := &tenantService{store: src, log: log}
+	creds := &credentialService{store: src, log: log, kdf: authz.DefaultArgon2}
+	adminKeys := &adminKeyService{store: src, log: log, kdf: authz.DefaultArgon2}
+	live := liveService{}
 	adminv1.RegisterTenantServiceServer(s.grpc, tenants)
+	adminv1.RegisterCredentialServiceServer(s.grpc, creds)
+	adminv1.RegisterAdminKeyServiceServer(s.grpc, adminKeys)
+	adminv1.RegisterLiveServiceServer(s.grpc, live)
 	reflection.Register(s.grpc)
 
-	// The gateway calls the service directly rather than dialling the gRPC
-	// server: no loopback hop, and nothing to dial before Run listens. gRPC
-	// interceptors added later must be applied to this path too.
+	// The gateway calls the services directly rather than dialling the
+	// gRPC server: no loopback hop, and nothing to dial before Run listens.
+	// So the gRPC interceptors do not apply to it; auth.http does the same
+	// for REST.
 	gw := runtime.NewServeMux()
-	if err := adminv1.RegisterTenantServiceHandlerServer(context.Background(), gw, tenants); err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+	ctx := context.Background()
+	for _, register := range []func() error{
+		func() error { return adminv1.RegisterTenantServiceHandlerServer(ctx, gw, tenants) },
+		func() error { return adminv1.RegisterCredentialServiceHandlerServer(ctx, gw, creds) },
+		func() error { return adminv1.RegisterAdminKeyServiceHandlerServer(ctx, gw, adminKeys) },
+		func() error { return adminv1.RegisterLiveServiceHandlerServer(ctx, gw, live) },
+	} {
+		if err := register(); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
 	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
-	mux.Handle("/", gw)
+	mux.Handle("/", auth.http(gw, gw))
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,30 +9,38 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/authz"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/pkg/testserver"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
 
-// fixture is a running admin server, with the tenants its source holds.
+// operatorToken is the fixture's operator token.
+const operatorToken = "operator-secret-for-tests"
+
+// fixture is a running admin server over a fresh etcd.
 type fixture struct {
-	addr    string
-	tenants map[string]tenant.Tenant
+	addr  string
+	store *tenant.Etcd
 }
 
-func start(t *testing.T, src tenant.Source) string {
+func start(t *testing.T, cfg Config, src *tenant.Etcd) string {
 	t.Helper()
-	s, err := New(Config{Addr: "127.0.0.1:0"}, src, nil)
+	cfg.Addr = "127.0.0.1:0"
+	s, err := New(cfg, src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,247 +65,553 @@ func start(t *testing.T, src tenant.Source) string {
 	return addr
 }
 
-func newFixture(t *testing.T) fixture {
+func newFixture(t *testing.T, cfg Config) fixture {
 	t.Helper()
 	cli := testserver.EtcdClient(t, testserver.Etcd(t))
 	src, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := fixture{tenants: map[string]tenant.Tenant{}}
-	for _, tn := range []tenant.Tenant{
-		{ID: "dev", DisplayName: "Development", CreatedAt: time.Date(2026, 11, 24, 9, 30, 0, 0, time.UTC)},
-		{ID: "acme", DisplayName: "ACME Corp."},
-		{ID: "zeta"},
-	} {
-		put, err := src.Put(t.Context(), tn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.tenants[tn.ID] = put
+	if cfg.AdminToken == "" && cfg.AdminTokenHash == "" && !cfg.Insecure {
+		cfg.AdminToken = operatorToken
 	}
-	f.addr = start(t, src)
-	return f
+	return fixture{addr: start(t, cfg, src), store: src}
 }
 
-func (f fixture) client(t *testing.T) adminv1.TenantServiceClient {
+// clients are the gRPC stubs of one connection presenting one token.
+type clients struct {
+	tenants adminv1.TenantServiceClient
+	creds   adminv1.CredentialServiceClient
+	admin   adminv1.AdminKeyServiceClient
+	live    adminv1.LiveServiceClient
+}
+
+func (f fixture) grpc(t *testing.T, token string) clients {
 	t.Helper()
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), method, req, reply, cc, opts...)
+		}))
+	}
+	conn, err := grpc.NewClient(f.addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return adminv1.NewTenantServiceClient(conn)
+	return clients{adminv1.NewTenantServiceClient(conn), adminv1.NewCredentialServiceClient(conn), adminv1.NewAdminKeyServiceClient(conn), adminv1.NewLiveServiceClient(conn)}
 }
 
-// get fetches path over HTTP/1.1 and returns the status and body.
-func (f fixture) get(t *testing.T, path string) (int, []byte) {
+// do sends one plain HTTP/1.1 request with a JSON body (if not nil) and the
+// bearer token (if not empty), and returns the status and decoded body.
+func (f fixture) do(t *testing.T, method, path, token string, body any) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+f.addr+path, nil)
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, "http://"+f.addr+path, r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	out := map[string]any{}
+	if len(raw) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, raw)
+		}
+	} else {
+		out["raw"] = string(raw)
+	}
+	return resp.StatusCode, out
 }
 
-func checkTenant(t *testing.T, got *adminv1.Tenant, want tenant.Tenant) {
+// must is do that fails the test unless the status is want.
+func (f fixture) must(t *testing.T, want int, method, path, token string, body any) map[string]any {
 	t.Helper()
-	if got.GetId() != want.ID || got.GetDisplayName() != want.DisplayName || got.GetRevision() != want.Revision ||
-		!got.GetCreateTime().AsTime().Equal(want.CreatedAt) {
-		t.Fatalf("tenant %v, want %+v", got, want)
+	code, out := f.do(t, method, path, token, body)
+	if code != want {
+		t.Fatalf("%s %s: status %d, want %d: %v", method, path, code, want, out)
 	}
-}
-
-// TestGRPCGetTenant ensures GetTenant over gRPC returns the stored tenant, NotFound for a missing one and InvalidArgument for a bad id.
-func TestGRPCGetTenant(t *testing.T) {
-	f := newFixture(t)
-	c := f.client(t)
-	got, err := c.GetTenant(t.Context(), &adminv1.GetTenantRequest{Id: "dev"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkTenant(t, got, f.tenants["dev"])
-
-	for id, want := range map[string]codes.Code{"nobody": codes.NotFound, "Not.Valid": codes.InvalidArgument, "": codes.InvalidArgument} {
-		_, err := c.GetTenant(t.Context(), &adminv1.GetTenantRequest{Id: id})
-		if status.Code(err) != want {
-			t.Errorf("GetTenant(%q) = %v, want %v", id, err, want)
+	if code >= 400 {
+		if _, ok := out["code"]; !ok || out["message"] == "" {
+			t.Fatalf("%s %s: error body %v is not a JSON status", method, path, out)
 		}
 	}
+	return out
 }
 
-// TestGRPCListTenants ensures ListTenants over gRPC pages through every tenant in id order, and rejects a bad token.
-func TestGRPCListTenants(t *testing.T) {
-	f := newFixture(t)
-	c := f.client(t)
+// TestRESTLifecycle ensures a tenant, its limits, API keys, capabilities, JWT keys and certificate identities go through create, get, paged list, masked update with etag conflicts, revoke and delete over plain HTTP.
+func TestRESTLifecycle(t *testing.T) {
+	f := newFixture(t, Config{})
+	op := operatorToken
+
+	// Tenants.
+	for _, id := range []string{"acme", "beta", "zeta"} {
+		created := f.must(t, 200, "POST", "/v1/tenants", op, map[string]any{"id": id, "displayName": "T " + id, "limits": map[string]any{"maxConnections": "10"}})
+		if created["id"] != id || created["revision"] == "" || created["createTime"] == nil {
+			t.Fatalf("created %v", created)
+		}
+	}
+	f.must(t, 409, "POST", "/v1/tenants", op, map[string]any{"id": "acme"})
+	f.must(t, 400, "POST", "/v1/tenants", op, map[string]any{"id": "Bad.Id"})
+	f.must(t, 400, "POST", "/v1/tenants", op, map[string]any{"id": "neg", "limits": map[string]any{"maxSessions": "-1"}})
+	got := f.must(t, 200, "GET", "/v1/tenants/acme", op, nil)
+	if got["displayName"] != "T acme" || got["limits"].(map[string]any)["maxConnections"] != "10" {
+		t.Fatalf("got %v", got)
+	}
 	var ids []string
-	token := ""
-	for pages := 1; ; pages++ {
-		resp, err := c.ListTenants(t.Context(), &adminv1.ListTenantsRequest{PageSize: 1, PageToken: token})
-		if err != nil {
-			t.Fatal(err)
+	for path := "/v1/tenants?page_size=2"; ; {
+		page := f.must(t, 200, "GET", path, op, nil)
+		for _, tn := range page["tenants"].([]any) {
+			ids = append(ids, tn.(map[string]any)["id"].(string))
 		}
-		if len(resp.GetTenants()) != 1 {
-			t.Fatalf("page %d holds %d tenants, want 1", pages, len(resp.GetTenants()))
-		}
-		tn := resp.GetTenants()[0]
-		checkTenant(t, tn, f.tenants[tn.GetId()])
-		ids = append(ids, tn.GetId())
-		if token = resp.GetNextPageToken(); token == "" {
+		next, _ := page["nextPageToken"].(string)
+		if next == "" {
 			break
 		}
+		path = "/v1/tenants?page_size=2&page_token=" + next
 	}
-	if want := []string{"acme", "dev", "zeta"}; !slices.Equal(ids, want) {
-		t.Fatalf("listed %v, want %v", ids, want)
+	if fmt.Sprint(ids) != "[acme beta zeta]" {
+		t.Fatalf("listed %v", ids)
 	}
-	all, err := c.ListTenants(t.Context(), &adminv1.ListTenantsRequest{})
-	if err != nil || len(all.GetTenants()) != 3 || all.GetNextPageToken() != "" {
-		t.Fatalf("default page = %v, %v; want all three, no token", all, err)
+	f.must(t, 400, "GET", "/v1/tenants?page_size=-1", op, nil)
+	f.must(t, 404, "GET", "/v1/tenants/nobody", op, nil)
+
+	// PATCH: the gateway derives the mask from the body; only the sent
+	// limit changes, the rest stays.
+	rev := got["revision"].(string)
+	upd := f.must(t, 200, "PATCH", "/v1/tenants/acme", op, map[string]any{"limits": map[string]any{"maxPayloadBytes": "4096"}, "revision": rev})
+	lim := upd["limits"].(map[string]any)
+	if lim["maxPayloadBytes"] != "4096" || lim["maxConnections"] != "10" || upd["displayName"] != "T acme" || upd["revision"] == rev {
+		t.Fatalf("after PATCH: %v", upd)
 	}
-	if _, err := c.ListTenants(t.Context(), &adminv1.ListTenantsRequest{PageToken: "junk!"}); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("bad token: %v, want InvalidArgument", err)
+	// The old revision is stale now: 409, and nothing changes.
+	f.must(t, 409, "PATCH", "/v1/tenants/acme", op, map[string]any{"displayName": "lost", "revision": rev})
+	f.must(t, 400, "PATCH", "/v1/tenants/acme", op, map[string]any{"createTime": "2020-01-01T00:00:00Z"})
+	if got := f.must(t, 200, "GET", "/v1/tenants/acme", op, nil); got["displayName"] != "T acme" {
+		t.Fatalf("conflicting PATCH changed %v", got)
 	}
+
+	// API keys: the token once, capabilities as sent.
+	key := f.must(t, 200, "POST", "/v1/tenants/acme/keys", op, map[string]any{
+		"description":  "sensor fleet",
+		"capabilities": []any{map[string]any{"filter": "sensors/#", "actions": []string{"ACTION_PUBLISH", "ACTION_SUBSCRIBE"}}},
+	})
+	token := key["token"].(string)
+	k := key["key"].(map[string]any)
+	keyID := k["id"].(string)
+	if id, secret, err := authz.ParseToken(authz.KindAPIKey, token); err != nil || id != keyID || secret == "" {
+		t.Fatalf("token %q for key %v: %v", token, k, err)
+	}
+	_, secret, _ := authz.ParseToken(authz.KindAPIKey, token)
+	stored, err := f.store.GetAPIKey(t.Context(), "acme", keyID)
+	if err != nil || !strings.HasPrefix(stored.Hash, "$argon2id$") || authz.VerifySecret(secret, stored.Hash) != nil {
+		t.Fatalf("stored hash %q does not verify the token: %v", stored.Hash, err)
+	}
+	f.must(t, 400, "POST", "/v1/tenants/acme/keys", op, map[string]any{"capabilities": []any{map[string]any{"filter": "a/#/b", "actions": []string{"ACTION_PUBLISH"}}}})
+	f.must(t, 404, "POST", "/v1/tenants/nobody/keys", op, map[string]any{})
+	read := f.must(t, 200, "GET", "/v1/tenants/acme/keys/"+keyID, op, nil)
+	if _, leaked := read["token"]; leaked || read["description"] != "sensor fleet" {
+		t.Fatalf("get key: %v", read)
+	}
+	for _, field := range []string{"hash", "secret"} {
+		if _, ok := read[field]; ok {
+			t.Fatalf("key exposes %s: %v", field, read)
+		}
+	}
+	f.must(t, 200, "POST", "/v1/tenants/acme/keys", op, map[string]any{"description": "second"})
+	keys := f.must(t, 200, "GET", "/v1/tenants/acme/keys?page_size=1", op, nil)
+	if len(keys["keys"].([]any)) != 1 || keys["nextPageToken"] == nil {
+		t.Fatalf("key page: %v", keys)
+	}
+	kupd := f.must(t, 200, "PATCH", "/v1/tenants/acme/keys/"+keyID, op, map[string]any{
+		"capabilities": []any{map[string]any{"filter": "sensors/+/temp", "actions": []string{"ACTION_SUBSCRIBE"}}},
+		"revision":     read["revision"],
+	})
+	if caps := kupd["capabilities"].([]any); len(caps) != 1 || caps[0].(map[string]any)["filter"] != "sensors/+/temp" || kupd["description"] != "sensor fleet" {
+		t.Fatalf("updated key: %v", kupd)
+	}
+	f.must(t, 409, "PATCH", "/v1/tenants/acme/keys/"+keyID, op, map[string]any{"description": "x", "revision": read["revision"]})
+	f.must(t, 409, "DELETE", "/v1/tenants/acme/keys/"+keyID+"?revision="+read["revision"].(string), op, nil)
+	f.must(t, 200, "DELETE", "/v1/tenants/acme/keys/"+keyID, op, nil)
+	f.must(t, 404, "GET", "/v1/tenants/acme/keys/"+keyID, op, nil)
+
+	// JWT keys: a generated HMAC secret is shown once, never read back.
+	jk := f.must(t, 200, "POST", "/v1/tenants/acme/jwt-keys", op, map[string]any{"id": "hmac-1", "algorithm": "HS256", "issuer": "https://idp.example"})
+	if jk["generatedHmacSecret"] == "" || jk["key"].(map[string]any)["hmacSecret"] != "" {
+		t.Fatalf("create JWT key: %v", jk)
+	}
+	f.must(t, 409, "POST", "/v1/tenants/acme/jwt-keys", op, map[string]any{"id": "hmac-1", "algorithm": "HS256"})
+	f.must(t, 400, "POST", "/v1/tenants/acme/jwt-keys", op, map[string]any{"id": "rsa", "algorithm": "RS256"})
+	f.must(t, 400, "POST", "/v1/tenants/acme/jwt-keys", op, map[string]any{"id": "short", "algorithm": "HS256", "hmacSecret": "c2hvcnQ="})
+	f.must(t, 200, "POST", "/v1/tenants/acme/jwt-keys", op, map[string]any{"id": "jwks", "algorithm": "RS256", "jwksUrl": "https://idp.example/jwks"})
+	if list := f.must(t, 200, "GET", "/v1/tenants/acme/jwt-keys", op, nil); len(list["keys"].([]any)) != 2 {
+		t.Fatalf("JWT keys: %v", list)
+	}
+	if g := f.must(t, 200, "GET", "/v1/tenants/acme/jwt-keys/hmac-1", op, nil); g["hmacSecret"] != "" || g["issuer"] != "https://idp.example" {
+		t.Fatalf("JWT key: %v", g)
+	}
+	f.must(t, 200, "DELETE", "/v1/tenants/acme/jwt-keys/hmac-1", op, nil)
+	f.must(t, 404, "GET", "/v1/tenants/acme/jwt-keys/hmac-1", op, nil)
+
+	// Certificate identities.
+	m := f.must(t, 200, "POST", "/v1/tenants/acme/mtls-identities", op, map[string]any{
+		"fingerprintSha256": strings.ToUpper(strings.Repeat("ab:", 31)) + "AB", "subject": "CN=device-1",
+		"capabilities": []any{map[string]any{"filter": "devices/1/#", "actions": []string{"ACTION_PUBLISH"}}},
+	})
+	if m["fingerprintSha256"] != strings.Repeat("ab", 32) {
+		t.Fatalf("identity: %v", m)
+	}
+	f.must(t, 200, "GET", "/v1/tenants/acme/mtls-identities/"+m["id"].(string), op, nil)
+	f.must(t, 400, "POST", "/v1/tenants/acme/mtls-identities", op, map[string]any{"description": "matches nothing"})
+	f.must(t, 200, "DELETE", "/v1/tenants/acme/mtls-identities/"+m["id"].(string), op, nil)
+
+	// Deleting the tenant takes its credentials along.
+	f.must(t, 200, "POST", "/v1/tenants/beta/keys", op, map[string]any{})
+	f.must(t, 409, "DELETE", "/v1/tenants/beta?revision=1", op, nil)
+	f.must(t, 200, "DELETE", "/v1/tenants/beta", op, nil)
+	f.must(t, 404, "GET", "/v1/tenants/beta", op, nil)
+	f.must(t, 404, "GET", "/v1/tenants/beta/keys", op, nil)
+	f.must(t, 404, "DELETE", "/v1/tenants/beta", op, nil)
 }
 
-// TestRESTGetTenant ensures GET /v1/tenants/{id} returns the tenant as JSON, 404 with a JSON status body for a missing one and 400 for a bad id.
-func TestRESTGetTenant(t *testing.T) {
-	f := newFixture(t)
-	code, body := f.get(t, "/v1/tenants/dev")
-	if code != http.StatusOK {
-		t.Fatalf("status %d: %s", code, body)
-	}
-	var got adminv1.Tenant
-	if err := protojson.Unmarshal(body, &got); err != nil {
-		t.Fatalf("%v: %s", err, body)
-	}
-	checkTenant(t, &got, f.tenants["dev"])
-	// The JSON names are the proto's lowerCamelCase ones; int64 is a string.
-	for _, field := range []string{`"displayName":"Development"`, `"createTime":"2026-11-24T09:30:00Z"`, fmt.Sprintf(`"revision":"%d"`, f.tenants["dev"].Revision)} {
-		if !strings.Contains(string(body), field) {
-			t.Errorf("body %s lacks %s", body, field)
-		}
-	}
-
-	for path, want := range map[string]int{
-		"/v1/tenants/nobody": http.StatusNotFound,
-		"/v1/tenants/BAD":    http.StatusBadRequest,
-	} {
-		code, body := f.get(t, path)
-		if code != want {
-			t.Errorf("GET %s: status %d, want %d: %s", path, code, want, body)
-			continue
-		}
-		var st struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal(body, &st); err != nil || st.Code == 0 || st.Message == "" {
-			t.Errorf("GET %s: body %s is not a JSON status (%v)", path, body, err)
-		}
-	}
-}
-
-// TestRESTListTenants ensures GET /v1/tenants pages with page_size and page_token, and rejects a negative page size with 400.
-func TestRESTListTenants(t *testing.T) {
-	f := newFixture(t)
-	var ids []string
-	path := "/v1/tenants?page_size=1"
-	for pages := 1; pages <= 3; pages++ {
-		code, body := f.get(t, path)
-		if code != http.StatusOK {
-			t.Fatalf("GET %s: status %d: %s", path, code, body)
-		}
-		var page adminv1.ListTenantsResponse
-		if err := protojson.Unmarshal(body, &page); err != nil {
-			t.Fatalf("%v: %s", err, body)
-		}
-		if len(page.GetTenants()) != 1 {
-			t.Fatalf("page %d: %s", pages, body)
-		}
-		ids = append(ids, page.GetTenants()[0].GetId())
-		if pages < 3 && page.GetNextPageToken() == "" || pages == 3 && page.GetNextPageToken() != "" {
-			t.Fatalf("page %d has next token %q", pages, page.GetNextPageToken())
-		}
-		path = "/v1/tenants?page_size=1&page_token=" + page.GetNextPageToken()
-	}
-	if want := []string{"acme", "dev", "zeta"}; !slices.Equal(ids, want) {
-		t.Fatalf("listed %v, want %v", ids, want)
-	}
-	if code, body := f.get(t, "/v1/tenants?page_size=-1"); code != http.StatusBadRequest {
-		t.Fatalf("negative page size: status %d: %s", code, body)
-	}
-}
-
-// TestOpenAPIAndHealth ensures /openapi.json serves the API's OpenAPI document and /healthz and /readyz answer 200.
-func TestOpenAPIAndHealth(t *testing.T) {
-	f := newFixture(t)
-	code, body := f.get(t, "/openapi.json")
-	if code != http.StatusOK {
-		t.Fatalf("openapi status %d", code)
-	}
-	var doc struct {
-		Swagger string                     `json:"swagger"`
-		Paths   map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+// TestGRPCLifecycle ensures the same lifecycle through the gRPC face: codes for conflicts, field masks, pagination and revocation.
+func TestGRPCLifecycle(t *testing.T) {
+	f := newFixture(t, Config{})
+	c := f.grpc(t, operatorToken)
+	ctx := t.Context()
+	tn, err := c.tenants.CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme", DisplayName: "ACME"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if doc.Swagger != "2.0" || doc.Paths["/v1/tenants"] == nil || doc.Paths["/v1/tenants/{id}"] == nil {
-		t.Fatalf("openapi document: swagger %q, paths %v", doc.Swagger, doc.Paths)
+	if _, err := c.tenants.CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme"}}); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("duplicate: %v", err)
 	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		if code, body := f.get(t, path); code != http.StatusOK {
-			t.Errorf("GET %s: status %d: %s", path, code, body)
+	if _, err := c.tenants.CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "other"}}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := c.tenants.ListTenants(ctx, &adminv1.ListTenantsRequest{PageSize: 1})
+	if err != nil || len(page.GetTenants()) != 1 || page.GetTenants()[0].GetId() != "acme" || page.GetNextPageToken() == "" {
+		t.Fatalf("page 1: %v %v", page, err)
+	}
+	page, err = c.tenants.ListTenants(ctx, &adminv1.ListTenantsRequest{PageSize: 1, PageToken: page.GetNextPageToken()})
+	if err != nil || len(page.GetTenants()) != 1 || page.GetTenants()[0].GetId() != "other" || page.GetNextPageToken() != "" {
+		t.Fatalf("page 2: %v %v", page, err)
+	}
+
+	// A masked update changes only the named limit, even though the
+	// request carries other values.
+	up, err := c.tenants.UpdateTenant(ctx, &adminv1.UpdateTenantRequest{
+		Tenant:     &adminv1.Tenant{Id: "acme", DisplayName: "ignored", Revision: tn.GetRevision(), Limits: &adminv1.Limits{MaxConnections: 3, MaxSessions: 99}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"limits.max_connections"}},
+	})
+	if err != nil || up.GetLimits().GetMaxConnections() != 3 || up.GetLimits().GetMaxSessions() != 0 || up.GetDisplayName() != "ACME" {
+		t.Fatalf("update: %v %v", up, err)
+	}
+	if _, err := c.tenants.UpdateTenant(ctx, &adminv1.UpdateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme", DisplayName: "x", Revision: tn.GetRevision()}}); status.Code(err) != codes.Aborted {
+		t.Fatalf("stale update: %v", err)
+	}
+	if _, err := c.tenants.UpdateTenant(ctx, &adminv1.UpdateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"create_time"}}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("masking an output-only field: %v", err)
+	}
+	// An empty mask replaces every mutable field.
+	full, err := c.tenants.UpdateTenant(ctx, &adminv1.UpdateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme", DisplayName: "Acme", Limits: &adminv1.Limits{ReplayWindow: durationpb.New(time.Hour)}}})
+	if err != nil || full.GetDisplayName() != "Acme" || full.GetLimits().GetMaxConnections() != 0 || full.GetLimits().GetReplayWindow().AsDuration() != time.Hour {
+		t.Fatalf("full update: %v %v", full, err)
+	}
+
+	created, err := c.creds.CreateApiKey(ctx, &adminv1.CreateApiKeyRequest{Tenant: "acme", Capabilities: []*adminv1.Capability{{Filter: "a/#", Actions: []adminv1.Action{adminv1.Action_ACTION_PUBLISH}}}})
+	if err != nil || !strings.HasPrefix(created.GetToken(), "hk_"+created.GetKey().GetId()+"_") {
+		t.Fatalf("create key: %v %v", created, err)
+	}
+	if _, err := c.creds.CreateApiKey(ctx, &adminv1.CreateApiKeyRequest{Tenant: "acme", Capabilities: []*adminv1.Capability{{Filter: "a/#"}}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("capability without actions: %v", err)
+	}
+	k, err := c.creds.UpdateApiKey(ctx, &adminv1.UpdateApiKeyRequest{
+		Key:        &adminv1.ApiKey{Tenant: "acme", Id: created.GetKey().GetId(), Description: "renamed"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}},
+	})
+	if err != nil || k.GetDescription() != "renamed" || len(k.GetCapabilities()) != 1 {
+		t.Fatalf("update key: %v %v", k, err)
+	}
+	list, err := c.creds.ListApiKeys(ctx, &adminv1.ListApiKeysRequest{Tenant: "acme"})
+	if err != nil || len(list.GetKeys()) != 1 {
+		t.Fatalf("list keys: %v %v", list, err)
+	}
+	if _, err := c.creds.RevokeApiKey(ctx, &adminv1.RevokeApiKeyRequest{Tenant: "acme", Id: k.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.creds.GetApiKey(ctx, &adminv1.GetApiKeyRequest{Tenant: "acme", Id: k.GetId()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("revoked key: %v", err)
+	}
+	if _, err := c.tenants.DeleteTenant(ctx, &adminv1.DeleteTenantRequest{Id: "acme", Revision: tn.GetRevision()}); status.Code(err) != codes.Aborted {
+		t.Fatalf("stale delete: %v", err)
+	}
+	if _, err := c.tenants.DeleteTenant(ctx, &adminv1.DeleteTenantRequest{Id: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "acme"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("deleted tenant: %v", err)
+	}
+}
+
+// TestAuthentication ensures requests without a valid credential get 401 / UNAUTHENTICATED, that operator tokens work plain or as an argon2id hash, and that insecure mode admits anonymous requests.
+func TestAuthentication(t *testing.T) {
+	f := newFixture(t, Config{})
+	code, body := f.do(t, "GET", "/v1/tenants", "", nil)
+	if code != http.StatusUnauthorized || body["code"] != float64(codes.Unauthenticated) {
+		t.Fatalf("no token: %d %v", code, body)
+	}
+	f.must(t, 401, "GET", "/v1/tenants", "wrong", nil)
+	f.must(t, 401, "GET", "/v1/tenants", "hak_aaaaaaaaaaaaaaaa_nope", nil)
+	f.must(t, 401, "GET", "/v1/tenants", "hak_garbage", nil)
+	f.must(t, 200, "GET", "/v1/tenants", operatorToken, nil)
+	if _, err := f.grpc(t, "").tenants.ListTenants(t.Context(), &adminv1.ListTenantsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("gRPC without token: %v", err)
+	}
+	if _, err := f.grpc(t, "wrong").tenants.ListTenants(t.Context(), &adminv1.ListTenantsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("gRPC with a wrong token: %v", err)
+	}
+	// Health and the API description stay open.
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
+		f.must(t, 200, "GET", path, "", nil)
+	}
+
+	hashed := newFixture(t, Config{AdminTokenHash: authz.HashSecret("from-hash", authz.DefaultArgon2)})
+	hashed.must(t, 200, "GET", "/v1/tenants", "from-hash", nil)
+	hashed.must(t, 401, "GET", "/v1/tenants", "from-hasH", nil)
+
+	dev := newFixture(t, Config{Insecure: true})
+	dev.must(t, 200, "POST", "/v1/tenants", "", map[string]any{"id": "dev"})
+	if _, err := dev.grpc(t, "").tenants.GetTenant(t.Context(), &adminv1.GetTenantRequest{Id: "dev"}); err != nil {
+		t.Fatalf("insecure gRPC: %v", err)
+	}
+}
+
+// TestTenantScopedAdminKeys ensures an admin key scoped to tenant A reads and changes A only: B answers 403 / PERMISSION_DENIED on both faces, operator-only calls are refused, and a revoked admin key stops working at once.
+func TestTenantScopedAdminKeys(t *testing.T) {
+	f := newFixture(t, Config{})
+	op := f.grpc(t, operatorToken)
+	ctx := t.Context()
+	for _, id := range []string{"a", "b"} {
+		if _, err := op.tenants.CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bKey, err := op.creds.CreateApiKey(ctx, &adminv1.CreateApiKeyRequest{Tenant: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.admin.CreateAdminKey(ctx, &adminv1.CreateAdminKeyRequest{Tenant: "nobody"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("admin key for a missing tenant: %v", err)
+	}
+	ak, err := op.admin.CreateAdminKey(ctx, &adminv1.CreateAdminKeyRequest{Tenant: "a", Description: "team a"})
+	if err != nil || !strings.HasPrefix(ak.GetToken(), "hak_") {
+		t.Fatalf("admin key: %v %v", ak, err)
+	}
+	aTok := ak.GetToken()
+
+	// REST: own tenant yes, other tenant 403.
+	f.must(t, 200, "GET", "/v1/tenants/a", aTok, nil)
+	f.must(t, 200, "PATCH", "/v1/tenants/a", aTok, map[string]any{"displayName": "Team A"})
+	f.must(t, 200, "POST", "/v1/tenants/a/keys", aTok, map[string]any{})
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/v1/tenants/b"},
+		{"PATCH", "/v1/tenants/b"},
+		{"DELETE", "/v1/tenants/b"},
+		{"GET", "/v1/tenants/b/keys"},
+		{"GET", "/v1/tenants/b/keys/" + bKey.GetKey().GetId()},
+		{"DELETE", "/v1/tenants/b/keys/" + bKey.GetKey().GetId()},
+		{"POST", "/v1/tenants/b/keys"},
+		{"GET", "/v1/tenants/b/jwt-keys"},
+		{"GET", "/v1/tenants/b/mtls-identities"},
+		{"GET", "/v1/tenants/b/connections"},
+		{"POST", "/v1/tenants/b/publish"},
+		{"POST", "/v1/tenants"},
+		{"DELETE", "/v1/tenants/a"},
+		{"GET", "/v1/admin-keys"},
+		{"POST", "/v1/admin-keys"},
+	} {
+		var body any
+		if req.method == "POST" || req.method == "PATCH" {
+			body = map[string]any{"id": "c"}
+		}
+		f.must(t, http.StatusForbidden, req.method, req.path, aTok, body)
+	}
+	list := f.must(t, 200, "GET", "/v1/tenants", aTok, nil)
+	if ts := list["tenants"].([]any); len(ts) != 1 || ts[0].(map[string]any)["id"] != "a" {
+		t.Fatalf("scoped list: %v", list)
+	}
+
+	// gRPC: the same.
+	a := f.grpc(t, aTok)
+	if _, err := a.tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "b"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("gRPC read of b: %v", err)
+	}
+	if _, err := a.creds.RevokeApiKey(ctx, &adminv1.RevokeApiKeyRequest{Tenant: "b", Id: bKey.GetKey().GetId()}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("gRPC revoke in b: %v", err)
+	}
+	if _, err := op.creds.GetApiKey(ctx, &adminv1.GetApiKeyRequest{Tenant: "b", Id: bKey.GetKey().GetId()}); err != nil {
+		t.Fatalf("b's key after the refused revoke: %v", err)
+	}
+
+	keys, err := op.admin.ListAdminKeys(ctx, &adminv1.ListAdminKeysRequest{Tenant: "a"})
+	if err != nil || len(keys.GetKeys()) != 1 || keys.GetKeys()[0].GetDescription() != "team a" {
+		t.Fatalf("admin keys: %v %v", keys, err)
+	}
+	if _, err := op.admin.DeleteAdminKey(ctx, &adminv1.DeleteAdminKeyRequest{Id: ak.GetKey().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	f.must(t, http.StatusUnauthorized, "GET", "/v1/tenants/a", aTok, nil)
+}
+
+// TestRevokeReachesDirectory ensures a key revoked through the REST API is gone from an edge-side tenant.Directory within 2 s, and a key created through gRPC appears there with its capabilities.
+func TestRevokeReachesDirectory(t *testing.T) {
+	f := newFixture(t, Config{})
+	d := tenant.NewDirectory(f.store, tenant.DirectoryConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-d.Ready()
+
+	c := f.grpc(t, operatorToken)
+	if _, err := c.tenants.CreateTenant(t.Context(), &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := c.creds.CreateApiKey(t.Context(), &adminv1.CreateApiKeyRequest{Tenant: "acme", Capabilities: []*adminv1.Capability{
+		{Filter: "sensors/#", Actions: []adminv1.Action{adminv1.Action_ACTION_SUBSCRIBE}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetKey().GetId()
+	waitUntil := func(what string, cond func() bool) time.Duration {
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("%s: not within 2 s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	waitUntil("created key", func() bool { _, ok := d.APIKey(id); return ok })
+	k, _ := d.APIKey(id)
+	_, secret, _ := authz.ParseToken(authz.KindAPIKey, created.GetToken())
+	if authz.VerifySecret(secret, k.Hash) != nil || !k.Capabilities.CanSubscribe("sensors/+") || k.Capabilities.CanSubscribe("#") {
+		t.Fatalf("directory key %+v", k)
+	}
+
+	start := time.Now()
+	f.must(t, 200, "DELETE", "/v1/tenants/acme/keys/"+id, operatorToken, nil)
+	waitUntil("revoked key", func() bool { _, ok := d.APIKey(id); return !ok })
+	t.Logf("revoked through REST; gone from the directory after %v", time.Since(start))
+}
+
+// TestLiveUnimplemented ensures the live-state calls check tenant access first, then answer UNIMPLEMENTED (HTTP 501) with a message saying what they need.
+func TestLiveUnimplemented(t *testing.T) {
+	f := newFixture(t, Config{})
+	op := operatorToken
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/v1/tenants/a/connections"},
+		{"DELETE", "/v1/tenants/a/connections/c1"},
+		{"GET", "/v1/tenants/a/sessions"},
+		{"GET", "/v1/tenants/a/sessions/client-1"},
+		{"DELETE", "/v1/tenants/a/sessions/client-1"},
+		{"GET", "/v1/tenants/a/retained?filter=a/%23"},
+		{"GET", "/v1/tenants/a/retained/sensors/x/temp"},
+		{"DELETE", "/v1/tenants/a/retained/sensors/x"},
+		{"POST", "/v1/tenants/a/publish"},
+		{"GET", "/v1/tenants/a/usage"},
+	} {
+		var body any
+		if req.method == "POST" {
+			body = map[string]any{"topic": "a", "payload": "aGk="}
+		}
+		out := f.must(t, http.StatusNotImplemented, req.method, req.path, op, body)
+		if !strings.Contains(out["message"].(string), "needs") {
+			t.Errorf("%s %s: message %q", req.method, req.path, out["message"])
+		}
+	}
+	if _, err := f.grpc(t, op).live.Publish(t.Context(), &adminv1.PublishRequest{Tenant: "a", Topic: "x"}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("gRPC Publish: %v", err)
+	}
+}
+
+// TestOpenAPI ensures /openapi.json serves a Swagger 2.0 document listing the tenant, credential, admin-key and live routes.
+func TestOpenAPI(t *testing.T) {
+	f := newFixture(t, Config{})
+	code, body := f.do(t, "GET", "/openapi.json", "", nil)
+	if code != http.StatusOK || body["swagger"] != "2.0" {
+		t.Fatalf("openapi: %d %v", code, body["swagger"])
+	}
+	paths := body["paths"].(map[string]any)
+	for _, p := range []string{"/v1/tenants", "/v1/tenants/{id}", "/v1/tenants/{tenant.id}", "/v1/tenants/{tenant}/keys", "/v1/tenants/{key.tenant}/keys/{key.id}",
+		"/v1/tenants/{key.tenant}/jwt-keys", "/v1/tenants/{identity.tenant}/mtls-identities", "/v1/admin-keys", "/v1/tenants/{tenant}/publish"} {
+		if paths[p] == nil {
+			t.Errorf("openapi lacks %s", p)
 		}
 	}
 }
 
-// failingSource is a tenant.Source whose store is down.
-type failingSource struct{ tenant.Source }
-
-var errDown = status.Error(codes.Unavailable, "etcd down")
-
-func (failingSource) Get(context.Context, string) (tenant.Tenant, error) {
-	return tenant.Tenant{}, errDown
-}
-func (failingSource) List(context.Context, int, string) ([]tenant.Tenant, string, error) {
-	return nil, "", fmt.Errorf("tenant: list: %w", errDown)
-}
-
-// TestStoreDown ensures /readyz answers 503 and requests Unavailable (HTTP 503) while the tenant store is down, and /healthz still 200.
+// TestStoreDown ensures /readyz answers 503 and requests fail Unavailable or DeadlineExceeded while etcd is unreachable, and /healthz still 200.
 func TestStoreDown(t *testing.T) {
-	f := fixture{addr: start(t, failingSource{})}
-	if code, _ := f.get(t, "/readyz"); code != http.StatusServiceUnavailable {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	src, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{addr: start(t, Config{ReadyTimeout: 300 * time.Millisecond, AdminToken: operatorToken}, src)}
+	if code, _ := f.do(t, "GET", "/readyz", "", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("readyz %d, want 503", code)
 	}
-	if code, _ := f.get(t, "/healthz"); code != http.StatusOK {
-		t.Errorf("healthz %d, want 200", code)
-	}
-	if code, body := f.get(t, "/v1/tenants"); code != http.StatusServiceUnavailable || strings.Contains(string(body), "etcd") {
-		t.Errorf("list: status %d body %s, want 503 without detail", code, body)
-	}
-	_, err := f.client(t).GetTenant(t.Context(), &adminv1.GetTenantRequest{Id: "dev"})
-	if status.Code(err) != codes.Unavailable {
-		t.Errorf("GetTenant: %v, want Unavailable", err)
+	f.must(t, http.StatusOK, "GET", "/healthz", "", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err = f.grpc(t, operatorToken).tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "dev"})
+	if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+		t.Errorf("GetTenant: %v, want Unavailable or DeadlineExceeded", err)
 	}
 }
 
-// TestGRPCError ensures each tenant error maps to its gRPC code.
+// TestGRPCError ensures each store and authz error maps to its gRPC code.
 func TestGRPCError(t *testing.T) {
+	errDown := status.Error(codes.Unavailable, "etcd down")
 	for err, want := range map[error]codes.Code{
 		tenant.ErrNotFound:                              codes.NotFound,
 		fmt.Errorf("x: %w", tenant.ErrInvalidID):        codes.InvalidArgument,
 		tenant.ErrInvalidPage:                           codes.InvalidArgument,
+		tenant.ErrInvalid:                               codes.InvalidArgument,
+		authz.ErrInvalidCapability:                      codes.InvalidArgument,
 		tenant.ErrConflict:                              codes.Aborted,
+		tenant.ErrAlreadyExists:                         codes.AlreadyExists,
 		context.Canceled:                                codes.Canceled,
 		fmt.Errorf("x: %w", context.DeadlineExceeded):   codes.DeadlineExceeded,
 		fmt.Errorf("x: %w", errDown):                    codes.Unavailable,
@@ -310,18 +625,36 @@ func TestGRPCError(t *testing.T) {
 	}
 }
 
+// TestApplyMask ensures masks copy named fields, nested ones included, clear absent ones, and refuse output-only or unknown paths.
+func TestApplyMask(t *testing.T) {
+	dst := &adminv1.Tenant{Id: "a", DisplayName: "old", Limits: &adminv1.Limits{MaxConnections: 1, MaxSessions: 2}}
+	src := &adminv1.Tenant{Id: "zzz", Limits: &adminv1.Limits{MaxSessions: 5}}
+	if err := applyMask(dst, src, []string{"id", "display_name", "limits.max_sessions"}, tenantMutable, []string{"id"}); err != nil {
+		t.Fatal(err)
+	}
+	if dst.GetId() != "a" || dst.GetDisplayName() != "" || dst.GetLimits().GetMaxConnections() != 1 || dst.GetLimits().GetMaxSessions() != 5 {
+		t.Fatalf("masked: %v", dst)
+	}
+	for _, paths := range [][]string{{"id"}, {"revision"}, {"limits.nope"}, {"display_name.x"}, {"create_time"}} {
+		if err := applyMask(dst, src, paths, tenantMutable, nil); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("paths %v: %v", paths, err)
+		}
+	}
+}
+
 // TestConfig ensures Validate rejects bad values and defaults fill the rest.
 func TestConfig(t *testing.T) {
-	for _, c := range []Config{{Addr: "8081"}, {ShutdownTimeout: -1}, {ReadyTimeout: -1}} {
+	for _, c := range []Config{{Addr: "8081"}, {ShutdownTimeout: -1}, {ReadyTimeout: -1},
+		{AdminToken: "a", AdminTokenHash: authz.HashSecret("a", authz.DefaultArgon2)}, {AdminTokenHash: "plain"}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
-		if _, err := New(c, failingSource{}, nil); err == nil {
+		if _, err := New(c, &tenant.Etcd{}, nil); err == nil {
 			t.Errorf("New(%+v) succeeded", c)
 		}
 	}
 	if _, err := New(Config{}, nil, nil); err == nil {
-		t.Error("New accepted a nil source")
+		t.Error("New accepted a nil store")
 	}
 	d := Config{}.withDefaults()
 	if d.Addr != DefaultAddr || d.ShutdownTimeout != 10*time.Second || d.ReadyTimeout != 2*time.Second {
@@ -331,8 +664,9 @@ func TestConfig(t *testing.T) {
 
 // TestRunListenError ensures Run reports an address it cannot listen on, and Addr then returns "".
 func TestRunListenError(t *testing.T) {
-	taken := start(t, failingSource{})
-	s, err := New(Config{Addr: taken}, failingSource{}, nil)
+	src := &tenant.Etcd{}
+	taken := start(t, Config{}, src)
+	s, err := New(Config{Addr: taken}, src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

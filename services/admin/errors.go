@@ -5,25 +5,31 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/heraldmq/herald/pkg/authz"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // grpcError is the one place that maps Herald's errors to gRPC status codes;
-// grpc-gateway turns those into HTTP statuses (NotFound 404,
-// InvalidArgument 400, Aborted 409, Unavailable 503, Internal 500) with a
-// JSON body {"code", "message", "details"}. Unexpected errors are logged
-// and reported without detail.
+// grpc-gateway turns those into HTTP statuses (InvalidArgument 400,
+// Unauthenticated 401, PermissionDenied 403, NotFound 404, AlreadyExists
+// and Aborted 409, Unimplemented 501, Unavailable 503, Internal 500) with a
+// JSON body {"code", "message", "details"}. Errors that already are a
+// status of this package's making pass through; unexpected errors are
+// logged and reported without detail.
 func grpcError(log *slog.Logger, err error) error {
 	var code codes.Code
 	switch {
 	case errors.Is(err, tenant.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, tenant.ErrInvalidID), errors.Is(err, tenant.ErrInvalidPage):
+	case errors.Is(err, tenant.ErrInvalidID), errors.Is(err, tenant.ErrInvalidPage),
+		errors.Is(err, tenant.ErrInvalid), errors.Is(err, authz.ErrInvalidCapability):
 		code = codes.InvalidArgument
 	case errors.Is(err, tenant.ErrConflict):
 		code = codes.Aborted
+	case errors.Is(err, tenant.ErrAlreadyExists):
+		code = codes.AlreadyExists
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -40,3 +46,7 @@ func grpcError(log *slog.Logger, err error) error {
 	}
 	return status.Error(code, err.Error())
 }
+
+// invalid is an INVALID_ARGUMENT status for a request the API itself
+// rejects.
+func invalid(msg string) error { return status.Error(codes.InvalidArgument, msg) }

@@ -6,6 +6,16 @@
 
 // Package herald.admin.v1 is Herald's administration API, served over gRPC
 // and, through grpc-gateway, as JSON over HTTP on the same port.
+//
+// Every call needs a credential: "authorization: Bearer <token>" (gRPC
+// metadata or HTTP header), the operator token or an admin key. Without
+// one: UNAUTHENTICATED (HTTP 401). An admin key scoped to a tenant reaches
+// only that tenant: PERMISSION_DENIED (HTTP 403) otherwise.
+//
+// Errors are gRPC status codes; over HTTP they map to statuses with a JSON
+// body {"code", "message", "details"}: INVALID_ARGUMENT 400,
+// UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
+// ALREADY_EXISTS and ABORTED 409, UNIMPLEMENTED 501, UNAVAILABLE 503.
 
 package adminv1
 
@@ -14,6 +24,8 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -35,11 +47,14 @@ type Tenant struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// display_name is free text for people.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// create_time is when the tenant was first stored.
+	// create_time is when the tenant was first stored. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// revision is the etcd revision of the tenant's last change; it grows with
-	// every change and serves as its version (etag).
-	Revision      int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// every change and serves as its etag: send it back with an update or a
+	// delete to make it conditional.
+	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// limits bound what the tenant's clients may use.
+	Limits        *Limits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -102,6 +117,200 @@ func (x *Tenant) GetRevision() int64 {
 	return 0
 }
 
+func (x *Tenant) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// Limits bound a tenant's use of the cluster. 0 means unlimited.
+type Limits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_connections bounds concurrent client connections across all edges.
+	MaxConnections int64 `protobuf:"varint,1,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// max_messages_per_second bounds the publish rate of the whole tenant.
+	MaxMessagesPerSecond int64 `protobuf:"varint,2,opt,name=max_messages_per_second,json=maxMessagesPerSecond,proto3" json:"max_messages_per_second,omitempty"`
+	// max_bytes_per_second bounds the published payload bytes per second of
+	// the whole tenant.
+	MaxBytesPerSecond int64 `protobuf:"varint,3,opt,name=max_bytes_per_second,json=maxBytesPerSecond,proto3" json:"max_bytes_per_second,omitempty"`
+	// max_connection_messages_per_second bounds one connection's publish
+	// rate.
+	MaxConnectionMessagesPerSecond int64 `protobuf:"varint,4,opt,name=max_connection_messages_per_second,json=maxConnectionMessagesPerSecond,proto3" json:"max_connection_messages_per_second,omitempty"`
+	// max_connection_bytes_per_second bounds one connection's published
+	// payload bytes per second.
+	MaxConnectionBytesPerSecond int64 `protobuf:"varint,5,opt,name=max_connection_bytes_per_second,json=maxConnectionBytesPerSecond,proto3" json:"max_connection_bytes_per_second,omitempty"`
+	// max_payload_bytes bounds one message's payload.
+	MaxPayloadBytes int64 `protobuf:"varint,6,opt,name=max_payload_bytes,json=maxPayloadBytes,proto3" json:"max_payload_bytes,omitempty"`
+	// max_subscriptions_per_connection bounds the filters one connection
+	// holds.
+	MaxSubscriptionsPerConnection int64 `protobuf:"varint,7,opt,name=max_subscriptions_per_connection,json=maxSubscriptionsPerConnection,proto3" json:"max_subscriptions_per_connection,omitempty"`
+	// max_retained_messages bounds the tenant's retained messages.
+	MaxRetainedMessages int64 `protobuf:"varint,8,opt,name=max_retained_messages,json=maxRetainedMessages,proto3" json:"max_retained_messages,omitempty"`
+	// max_sessions bounds the tenant's persistent sessions.
+	MaxSessions int64 `protobuf:"varint,9,opt,name=max_sessions,json=maxSessions,proto3" json:"max_sessions,omitempty"`
+	// max_queued_messages bounds the messages queued for one connection or
+	// offline session.
+	MaxQueuedMessages int64 `protobuf:"varint,10,opt,name=max_queued_messages,json=maxQueuedMessages,proto3" json:"max_queued_messages,omitempty"`
+	// replay_window bounds how far back clients may resume or replay.
+	ReplayWindow  *durationpb.Duration `protobuf:"bytes,11,opt,name=replay_window,json=replayWindow,proto3" json:"replay_window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Limits) GetMaxConnections() int64 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxMessagesPerSecond() int64 {
+	if x != nil {
+		return x.MaxMessagesPerSecond
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxBytesPerSecond() int64 {
+	if x != nil {
+		return x.MaxBytesPerSecond
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxConnectionMessagesPerSecond() int64 {
+	if x != nil {
+		return x.MaxConnectionMessagesPerSecond
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxConnectionBytesPerSecond() int64 {
+	if x != nil {
+		return x.MaxConnectionBytesPerSecond
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxPayloadBytes() int64 {
+	if x != nil {
+		return x.MaxPayloadBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxSubscriptionsPerConnection() int64 {
+	if x != nil {
+		return x.MaxSubscriptionsPerConnection
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxRetainedMessages() int64 {
+	if x != nil {
+		return x.MaxRetainedMessages
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxSessions() int64 {
+	if x != nil {
+		return x.MaxSessions
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxQueuedMessages() int64 {
+	if x != nil {
+		return x.MaxQueuedMessages
+	}
+	return 0
+}
+
+func (x *Limits) GetReplayWindow() *durationpb.Duration {
+	if x != nil {
+		return x.ReplayWindow
+	}
+	return nil
+}
+
+// CreateTenantRequest carries the tenant to create.
+type CreateTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tenant to create; id is required, create_time and revision are ignored.
+	Tenant        *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenantRequest) Reset() {
+	*x = CreateTenantRequest{}
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenantRequest) ProtoMessage() {}
+
+func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
+func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateTenantRequest) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
 // GetTenantRequest names the tenant to read.
 type GetTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -113,7 +322,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[1]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -125,7 +334,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[1]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -138,7 +347,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -163,7 +372,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[2]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +384,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[2]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +397,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -218,7 +427,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[3]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +439,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_admin_v1_tenant_proto_msgTypes[3]
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +452,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -260,17 +469,182 @@ func (x *ListTenantsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// UpdateTenantRequest changes a tenant.
+type UpdateTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tenant carries the id, the new values and optionally the revision
+	// (etag) the change is based on.
+	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// update_mask names the fields to change: display_name, limits, or
+	// limits.<field>. Empty means display_name and limits.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTenantRequest) Reset() {
+	*x = UpdateTenantRequest{}
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTenantRequest) ProtoMessage() {}
+
+func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UpdateTenantRequest) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+func (x *UpdateTenantRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// DeleteTenantRequest names the tenant to delete.
+type DeleteTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the tenant.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// revision, if not 0, makes the delete conditional on it (etag).
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantRequest) Reset() {
+	*x = DeleteTenantRequest{}
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantRequest) ProtoMessage() {}
+
+func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteTenantRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteTenantRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeleteTenantResponse is empty; it leaves room to grow.
+type DeleteTenantResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantResponse) Reset() {
+	*x = DeleteTenantResponse{}
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantResponse) ProtoMessage() {}
+
+func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_tenant_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_tenant_proto_rawDescGZIP(), []int{8}
+}
+
 var File_herald_admin_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_herald_admin_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/admin/v1/tenant.proto\x12\x0fherald.admin.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x94\x01\n" +
+	"\x1cherald/admin/v1/tenant.proto\x12\x0fherald.admin.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xc5\x01\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\"\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12/\n" +
+	"\x06limits\x18\x05 \x01(\v2\x17.herald.admin.v1.LimitsR\x06limits\"\xe7\x04\n" +
+	"\x06Limits\x12'\n" +
+	"\x0fmax_connections\x18\x01 \x01(\x03R\x0emaxConnections\x125\n" +
+	"\x17max_messages_per_second\x18\x02 \x01(\x03R\x14maxMessagesPerSecond\x12/\n" +
+	"\x14max_bytes_per_second\x18\x03 \x01(\x03R\x11maxBytesPerSecond\x12J\n" +
+	"\"max_connection_messages_per_second\x18\x04 \x01(\x03R\x1emaxConnectionMessagesPerSecond\x12D\n" +
+	"\x1fmax_connection_bytes_per_second\x18\x05 \x01(\x03R\x1bmaxConnectionBytesPerSecond\x12*\n" +
+	"\x11max_payload_bytes\x18\x06 \x01(\x03R\x0fmaxPayloadBytes\x12G\n" +
+	" max_subscriptions_per_connection\x18\a \x01(\x03R\x1dmaxSubscriptionsPerConnection\x122\n" +
+	"\x15max_retained_messages\x18\b \x01(\x03R\x13maxRetainedMessages\x12!\n" +
+	"\fmax_sessions\x18\t \x01(\x03R\vmaxSessions\x12.\n" +
+	"\x13max_queued_messages\x18\n" +
+	" \x01(\x03R\x11maxQueuedMessages\x12>\n" +
+	"\rreplay_window\x18\v \x01(\v2\x19.google.protobuf.DurationR\freplayWindow\"F\n" +
+	"\x13CreateTenantRequest\x12/\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x17.herald.admin.v1.TenantR\x06tenant\"\"\n" +
 	"\x10GetTenantRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x12ListTenantsRequest\x12\x1b\n" +
@@ -279,11 +653,27 @@ const file_herald_admin_v1_tenant_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"p\n" +
 	"\x13ListTenantsResponse\x121\n" +
 	"\atenants\x18\x01 \x03(\v2\x17.herald.admin.v1.TenantR\atenants\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe1\x01\n" +
-	"\rTenantService\x12a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x01\n" +
+	"\x13UpdateTenantRequest\x12/\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x17.herald.admin.v1.TenantR\x06tenant\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"A\n" +
+	"\x13DeleteTenantRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x16\n" +
+	"\x14DeleteTenantResponse2\xbc\x04\n" +
+	"\rTenantService\x12j\n" +
+	"\fCreateTenant\x12$.herald.admin.v1.CreateTenantRequest\x1a\x17.herald.admin.v1.Tenant\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06tenant\"\v/v1/tenants\x12a\n" +
 	"\tGetTenant\x12!.herald.admin.v1.GetTenantRequest\x1a\x17.herald.admin.v1.Tenant\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/tenants/{id}\x12m\n" +
-	"\vListTenants\x12#.herald.admin.v1.ListTenantsRequest\x1a$.herald.admin.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenantsBU\x92A\x18\x12\x16\n" +
-	"\x10Herald Admin API2\x02v1Z8github.com/heraldmq/herald/proto/herald/admin/v1;adminv1b\x06proto3"
+	"\vListTenants\x12#.herald.admin.v1.ListTenantsRequest\x1a$.herald.admin.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenants\x12v\n" +
+	"\fUpdateTenant\x12$.herald.admin.v1.UpdateTenantRequest\x1a\x17.herald.admin.v1.Tenant\"'\x82\xd3\xe4\x93\x02!:\x06tenant2\x17/v1/tenants/{tenant.id}\x12u\n" +
+	"\fDeleteTenant\x12$.herald.admin.v1.DeleteTenantRequest\x1a%.herald.admin.v1.DeleteTenantResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/tenants/{id}B\xc6\x01\x92A\x88\x01\x12\x16\n" +
+	"\x10Herald Admin API2\x02v1Z`\n" +
+	"^\n" +
+	"\x06bearer\x12T\b\x02\x12?\"Bearer <token>\": the operator token or an admin key (hak_...).\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z8github.com/heraldmq/herald/proto/herald/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_herald_admin_v1_tenant_proto_rawDescOnce sync.Once
@@ -297,26 +687,44 @@ func file_herald_admin_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_herald_admin_v1_tenant_proto_rawDescData
 }
 
-var file_herald_admin_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_herald_admin_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_herald_admin_v1_tenant_proto_goTypes = []any{
 	(*Tenant)(nil),                // 0: herald.admin.v1.Tenant
-	(*GetTenantRequest)(nil),      // 1: herald.admin.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 2: herald.admin.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 3: herald.admin.v1.ListTenantsResponse
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*Limits)(nil),                // 1: herald.admin.v1.Limits
+	(*CreateTenantRequest)(nil),   // 2: herald.admin.v1.CreateTenantRequest
+	(*GetTenantRequest)(nil),      // 3: herald.admin.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 4: herald.admin.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 5: herald.admin.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),   // 6: herald.admin.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),   // 7: herald.admin.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 8: herald.admin.v1.DeleteTenantResponse
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil), // 11: google.protobuf.FieldMask
 }
 var file_herald_admin_v1_tenant_proto_depIdxs = []int32{
-	4, // 0: herald.admin.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	0, // 1: herald.admin.v1.ListTenantsResponse.tenants:type_name -> herald.admin.v1.Tenant
-	1, // 2: herald.admin.v1.TenantService.GetTenant:input_type -> herald.admin.v1.GetTenantRequest
-	2, // 3: herald.admin.v1.TenantService.ListTenants:input_type -> herald.admin.v1.ListTenantsRequest
-	0, // 4: herald.admin.v1.TenantService.GetTenant:output_type -> herald.admin.v1.Tenant
-	3, // 5: herald.admin.v1.TenantService.ListTenants:output_type -> herald.admin.v1.ListTenantsResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	9,  // 0: herald.admin.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 1: herald.admin.v1.Tenant.limits:type_name -> herald.admin.v1.Limits
+	10, // 2: herald.admin.v1.Limits.replay_window:type_name -> google.protobuf.Duration
+	0,  // 3: herald.admin.v1.CreateTenantRequest.tenant:type_name -> herald.admin.v1.Tenant
+	0,  // 4: herald.admin.v1.ListTenantsResponse.tenants:type_name -> herald.admin.v1.Tenant
+	0,  // 5: herald.admin.v1.UpdateTenantRequest.tenant:type_name -> herald.admin.v1.Tenant
+	11, // 6: herald.admin.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 7: herald.admin.v1.TenantService.CreateTenant:input_type -> herald.admin.v1.CreateTenantRequest
+	3,  // 8: herald.admin.v1.TenantService.GetTenant:input_type -> herald.admin.v1.GetTenantRequest
+	4,  // 9: herald.admin.v1.TenantService.ListTenants:input_type -> herald.admin.v1.ListTenantsRequest
+	6,  // 10: herald.admin.v1.TenantService.UpdateTenant:input_type -> herald.admin.v1.UpdateTenantRequest
+	7,  // 11: herald.admin.v1.TenantService.DeleteTenant:input_type -> herald.admin.v1.DeleteTenantRequest
+	0,  // 12: herald.admin.v1.TenantService.CreateTenant:output_type -> herald.admin.v1.Tenant
+	0,  // 13: herald.admin.v1.TenantService.GetTenant:output_type -> herald.admin.v1.Tenant
+	5,  // 14: herald.admin.v1.TenantService.ListTenants:output_type -> herald.admin.v1.ListTenantsResponse
+	0,  // 15: herald.admin.v1.TenantService.UpdateTenant:output_type -> herald.admin.v1.Tenant
+	8,  // 16: herald.admin.v1.TenantService.DeleteTenant:output_type -> herald.admin.v1.DeleteTenantResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_herald_admin_v1_tenant_proto_init() }
@@ -330,7 +738,7 @@ func file_herald_admin_v1_tenant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_admin_v1_tenant_proto_rawDesc), len(file_herald_admin_v1_tenant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

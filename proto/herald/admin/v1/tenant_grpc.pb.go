@@ -6,6 +6,16 @@
 
 // Package herald.admin.v1 is Herald's administration API, served over gRPC
 // and, through grpc-gateway, as JSON over HTTP on the same port.
+//
+// Every call needs a credential: "authorization: Bearer <token>" (gRPC
+// metadata or HTTP header), the operator token or an admin key. Without
+// one: UNAUTHENTICATED (HTTP 401). An admin key scoped to a tenant reaches
+// only that tenant: PERMISSION_DENIED (HTTP 403) otherwise.
+//
+// Errors are gRPC status codes; over HTTP they map to statuses with a JSON
+// body {"code", "message", "details"}: INVALID_ARGUMENT 400,
+// UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
+// ALREADY_EXISTS and ABORTED 409, UNIMPLEMENTED 501, UNAVAILABLE 503.
 
 package adminv1
 
@@ -22,26 +32,42 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TenantService_GetTenant_FullMethodName   = "/herald.admin.v1.TenantService/GetTenant"
-	TenantService_ListTenants_FullMethodName = "/herald.admin.v1.TenantService/ListTenants"
+	TenantService_CreateTenant_FullMethodName = "/herald.admin.v1.TenantService/CreateTenant"
+	TenantService_GetTenant_FullMethodName    = "/herald.admin.v1.TenantService/GetTenant"
+	TenantService_ListTenants_FullMethodName  = "/herald.admin.v1.TenantService/ListTenants"
+	TenantService_UpdateTenant_FullMethodName = "/herald.admin.v1.TenantService/UpdateTenant"
+	TenantService_DeleteTenant_FullMethodName = "/herald.admin.v1.TenantService/DeleteTenant"
 )
 
 // TenantServiceClient is the client API for TenantService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// TenantService reads the tenants Herald serves. Tenants live in etcd; every
-// edge and session node watches them.
-//
-// Create, update and delete are not here yet; they will be added as
-// CreateTenant (POST /v1/tenants), UpdateTenant (PATCH /v1/tenants/{id},
-// guarded by Tenant.revision) and DeleteTenant (DELETE /v1/tenants/{id}).
+// TenantService manages tenants: isolated namespaces of topics, sessions,
+// credentials and limits. Tenants live in etcd; every edge watches them and
+// applies changes (limits, deletions) without restart.
 type TenantServiceClient interface {
-	// GetTenant returns one tenant. NOT_FOUND (HTTP 404) if it does not exist,
-	// INVALID_ARGUMENT (HTTP 400) if the id is not a valid tenant id.
+	// CreateTenant stores a new tenant. ALREADY_EXISTS (409) if the id is
+	// taken, INVALID_ARGUMENT (400) for a bad id or a negative limit.
+	// Operator only.
+	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*Tenant, error)
+	// GetTenant returns one tenant. NOT_FOUND (404) if it does not exist,
+	// INVALID_ARGUMENT (400) if the id is not a valid tenant id.
 	GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*Tenant, error)
-	// ListTenants returns tenants ordered by id, one page at a time.
+	// ListTenants returns tenants ordered by id, one page at a time. A
+	// tenant-scoped admin key sees only its own tenant.
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
+	// UpdateTenant changes the fields named by update_mask (display_name,
+	// limits, or single limits such as limits.max_connections; an empty mask
+	// means every mutable field). With tenant.revision set, only if the
+	// tenant is still at that revision: ABORTED (409) otherwise. Over REST,
+	// PATCH fills the mask from the fields present in the body.
+	UpdateTenant(ctx context.Context, in *UpdateTenantRequest, opts ...grpc.CallOption) (*Tenant, error)
+	// DeleteTenant removes a tenant with its keys, JWT keys, certificate
+	// identities and admin keys, in one step; edges disconnect its clients
+	// when they see it go. With revision set, only at that revision (ABORTED
+	// otherwise). Operator only.
+	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error)
 }
 
 type tenantServiceClient struct {
@@ -50,6 +76,16 @@ type tenantServiceClient struct {
 
 func NewTenantServiceClient(cc grpc.ClientConnInterface) TenantServiceClient {
 	return &tenantServiceClient{cc}
+}
+
+func (c *tenantServiceClient) CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*Tenant, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tenant)
+	err := c.cc.Invoke(ctx, TenantService_CreateTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *tenantServiceClient) GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*Tenant, error) {
@@ -72,22 +108,55 @@ func (c *tenantServiceClient) ListTenants(ctx context.Context, in *ListTenantsRe
 	return out, nil
 }
 
+func (c *tenantServiceClient) UpdateTenant(ctx context.Context, in *UpdateTenantRequest, opts ...grpc.CallOption) (*Tenant, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tenant)
+	err := c.cc.Invoke(ctx, TenantService_UpdateTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTenantResponse)
+	err := c.cc.Invoke(ctx, TenantService_DeleteTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
 //
-// TenantService reads the tenants Herald serves. Tenants live in etcd; every
-// edge and session node watches them.
-//
-// Create, update and delete are not here yet; they will be added as
-// CreateTenant (POST /v1/tenants), UpdateTenant (PATCH /v1/tenants/{id},
-// guarded by Tenant.revision) and DeleteTenant (DELETE /v1/tenants/{id}).
+// TenantService manages tenants: isolated namespaces of topics, sessions,
+// credentials and limits. Tenants live in etcd; every edge watches them and
+// applies changes (limits, deletions) without restart.
 type TenantServiceServer interface {
-	// GetTenant returns one tenant. NOT_FOUND (HTTP 404) if it does not exist,
-	// INVALID_ARGUMENT (HTTP 400) if the id is not a valid tenant id.
+	// CreateTenant stores a new tenant. ALREADY_EXISTS (409) if the id is
+	// taken, INVALID_ARGUMENT (400) for a bad id or a negative limit.
+	// Operator only.
+	CreateTenant(context.Context, *CreateTenantRequest) (*Tenant, error)
+	// GetTenant returns one tenant. NOT_FOUND (404) if it does not exist,
+	// INVALID_ARGUMENT (400) if the id is not a valid tenant id.
 	GetTenant(context.Context, *GetTenantRequest) (*Tenant, error)
-	// ListTenants returns tenants ordered by id, one page at a time.
+	// ListTenants returns tenants ordered by id, one page at a time. A
+	// tenant-scoped admin key sees only its own tenant.
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
+	// UpdateTenant changes the fields named by update_mask (display_name,
+	// limits, or single limits such as limits.max_connections; an empty mask
+	// means every mutable field). With tenant.revision set, only if the
+	// tenant is still at that revision: ABORTED (409) otherwise. Over REST,
+	// PATCH fills the mask from the fields present in the body.
+	UpdateTenant(context.Context, *UpdateTenantRequest) (*Tenant, error)
+	// DeleteTenant removes a tenant with its keys, JWT keys, certificate
+	// identities and admin keys, in one step; edges disconnect its clients
+	// when they see it go. With revision set, only at that revision (ABORTED
+	// otherwise). Operator only.
+	DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -98,11 +167,20 @@ type TenantServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedTenantServiceServer struct{}
 
+func (UnimplementedTenantServiceServer) CreateTenant(context.Context, *CreateTenantRequest) (*Tenant, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTenant not implemented")
+}
 func (UnimplementedTenantServiceServer) GetTenant(context.Context, *GetTenantRequest) (*Tenant, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTenant not implemented")
 }
 func (UnimplementedTenantServiceServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTenants not implemented")
+}
+func (UnimplementedTenantServiceServer) UpdateTenant(context.Context, *UpdateTenantRequest) (*Tenant, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTenant not implemented")
+}
+func (UnimplementedTenantServiceServer) DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTenant not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -123,6 +201,24 @@ func RegisterTenantServiceServer(s grpc.ServiceRegistrar, srv TenantServiceServe
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&TenantService_ServiceDesc, srv)
+}
+
+func _TenantService_CreateTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).CreateTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_CreateTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).CreateTenant(ctx, req.(*CreateTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _TenantService_GetTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -161,6 +257,42 @@ func _TenantService_ListTenants_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_UpdateTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).UpdateTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_UpdateTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).UpdateTenant(ctx, req.(*UpdateTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TenantService_DeleteTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).DeleteTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_DeleteTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).DeleteTenant(ctx, req.(*DeleteTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -169,12 +301,24 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*TenantServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "CreateTenant",
+			Handler:    _TenantService_CreateTenant_Handler,
+		},
+		{
 			MethodName: "GetTenant",
 			Handler:    _TenantService_GetTenant_Handler,
 		},
 		{
 			MethodName: "ListTenants",
 			Handler:    _TenantService_ListTenants_Handler,
+		},
+		{
+			MethodName: "UpdateTenant",
+			Handler:    _TenantService_UpdateTenant_Handler,
+		},
+		{
+			MethodName: "DeleteTenant",
+			Handler:    _TenantService_DeleteTenant_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

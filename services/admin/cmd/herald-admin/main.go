@@ -1,5 +1,14 @@
 // Command herald-admin serves Herald's administration API (gRPC and REST on
-// one port) over the tenants stored in etcd.
+// one port) over the tenants stored in etcd, and is a small client of that
+// API for the shell:
+//
+//	herald-admin --etcd-endpoints 127.0.0.1:2379            # serve (the default command)
+//	herald-admin token                                       # a new operator token and its hash
+//	herald-admin tenant create acme
+//	herald-admin key create acme --capability 'publish,subscribe:sensors/#'
+//
+// The client commands talk gRPC to --server with the token in
+// HERALD_ADMIN_TOKEN (or --token).
 package main
 
 import (
@@ -20,12 +29,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// cli is herald-admin's configuration: flags, environment and the YAML file
-// (keys are the flag names: "addr", "etcd: {endpoints, prefix}", ...).
-type cli struct {
-	Config kong.ConfigFlag `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
-	Admin  admin.Config    `embed:""`
-	Etcd   struct {
+// serveCmd is the server's configuration: flags, environment and the YAML
+// file (keys are the flag names: "addr", "etcd: {endpoints, prefix}", ...).
+type serveCmd struct {
+	Admin admin.Config `embed:""`
+	Etcd  struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
 	} `embed:"" prefix:"etcd-"`
@@ -34,10 +42,21 @@ type cli struct {
 	LogLevel         string   `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
 }
 
+// cli is every command.
+type cli struct {
+	Config kong.ConfigFlag `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
+
+	Serve    serveCmd    `cmd:"" default:"withargs" help:"Serve the admin API (the default command)."`
+	Token    tokenCmd    `cmd:"" help:"Print a new random operator token and its argon2id hash for --admin-token-hash."`
+	Tenant   tenantCmd   `cmd:"" help:"Manage tenants through the admin API."`
+	Key      keyCmd      `cmd:"" help:"Manage a tenant's API keys through the admin API."`
+	AdminKey adminKeyCmd `cmd:"" name:"admin-key" help:"Manage admin API keys through the admin API (operator only)."`
+}
+
 func parser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
 	return kong.New(c, append([]kong.Option{
 		kong.Name("herald-admin"),
-		kong.Description("Herald's administration API: gRPC and REST (JSON) on one port."),
+		kong.Description("Herald's administration API: gRPC and REST (JSON) on one port; and a client of it."),
 		kong.Configuration(config.YAML),
 	}, opts...)...)
 }
@@ -48,20 +67,26 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	_, err = p.Parse(os.Args[1:])
+	kctx, err := p.Parse(os.Args[1:])
 	p.FatalIfErrorf(err)
-	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, c, log, nil); err != nil {
-		log.Error("herald-admin failed", "err", err)
-		os.Exit(1)
+	if kctx.Command() == "serve" {
+		log := ops.NewLogger(os.Stderr, c.Serve.LogFormat, c.Serve.LogLevel)
+		if err := run(ctx, c.Serve, log, nil); err != nil {
+			log.Error("herald-admin failed", "err", err)
+			os.Exit(1)
+		}
+		return
 	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(output{w: os.Stdout})
+	p.FatalIfErrorf(kctx.Run())
 }
 
 // run serves the admin API until ctx is done. started, if not nil, gets the
 // server before it runs, so that tests can learn its address.
-func run(ctx context.Context, c cli, log *slog.Logger, started func(*admin.Server)) error {
+func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.Server)) error {
 	etcd, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Etcd.Endpoints,
 		DialTimeout: 5 * time.Second,

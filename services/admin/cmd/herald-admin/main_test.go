@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,17 +18,40 @@ import (
 	"github.com/heraldmq/herald/services/admin"
 )
 
-func parse(t *testing.T, args ...string) cli {
+func parse(t *testing.T, args ...string) serveCmd {
 	t.Helper()
 	var c cli
 	p, err := parser(&c, kong.Exit(func(int) { t.Fatal("kong exited") }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Parse(args); err != nil {
+	kctx, err := p.Parse(args)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	if kctx.Command() != "serve" {
+		t.Fatalf("command %q, want serve", kctx.Command())
+	}
+	return c.Serve
+}
+
+// command runs one client command line and returns what it printed.
+func command(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var c cli
+	p, err := parser(&c, kong.Exit(func(int) { t.Fatal("kong exited") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, err := p.Parse(args)
+	if err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	kctx.BindTo(t.Context(), (*context.Context)(nil))
+	kctx.Bind(output{w: &out})
+	err = kctx.Run()
+	return out.String(), err
 }
 
 // TestConfigFile ensures the YAML file fills the same fields as the flags, and the environment overrides it.
@@ -52,7 +78,7 @@ func TestConfigFile(t *testing.T) {
 
 // TestRun ensures herald-admin serves against a real etcd and stops when its context ends.
 func TestRun(t *testing.T) {
-	c := parse(t, "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t))
+	c := parse(t, "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "t")
 	ctx, cancel := context.WithCancel(context.Background())
 	servers := make(chan *admin.Server, 1)
 	done := make(chan error, 1)
@@ -76,5 +102,61 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClientCommands ensures the client commands create a tenant and a key with capabilities (printing the token once), list and revoke it, against a served API and with the operator token from the environment.
+func TestClientCommands(t *testing.T) {
+	c := parse(t, "serve", "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "op-token")
+	ctx, cancel := context.WithCancel(context.Background())
+	servers := make(chan *admin.Server, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, c, slog.New(slog.DiscardHandler), func(s *admin.Server) { servers <- s })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	srv := <-servers
+	t.Setenv("HERALD_ADMIN_SERVER", srv.Addr())
+
+	if _, err := command(t, "tenant", "create", "acme"); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Fatalf("without a token: %v", err)
+	}
+	t.Setenv("HERALD_ADMIN_TOKEN", "op-token")
+	out, err := command(t, "tenant", "create", "acme", "--name", "ACME", "--max-connections", "5")
+	if err != nil || !strings.Contains(out, "acme") || !strings.Contains(out, "ACME") {
+		t.Fatalf("tenant create: %v\n%s", err, out)
+	}
+	out, err = command(t, "key", "create", "acme", "--capability", "publish:sensors/#", "-c", "subscribe,history:alerts/+")
+	if err != nil {
+		t.Fatalf("key create: %v\n%s", err, out)
+	}
+	token := regexp.MustCompile(`token \(shown once\): (hk_\S+)`).FindStringSubmatch(out)
+	if token == nil || !strings.Contains(out, "publish:sensors/#") || !strings.Contains(out, "subscribe,history:alerts/+") {
+		t.Fatalf("key create printed:\n%s", out)
+	}
+	id := strings.Split(token[1], "_")[1]
+	if out, err = command(t, "key", "list", "acme", "-o", "json"); err != nil || !strings.Contains(out, id) {
+		t.Fatalf("key list: %v\n%s", err, out)
+	}
+	if _, err := command(t, "key", "create", "acme", "-c", "publish:a/#/b"); err == nil {
+		t.Fatal("invalid capability accepted")
+	}
+	if _, err := command(t, "tenant", "update", "acme", "--max-connections", "7"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = command(t, "tenant", "list"); err != nil || !strings.Contains(out, "7") {
+		t.Fatalf("tenant list: %v\n%s", err, out)
+	}
+	if _, err := command(t, "key", "revoke", "acme", id); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ = command(t, "key", "list", "acme"); strings.Contains(out, id) {
+		t.Fatalf("revoked key listed:\n%s", out)
+	}
+	if out, err = command(t, "admin-key", "create", "--tenant", "acme"); err != nil || !strings.Contains(out, "hak_") {
+		t.Fatalf("admin-key create: %v\n%s", err, out)
+	}
+	if out, err = command(t, "token"); err != nil || !strings.Contains(out, "$argon2id$") {
+		t.Fatalf("token: %v\n%s", err, out)
 	}
 }

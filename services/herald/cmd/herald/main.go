@@ -28,7 +28,8 @@ type cli struct {
 	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:8082" env:"HERALD_OPS_ADDR"`
 	NATSAddr        string          `name:"nats-addr" help:"Embedded NATS listen address." default:"127.0.0.1:4222" env:"HERALD_NATS_ADDR"`
 	EtcdAddr        string          `help:"Embedded etcd client listen address." default:"127.0.0.1:2379" env:"HERALD_ETCD_ADDR"`
-	AnonymousTenant string          `help:"Tenant that clients without credentials land in; empty refuses them." default:"dev" env:"HERALD_ANONYMOUS_TENANT"`
+	AnonymousTenant string          `help:"Tenant that clients without credentials land in; empty refuses them (and the admin API then needs --admin-token)." default:"dev" env:"HERALD_ANONYMOUS_TENANT"`
+	AdminToken      string          `help:"Operator token for the admin API when not in development mode." env:"HERALD_ADMIN_TOKEN"`
 	LogFormat       string          `help:"Log format: text or json." default:"text" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 }
@@ -41,8 +42,8 @@ func main() {
 	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	if c.AnonymousTenant != "" {
 		banner := strings.Repeat("!", 72)
-		fmt.Fprintf(os.Stderr, "%s\n!! DEVELOPMENT MODE: clients WITHOUT CREDENTIALS are admitted into tenant %q.\n!! Anyone who can reach %s or %s can publish and subscribe there.\n!! Set --anonymous-tenant='' (HERALD_ANONYMOUS_TENANT=) to require credentials.\n%s\n",
-			banner, c.AnonymousTenant, c.MQTTAddr, c.HTTPAddr, banner)
+		fmt.Fprintf(os.Stderr, "%s\n!! DEVELOPMENT MODE: clients WITHOUT CREDENTIALS are admitted into tenant %q.\n!! Anyone who can reach %s or %s can publish and subscribe there,\n!! and the admin API on %s answers WITHOUT CREDENTIALS.\n!! Set --anonymous-tenant='' (HERALD_ANONYMOUS_TENANT=) to require credentials.\n%s\n",
+			banner, c.AnonymousTenant, c.MQTTAddr, c.HTTPAddr, c.AdminAddr, banner)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -52,7 +53,9 @@ func main() {
 		EtcdAddr: c.EtcdAddr,
 		OpsAddr:  c.OpsAddr,
 		Edge:     edge.Config{ID: "herald", MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant},
-		Admin:    admin.Config{Addr: c.AdminAddr},
+		// In development mode the admin API answers without a credential,
+		// as the banner says; otherwise it needs the operator token.
+		Admin: admin.Config{Addr: c.AdminAddr, Insecure: c.AnonymousTenant != "", AdminToken: c.AdminToken},
 		Session:  session.Config{},
 	}
 	if err := herald.Run(ctx, cfg, log); err != nil {
