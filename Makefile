@@ -39,6 +39,7 @@ test: test-deps build servers check
 
 test-deps:
 	bash tools/install-test-deps.sh
+	cd tests/mqttjs && npm ci --no-audit --no-fund
 
 ## check: formatting and vet
 check: fmt-check vet

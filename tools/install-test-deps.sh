@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, on a Debian machine, the programs Herald's tests run for real:
 # redis-server (standalone and Cluster), the mosquitto clients (and broker,
-# the benchmark peer). nats-server and etcd are built from Go by the Makefile
+# the benchmark peer), Node for MQTT.js. nats-server and etcd are built from Go by the Makefile
 # at the versions pinned in pkg/go.mod (Debian's are too old).
 set -euo pipefail
 
@@ -10,6 +10,10 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v stdbuf >/dev/null || need+=(coreutils)
+# MQTT.js tests (tests/mqttjs) run on Node.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"
