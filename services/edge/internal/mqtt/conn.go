@@ -62,7 +62,10 @@ type conn struct {
 
 	// pubSlots bounds the connection's publishes in flight to the backbone.
 	pubSlots chan struct{}
-	pubs     sync.WaitGroup
+	// ackRoom is signalled when a publish acknowledgement leaves the queue
+	// of pending acks (see waitAckRoom).
+	ackRoom chan struct{}
+	pubs    sync.WaitGroup
 
 	mu sync.Mutex
 	// closing: deliveries stop and the writer ends the connection once it
@@ -121,6 +124,9 @@ func (c *conn) serve(ctx context.Context) {
 
 	normal := false
 	for {
+		if c.version != 5 {
+			c.waitAckRoom(ctx)
+		}
 		r.idle()
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		pk, err := readPacket(r, c.version, c.cfg.MaxPacketSize)

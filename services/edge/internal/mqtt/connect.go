@@ -93,6 +93,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	}
 	c.mu.Unlock()
 	c.pubSlots = make(chan struct{}, c.cfg.ReceiveMaximum)
+	c.ackRoom = make(chan struct{}, 1)
 
 	keepAlive := time.Duration(pk.Connect.Keepalive) * time.Second
 	serverKeepAlive := true

@@ -549,3 +549,29 @@ func TestCloseDisconnectsClients(t *testing.T) {
 		t.Fatalf("%d connections after Close", st.Connections)
 	}
 }
+
+// TestV311ManyInFlight ensures an MQTT 3.1.1 client, which knows no receive
+// maximum, may send far more QoS 1 publishes than ReceiveMaximum without
+// waiting: the server slows its reading instead of disconnecting, and every
+// publish is acknowledged and stored.
+func TestV311ManyInFlight(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *node.Node) { c.ReceiveMaximum = 4 })
+	if _, err := e.bb.EnsureTenant(context.Background(), "dev"); err != nil {
+		t.Fatal(err)
+	}
+	before := e.lastSeq()
+	c, _ := e.v3("tcp://"+e.addr, "burst")
+	var toks []mqtt3.Token
+	for i := 0; i < 200; i++ {
+		toks = append(toks, c.Publish("burst/x", 1, false, []byte(fmt.Sprint(i))))
+	}
+	for _, tok := range toks {
+		wait3(t, tok)
+	}
+	if !c.IsConnectionOpen() {
+		t.Fatal("connection closed")
+	}
+	if got := e.lastSeq() - before; got != 200 {
+		t.Fatalf("%d messages stored, want 200", got)
+	}
+}

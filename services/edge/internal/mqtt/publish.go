@@ -67,7 +67,7 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 				return nil
 			}
 		}
-		if c.received >= c.cfg.ReceiveMaximum {
+		if c.version == 5 && c.received >= c.cfg.ReceiveMaximum {
 			c.mu.Unlock()
 			return ErrReceiveMaximum // [MQTT-3.3.4-9]
 		}
@@ -161,7 +161,33 @@ func (c *conn) completeAck(a *pendingAck, err error) {
 	if len(c.acks) == 0 {
 		c.acks = nil
 	}
+	select {
+	case c.ackRoom <- struct{}{}:
+	default:
+	}
 	c.kickLocked()
+}
+
+// waitAckRoom holds the reader of an MQTT 3.1.1 connection while
+// ReceiveMaximum of its publishes await their store. 3.1.1 has no receive
+// maximum a client could respect, so the server must not disconnect it for
+// sending more: it stops reading instead, and TCP flow control slows the
+// client down.
+func (c *conn) waitAckRoom(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		full := len(c.acks) >= c.cfg.ReceiveMaximum && !c.closing
+		c.mu.Unlock()
+		if !full {
+			return
+		}
+		select {
+		case <-c.ackRoom:
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond): // notices a close too
+		}
+	}
 }
 
 // handlePubrel completes an inbound QoS 2 exchange: the message leaves the
