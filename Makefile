@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
 
 .PHONY: all build servers run test test-deps check vet fmt-check lint proto \
-        bench cluster-up cluster-down cluster-status clean
+        bench bench-store cluster-up cluster-down cluster-status clean
 
 all: build
 
@@ -56,6 +56,10 @@ lint:
 ## bench: Herald side by side with Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~10 min)
 bench: test-deps build servers
 	bash tools/bench/bench.sh
+
+## bench-store: store and offline-delivery benchmarks against real Redis and NATS (~1 min)
+bench-store:
+	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 500x ./store/
 
 ## proto: regenerate gRPC, gateway and OpenAPI code (offline, pinned generators)
 proto:

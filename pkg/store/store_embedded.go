@@ -19,26 +19,41 @@ import (
 //
 // Layout: one top-level bucket per tenant, named by the tenant id, holding
 //
-//	epoch     the stream epoch
-//	applied   Seq of the last applied message (8 bytes, big endian)
-//	trimmed   highest Seq trimmed (8 bytes)
-//	count     messages in the replay buffer (8 bytes)
-//	replay/   bucket: Seq (8 bytes) -> age in Unix ms (8 bytes) + encoded message
-//	retained/ bucket: topic -> Seq (8 bytes) + encoded message
+//	epoch          the stream epoch
+//	applied        Seq of the last applied message (8 bytes, big endian)
+//	trimmed        highest Seq trimmed (8 bytes)
+//	count          messages in the replay buffer (8 bytes)
+//	fence          the highest fence token issued or seen (8 bytes)
+//	retained_bytes total size of the encoded retained messages (8 bytes)
+//	retained_count retained messages held (8 bytes)
+//	session_count  sessions held (8 bytes)
+//	replay/        bucket: Seq (8 bytes) -> age in Unix ms (8 bytes) + encoded message
+//	retained/      bucket: topic -> Seq (8 bytes) + encoded message
+//	retained_exp/  bucket: expiry Unix ms (8 bytes) + topic -> empty
+//	sessions/      bucket: client id -> revision (8) + deadline Unix ms (8, all ones for none) + JSON;
+//	               its sequence issues revisions
+//	session_exp/   bucket: deadline Unix ms (8 bytes) + client id -> empty
 //
-// Apply is one read-write transaction and readers use read-only ones, so
-// readers always see whole Applies.
+// Every write is one read-write transaction and readers use read-only ones,
+// so readers always see whole writes.
 type Embedded struct {
 	db *bolt.DB
 }
 
 var (
-	keyEpoch    = []byte("epoch")
-	keyApplied  = []byte("applied")
-	keyTrimmed  = []byte("trimmed")
-	keyCount    = []byte("count")
-	keyReplay   = []byte("replay")
-	keyRetained = []byte("retained")
+	keyEpoch         = []byte("epoch")
+	keyApplied       = []byte("applied")
+	keyTrimmed       = []byte("trimmed")
+	keyCount         = []byte("count")
+	keyFence         = []byte("fence")
+	keyRetainedBytes = []byte("retained_bytes")
+	keyRetainedCount = []byte("retained_count")
+	keySessionCount  = []byte("session_count")
+	keyReplay        = []byte("replay")
+	keyRetained      = []byte("retained")
+	keyRetainedExp   = []byte("retained_exp")
+	keySessions      = []byte("sessions")
+	keySessionExp    = []byte("session_exp")
 )
 
 // OpenEmbedded opens (creating if needed, with its directory) the store file
@@ -63,41 +78,103 @@ func u64(b []byte) uint64 {
 
 func be(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
-// Apply implements Store.
-func (e *Embedded) Apply(_ context.Context, tenant, epoch string, msgs []*message.Message, lim ReplayLimits) error {
-	if err := checkBatch(tenant, epoch, msgs, lim); err != nil {
-		return err
+// tenantBucket returns the tenant's bucket with its sub-buckets, creating
+// what is missing (files written before a sub-bucket existed lack it).
+func tenantBucket(tx *bolt.Tx, tenant string) (*bolt.Bucket, error) {
+	tb, err := tx.CreateBucketIfNotExists([]byte(tenant))
+	if err != nil {
+		return nil, err
 	}
-	lim = lim.WithDefaults()
-	cutoff := time.Now().UnixMilli() - lim.MaxAge.Milliseconds()
-	name := []byte(tenant)
+	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp} {
+		if _, err := tb.CreateBucketIfNotExists(k); err != nil {
+			return nil, err
+		}
+	}
+	return tb, nil
+}
+
+// putU64s writes counters into b.
+func putU64s(b *bolt.Bucket, vals map[string]uint64) error {
+	for k, v := range vals {
+		if err := b.Put([]byte(k), be(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply implements Store.
+func (e *Embedded) Apply(ctx context.Context, tenant, epoch string, msgs []*message.Message, lim ReplayLimits) error {
+	_, err := e.ApplyBatch(ctx, tenant, Batch{Epoch: epoch, Messages: msgs, Limits: Limits{Replay: lim}})
+	return err
+}
+
+// ApplyBatch implements Store.
+func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyResult, error) {
+	if err := checkBatch(tenant, b); err != nil {
+		return ApplyResult{}, err
+	}
+	lim := b.Limits.WithDefaults()
+	now := time.Now().UnixMilli()
+	cutoff := now - lim.Replay.MaxAge.Milliseconds()
+	var res ApplyResult
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		tb := tx.Bucket(name)
-		if tb != nil && string(tb.Get(keyEpoch)) != epoch {
-			// The stream was recreated: its sequences start again.
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-			tb = nil
+		tb, err := tenantBucket(tx, tenant)
+		if err != nil {
+			return err
 		}
-		if tb == nil {
-			var err error
-			if tb, err = tx.CreateBucket(name); err != nil {
-				return err
-			}
-			if err := tb.Put(keyEpoch, []byte(epoch)); err != nil {
-				return err
-			}
-			if _, err := tb.CreateBucket(keyReplay); err != nil {
-				return err
-			}
-			if _, err := tb.CreateBucket(keyRetained); err != nil {
+		stored := u64(tb.Get(keyFence))
+		if b.Fence < stored {
+			return ErrFenced
+		}
+		same := string(tb.Get(keyEpoch)) == b.Epoch
+		var applied uint64
+		if same {
+			applied = u64(tb.Get(keyApplied))
+		}
+		if b.Expect > 0 && (!same || applied < b.Expect) {
+			return ErrStateLost
+		}
+		if b.Fence > stored {
+			if err := tb.Put(keyFence, be(b.Fence)); err != nil {
 				return err
 			}
 		}
-		replay, retained := tb.Bucket(keyReplay), tb.Bucket(keyRetained)
-		applied, count := u64(tb.Get(keyApplied)), u64(tb.Get(keyCount))
-		for _, m := range msgs {
+		if !same {
+			// The stream was recreated: its sequences start again. Sessions
+			// and the fence stay.
+			for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp} {
+				if err := tb.DeleteBucket(k); err != nil {
+					return err
+				}
+				if _, err := tb.CreateBucket(k); err != nil {
+					return err
+				}
+			}
+			for _, k := range [][]byte{keyApplied, keyTrimmed, keyCount, keyRetainedBytes, keyRetainedCount} {
+				if err := tb.Delete(k); err != nil {
+					return err
+				}
+			}
+			if err := tb.Put(keyEpoch, []byte(b.Epoch)); err != nil {
+				return err
+			}
+		}
+		replay, retained, retainedExp := tb.Bucket(keyReplay), tb.Bucket(keyRetained), tb.Bucket(keyRetainedExp)
+		count, trimmed, bytes := u64(tb.Get(keyCount)), u64(tb.Get(keyTrimmed)), int64(u64(tb.Get(keyRetainedBytes)))
+		if b.SkipThrough > applied {
+			// The stream lost these: drop the buffer through them.
+			if count, err = deletePrefix(replay, b.SkipThrough, count); err != nil {
+				return err
+			}
+			applied, trimmed = b.SkipThrough, b.SkipThrough
+		}
+		nRetained := int(u64(tb.Get(keyRetainedCount)))
+		if tb.Get(keyRetainedCount) == nil {
+			// A file written before the counter existed: count once.
+			nRetained = retained.Stats().KeyN
+		}
+		for _, m := range b.Messages {
 			if m.Seq <= applied {
 				continue
 			}
@@ -109,27 +186,73 @@ func (e *Embedded) Apply(_ context.Context, tenant, epoch string, msgs []*messag
 				return err
 			}
 			count++
-			if a := retainOf(m); a != retainNone {
-				if old := retained.Get([]byte(m.Topic)); old == nil || u64(old) < m.Seq {
-					if a == retainSet {
-						err = retained.Put([]byte(m.Topic), append(be(m.Seq), enc...))
-					} else {
-						err = retained.Delete([]byte(m.Topic))
-					}
-					if err != nil {
+			applied = m.Seq
+			a := retainOf(m)
+			if a == retainNone {
+				continue
+			}
+			old := retained.Get([]byte(m.Topic))
+			if old != nil && u64(old) >= m.Seq {
+				continue
+			}
+			var oldLen int64
+			if old != nil {
+				oldLen = int64(len(old) - 8)
+				if err := unindexRetained(tenant, retainedExp, m.Topic, old); err != nil {
+					return err
+				}
+			}
+			if a == retainSet && ((old == nil && nRetained >= lim.RetainedMessages) || bytes-oldLen+int64(len(enc)) > lim.RetainedBytes) {
+				a = retainDelete
+				res.RetainedDropped++
+			}
+			switch {
+			case a == retainSet:
+				if err := retained.Put([]byte(m.Topic), append(be(m.Seq), enc...)); err != nil {
+					return err
+				}
+				if x := expiryMillis(m); x != 0 {
+					if err := retainedExp.Put(append(be(uint64(x)), m.Topic...), nil); err != nil {
 						return err
 					}
 				}
+				bytes += int64(len(enc)) - oldLen
+				if old == nil {
+					nRetained++
+				}
+			case old != nil:
+				if err := retained.Delete([]byte(m.Topic)); err != nil {
+					return err
+				}
+				bytes -= oldLen
+				nRetained--
 			}
-			applied = m.Seq
 		}
+		// Sweep expired retained messages, a bounded number per call.
+		c := retainedExp.Cursor()
+		var expired [][]byte
+		for k, _ := c.First(); k != nil && int64(u64(k)) <= now && len(expired) < sweepMax; k, _ = c.Next() {
+			expired = append(expired, append([]byte(nil), k...))
+		}
+		for _, k := range expired {
+			if v := retained.Get(k[8:]); v != nil {
+				bytes -= int64(len(v) - 8)
+				nRetained--
+				if err := retained.Delete(k[8:]); err != nil {
+					return err
+				}
+			}
+			if err := retainedExp.Delete(k); err != nil {
+				return err
+			}
+		}
+		res.RetainedExpired = len(expired)
 		// Trim a prefix: to the count limit, then every leading message
 		// older than the age limit. A fresh cursor per step, since deleting
 		// under a cursor may make it skip an entry.
-		trimmed := u64(tb.Get(keyTrimmed))
 		for {
 			k, v := replay.Cursor().First()
-			if k == nil || (count <= uint64(lim.MaxMessages) && int64(u64(v)) >= cutoff) {
+			if k == nil || (count <= uint64(lim.Replay.MaxMessages) && int64(u64(v)) >= cutoff) {
 				break
 			}
 			trimmed = u64(k)
@@ -138,17 +261,64 @@ func (e *Embedded) Apply(_ context.Context, tenant, epoch string, msgs []*messag
 			}
 			count--
 		}
-		for k, v := range map[string]uint64{"applied": applied, "count": count, "trimmed": trimmed} {
-			if err := tb.Put([]byte(k), be(v)); err != nil {
-				return err
-			}
-		}
-		return nil
+		res.Applied = applied
+		return putU64s(tb, map[string]uint64{"applied": applied, "count": count, "trimmed": trimmed,
+			"retained_bytes": uint64(bytes), "retained_count": uint64(nRetained)})
 	})
 	if err != nil {
-		return fmt.Errorf("store: apply %s: %w", tenant, err)
+		return ApplyResult{}, fmt.Errorf("store: apply %s: %w", tenant, err)
+	}
+	return res, nil
+}
+
+// deletePrefix deletes the buffer's messages with Seq <= through and
+// returns the new count.
+func deletePrefix(replay *bolt.Bucket, through, count uint64) (uint64, error) {
+	for {
+		k, _ := replay.Cursor().First()
+		if k == nil || u64(k) > through {
+			return count, nil
+		}
+		if err := replay.Delete(k); err != nil {
+			return 0, err
+		}
+		count--
+	}
+}
+
+// unindexRetained removes a stored retained message's expiry index entry.
+func unindexRetained(tenant string, idx *bolt.Bucket, name string, stored []byte) error {
+	if len(stored) < 8 {
+		return ErrCorrupt
+	}
+	m, err := decode(tenant, stored[8:])
+	if err != nil {
+		return err
+	}
+	if x := expiryMillis(m); x != 0 {
+		return idx.Delete(append(be(uint64(x)), name...))
 	}
 	return nil
+}
+
+// Fence implements Store.
+func (e *Embedded) Fence(_ context.Context, tenant string) (uint64, error) {
+	if err := checkTenant(tenant); err != nil {
+		return 0, err
+	}
+	var n uint64
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		tb, err := tenantBucket(tx, tenant)
+		if err != nil {
+			return err
+		}
+		n = u64(tb.Get(keyFence)) + 1
+		return tb.Put(keyFence, be(n))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: fence %s: %w", tenant, err)
+	}
+	return n, nil
 }
 
 // Retained implements Store. A wildcard filter walks the tenant's retained

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
@@ -22,20 +23,29 @@ type RedisConfig struct {
 // Redis is a Store in Redis 7.0 or newer, standalone or Cluster.
 //
 // Key layout, for prefix P and tenant T (every key of a tenant carries the
-// hash tag {T}, so a tenant lives in one Cluster slot and Apply can be one
+// hash tag {T}, so a tenant lives in one Cluster slot and every write is one
 // Lua script):
 //
-//	P:{T}:epoch         string  epoch of the stream the state derives from
-//	P:{T}:applied       string  Seq of the last applied message
-//	P:{T}:trimmed       string  highest Seq trimmed from the replay buffer
-//	P:{T}:replay        zset    score Seq, member the encoded message
-//	P:{T}:replay_age    zset    score Seq, member "<Seq>:<Unix ms of Time>"
-//	P:{T}:retained      hash    topic -> encoded retained message
-//	P:{T}:retained_seq  hash    topic -> Seq of the retained message
+//	P:{T}:epoch           string  epoch of the stream the state derives from
+//	P:{T}:applied         string  Seq of the last applied message
+//	P:{T}:trimmed         string  highest Seq trimmed from the replay buffer
+//	P:{T}:replay          zset    score Seq, member the encoded message
+//	P:{T}:replay_age      zset    score Seq, member "<Seq>:<Unix ms of Time>"
+//	P:{T}:retained        hash    topic -> encoded retained message
+//	P:{T}:retained_seq    hash    topic -> Seq of the retained message
+//	P:{T}:retained_exp    zset    score expiry (Unix ms), member topic
+//	P:{T}:retained_bytes  string  total size of the retained hash values
+//	P:{T}:fence           string  the highest fence token issued or seen
+//	P:{T}:sessions        hash    client id -> "<revision>:<JSON session>"
+//	P:{T}:session_ids     zset    score 0, member client id (paging by lex)
+//	P:{T}:session_exp     zset    score expiry deadline (Unix ms), member client id
+//	P:{T}:session_rev     string  the last session revision issued
 //
-// replay_age exists so the script can trim by age without decoding messages.
-// Readers use MULTI/EXEC, which like the script is atomic, so they never see
-// half an Apply.
+// replay_age exists so the script can trim by age without decoding
+// messages; retained_exp so expired retained messages are swept without a
+// scan. Readers use MULTI/EXEC, which like the scripts is atomic, so they
+// never see half a write. Scripts check everything before their first
+// write: Redis does not roll back a script that fails half way.
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -51,55 +61,140 @@ func NewRedis(rdb redis.UniversalClient, cfg RedisConfig) *Redis {
 }
 
 type redisKeys struct {
-	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq string
+	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq, retainedExp, retainedBytes, fence string
+	sessions, sessionIDs, sessionExp, sessionRev                                                         string
 }
 
 func (r *Redis) keys(tenant string) redisKeys {
 	p := r.prefix + ":{" + tenant + "}:"
-	return redisKeys{p + "epoch", p + "applied", p + "trimmed", p + "replay", p + "replay_age", p + "retained", p + "retained_seq"}
+	return redisKeys{
+		p + "epoch", p + "applied", p + "trimmed", p + "replay", p + "replay_age", p + "retained", p + "retained_seq",
+		p + "retained_exp", p + "retained_bytes", p + "fence",
+		p + "sessions", p + "session_ids", p + "session_exp", p + "session_rev",
+	}
 }
 
-// all lists the keys in the order the apply script expects them.
-func (k redisKeys) all() []string {
-	return []string{k.epoch, k.applied, k.trimmed, k.replay, k.replayAge, k.retained, k.retainedSeq}
+// apply lists the keys in the order the apply script expects them.
+func (k redisKeys) apply() []string {
+	return []string{k.epoch, k.applied, k.trimmed, k.replay, k.replayAge, k.retained, k.retainedSeq, k.retainedExp, k.retainedBytes, k.fence}
 }
 
-// applyScript implements Apply in one atomic step.
+// session lists the keys in the order the session scripts expect them.
+func (k redisKeys) session() []string {
+	return []string{k.sessions, k.sessionIDs, k.sessionExp, k.sessionRev}
+}
+
+// Script error replies mapped to sentinels.
+const (
+	replyFenced   = "HERALD_FENCED"
+	replyLost     = "HERALD_LOST"
+	replyConflict = "HERALD_CONFLICT"
+	replyLimit    = "HERALD_LIMIT"
+)
+
+// scriptErr maps a script's error reply to its sentinel.
+func scriptErr(err error) error {
+	msg := err.Error()
+	for reply, sentinel := range map[string]error{
+		replyFenced: ErrFenced, replyLost: ErrStateLost, replyConflict: ErrConflict, replyLimit: ErrSessionLimit,
+	} {
+		if strings.Contains(msg, reply) {
+			return sentinel
+		}
+	}
+	return err
+}
+
+// applyScript implements ApplyBatch in one atomic step.
 //
-// KEYS: epoch applied trimmed replay replay_age retained retained_seq.
-// ARGV: epoch, now (Unix ms), max messages, max age (ms), message count, then
-// five values per message: seq, age (Unix ms), retain action (0 none, 1 set,
-// 2 delete), topic, encoded message.
+// KEYS: see redisKeys.apply.
+// ARGV: epoch, now (Unix ms), max messages, max age (ms), message count,
+// fence, expect, skip through, max retained, max retained bytes, sweep max,
+// then six values per message: seq, age (Unix ms), retain action (0 none,
+// 1 set, 2 delete), topic, encoded message, expiry (Unix ms, 0 never).
 //
 // Sequences are compared as Lua numbers (exact below 2^53) but always
 // written back from the caller's decimal strings, never formatted by Lua.
 var applyScript = redis.NewScript(`
+local fence = tonumber(ARGV[6])
+local stored = tonumber(redis.call('GET', KEYS[10]) or '0')
+if fence < stored then
+  return redis.error_reply('` + replyFenced + `')
+end
 local epoch = ARGV[1]
-if redis.call('GET', KEYS[1]) ~= epoch then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+local same = redis.call('GET', KEYS[1]) == epoch
+local applied = 0
+if same then
+  applied = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local expect = tonumber(ARGV[7])
+if expect > 0 and ((not same) or applied < expect) then
+  return redis.error_reply('` + replyLost + `')
+end
+
+-- Checks done: from here on the script only writes.
+if fence > stored then
+  redis.call('SET', KEYS[10], ARGV[6])
+end
+if not same then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
   redis.call('SET', KEYS[1], epoch)
 end
-local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[8]) > applied then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[8])
+  redis.call('SET', KEYS[3], ARGV[8])
+  redis.call('SET', KEYS[2], ARGV[8])
+  applied = tonumber(ARGV[8])
+end
+
+local maxr, maxb = tonumber(ARGV[9]), tonumber(ARGV[10])
+local bytes0 = tonumber(redis.call('GET', KEYS[9]) or '0')
+local bytes = bytes0
+local count = redis.call('HLEN', KEYS[6])
+local dropped = 0
 local last = nil
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  local b = 6 + i * 5
+  local b = 12 + i * 6
   local seq = ARGV[b]
   local s = tonumber(seq)
   if s > applied then
-    redis.call('ZADD', KEYS[4], seq, ARGV[b + 4])
+    local enc = ARGV[b + 4]
+    redis.call('ZADD', KEYS[4], seq, enc)
     redis.call('ZADD', KEYS[5], seq, seq .. ':' .. ARGV[b + 1])
     local action = ARGV[b + 2]
     if action ~= '0' then
       local tp = ARGV[b + 3]
       local old = redis.call('HGET', KEYS[7], tp)
       if (not old) or tonumber(old) < s then
-        if action == '1' then
-          redis.call('HSET', KEYS[6], tp, ARGV[b + 4])
+        local oldlen = 0
+        if old then
+          oldlen = redis.call('HSTRLEN', KEYS[6], tp)
+        end
+        local set = action == '1'
+        if set and (((not old) and count >= maxr) or bytes - oldlen + #enc > maxb) then
+          set = false
+          dropped = dropped + 1
+        end
+        if set then
+          redis.call('HSET', KEYS[6], tp, enc)
           redis.call('HSET', KEYS[7], tp, seq)
-        else
+          if ARGV[b + 5] ~= '0' then
+            redis.call('ZADD', KEYS[8], ARGV[b + 5], tp)
+          elseif old then
+            redis.call('ZREM', KEYS[8], tp)
+          end
+          bytes = bytes - oldlen + #enc
+          if not old then
+            count = count + 1
+          end
+        elseif old then
           redis.call('HDEL', KEYS[6], tp)
           redis.call('HDEL', KEYS[7], tp)
+          redis.call('ZREM', KEYS[8], tp)
+          bytes = bytes - oldlen
+          count = count - 1
         end
       end
     end
@@ -109,6 +204,18 @@ for i = 0, n - 1 do
 end
 if last then
   redis.call('SET', KEYS[2], last)
+end
+
+-- Sweep expired retained messages, a bounded number per call.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[11]))
+for _, tp in ipairs(expired) do
+  bytes = bytes - redis.call('HSTRLEN', KEYS[6], tp)
+  redis.call('HDEL', KEYS[6], tp)
+  redis.call('HDEL', KEYS[7], tp)
+  redis.call('ZREM', KEYS[8], tp)
+end
+if bytes ~= bytes0 then
+  redis.call('SET', KEYS[9], string.format('%d', bytes))
 end
 
 -- Trim a prefix: first to the count limit, then every leading message older
@@ -145,28 +252,60 @@ if cut then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', seq)
   redis.call('SET', KEYS[3], seq)
 end
-return 1
+return {redis.call('GET', KEYS[2]) or '0', dropped, #expired}
 `)
 
 // Apply implements Store.
 func (r *Redis) Apply(ctx context.Context, tenant, epoch string, msgs []*message.Message, lim ReplayLimits) error {
-	if err := checkBatch(tenant, epoch, msgs, lim); err != nil {
-		return err
+	_, err := r.ApplyBatch(ctx, tenant, Batch{Epoch: epoch, Messages: msgs, Limits: Limits{Replay: lim}})
+	return err
+}
+
+// ApplyBatch implements Store.
+func (r *Redis) ApplyBatch(ctx context.Context, tenant string, b Batch) (ApplyResult, error) {
+	if err := checkBatch(tenant, b); err != nil {
+		return ApplyResult{}, err
 	}
-	lim = lim.WithDefaults()
-	args := make([]any, 0, 5+5*len(msgs))
-	args = append(args, epoch, time.Now().UnixMilli(), lim.MaxMessages, lim.MaxAge.Milliseconds(), len(msgs))
-	for _, m := range msgs {
-		b, err := message.Marshal(m)
+	lim := b.Limits.WithDefaults()
+	args := make([]any, 0, 11+6*len(b.Messages))
+	args = append(args, b.Epoch, time.Now().UnixMilli(), lim.Replay.MaxMessages, lim.Replay.MaxAge.Milliseconds(), len(b.Messages),
+		strconv.FormatUint(b.Fence, 10), strconv.FormatUint(b.Expect, 10), strconv.FormatUint(b.SkipThrough, 10),
+		lim.RetainedMessages, lim.RetainedBytes, sweepMax)
+	for _, m := range b.Messages {
+		enc, err := message.Marshal(m)
 		if err != nil {
-			return fmt.Errorf("store: encode seq %d: %w", m.Seq, err)
+			return ApplyResult{}, fmt.Errorf("store: encode seq %d: %w", m.Seq, err)
 		}
-		args = append(args, strconv.FormatUint(m.Seq, 10), ageMillis(m), int(retainOf(m)), m.Topic, b)
+		args = append(args, strconv.FormatUint(m.Seq, 10), ageMillis(m), int(retainOf(m)), m.Topic, enc, expiryMillis(m))
 	}
-	if err := applyScript.Run(ctx, r.rdb, r.keys(tenant).all(), args...).Err(); err != nil {
-		return fmt.Errorf("store: apply %s: %w", tenant, err)
+	res, err := applyScript.Run(ctx, r.rdb, r.keys(tenant).apply(), args...).Slice()
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("store: apply %s: %w", tenant, scriptErr(err))
 	}
-	return nil
+	if len(res) != 3 {
+		return ApplyResult{}, fmt.Errorf("store: apply %s: unexpected reply %v", tenant, res)
+	}
+	applied, _ := res[0].(string)
+	out := ApplyResult{}
+	if out.Applied, err = strconv.ParseUint(applied, 10, 64); err != nil {
+		return ApplyResult{}, fmt.Errorf("%w: applied %q", ErrCorrupt, applied)
+	}
+	d, _ := res[1].(int64)
+	x, _ := res[2].(int64)
+	out.RetainedDropped, out.RetainedExpired = int(d), int(x)
+	return out, nil
+}
+
+// Fence implements Store.
+func (r *Redis) Fence(ctx context.Context, tenant string) (uint64, error) {
+	if err := checkTenant(tenant); err != nil {
+		return 0, err
+	}
+	n, err := r.rdb.Incr(ctx, r.keys(tenant).fence).Uint64()
+	if err != nil {
+		return 0, fmt.Errorf("store: fence %s: %w", tenant, err)
+	}
+	return n, nil
 }
 
 // Retained implements Store. An exact topic is one HGET; a wildcard filter
@@ -296,7 +435,8 @@ func (r *Redis) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := checkTenant(tenant); err != nil {
 		return err
 	}
-	if err := r.rdb.Del(ctx, r.keys(tenant).all()...).Err(); err != nil {
+	k := r.keys(tenant)
+	if err := r.rdb.Del(ctx, append(k.apply(), k.session()...)...).Err(); err != nil {
 		return fmt.Errorf("store: delete %s: %w", tenant, err)
 	}
 	return nil

@@ -1,21 +1,23 @@
 // Package session is Herald's session service: the single writer of the
 // state derived from tenant streams (retained messages and replay buffers,
-// see package store).
+// see package store), and the owner of the timers that do not belong to any
+// edge (session expiry; will delay comes with the MQTT session work).
 //
-// For every tenant stream it finds on the backbone it runs one goroutine that
-// reads the stream in order through a durable pull consumer and hands each
-// batch to store.Apply, then acknowledges the batch. Because one goroutine
-// consumes a tenant in stream order, per-topic order holds in the store.
+// For every tenant stream it owns it runs one goroutine that reads the
+// stream in order through a durable pull consumer and hands each batch to
+// store.ApplyBatch, then acknowledges the batch. Because one goroutine of
+// one replica consumes a tenant in stream order, per-topic order holds in
+// the store.
 //
 // # Exactly-once effect
 //
 // Delivery from JetStream is at least once, so the effect is made exactly
 // once on the store's side:
-//   - a batch is acknowledged only after Apply succeeded; a crash before the
-//     ack redelivers it, and a failed Apply is retried with backoff, never
-//     acknowledged;
-//   - Apply is atomic and idempotent by sequence: it skips every message at
-//     or below the store's Applied checkpoint, so a redelivered (or
+//   - a batch is acknowledged only after the store applied it; a crash
+//     before the ack redelivers it, and a failed write is retried with
+//     backoff, never acknowledged;
+//   - applying is atomic and idempotent by sequence: it skips every message
+//     at or below the store's Applied checkpoint, so a redelivered (or
 //     overlapping) batch changes nothing twice;
 //   - the store's checkpoint, not the consumer's, decides where reading
 //     starts: when a tenant's consumer has delivered past Applied (messages a
@@ -24,15 +26,39 @@
 //     at Applied+1. Without that, a newer batch could move Applied past them
 //     and they would be skipped as already applied. The same rule rebuilds a
 //     lost store (Applied 0) from the stream.
-//   - an epoch change (a recreated stream) is passed to Apply, which clears
-//     the tenant first: sequences of different streams are never compared.
+//   - an epoch change (a recreated stream) is passed to the store, which
+//     clears the tenant's derived state first: sequences of different
+//     streams are never compared.
 //
-// # Scale
+// # Scale-out: one owner per tenant
 //
-// One replica consumes every tenant for now. Two replicas would both apply
-// every batch: harmless for correctness (Apply is idempotent and atomic) but
-// wasted work, and a rolling restart makes them fight over the consumer.
-// Spreading tenants over replicas (a lease per tenant) is a later issue.
+// Replicas share the tenants through leases in a NATS JetStream key-value
+// bucket (see leases): each replica heartbeats, computes each tenant's
+// desired owner by rendezvous hashing over the live replicas, takes the
+// leases it should hold and releases those it should not. A tenant is
+// consumed by the replica holding its lease, and only while it holds it.
+// A replica that dies loses its leases one LeaseTTL later and the others
+// take its tenants; a replica that joins gets its share as the others
+// release them (within a PollInterval). The new owner resumes from the
+// store's Applied, so an overlap during a handover only re-applies what
+// idempotence skips.
+//
+// Leases alone cannot stop a paused or partitioned replica that has not
+// noticed its lease expired. Writes are therefore fenced: on taking a lease
+// the new owner obtains a fence token from the store (store.Fence, a
+// per-tenant counter), and every ApplyBatch carries it; the store refuses a
+// batch whose token is older than the newest it issued (store.ErrFenced,
+// checked inside the same Lua script or bbolt transaction as the write), so
+// a stale owner cannot write after the new owner took over.
+//
+// # Recovery
+//
+// The stream is the source of truth. Each writer passes the Applied it last
+// saw (Batch.Expect); a store that holds less lost data (a FLUSHALL, a
+// restart without persistence, a failover to a lagging replica) and refuses
+// the batch with store.ErrStateLost. The service logs it, counts it
+// (Stats.StoreLosses) and rebuilds the tenant from its stream. Idle tenants
+// are checked every PollInterval.
 package session
 
 import (
@@ -41,6 +67,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,26 +82,48 @@ import (
 
 // Config configures the session service.
 type Config struct {
-	// PollInterval is how often the backbone is asked for new tenants, and
-	// how often an idle tenant's consumer and epoch are checked; default 2s.
+	// PollInterval is how often the backbone is asked for new tenants, leases
+	// are renewed and rebalanced, and an idle tenant's consumer, epoch and
+	// store are checked; default 2s.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// BatchSize is the most messages fetched and applied at once; default 256.
 	BatchSize int `yaml:"batch_size"`
 	// FetchWait is how long an idle tenant's fetch waits for a message before
 	// trying again; default 1s. It bounds how long a stop takes.
 	FetchWait time.Duration `yaml:"fetch_wait"`
-	// Replay bounds each tenant's replay buffer (defaults: 10000 messages, 24h).
-	Replay store.ReplayLimits `yaml:"replay"`
-	// Durable names the consumer on every tenant stream; default "herald-session".
+	// Durable names the consumer on every tenant stream; default
+	// "herald-session". The lease bucket is "<durable>-leases": replicas
+	// with the same durable share the tenants.
 	Durable string `yaml:"durable"`
+	// ReplicaID names this replica in the lease bucket; default the host
+	// name. It must be unique among live replicas and should be stable
+	// across restarts: a restarted replica takes over its own leases at once
+	// instead of waiting for them to expire.
+	ReplicaID string `yaml:"replica_id"`
+	// LeaseTTL is how long a tenant stays with a replica that stopped
+	// renewing (died); default 10s, at least 3 PollIntervals.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// LeaseReplicas is the replication factor of the lease bucket; default 1
+	// (use 3 on a NATS cluster).
+	LeaseReplicas int `yaml:"lease_replicas"`
+	// SweepInterval is how often expired sessions are deleted, expired
+	// retained messages swept and idle replay buffers trimmed by age;
+	// default 30s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// Limits bound every tenant (defaults: see store.Limits).
+	Limits store.Limits `yaml:"limits"`
+	// TenantLimits override Limits per tenant; zero fields inherit Limits.
+	TenantLimits map[string]store.Limits `yaml:"tenant_limits"`
 }
 
 // Defaults of Config.
 const (
-	DefaultPollInterval = 2 * time.Second
-	DefaultBatchSize    = 256
-	DefaultFetchWait    = time.Second
-	DefaultDurable      = "herald-session"
+	DefaultPollInterval  = 2 * time.Second
+	DefaultBatchSize     = 256
+	DefaultFetchWait     = time.Second
+	DefaultDurable       = "herald-session"
+	DefaultLeaseTTL      = 10 * time.Second
+	DefaultSweepInterval = 30 * time.Second
 )
 
 // Fixed consumer and retry settings.
@@ -82,10 +132,11 @@ const (
 	ackWait = 30 * time.Second
 	// retryMin and retryMax bound the backoff between failed attempts.
 	retryMin, retryMax = 100 * time.Millisecond, 5 * time.Second
-	// trimEvery is how often an idle tenant's buffer is trimmed by age
-	// (Apply trims on every batch; without traffic nothing else would).
-	trimEvery = time.Minute
+	// sessionSweepPage is how many expired sessions one store call deletes.
+	sessionSweepPage = 100
 )
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // WithDefaults returns the config with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -101,8 +152,35 @@ func (c Config) WithDefaults() Config {
 	if c.Durable == "" {
 		c.Durable = DefaultDurable
 	}
-	c.Replay = c.Replay.WithDefaults()
+	if c.ReplicaID == "" {
+		c.ReplicaID = defaultReplicaID()
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = max(DefaultLeaseTTL, 3*c.PollInterval)
+	}
+	if c.LeaseReplicas == 0 {
+		c.LeaseReplicas = 1
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
+	c.Limits = c.Limits.WithDefaults()
 	return c
+}
+
+// defaultReplicaID is the host name, reduced to the lease key alphabet.
+func defaultReplicaID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "session"
+	}
+	b := []byte(h)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b[:min(len(b), 64)])
 }
 
 // Validate reports a configuration error.
@@ -115,30 +193,87 @@ func (c Config) Validate() error {
 		return fmt.Errorf("session: batch_size must be 1..10000, got %d", c.BatchSize)
 	case c.FetchWait < 10*time.Millisecond || c.FetchWait > time.Minute:
 		return fmt.Errorf("session: fetch_wait must be 10ms..1m, got %s", c.FetchWait)
+	case !nameRE.MatchString(c.Durable):
+		return fmt.Errorf("session: durable %q must be 1..64 of [A-Za-z0-9_-]", c.Durable)
+	case !nameRE.MatchString(c.ReplicaID):
+		return fmt.Errorf("session: replica_id %q must be 1..64 of [A-Za-z0-9_-]", c.ReplicaID)
+	case c.LeaseTTL < 3*c.PollInterval:
+		return fmt.Errorf("session: lease_ttl %s must be at least 3 poll intervals (%s)", c.LeaseTTL, 3*c.PollInterval)
+	case c.LeaseReplicas < 1 || c.LeaseReplicas > 5:
+		return fmt.Errorf("session: lease_replicas must be 1..5, got %d", c.LeaseReplicas)
+	case c.SweepInterval < 0:
+		return errors.New("session: sweep_interval must be positive")
 	}
-	if err := c.Replay.Validate(); err != nil {
-		return fmt.Errorf("session: replay: %w", err)
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("session: limits: %w", err)
 	}
-	for _, r := range c.Durable {
-		if r == '.' || r == '*' || r == '>' || r == ' ' || r == '/' || r == '\\' {
-			return fmt.Errorf("session: durable %q may not contain %q", c.Durable, r)
+	for t, l := range c.TenantLimits {
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("session: tenant_limits %s: %w", t, err)
 		}
 	}
 	return nil
 }
 
-// Service consumes tenant streams into a store.
+// limitsFor returns the effective limits of a tenant.
+func (c Config) limitsFor(tenant string) store.Limits {
+	return c.TenantLimits[tenant].Or(c.Limits).WithDefaults()
+}
+
+// Stats are the service's counters since it started.
+type Stats struct {
+	// Messages counts messages newly applied (not skipped as already applied).
+	Messages uint64
+	// StoreLosses counts detected losses of a tenant's stored state, each
+	// followed by a rebuild from the stream.
+	StoreLosses uint64
+	// RetainedDropped counts retained messages refused by a tenant's limits.
+	RetainedDropped uint64
+	// RetainedExpired counts expired retained messages swept.
+	RetainedExpired uint64
+	// SessionsExpired counts sessions deleted past their expiry interval.
+	SessionsExpired uint64
+	// Fenced counts writes refused because a newer owner took the tenant.
+	Fenced uint64
+	// LeasesAcquired, LeasesReleased and LeasesLost count tenant ownership
+	// changes: taken, given up (rebalance, stream gone, stop) and lost
+	// (expired or taken while held).
+	LeasesAcquired, LeasesReleased, LeasesLost uint64
+}
+
+type counters struct {
+	messages, storeLosses, retainedDropped, retainedExpired, sessionsExpired, fenced atomic.Uint64
+	acquired, released, lost                                                         atomic.Uint64
+}
+
+// Service consumes the tenant streams it owns into a store.
 type Service struct {
-	cfg Config
-	bb  *backbone.Backbone
-	st  store.Store
-	log *slog.Logger
+	cfg    Config
+	bb     *backbone.Backbone
+	st     store.Store
+	log    *slog.Logger
+	leases *leases
+	stats  counters
 
 	started atomic.Bool
 	ready   atomic.Bool
 
-	mu      sync.Mutex
-	workers map[string]bool // tenants with a running consumer goroutine
+	mu    sync.Mutex
+	owned map[string]*worker // tenants whose lease this replica holds
+}
+
+// worker is one owned tenant: its lease revision and consumer goroutine.
+type worker struct {
+	rev     uint64 // lease revision
+	renewed time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// stop cancels the worker and waits for its goroutine.
+func (w *worker) stop() {
+	w.cancel()
+	<-w.done
 }
 
 // errEpochChanged ends a tenant's consumption when its stream was recreated.
@@ -156,29 +291,52 @@ func New(cfg Config, bb *backbone.Backbone, st store.Store, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg.WithDefaults(), bb: bb, st: st, log: log, workers: map[string]bool{}}, nil
+	cfg = cfg.WithDefaults()
+	return &Service{
+		cfg: cfg, bb: bb, st: st, log: log.With("replica", cfg.ReplicaID),
+		leases: newLeases(bb.JetStream(), cfg.Durable+"-leases", cfg.LeaseTTL, cfg.LeaseReplicas, cfg.ReplicaID),
+		owned:  map[string]*worker{},
+	}, nil
 }
 
 // Ready reports whether the service has listed the backbone's tenants at
 // least once and is running.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
-// Run consumes every tenant stream until ctx is done, discovering new
-// tenants every PollInterval. It returns nil once ctx is done and every
-// goroutine it started has stopped; it may be called once.
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Messages: c.messages.Load(), StoreLosses: c.storeLosses.Load(), RetainedDropped: c.retainedDropped.Load(),
+		RetainedExpired: c.retainedExpired.Load(), SessionsExpired: c.sessionsExpired.Load(), Fenced: c.fenced.Load(),
+		LeasesAcquired: c.acquired.Load(), LeasesReleased: c.released.Load(), LeasesLost: c.lost.Load(),
+	}
+}
+
+// Owned returns the tenants this replica holds, sorted.
+func (s *Service) Owned() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.owned))
+	for t := range s.owned {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Run consumes the tenants this replica owns until ctx is done, rebalancing
+// every PollInterval. On return every goroutine it started has stopped and
+// its leases are released. It may be called once.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("session: Run called twice")
 	}
-	var wg sync.WaitGroup
-	defer func() {
-		s.ready.Store(false)
-		wg.Wait()
-	}()
+	defer s.shutdown()
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		s.discover(ctx, &wg)
+		s.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -187,53 +345,212 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// discover starts a consumer goroutine for each tenant without one.
-func (s *Service) discover(ctx context.Context, wg *sync.WaitGroup) {
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	tenants, err := s.bb.Tenants(lctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("listing tenants failed", "err", err)
+// shutdown stops every worker and hands its tenant over at once: releasing
+// the leases and the heartbeat spares the others a LeaseTTL of waiting.
+func (s *Service) shutdown() {
+	s.ready.Store(false)
+	s.mu.Lock()
+	owned := s.owned
+	s.owned = map[string]*worker{}
+	s.mu.Unlock()
+	for _, w := range owned {
+		w.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for t, w := range owned {
+		<-w.done
+		if err := s.leases.release(ctx, t, w.rev); err == nil {
+			s.stats.released.Add(1)
 		}
+	}
+	_ = s.leases.leave(ctx)
+}
+
+// reconcile is one round of ownership: heartbeat, list replicas and
+// tenants, renew or release what is held, take what this replica should
+// hold.
+func (s *Service) reconcile(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL/2)
+	defer cancel()
+	s.reap(rctx)
+	if err := s.leases.heartbeat(rctx); err != nil {
+		s.warn(ctx, "lease heartbeat failed", err)
+		s.expire()
+		return
+	}
+	replicas, err := s.leases.live(rctx)
+	if err != nil {
+		s.warn(ctx, "listing replicas failed", err)
+		s.expire()
+		return
+	}
+	tenants, err := s.bb.Tenants(rctx)
+	if err != nil {
+		s.warn(ctx, "listing tenants failed", err)
+		s.expire()
 		return
 	}
 	s.ready.Store(true)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	exists := make(map[string]bool, len(tenants))
 	for _, t := range tenants {
-		if s.workers[t] {
+		exists[t] = true
+	}
+
+	s.mu.Lock()
+	owned := maps(s.owned)
+	s.mu.Unlock()
+	for t, w := range owned {
+		if !exists[t] || owner(t, replicas) != s.cfg.ReplicaID {
+			s.drop(rctx, t, w, "released", !exists[t])
 			continue
 		}
-		s.workers[t] = true
-		wg.Go(func() {
-			defer func() {
-				s.mu.Lock()
-				delete(s.workers, t)
-				s.mu.Unlock()
-			}()
-			s.runTenant(ctx, t)
-		})
+		rev, err := s.leases.renew(rctx, t, w.rev)
+		if err == nil {
+			s.mu.Lock()
+			w.rev, w.renewed = rev, time.Now()
+			s.mu.Unlock()
+			continue
+		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.stats.lost.Add(1)
+			s.drop(rctx, t, w, "lost", false)
+			continue
+		}
+		s.warn(ctx, "renewing a lease failed", err, "tenant", t)
+	}
+	s.expire()
+
+	for _, t := range tenants {
+		if _, ok := owned[t]; ok || owner(t, replicas) != s.cfg.ReplicaID || ctx.Err() != nil {
+			continue
+		}
+		rev, err := s.leases.acquire(rctx, t)
+		if err != nil {
+			s.warn(ctx, "taking a lease failed", err, "tenant", t)
+			continue
+		}
+		if rev == 0 {
+			continue // still held by its previous owner: it releases it or it expires
+		}
+		s.start(ctx, t, rev)
 	}
 }
 
-// runTenant consumes one tenant until ctx is done or its stream is gone
-// (discovery starts it again if the stream comes back).
+// start runs the worker of a tenant whose lease was just taken.
+func (s *Service) start(ctx context.Context, tenant string, rev uint64) {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{rev: rev, renewed: time.Now(), cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.owned[tenant] = w
+	s.mu.Unlock()
+	s.stats.acquired.Add(1)
+	s.log.Info("took tenant", "tenant", tenant, "lease", rev)
+	go func() {
+		defer close(w.done)
+		s.runTenant(wctx, tenant)
+	}()
+}
+
+// drop stops a tenant's worker and, unless the lease is lost already,
+// releases it.
+func (s *Service) drop(ctx context.Context, tenant string, w *worker, why string, gone bool) {
+	w.stop()
+	s.mu.Lock()
+	if s.owned[tenant] == w {
+		delete(s.owned, tenant)
+	}
+	s.mu.Unlock()
+	if why == "lost" {
+		s.log.Warn("lost tenant lease", "tenant", tenant)
+		return
+	}
+	if err := s.leases.release(ctx, tenant, w.rev); err != nil {
+		s.warn(ctx, "releasing a lease failed", err, "tenant", tenant)
+	}
+	s.stats.released.Add(1)
+	s.log.Info("released tenant", "tenant", tenant, "stream_gone", gone)
+}
+
+// reap releases the tenants whose worker ended by itself (fenced out, or
+// its stream went away).
+func (s *Service) reap(ctx context.Context) {
+	s.mu.Lock()
+	owned := maps(s.owned)
+	s.mu.Unlock()
+	for t, w := range owned {
+		select {
+		case <-w.done:
+			s.drop(ctx, t, w, "released", false)
+		default:
+		}
+	}
+}
+
+// expire stops the workers whose lease was not renewed for a LeaseTTL:
+// another replica may hold it by now (fencing covers the moment between).
+func (s *Service) expire() {
+	s.mu.Lock()
+	var stale []string
+	for t, w := range s.owned {
+		if time.Since(w.renewed) >= s.cfg.LeaseTTL {
+			stale = append(stale, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range stale {
+		s.mu.Lock()
+		w := s.owned[t]
+		delete(s.owned, t)
+		s.mu.Unlock()
+		if w != nil {
+			s.stats.lost.Add(1)
+			s.log.Warn("tenant lease not renewed in time; stopping", "tenant", t)
+			w.stop()
+		}
+	}
+}
+
+func (s *Service) warn(ctx context.Context, msg string, err error, args ...any) {
+	if ctx.Err() == nil {
+		s.log.Warn(msg, append(args, "err", err)...)
+	}
+}
+
+func maps(m map[string]*worker) map[string]*worker {
+	out := make(map[string]*worker, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// runTenant consumes one owned tenant until ctx is done (the lease was
+// released or lost), its stream is gone, or a newer owner fenced it out.
 func (s *Service) runTenant(ctx context.Context, tenant string) {
 	log := s.log.With("tenant", tenant)
-	log.Info("consuming tenant")
+	fence, err := s.fence(ctx, tenant)
+	if err != nil {
+		return
+	}
 	b := backoff{}
 	for {
-		err := s.consume(ctx, tenant, log, &b)
+		err := s.consume(ctx, tenant, fence, log, &b)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, backbone.ErrNoStream):
 			log.Info("tenant stream gone; stopping")
 			return
+		case errors.Is(err, store.ErrFenced):
+			s.stats.fenced.Add(1)
+			log.Warn("a newer owner fenced this replica out of the tenant; stopping")
+			return
 		case errors.Is(err, errEpochChanged):
 			log.Info("tenant stream recreated; restarting from its start")
 			continue
+		case errors.Is(err, store.ErrStateLost):
+			continue // rebuild at once
 		}
 		log.Warn("consuming tenant failed; retrying", "err", err)
 		if !sleep(ctx, b.next()) {
@@ -242,13 +559,28 @@ func (s *Service) runTenant(ctx context.Context, tenant string) {
 	}
 }
 
+// fence obtains the tenant's fence token, retrying until ctx is done.
+func (s *Service) fence(ctx context.Context, tenant string) (uint64, error) {
+	b := backoff{}
+	for {
+		f, err := s.st.Fence(ctx, tenant)
+		if err == nil {
+			return f, nil
+		}
+		s.warn(ctx, "obtaining a fence token failed; retrying", err, "tenant", tenant)
+		if !sleep(ctx, b.next()) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
 // consume sets up the tenant's consumer and applies batches until an error.
-func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, b *backoff) error {
+func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log *slog.Logger, b *backoff) error {
 	ss, err := s.bb.State(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	cons, err := s.consumer(ctx, tenant, ss.Epoch, log)
+	cons, applied, err := s.consumer(ctx, tenant, ss.Epoch, log)
 	if err != nil {
 		return err
 	}
@@ -257,8 +589,27 @@ func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, 
 	if err := s.checkEpoch(ctx, tenant, ss.Epoch); err != nil {
 		return err
 	}
-	lastCheck, lastTrim := time.Now(), time.Now()
+	// The first write raises the fence, records the epoch and marks what the
+	// stream no longer holds, so that readers see it as trimmed.
+	var skip uint64
+	if ss.FirstSeq > applied+1 {
+		skip = ss.FirstSeq - 1
+	}
+	w := &tenantWriter{s: s, tenant: tenant, epoch: ss.Epoch, fence: fence, applied: applied, log: log}
+	if err := w.apply(ctx, nil, skip); err != nil {
+		return err
+	}
+	lastCheck, lastSweep := time.Now(), time.Now()
 	for ctx.Err() == nil {
+		if time.Since(lastSweep) >= s.cfg.SweepInterval {
+			lastSweep = time.Now()
+			// Expired sessions go; an empty batch trims an idle buffer by
+			// age and sweeps expired retained messages.
+			s.sweepSessions(ctx, tenant, log)
+			if err := w.apply(ctx, nil, 0); err != nil {
+				return err
+			}
+		}
 		jms, err := s.fetch(cons)
 		if err != nil {
 			return err
@@ -267,8 +618,9 @@ func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, 
 			if time.Since(lastCheck) < s.cfg.PollInterval {
 				continue
 			}
-			// Idle: make sure the consumer and the stream still exist (a
-			// fetch on a deleted consumer just times out), and trim by age.
+			// Idle: make sure the consumer, the stream and the store's state
+			// are still there (a fetch on a deleted consumer just times out;
+			// a flushed store would otherwise go unnoticed until traffic).
 			lastCheck = time.Now()
 			if err := s.checkEpoch(ctx, tenant, ss.Epoch); err != nil {
 				return err
@@ -276,11 +628,8 @@ func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, 
 			if _, err := cons.Info(ctx); err != nil {
 				return fmt.Errorf("consumer info: %w", err)
 			}
-			if time.Since(lastTrim) >= trimEvery {
-				lastTrim = time.Now()
-				if err := s.apply(ctx, tenant, ss.Epoch, nil, log); err != nil {
-					return err
-				}
+			if err := w.check(ctx); err != nil {
+				return err
 			}
 			continue
 		}
@@ -295,16 +644,15 @@ func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, 
 			msgs = append(msgs, m)
 		}
 		// A redelivery (after a lost ack) can arrive among newer messages;
-		// Apply wants ascending sequences and skips the already applied.
+		// the store wants ascending sequences and skips the already applied.
 		slices.SortFunc(msgs, func(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) })
 		msgs = slices.CompactFunc(msgs, func(a, b *message.Message) bool { return a.Seq == b.Seq })
-		if err := s.apply(ctx, tenant, ss.Epoch, msgs, log); err != nil {
+		if err := w.apply(ctx, msgs, 0); err != nil {
 			// Not applied, so not acknowledged: it is redelivered.
 			return err
 		}
-		lastTrim = time.Now()
 		for _, jm := range jms {
-			// A lost ack only means a redelivery that Apply skips.
+			// A lost ack only means a redelivery that the store skips.
 			_ = jm.Ack()
 		}
 		b.reset()
@@ -312,13 +660,114 @@ func (s *Service) consume(ctx context.Context, tenant string, log *slog.Logger, 
 	return ctx.Err()
 }
 
+// tenantWriter applies one tenant's batches under a fence, keeping the
+// Applied it last saw so that a store that lost data is noticed.
+type tenantWriter struct {
+	s       *Service
+	tenant  string
+	epoch   string
+	fence   uint64
+	applied uint64
+	log     *slog.Logger
+}
+
+// apply applies msgs, retrying transient failures with backoff until it
+// succeeds or ctx is done. It returns store.ErrFenced and
+// store.ErrStateLost at once: retrying cannot help.
+func (w *tenantWriter) apply(ctx context.Context, msgs []*message.Message, skip uint64) error {
+	s := w.s
+	batch := store.Batch{Epoch: w.epoch, Messages: msgs, Fence: w.fence, Expect: w.applied, SkipThrough: skip, Limits: s.cfg.limitsFor(w.tenant)}
+	b := backoff{}
+	for {
+		res, err := s.st.ApplyBatch(ctx, w.tenant, batch)
+		if err == nil {
+			w.done(msgs, res)
+			return nil
+		}
+		if errors.Is(err, store.ErrStateLost) {
+			return w.lost(ctx, "store refused a batch")
+		}
+		if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
+			return err
+		}
+		w.log.Warn("applying batch failed; retrying", "messages", len(msgs), "err", err)
+		if !sleep(ctx, b.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *tenantWriter) done(msgs []*message.Message, res store.ApplyResult) {
+	c := &w.s.stats
+	var fresh uint64
+	for _, m := range msgs {
+		if m.Seq > w.applied {
+			fresh++
+		}
+	}
+	c.messages.Add(fresh)
+	w.applied = res.Applied
+	if res.RetainedDropped > 0 {
+		c.retainedDropped.Add(uint64(res.RetainedDropped))
+		w.log.Warn("retained messages refused by the tenant's limits", "dropped", res.RetainedDropped)
+	}
+	c.retainedExpired.Add(uint64(res.RetainedExpired))
+}
+
+// check compares the store's state with what this writer applied.
+func (w *tenantWriter) check(ctx context.Context) error {
+	st, err := w.s.st.State(ctx, w.tenant)
+	if err != nil {
+		return fmt.Errorf("store state: %w", err)
+	}
+	if st.Epoch != w.epoch || st.Applied < w.applied {
+		return w.lost(ctx, "store state behind")
+	}
+	return nil
+}
+
+// lost reports a loss of stored state and returns store.ErrStateLost, which
+// makes the caller rebuild the tenant from its stream. A store that moved to
+// another epoch was not lost: the stream was recreated.
+func (w *tenantWriter) lost(ctx context.Context, how string) error {
+	st, err := w.s.st.State(ctx, w.tenant)
+	if err == nil && st.Epoch != "" && st.Epoch != w.epoch {
+		return errEpochChanged
+	}
+	w.s.stats.storeLosses.Add(1)
+	w.log.Error("store lost the tenant's state; rebuilding it from the stream",
+		"how", how, "applied_before", w.applied, "applied_now", st.Applied, "epoch", w.epoch, "store_epoch", st.Epoch)
+	return store.ErrStateLost
+}
+
+// sweepSessions deletes the tenant's sessions past their expiry interval.
+// Their wills are published by the MQTT session work; for now they are
+// logged.
+func (s *Service) sweepSessions(ctx context.Context, tenant string, log *slog.Logger) {
+	for ctx.Err() == nil {
+		gone, err := s.st.ExpireSessions(ctx, tenant, time.Now(), sessionSweepPage)
+		if err != nil {
+			s.warn(ctx, "expiring sessions failed", err, "tenant", tenant)
+			return
+		}
+		for _, g := range gone {
+			log.Info("session expired", "client_id", g.ClientID, "will", g.Will != nil)
+		}
+		s.stats.sessionsExpired.Add(uint64(len(gone)))
+		if len(gone) < sessionSweepPage {
+			return
+		}
+	}
+}
+
 // consumer returns the tenant's durable consumer, positioned so that the next
-// message delivered is the first one the store has not applied.
-func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.Logger) (jetstream.Consumer, error) {
+// message delivered is the first one the store has not applied, and the
+// store's Applied for epoch.
+func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.Logger) (jetstream.Consumer, uint64, error) {
 	js, stream := s.bb.JetStream(), backbone.StreamName(tenant)
 	rs, err := s.st.State(ctx, tenant)
 	if err != nil {
-		return nil, fmt.Errorf("store state: %w", err)
+		return nil, 0, fmt.Errorf("store state: %w", err)
 	}
 	var applied uint64
 	if rs.Epoch == epoch {
@@ -345,22 +794,23 @@ func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.
 			// Nothing delivered beyond the checkpoint: continue where it is
 			// (the start policy of an existing consumer cannot change).
 			want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
-			return js.CreateOrUpdateConsumer(ctx, stream, want)
+			c, err := js.CreateOrUpdateConsumer(ctx, stream, want)
+			return c, applied, err
 		}
 		log.Info("consumer ahead of the store; recreating it", "delivered", info.Delivered.Stream, "applied", applied)
 		if err := js.DeleteConsumer(ctx, stream, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer: %w", err)
+			return nil, 0, fmt.Errorf("delete consumer: %w", err)
 		}
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return nil, backbone.ErrNoStream
+		return nil, 0, backbone.ErrNoStream
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return nil, fmt.Errorf("consumer: %w", err)
+		return nil, 0, fmt.Errorf("consumer: %w", err)
 	}
 	c, err = js.CreateOrUpdateConsumer(ctx, stream, want)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, backbone.ErrNoStream
+		return nil, 0, backbone.ErrNoStream
 	}
-	return c, err
+	return c, applied, err
 }
 
 // checkEpoch fails with errEpochChanged when the tenant's stream is no longer
@@ -401,24 +851,6 @@ func drain(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 		out = append(out, m)
 	}
 	return out, batch.Error()
-}
-
-// apply applies msgs, retrying with backoff until it succeeds or ctx is done.
-func (s *Service) apply(ctx context.Context, tenant, epoch string, msgs []*message.Message, log *slog.Logger) error {
-	b := backoff{}
-	for {
-		err := s.st.Apply(ctx, tenant, epoch, msgs, s.cfg.Replay)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("applying batch failed; retrying", "messages", len(msgs), "err", err)
-		if !sleep(ctx, b.next()) {
-			return ctx.Err()
-		}
-	}
 }
 
 // backoff doubles a delay from retryMin up to retryMax.

@@ -21,8 +21,12 @@ import (
 var prefixes atomic.Int64
 
 type env struct {
-	bb *backbone.Backbone
-	st store.Store
+	bb        *backbone.Backbone
+	st        store.Store
+	rdb       *redis.Client
+	natsURL   string
+	redisAddr string
+	prefix    string
 }
 
 // newEnv starts NATS (in process) and Redis, and returns a backbone and a
@@ -34,22 +38,31 @@ func newEnv(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: testserver.Redis(t)})
+	addr := testserver.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })
-	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: fmt.Sprintf("session%d", prefixes.Add(1))})
-	return env{bb: bb, st: st}
+	prefix := fmt.Sprintf("session%d", prefixes.Add(1))
+	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: prefix})
+	return env{bb: bb, st: st, rdb: rdb, natsURL: ns.ClientURL(), redisAddr: addr, prefix: prefix}
 }
 
 var testConfig = session.Config{PollInterval: 100 * time.Millisecond, FetchWait: 100 * time.Millisecond, BatchSize: 7}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
 
 // start runs a service until the returned stop is called (or the test ends);
 // stop returns once Run has returned.
 func (e env) start(t *testing.T, cfg session.Config) (stop func()) {
 	t.Helper()
-	svc, err := session.New(cfg, e.bb, e.st, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, stop = e.startService(t, cfg)
+	return stop
+}
+
+// run runs svc until the returned stop is called (or the test ends).
+func (e env) run(t *testing.T, svc *session.Service) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -338,12 +351,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 	d := session.Config{}.WithDefaults()
 	if d.PollInterval != 2*time.Second || d.BatchSize != 256 || d.Durable != "herald-session" ||
-		d.Replay.MaxMessages != 10000 || d.Replay.MaxAge != 24*time.Hour {
+		d.Limits.Replay.MaxMessages != 10000 || d.Limits.Replay.MaxAge != 24*time.Hour || d.LeaseTTL != 10*time.Second ||
+		d.SweepInterval != 30*time.Second || d.ReplicaID == "" || d.Limits.RetainedMessages != store.DefaultRetainedMessages ||
+		d.Limits.Sessions != store.DefaultSessions {
 		t.Fatalf("defaults %+v", d)
+	}
+	if d := (session.Config{PollInterval: 5 * time.Second}).WithDefaults(); d.LeaseTTL != 15*time.Second {
+		t.Fatalf("lease TTL %s with a 5s poll interval", d.LeaseTTL)
 	}
 	for _, c := range []session.Config{
 		{BatchSize: -1}, {PollInterval: -time.Second}, {FetchWait: time.Nanosecond},
-		{Durable: "a.b"}, {Replay: store.ReplayLimits{MaxMessages: -1}},
+		{Durable: "a.b"}, {Limits: store.Limits{Replay: store.ReplayLimits{MaxMessages: -1}}},
+		{ReplicaID: "a b"}, {PollInterval: time.Second, LeaseTTL: 2 * time.Second},
+		{Limits: store.Limits{Sessions: -1}}, {TenantLimits: map[string]store.Limits{"t": {RetainedBytes: -1}}},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)

@@ -94,5 +94,8 @@ lg cluster-2edge s5-mixed run --mqtt "127.0.0.1:$EDGE_A_MQTT" --http "http://127
   --pid "$ea,$eb" --duration "$DUR" --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
 bash "$root/deploy/local/cluster.sh" down > /dev/null
 
-"$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)" > "$root/docs/benchmarks.md"
+# The load report replaces the file, except the store section (make bench-store).
+store=$(sed -n '/store-benchmarks:begin/,/store-benchmarks:end/p' "$root/docs/benchmarks.md" 2>/dev/null || true)
+{ "$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)"; [ -n "$store" ] && printf '\n%s\n' "$store"; } > "$OUT/benchmarks.md"
+cp "$OUT/benchmarks.md" "$root/docs/benchmarks.md"
 echo "wrote docs/benchmarks.md" >&2

@@ -37,6 +37,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteTenant", testDeleteTenant},
 		{"InvalidArguments", testInvalidArguments},
 		{"ConcurrentReaders", testConcurrentReaders},
+		{"Fencing", testFencing},
+		{"StateLost", testStateLost},
+		{"SkipThrough", testSkipThrough},
+		{"RetainedLimits", testRetainedLimits},
+		{"RetainedSweep", testRetainedSweep},
+		{"EpochChangeKeepsSessions", testEpochChangeKeepsSessions},
+		{"SessionRoundTrip", testSessionRoundTrip},
+		{"SessionRevisions", testSessionRevisions},
+		{"SessionLimit", testSessionLimit},
+		{"SessionPaging", testSessionPaging},
+		{"SessionExpiry", testSessionExpiry},
+		{"SessionInvalid", testSessionInvalid},
+		{"SessionIsolation", testSessionIsolation},
+		{"SessionConcurrentUpdates", testSessionConcurrentUpdates},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -6,7 +6,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -37,7 +39,14 @@ type cli struct {
 	FetchWait         time.Duration   `help:"How long an idle tenant's fetch waits (bounds shutdown time)." default:"1s" env:"HERALD_SESSION_FETCH_WAIT"`
 	ReplayMaxMessages int             `help:"Most messages kept per tenant replay buffer." default:"10000" env:"HERALD_REPLAY_MAX_MESSAGES"`
 	ReplayMaxAge      time.Duration   `help:"How long a message stays in a replay buffer." default:"24h" env:"HERALD_REPLAY_MAX_AGE"`
-	Durable           string          `help:"Name of the consumer on every tenant stream." default:"herald-session" env:"HERALD_SESSION_DURABLE"`
+	Durable           string          `help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants." default:"herald-session" env:"HERALD_SESSION_DURABLE"`
+	ReplicaID         string          `name:"replica-id" help:"This replica's name in the lease bucket: unique among live replicas, stable across restarts (default: the host name)." env:"HERALD_SESSION_REPLICA_ID"`
+	LeaseTTL          time.Duration   `help:"How long a tenant stays with a replica that stopped renewing its lease." default:"10s" env:"HERALD_SESSION_LEASE_TTL"`
+	LeaseReplicas     int             `help:"Replication factor of the lease bucket (3 on a NATS cluster)." default:"1" env:"HERALD_SESSION_LEASE_REPLICAS"`
+	SweepInterval     time.Duration   `help:"How often expired sessions and retained messages are deleted and idle replay buffers trimmed." default:"30s" env:"HERALD_SESSION_SWEEP_INTERVAL"`
+	MaxRetained       int             `help:"Most retained topics per tenant." default:"100000" env:"HERALD_MAX_RETAINED"`
+	MaxRetainedBytes  int64           `help:"Most bytes of retained messages per tenant." default:"268435456" env:"HERALD_MAX_RETAINED_BYTES"`
+	MaxSessions       int             `help:"Most persistent sessions per tenant." default:"100000" env:"HERALD_MAX_SESSIONS"`
 	LogFormat         string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel          string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 }
@@ -59,11 +68,20 @@ func run(c cli) error {
 	defer stop()
 
 	cfg := session.Config{
-		PollInterval: c.PollInterval,
-		BatchSize:    c.BatchSize,
-		FetchWait:    c.FetchWait,
-		Replay:       store.ReplayLimits{MaxMessages: c.ReplayMaxMessages, MaxAge: c.ReplayMaxAge},
-		Durable:      c.Durable,
+		PollInterval:  c.PollInterval,
+		BatchSize:     c.BatchSize,
+		FetchWait:     c.FetchWait,
+		Durable:       c.Durable,
+		ReplicaID:     c.ReplicaID,
+		LeaseTTL:      c.LeaseTTL,
+		LeaseReplicas: c.LeaseReplicas,
+		SweepInterval: c.SweepInterval,
+		Limits: store.Limits{
+			Replay:           store.ReplayLimits{MaxMessages: c.ReplayMaxMessages, MaxAge: c.ReplayMaxAge},
+			RetainedMessages: c.MaxRetained,
+			RetainedBytes:    c.MaxRetainedBytes,
+			Sessions:         c.MaxSessions,
+		},
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -108,6 +126,15 @@ func run(c cli) error {
 	if err != nil {
 		return err
 	}
+	// The service's counters, as JSON, next to the health checks (until the
+	// OpenTelemetry work exports them as metrics).
+	o.Handle("/stats", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			session.Stats
+			Owned []string
+		}{svc.Stats(), svc.Owned()})
+	}))
 	o.AddCheck("session", func(context.Context) error {
 		if !svc.Ready() {
 			return fmt.Errorf("session: tenants not listed yet")
@@ -123,7 +150,7 @@ func run(c cli) error {
 		opsErr <- err
 	}()
 
-	log.Info("herald-session started", "nats", c.NATSURL, "store", c.Store, "ops", c.OpsAddr)
+	log.Info("herald-session started", "nats", c.NATSURL, "store", c.Store, "ops", c.OpsAddr, "replica", cfg.WithDefaults().ReplicaID)
 	err = svc.Run(ctx)
 	stop()
 	if oerr := <-opsErr; err == nil {

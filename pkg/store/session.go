@@ -1,0 +1,181 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+)
+
+// NeverExpires is the Session.ExpiryInterval of a session that never
+// expires (MQTT 5: 0xFFFFFFFF).
+const NeverExpires = math.MaxUint32
+
+// Session is the state of one MQTT persistent session: what a client that
+// reconnects with clean start false gets back, on any edge.
+//
+// Offline delivery uses a cursor, not a queue: Delivered is the stream
+// position the client has been given everything up to, and on reconnect the
+// edge replays the tenant stream after it, filtered by Subscriptions (see the
+// package documentation for why).
+type Session struct {
+	// ClientID is the MQTT client identifier; required.
+	ClientID string `json:"-"`
+	// Revision is set by the store on every write; pass it back unchanged to
+	// SaveSession or DeleteSession (0 to create).
+	Revision uint64 `json:"-"`
+
+	// Subscriptions maps each topic filter (a shared subscription keeps its
+	// "$share/<group>/" prefix) to its options.
+	Subscriptions map[string]Subscription `json:"subs,omitempty"`
+	// ExpiryInterval is the MQTT 5 session expiry interval in seconds,
+	// counted from DisconnectedAt; NeverExpires means never, and 0 means the
+	// session ends when the connection does.
+	ExpiryInterval uint32 `json:"exp,omitempty"`
+	// ConnectedTo names the connection holding the session
+	// ("<edge>/<connection>"), empty while disconnected. Takeover closes it.
+	ConnectedTo string `json:"conn,omitempty"`
+	// DisconnectedAt is when the last connection ended; zero while connected.
+	// Only a disconnected session expires.
+	DisconnectedAt time.Time `json:"disc,omitzero"`
+	// Will is the will message, if any.
+	Will *Will `json:"will,omitempty"`
+	// Delivered is the position in the tenant stream up to which every
+	// matching message has been delivered (QoS 0) or acknowledged (QoS 1
+	// and 2 in Inflight aside).
+	Delivered message.Position `json:"pos,omitzero"`
+	// Inflight is the QoS 1 and 2 state by packet identifier.
+	Inflight []Inflight `json:"inflight,omitempty"`
+}
+
+// Subscription holds the MQTT 5 options of one subscription.
+type Subscription struct {
+	// QoS is the maximum QoS granted.
+	QoS byte `json:"q,omitempty"`
+	// NoLocal: never deliver the client's own publications.
+	NoLocal bool `json:"nl,omitempty"`
+	// RetainAsPublished keeps the retain flag of forwarded messages.
+	RetainAsPublished bool `json:"rap,omitempty"`
+	// RetainHandling: 0 send retained on subscribe, 1 only if new, 2 never.
+	RetainHandling byte `json:"rh,omitempty"`
+	// ID is the subscription identifier, 0 for none.
+	ID uint32 `json:"id,omitempty"`
+}
+
+// Will is a will message with its MQTT 5 properties.
+type Will struct {
+	Topic   string `json:"t"`
+	Payload []byte `json:"p,omitempty"`
+	QoS     byte   `json:"q,omitempty"`
+	Retain  bool   `json:"r,omitempty"`
+	// Delay is the will delay interval.
+	Delay time.Duration `json:"d,omitempty"`
+	// MessageExpiry is the message expiry interval of the will, 0 for none.
+	MessageExpiry   time.Duration          `json:"x,omitempty"`
+	ContentType     string                 `json:"ct,omitempty"`
+	PayloadUTF8     bool                   `json:"pf,omitempty"`
+	ResponseTopic   string                 `json:"rt,omitempty"`
+	CorrelationData []byte                 `json:"cd,omitempty"`
+	UserProperties  []message.UserProperty `json:"up,omitempty"`
+}
+
+// InflightPhase is where a QoS 1 or 2 exchange stands.
+type InflightPhase byte
+
+// Phases of an in-flight packet identifier.
+const (
+	// AwaitPuback: a QoS 1 message was sent to the client, not yet acknowledged.
+	AwaitPuback InflightPhase = iota + 1
+	// AwaitPubrec: a QoS 2 message was sent, PUBREC not yet received.
+	AwaitPubrec
+	// AwaitPubcomp: PUBREL was sent, PUBCOMP not yet received.
+	AwaitPubcomp
+	// AwaitPubrel: the client published QoS 2, PUBREC was sent, PUBREL not
+	// yet received (inbound).
+	AwaitPubrel
+)
+
+// Inflight is the state of one packet identifier.
+type Inflight struct {
+	PacketID uint16        `json:"id"`
+	Phase    InflightPhase `json:"ph"`
+	// Seq is the stream sequence of an outbound message (0 for inbound).
+	Seq uint64 `json:"s,omitempty"`
+	// MsgID is the JetStream message id an inbound QoS 2 message was
+	// published with, so a retransmission after a reconnect is deduplicated.
+	MsgID string `json:"m,omitempty"`
+}
+
+// ExpiresAt returns when the session expires, and false if it does not
+// (connected, or NeverExpires).
+func (s *Session) ExpiresAt() (time.Time, bool) {
+	if s.DisconnectedAt.IsZero() || s.ExpiryInterval == NeverExpires {
+		return time.Time{}, false
+	}
+	return s.DisconnectedAt.Add(time.Duration(s.ExpiryInterval) * time.Second), true
+}
+
+// deadlineMillis is ExpiresAt in Unix milliseconds, or -1 for never.
+func (s *Session) deadlineMillis() int64 {
+	t, ok := s.ExpiresAt()
+	if !ok {
+		return -1
+	}
+	return t.UnixMilli()
+}
+
+// maxClientID bounds client ids (MQTT strings are at most 65535 bytes).
+const maxClientID = 65535
+
+func checkClientID(tenant, clientID string) error {
+	if err := checkTenant(tenant); err != nil {
+		return err
+	}
+	if clientID == "" || len(clientID) > maxClientID {
+		return fmt.Errorf("%w: client id of %d bytes", ErrBadSession, len(clientID))
+	}
+	return nil
+}
+
+func checkSession(tenant string, s *Session) error {
+	if s == nil {
+		return ErrBadSession
+	}
+	if err := checkClientID(tenant, s.ClientID); err != nil {
+		return err
+	}
+	for f := range s.Subscriptions {
+		name := f
+		if rest, ok := strings.CutPrefix(f, "$share/"); ok {
+			_, name, ok = strings.Cut(rest, "/")
+			if !ok {
+				return fmt.Errorf("%w: shared subscription %q", ErrBadSession, f)
+			}
+		}
+		if err := topic.ValidateFilter(name, topic.Limits{}); err != nil {
+			return fmt.Errorf("%w: filter %q: %w", ErrBadSession, f, err)
+		}
+	}
+	return nil
+}
+
+func encodeSession(s *Session) ([]byte, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode session: %w", err)
+	}
+	return b, nil
+}
+
+func decodeSession(clientID string, rev uint64, b []byte) (*Session, error) {
+	s := &Session{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("%w: session %q: %w", ErrCorrupt, clientID, err)
+	}
+	s.ClientID, s.Revision = clientID, rev
+	return s, nil
+}
