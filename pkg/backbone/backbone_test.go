@@ -158,3 +158,29 @@ func TestPublishAsyncKeepsOrder(t *testing.T) {
 		t.Fatalf("range: %v after %d", err, i)
 	}
 }
+
+// TestRangeLeavesNoConsumer ensures Range deletes its consumer when done, so
+// more resumes than a stream's consumer limit can run in a short time.
+func TestRangeLeavesNoConsumer(t *testing.T) {
+	ctx := context.Background()
+	b := newBackbone(t)
+	if _, err := b.Publish(ctx, &message.Message{Tenant: "t4", Topic: "a"}, backbone.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1100; i++ {
+		if err := b.Range(ctx, "t4", []string{"#"}, 0, 0, func(*message.Message) error { return nil }); err != nil {
+			t.Fatalf("range %d: %v", i, err)
+		}
+	}
+	s, err := b.JetStream().Stream(ctx, backbone.StreamName("t4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left behind", info.State.Consumers)
+	}
+}

@@ -252,11 +252,21 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 		FilterSubjects:    consumerSubjects(b.cfg.InSubject(tenant)+".>", subjects),
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       after + 1,
-		InactiveThreshold: 30 * time.Second,
+		// A backstop only: the consumer is deleted when Range returns.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return err
 	}
+	// Delete the consumer at once: a stream allows a bounded number of
+	// consumers (1,000 by default), and resumes may be many per second.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.PublishTimeout)
+			defer cancel()
+			_ = b.js.DeleteConsumer(dctx, StreamName(tenant), info.Name)
+		}
+	}()
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
