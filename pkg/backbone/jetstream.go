@@ -249,9 +249,9 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 		subjects = append(subjects, topic.FilterSubjects(b.cfg.InSubject(tenant), f)...)
 	}
 	cons, err := b.js.OrderedConsumer(ctx, StreamName(tenant), jetstream.OrderedConsumerConfig{
-		FilterSubjects:    consumerSubjects(b.cfg.InSubject(tenant)+".>", subjects),
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       after + 1,
+		FilterSubjects: consumerSubjects(b.cfg.InSubject(tenant)+".>", subjects),
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
 		// A backstop only: the consumer is deleted when Range returns.
 		InactiveThreshold: 10 * time.Second,
 	})
