@@ -1,0 +1,26 @@
+package limits
+
+import "errors"
+
+// Sentinel errors; transports map them in one place (MQTT reasons.go,
+// httpapi.Classify) to protocol refusals.
+var (
+	// ErrConnectionLimit means the tenant holds its maximum of connections
+	// across the cluster: MQTT CONNACK 0x97 (quota exceeded; 3.1.1: return
+	// code 3), HTTP 429, WebSocket/SSE refused with 429 before upgrade.
+	ErrConnectionLimit = errors.New("limits: tenant connection limit reached")
+	// ErrRateLimited means a publish exceeds the tenant's or the
+	// connection's message or byte rate: MQTT 5 PUBACK 0x97 for QoS 1
+	// (DISCONNECT 0x96 "message rate too high" for QoS 0, which has no
+	// acknowledgement to refuse in), HTTP 429, WebSocket error
+	// "rate_limited".
+	ErrRateLimited = errors.New("limits: message rate limit exceeded")
+	// ErrPayloadTooLarge means a payload exceeds the tenant's
+	// MaxPayloadBytes: MQTT 5 PUBACK 0x97 (DISCONNECT 0x95 for QoS 0),
+	// HTTP 413, WebSocket error "payload_too_large".
+	ErrPayloadTooLarge = errors.New("limits: payload too large")
+	// ErrSubscriptionLimit means a connection would hold more filters than
+	// the tenant's MaxSubscriptionsPerConnection: MQTT SUBACK 0x97 for the
+	// filters over the limit, HTTP 429, WebSocket error "rate_limited".
+	ErrSubscriptionLimit = errors.New("limits: too many subscriptions")
+)

@@ -1,0 +1,114 @@
+package tenantauth
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// failureLimiter counts failed authentication attempts per key (a source
+// address, a key id) in token buckets: each failure takes a token, tokens
+// come back at rate per second up to burst, and a key without a token is
+// refused before any verification work. Successes cost nothing.
+//
+// The map is bounded: when it holds max keys, buckets that have refilled
+// (which carry no information) are dropped, and if that is not enough,
+// arbitrary ones — a flood of fresh addresses can then cost an attacker's
+// older addresses their debt, never admit more than one attempt each.
+type failureLimiter struct {
+	rate  float64 // tokens per second
+	burst float64
+	max   int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newFailureLimiter(rate float64, burst, max int) *failureLimiter {
+	return &failureLimiter{rate: rate, burst: float64(burst), max: max, buckets: map[string]*bucket{}}
+}
+
+// level returns b's tokens at now.
+func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
+	return min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
+}
+
+// allowed reports whether key may attempt now (it has a token left) and,
+// if not, how long until it may.
+func (l *failureLimiter) allowed(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return true, 0
+	}
+	t := l.level(b, now)
+	if t >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - t) / l.rate * float64(time.Second))
+}
+
+// fail takes a token from key's bucket.
+func (l *failureLimiter) fail(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.evict(now)
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[key] = b
+	}
+	b.tokens = max(0, l.level(b, now)-1)
+	b.at = now
+}
+
+// evict makes room: refilled buckets first, then arbitrary ones until a
+// quarter of the map is free, so that eviction is rare and amortized.
+func (l *failureLimiter) evict(now time.Time) {
+	for k, b := range l.buckets {
+		if l.level(b, now) >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+	for k := range l.buckets {
+		if len(l.buckets) < l.max*3/4 {
+			break
+		}
+		delete(l.buckets, k)
+	}
+}
+
+// len returns the number of tracked keys.
+func (l *failureLimiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// sourceKey reduces a remote address to what failures are counted by: the
+// IP for IPv4, the /64 for IPv6 (one host usually owns a whole /64).
+func sourceKey(remote string) string {
+	if remote == "" {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.To4() != nil:
+		return ip.To4().String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
