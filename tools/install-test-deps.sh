@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs, on a Debian machine, the programs Herald's tests run for real:
 # redis-server (standalone and Cluster), the mosquitto clients (and broker,
-# the benchmark peer), Node for MQTT.js. nats-server and etcd are built from Go by the Makefile
-# at the versions pinned in pkg/go.mod (Debian's are too old).
+# the benchmark peer), Node for MQTT.js, chromium (headless, for the browser
+# tests) and haproxy (the load balancer in front of the local cluster's
+# edges). nats-server and etcd are built from Go by the Makefile at the
+# versions pinned in pkg/go.mod (Debian's are too old).
 set -euo pipefail
 
 need=()
@@ -14,6 +16,8 @@ command -v stdbuf >/dev/null || need+=(coreutils)
 # MQTT.js tests (tests/mqttjs) run on Node.
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v chromium >/dev/null || need+=(chromium)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"

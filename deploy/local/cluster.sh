@@ -41,7 +41,7 @@ wait_port() { # name port
   local name=$1 port=$2
   for _ in $(seq 1 150); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    if ! kill -0 "$(cat "$pids/$name.pid")" 2>/dev/null; then
+    if ! alive "$(cat "$pids/$name.pid")"; then
       echo "cluster: $name exited; last lines of $logs/$name.log:" >&2
       tail -20 "$logs/$name.log" >&2
       return 1
@@ -102,6 +102,14 @@ Anonymous clients land in tenant '$ANON_TENANT'. Stop with: make cluster-down
 TXT
 }
 
+# alive: the process runs. An exited process whose parent has not reaped it
+# yet (a zombie: the started processes outlive this script, and whoever
+# inherits them may reap late) counts as stopped.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 down() {
   [ -d "$pids" ] || { echo "cluster: nothing started from $DIR"; return 0; }
   # Edges first so they drain before the backbone goes.
@@ -109,10 +117,10 @@ down() {
     local f=$pids/$name.pid
     [ -f "$f" ] || continue
     local pid; pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$f"
   done
@@ -124,7 +132,7 @@ status() {
   for f in "$pids"/*.pid; do
     [ -f "$f" ] || continue
     local name; name=$(basename "$f" .pid)
-    if kill -0 "$(cat "$f")" 2>/dev/null; then echo "$name: running (pid $(cat "$f"))"; else echo "$name: stopped"; fi
+    if alive "$(cat "$f")"; then echo "$name: running (pid $(cat "$f"))"; else echo "$name: stopped"; fi
   done
 }
 

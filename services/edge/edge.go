@@ -8,23 +8,28 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/mqtt"
 	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/poll"
 	"github.com/heraldmq/herald/services/edge/internal/sse"
+	"github.com/heraldmq/herald/services/edge/internal/web"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
 	"github.com/nats-io/nats.go"
 )
@@ -35,8 +40,19 @@ type Config struct {
 	ID string `yaml:"id"`
 	// MQTTAddr is the MQTT/TCP listen address; default 127.0.0.1:1883.
 	MQTTAddr string `yaml:"mqtt_addr"`
-	// HTTPAddr serves /sse, /ws, /mqtt and /publish; default 127.0.0.1:8080.
+	// HTTPAddr serves /sse, /ws, /mqtt, /publish and /poll; default
+	// 127.0.0.1:8080.
 	HTTPAddr string `yaml:"http_addr"`
+	// TLS, when its files are set, serves HTTPAddr over TLS, with HTTP/2
+	// and HTTP/1.1 offered by ALPN.
+	TLS TLSConfig `yaml:"tls"`
+	// H2C also serves HTTP/2 without TLS (prior knowledge, as proxies and
+	// service meshes speak it) next to HTTP/1.1; plaintext only.
+	H2C bool `yaml:"h2c"`
+	// Demo serves the example page (a live topic viewer, GET /): "auto"
+	// (the default) serves it when AnonymousTenant is set, that is in
+	// development; "on" or "off" decide.
+	Demo string `yaml:"demo"`
 	// AnonymousTenant admits clients without credentials into this tenant.
 	// Empty (the default) refuses them. The embedded default sets "dev".
 	AnonymousTenant string `yaml:"anonymous_tenant"`
@@ -45,10 +61,37 @@ type Config struct {
 	// ShutdownGrace bounds the drain on shutdown; default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 
-	MQTT mqtt.Config `yaml:"mqtt"`
-	SSE  sse.Config  `yaml:"sse"`
-	WS   ws.Config   `yaml:"ws"`
+	MQTT    mqtt.Config           `yaml:"mqtt"`
+	SSE     sse.Config            `yaml:"sse"`
+	WS      ws.Config             `yaml:"ws"`
+	Poll    poll.Config           `yaml:"poll"`
+	Publish httpapi.PublishConfig `yaml:"publish"`
+	// CORS applies to every HTTP endpoint; its origins are also allowed
+	// to open WebSockets.
+	CORS cors.Config `yaml:"cors"`
 }
+
+// TLSConfig names the certificate of the HTTP listener.
+type TLSConfig struct {
+	// CertFile and KeyFile are PEM files; both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (c TLSConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
+
+// Values of Config.Demo.
+const (
+	DemoAuto = "auto"
+	DemoOn   = "on"
+	DemoOff  = "off"
+)
+
+// HeaderEdge is the response header naming the edge that answered, on
+// every HTTP response: operators and tests see which edge behind a load
+// balancer holds a stream.
+const HeaderEdge = "X-Herald-Edge"
 
 // WithDefaults returns the config with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -69,7 +112,15 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 5 * time.Second
 	}
+	if c.Demo == "" {
+		c.Demo = DemoAuto
+	}
 	return c
+}
+
+// demo reports whether the example page is served.
+func (c Config) demo() bool {
+	return c.Demo == DemoOn || (c.Demo == DemoAuto && c.AnonymousTenant != "")
 }
 
 // Validate reports a configuration error.
@@ -86,7 +137,17 @@ func (c Config) Validate() error {
 	if c.LiveBuffer < 0 || c.ShutdownGrace < 0 {
 		return errors.New("edge: negative limit")
 	}
-	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate())
+	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return errors.New("edge: tls needs both cert_file and key_file")
+	}
+	if c.TLS.Enabled() && c.H2C {
+		return errors.New("edge: h2c is HTTP/2 without TLS: drop it when tls is set (TLS offers HTTP/2 itself)")
+	}
+	if c.Demo != DemoAuto && c.Demo != DemoOn && c.Demo != DemoOff {
+		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
+	}
+	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
+		c.Publish.Validate(), c.CORS.Validate())
 }
 
 // Server is one edge.
@@ -126,14 +187,46 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
 		return nil, err
 	}
+	wsCfg := cfg.WS
+	if hosts := cfg.CORS.Hosts(); len(hosts) > 0 {
+		wsCfg.OriginPatterns = append(slices.Clone(wsCfg.OriginPatterns), hosts...)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /sse", sse.NewHandler(cfg.SSE, s.node))
-	mux.Handle("GET /ws", ws.NewHandler(cfg.WS, s.node))
+	mux.Handle("GET /ws", ws.NewHandler(wsCfg, s.node))
 	mux.Handle("GET /mqtt", s.mqtt.WebSocketHandler())
-	mux.Handle("POST /publish", httpapi.NewPublishHandler(s.node))
+	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(cfg.Publish, s.node))
+	mux.Handle("GET /poll", poll.NewHandler(cfg.Poll, s.node))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.demo() {
+		page := web.NewHandler()
+		for _, pattern := range web.Routes {
+			mux.Handle(pattern, page)
+		}
+	}
+	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, mux)), ReadHeaderTimeout: 10 * time.Second,
+		Protocols: new(http.Protocols)}
+	s.http.Protocols.SetHTTP1(true)
+	switch {
+	case cfg.TLS.Enabled():
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("edge: tls: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.http.Protocols.SetHTTP2(true)
+	case cfg.H2C:
+		s.http.Protocols.SetUnencryptedHTTP2(true)
+	}
 	return s, nil
+}
+
+// edgeHeader names the edge on every response.
+func edgeHeader(id string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderEdge, id)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // AsyncErrorHandler is to be installed on the backbone's NATS connection
@@ -170,7 +263,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
 	s.mu.Unlock()
 	close(s.listening)
-	s.node.Log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String())
+	s.node.Log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String(),
+		"tls", s.cfg.TLS.Enabled(), "h2c", s.cfg.H2C, "demo", s.cfg.demo())
 
 	// Long-lived handlers (SSE, WebSocket) watch the request context, which
 	// derives from ctx: cancelling ctx ends them, so Shutdown can finish.
@@ -178,7 +272,11 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.mqtt.Serve(ctx, ml) }()
 	go func() {
-		if err := s.http.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+		serve := s.http.Serve
+		if s.http.TLSConfig != nil {
+			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(hl); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/heraldmq/herald/pkg/backbone"
@@ -29,7 +30,19 @@ type cli struct {
 	RedisAddrs      []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix     string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
 	MQTTAddr        string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
-	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	TLSCert         string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
+	TLSKey          string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
+	H2C             bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
+	CORSOrigins     []string        `name:"cors-origins" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets." env:"HERALD_CORS_ORIGINS"`
+	CORSCredentials bool            `name:"cors-credentials" help:"Let allowed origins send cookies and credentials." env:"HERALD_CORS_CREDENTIALS"`
+	Demo            string          `help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off." default:"auto" enum:"auto,on,off" env:"HERALD_DEMO"`
+	SSEEventName    string          `name:"sse-event-name" help:"SSE event name of messages (default message)." env:"HERALD_SSE_EVENT_NAME"`
+	SSEEventTopic   bool            `name:"sse-event-topic" help:"Name SSE events after their topic (clients need addEventListener)." env:"HERALD_SSE_EVENT_TOPIC"`
+	SSEHeartbeat    time.Duration   `name:"sse-heartbeat" help:"Interval of SSE heartbeat comments (default 15s)." env:"HERALD_SSE_HEARTBEAT"`
+	SSEQueueSize    int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
+	WSQueueSize     int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
+	WSSlowConsumer  string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
 	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
 	AnonymousTenant string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
 	SubjectPrefix   string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
@@ -73,7 +86,14 @@ func run(c cli) error {
 	if c.AnonymousTenant != "" {
 		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.AnonymousTenant + ": for development only")
 	}
-	s, err := edge.New(edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant}, bb, st, log)
+	cfg := edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
+		H2C: c.H2C, Demo: c.Demo}
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = c.TLSCert, c.TLSKey
+	cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials = c.CORSOrigins, c.CORSCredentials
+	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
+	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
+	cfg.WS.QueueSize, cfg.WS.SlowConsumer = c.WSQueueSize, c.WSSlowConsumer
+	s, err := edge.New(cfg, bb, st, log)
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,33 @@
 // {"error":{"code":...,"message":...}}: 400 invalid_topic or bad_request,
 // 401 not_authenticated, 403 not_authorized, 413 payload_too_large, 503
 // unavailable (not stored; retrying may store it twice).
+//
+// # Batch
+//
+//	POST /publish                        (no ?topic)
+//	Content-Type: application/json
+//	{"messages":[{"topic":"a/b","payload":"hi","encoding":"utf8","qos":1,"retain":false,"content_type":"text/plain"}, ...]}
+//
+// publishes up to max_batch messages (encoding "utf8", the default, or
+// "base64"; the body at most max_batch_bytes) and answers, once every
+// message is settled,
+//
+//	200 {"results":[{"seq":N,"position":"<epoch>-<seq>"}, {"error":{"code":...,"message":...}}, ...]}
+//
+// with one result per message, in order. Each message stands alone: an
+// invalid one (bad topic, encoding, qos or size) is not published and gets
+// its error while the others are; the stored ones are stored in the order
+// given. A message whose store failed (unavailable) may leave later ones
+// stored; a client that needs the order across such a failure resends from
+// the first failed message on (which may store some twice). A body that is
+// not a batch at all is refused as a whole (400, 413).
 package httpapi
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 
@@ -32,16 +53,60 @@ import (
 // DefaultMaxPayload bounds a published body.
 const DefaultMaxPayload = 1 << 20
 
-// PublishHandler serves POST /publish.
-type PublishHandler struct {
-	n *node.Node
-	// MaxPayload bounds the body; default DefaultMaxPayload.
-	MaxPayload int64
+// Defaults of PublishConfig.
+const (
+	DefaultMaxBatch      = 1000
+	DefaultMaxBatchBytes = 8 << 20
+)
+
+// PublishConfig configures POST /publish. The zero value is valid.
+type PublishConfig struct {
+	// MaxPayload bounds a published payload; default 1 MiB.
+	MaxPayload int64 `yaml:"max_payload"`
+	// MaxBatch bounds the messages of one batch; default 1000.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxBatchBytes bounds the body of a batch; default 8 MiB.
+	MaxBatchBytes int64 `yaml:"max_batch_bytes"`
 }
 
-// NewPublishHandler returns the POST /publish handler over n.
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c PublishConfig) WithDefaults() PublishConfig {
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c PublishConfig) Validate() error {
+	if c.MaxPayload < 0 || c.MaxBatch < 0 || c.MaxBatchBytes < 0 {
+		return errors.New("publish: negative limit")
+	}
+	return nil
+}
+
+// PublishHandler serves POST /publish.
+type PublishHandler struct {
+	n   *node.Node
+	cfg PublishConfig
+}
+
+// NewPublishHandler returns the POST /publish handler over n with the
+// default limits.
 func NewPublishHandler(n *node.Node) http.Handler {
-	return &PublishHandler{n: n, MaxPayload: DefaultMaxPayload}
+	return NewPublishHandlerConfig(PublishConfig{}, n)
+}
+
+// NewPublishHandlerConfig returns the POST /publish handler over n. cfg
+// must be valid.
+func NewPublishHandlerConfig(cfg PublishConfig, n *node.Node) http.Handler {
+	return &PublishHandler{n: n, cfg: cfg.WithDefaults()}
 }
 
 // PublishResponse is the body of a successful publish.
@@ -58,6 +123,10 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if !q.Has("topic") && isJSON(r.Header.Get("Content-Type")) {
+		h.serveBatch(w, r, id.Tenant)
+		return
+	}
 	m := &message.Message{Tenant: id.Tenant, Topic: q.Get("topic"), ContentType: r.Header.Get("Content-Type")}
 	if m.Retain, err = parseFlag(q.Get("retain")); err != nil {
 		WriteError(w, fmt.Errorf("%w: retain: %w", ErrBadRequest, err))
@@ -71,17 +140,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("%w: qos must be 0 or 1", ErrBadRequest))
 		return
 	}
-	if r.ContentLength > h.MaxPayload {
-		WriteError(w, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, h.MaxPayload))
-		return
-	}
-	m.Payload, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxPayload))
-	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
-			err = fmt.Errorf("%w: at most %d bytes", ErrTooLarge, h.MaxPayload)
-		} else {
-			err = fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
-		}
+	if m.Payload, err = readBody(w, r, h.cfg.MaxPayload); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -94,6 +153,26 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, PublishResponse{Seq: pos.Seq, Position: pos.String()})
+}
+
+// readBody reads a request body of at most max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if r.ContentLength > max {
+		return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
+		}
+		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+	}
+	return b, nil
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 func parseFlag(v string) (bool, error) {

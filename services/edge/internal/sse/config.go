@@ -20,6 +20,12 @@ type Config struct {
 	// EventName is the event: field of messages; default "message", which
 	// EventSource hands to onmessage.
 	EventName string `yaml:"event_name"`
+	// EventTopic names each message event after its topic instead
+	// ("event: sensors/kitchen/temp"). EventSource hands named events only
+	// to listeners added with addEventListener(<topic>), never to
+	// onmessage. A topic that cannot be an event name (one containing CR
+	// or LF, or "gap") keeps EventName.
+	EventTopic bool `yaml:"event_topic"`
 	// WriteTimeout bounds writing one batch of events; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxFilters bounds the topic filters of one stream; default 32.

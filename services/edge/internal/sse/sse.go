@@ -20,10 +20,16 @@
 //	data: {"topic":"a/b","payload":"hi","encoding":"utf8","qos":0,"retain":false,"seq":42,
 //	       "content_type":"text/plain","user_properties":[{"key":"k","value":"v"}]}
 //
-// (data is one line). payload is the payload as text when it is valid UTF-8
+// (data is always one line: newlines in a payload are escaped in the JSON).
+// payload is the payload as text when it is valid UTF-8
 // ("encoding":"utf8"), else standard base64 ("encoding":"base64");
 // content_type and user_properties are omitted when empty; retain is the
 // publisher's flag. Comments ": ping" keep quiet streams open.
+//
+// The event name is event_name ("message" by default, what EventSource
+// hands to onmessage); with event_topic each event is named after its topic
+// instead, and EventSource then hands it only to addEventListener(topic)
+// listeners. A topic that cannot be an event name keeps event_name.
 //
 // # Resume
 //
@@ -59,6 +65,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,7 +205,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items, overflow = queue.Drain(items)
 			if overflow {
 				// The client resumes from its Last-Event-ID: nothing is lost.
-				h.n.Log.Debug("sse: slow client, closing stream", "tenant", id.Tenant)
+				h.n.Log.Info("sse: slow client, closing stream", "tenant", id.Tenant)
 				return
 			}
 			if len(items) == 0 {
@@ -307,13 +314,21 @@ func (c *conn) message(m *message.Message, epoch string) error {
 	c.buf.WriteString("id: ")
 	c.buf.WriteString(message.Position{Epoch: epoch, Seq: m.Seq}.String())
 	c.buf.WriteString("\nevent: ")
-	c.buf.WriteString(c.cfg.EventName)
+	c.buf.WriteString(c.cfg.eventName(m.Topic))
 	c.buf.WriteString("\ndata: ")
 	if err := stream.AppendJSON(c.buf, stream.Wire(m)); err != nil {
 		return err
 	}
 	c.buf.WriteString("\n\n")
 	return nil
+}
+
+// eventName returns the event: field of a message on topic name.
+func (c *Config) eventName(name string) string {
+	if c.EventTopic && name != gapEvent && !strings.ContainsAny(name, "\r\n") {
+		return name
+	}
+	return c.EventName
 }
 
 // gapData is the data of a gap event.

@@ -345,6 +345,23 @@ func TestCrossEdgeResume(t *testing.T) {
 	}
 }
 
+// TestEventTopic ensures that with event_topic each message event is named
+// after its topic, except topics that cannot name an event.
+func TestEventTopic(t *testing.T) {
+	n := edgetest.Node(t, edgetest.NATS(t), "e1")
+	c := open(t, serve(t, sse.Config{EventTopic: true, EventName: "msg"}, n), "topic=%23", nil)
+	for _, tc := range []struct{ topic, event string }{
+		{"sensors/kitchen/temp", "sensors/kitchen/temp"},
+		{"gap", "msg"},
+		{"line\nbreak", "msg"},
+	} {
+		publish(t, n, tc.topic, []byte("x"))
+		if e := c.next(); e.name != tc.event || e.id == "" {
+			t.Fatalf("%q: got %+v, want event %q", tc.topic, e, tc.event)
+		}
+	}
+}
+
 // TestHeartbeat ensures a quiet stream carries ": ping" comments.
 func TestHeartbeat(t *testing.T) {
 	n := edgetest.Node(t, edgetest.NATS(t), "e1")

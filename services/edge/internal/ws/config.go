@@ -41,6 +41,10 @@ type Config struct {
 	MaxFrameSize int64 `yaml:"max_frame_size"`
 	// MaxSubscriptions bounds the subscriptions of one connection; default 64.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxInflightPublishes bounds the publishes of one connection sent to
+	// the backbone and not yet acknowledged by it; the connection's frames
+	// are not read while it is reached. Default 128.
+	MaxInflightPublishes int `yaml:"max_inflight_publishes"`
 	// MaxBadFrames is how many malformed frames in a row are answered with
 	// error frames before the connection is closed with 1008; default 5.
 	MaxBadFrames int `yaml:"max_bad_frames"`
@@ -76,6 +80,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = 64
 	}
+	if c.MaxInflightPublishes == 0 {
+		c.MaxInflightPublishes = 128
+	}
 	if c.MaxBadFrames == 0 {
 		c.MaxBadFrames = 5
 	}
@@ -86,7 +93,7 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	if c.QueueSize < 0 || c.PingInterval < 0 || c.IdleTimeout < 0 || c.WriteTimeout < 0 ||
-		c.MaxFrameSize < 0 || c.MaxSubscriptions < 0 || c.MaxBadFrames < 0 {
+		c.MaxFrameSize < 0 || c.MaxSubscriptions < 0 || c.MaxBadFrames < 0 || c.MaxInflightPublishes < 0 {
 		return errors.New("ws: negative limit")
 	}
 	if c.SlowConsumer != SlowConsumerClose && c.SlowConsumer != SlowConsumerDrop {

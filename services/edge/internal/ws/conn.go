@@ -14,7 +14,7 @@ type closeCode int
 const (
 	closeNormal          closeCode = 1000
 	closeGoingAway       closeCode = 1001 // idle timeout
-	closeUnsupportedData closeCode = 1003 // binary frame
+	closeUnsupportedData closeCode = 1003 // binary frame without ?binary=1
 	closePolicy          closeCode = 1008 // repeated malformed frames
 	closeInternal        closeCode = 1011
 	closeServiceRestart  closeCode = 1012 // edge shutting down: reconnect elsewhere
@@ -25,14 +25,14 @@ const (
 // the library underneath can be swapped (for memory per idle connection)
 // without touching the protocol. Read is called by one goroutine; the
 // other methods may be called concurrently with it. Herald serializes
-// WriteText calls itself.
+// Write calls itself.
 type Conn interface {
 	// Read returns the next data message; it also answers pings and
 	// records pongs, so it must be running for Ping to return.
 	Read(ctx context.Context) (binary bool, data []byte, err error)
-	// WriteText sends one text message. A write that does not complete
-	// before ctx ends breaks the connection.
-	WriteText(ctx context.Context, data []byte) error
+	// Write sends one text message, or a binary one if binary is set. A
+	// write that does not complete before ctx ends breaks the connection.
+	Write(ctx context.Context, binary bool, data []byte) error
 	// Ping sends a ping and waits for the pong.
 	Ping(ctx context.Context) error
 	// Close sends a close frame with code and reason and closes the
@@ -66,8 +66,12 @@ func (c coderConn) Read(ctx context.Context) (bool, []byte, error) {
 	return typ == websocket.MessageBinary, b, err
 }
 
-func (c coderConn) WriteText(ctx context.Context, data []byte) error {
-	return c.c.Write(ctx, websocket.MessageText, data)
+func (c coderConn) Write(ctx context.Context, binary bool, data []byte) error {
+	typ := websocket.MessageText
+	if binary {
+		typ = websocket.MessageBinary
+	}
+	return c.c.Write(ctx, typ, data)
 }
 
 func (c coderConn) Ping(ctx context.Context) error { return c.c.Ping(ctx) }

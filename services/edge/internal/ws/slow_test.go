@@ -41,7 +41,7 @@ func (c *fakeConn) Read(ctx context.Context) (bool, []byte, error) {
 	}
 }
 
-func (c *fakeConn) WriteText(ctx context.Context, b []byte) error {
+func (c *fakeConn) Write(ctx context.Context, _ bool, b []byte) error {
 	if !strings.Contains(string(b), `"type":"message"`) {
 		c.acks <- append([]byte(nil), b...)
 		return nil

@@ -1,12 +1,14 @@
 // Package ws serves Herald's native WebSocket protocol on GET /ws: JSON text
-// frames to subscribe (with resume), unsubscribe and publish.
+// frames to subscribe (with resume), unsubscribe and publish, and binary
+// frames for binary payloads when the client opts in.
 //
 // # Connecting
 //
 // Credentials as for every HTTP transport: Authorization: Bearer, the
 // herald_token cookie, or ?token= (browsers cannot set headers on a
 // WebSocket). A refusal is an HTTP 401/403 JSON error before the upgrade.
-// Only same-origin pages may connect unless origin_patterns allows others.
+// Only same-origin pages may connect unless origin_patterns (or the edge's
+// CORS origins) allow others. ?binary=1 opts in to binary frames.
 //
 // # Client → server
 //
@@ -17,7 +19,10 @@
 //
 // id is the client's, echoed in the answer. encoding is "utf8" (default) or
 // "base64" (standard, padded); qos is 0 or 1 (both are acknowledged only
-// once stored).
+// once stored). Publishes are pipelined: the edge sends them to the
+// backbone without waiting for each store, up to max_inflight_publishes,
+// and stops reading the connection while that many are pending; they are
+// stored, and answered (ack or error), in the order sent.
 //
 // # Server → client
 //
@@ -34,6 +39,17 @@
 // with "encoding":"base64". Error codes are those of package httpapi:
 // bad_request, invalid_topic, not_authorized, unavailable, internal.
 //
+// # Binary frames
+//
+// With ?binary=1, a binary frame is a 4-byte big-endian length N, N bytes
+// of JSON header, then the payload, raw. The server sends a message whose
+// payload is not UTF-8 that way, its header the message frame without
+// payload and with "encoding":"binary"; UTF-8 payloads still come in text
+// frames. A client publishes a raw payload the same way, its header a
+// publish request without payload ("encoding" omitted or "binary"). Binary
+// frames carry nothing else: another op is answered with error bad_request,
+// and a frame that does not follow the layout counts as malformed.
+//
 // # Resume
 //
 // A subscribe with from (the position of the last message the client
@@ -45,7 +61,7 @@
 //
 // # Connection rules
 //
-// Text frames only: a binary frame closes the connection with 1003.
+// Without ?binary=1 a binary frame closes the connection with 1003.
 // Malformed JSON is answered with an error frame; max_bad_frames of them in
 // a row close with 1008. Frames over max_frame_size close with 1009. The
 // server pings every ping_interval and closes with 1001 when nothing
@@ -63,9 +79,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
@@ -111,7 +129,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	s := &session{h: h, id: id, subs: map[string]*subscription{}}
+	binaryFrames, err := parseFlag(r.URL.Query().Get("binary"))
+	if err != nil {
+		httpapi.WriteError(w, fmt.Errorf("%w: binary: %w", httpapi.ErrBadRequest, err))
+		return
+	}
+	s := &session{h: h, id: id, subs: map[string]*subscription{}, binary: binaryFrames,
+		pubSlots: make(chan struct{}, h.cfg.MaxInflightPublishes)}
 	s.epoch.Store(&epoch)
 	s.touch()
 	conn, err := h.upgrade(w, r, &h.cfg, s.touch)
@@ -133,11 +157,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // session is one WebSocket connection.
 //
-// Goroutines: the handler's reads frames and handles them in order
-// (publishes included, each bounded by the backbone's publish timeout); a
-// drain goroutine exists only while the queue has messages; a replay
-// goroutine only while a subscribe with from replays; the ping timer's
-// goroutine only while it pings. Writes are serialized by wmu.
+// Goroutines: the handler's reads frames and handles them in order; it
+// sends publishes to the backbone without waiting for the store, at most
+// max_inflight_publishes ahead. A confirm goroutine exists only while
+// publishes await their store, and answers them in order; a drain
+// goroutine exists only while the queue has messages; a replay goroutine
+// only while a subscribe with from replays; the ping timer's goroutine only
+// while it pings. Writes are serialized by wmu.
 type session struct {
 	h      *Handler
 	id     auth.Identity
@@ -146,6 +172,9 @@ type session struct {
 	cancel context.CancelFunc
 	queue  *stream.Queue
 	pinger *time.Timer
+
+	// binary is the client's opt-in (?binary=1) to binary frames.
+	binary bool
 
 	epoch    atomic.Pointer[string]
 	activity atomic.Int64 // unix nanoseconds of the last frame received
@@ -160,6 +189,23 @@ type session struct {
 	wg       sync.WaitGroup // drain, replay and ping goroutines
 
 	badFrames int // read loop only
+
+	// pubSlots bounds the publishes in flight; a slot is taken by the read
+	// loop before sending and given back once the publish is answered.
+	pubSlots chan struct{}
+	// pubs are the publishes in flight, in the order they were sent,
+	// answered by the confirm goroutine, which runs while confirming is set.
+	pmu        sync.Mutex
+	pubs       []inflight
+	confirming bool
+}
+
+// inflight is a publish sent to the backbone and not yet answered; err is
+// set instead of pending when it failed before being sent.
+type inflight struct {
+	id      string
+	pending *backbone.Pending
+	err     error
 }
 
 // subscription is one filter of the session.
@@ -197,11 +243,17 @@ func (s *session) serve() {
 			return
 		}
 		s.touch()
-		if binary {
-			s.close(closeUnsupportedData, "binary frames are not supported")
+		if binary && !s.binary {
+			s.close(closeUnsupportedData, "binary frames need ?binary=1")
 			return
 		}
-		if !s.handle(data) {
+		ok := false
+		if binary {
+			ok = s.handleBinary(data)
+		} else {
+			ok = s.handle(data)
+		}
+		if !ok {
 			return
 		}
 	}
@@ -224,16 +276,11 @@ func (s *session) end() {
 	s.close(closeNormal, "")
 }
 
-// handle serves one client frame; false ends the session.
+// handle serves one client text frame; false ends the session.
 func (s *session) handle(data []byte) bool {
 	var req request
 	if err := json.Unmarshal(data, &req); err != nil {
-		if s.badFrames++; s.badFrames >= s.h.cfg.MaxBadFrames {
-			s.close(closePolicy, "too many malformed frames")
-			return false
-		}
-		s.fail("", fmt.Errorf("%w: malformed JSON frame: %w", httpapi.ErrBadRequest, err))
-		return true
+		return s.badFrame(fmt.Errorf("%w: malformed JSON frame: %w", httpapi.ErrBadRequest, err))
 	}
 	s.badFrames = 0
 	switch req.Op {
@@ -242,12 +289,48 @@ func (s *session) handle(data []byte) bool {
 	case opUnsubscribe:
 		s.unsubscribe(req)
 	case opPublish:
-		s.publish(req)
+		payload, err := stream.DecodePayload(req.Payload, req.Encoding)
+		if err != nil {
+			s.publishFailed(req.ID, err)
+			return true
+		}
+		s.publish(req, payload, req.Encoding != stream.EncodingBase64)
 	case opPing:
 		s.send(pong{Type: typePong, ID: req.ID})
 	default:
 		s.fail(req.ID, fmt.Errorf("%w: unknown op %q", httpapi.ErrBadRequest, req.Op))
 	}
+	return true
+}
+
+// handleBinary serves one client binary frame (opted in): a publish whose
+// payload follows its header raw. False ends the session.
+func (s *session) handleBinary(data []byte) bool {
+	req, payload, err := decodeBinary(data)
+	if err != nil {
+		return s.badFrame(fmt.Errorf("%w: %w", httpapi.ErrBadRequest, err))
+	}
+	s.badFrames = 0
+	switch {
+	case req.Op != opPublish:
+		s.fail(req.ID, fmt.Errorf("%w: binary frames carry publish only, not %q", httpapi.ErrBadRequest, req.Op))
+	case req.Encoding != "" && req.Encoding != encodingBinary:
+		s.publishFailed(req.ID, fmt.Errorf("%w: the encoding of a binary frame is %q", httpapi.ErrBadRequest, encodingBinary))
+	default:
+		s.publish(req, payload, false)
+	}
+	return true
+}
+
+// badFrame answers a frame that could not be read, or closes the
+// connection with 1008 when max_bad_frames came in a row; false ends the
+// session.
+func (s *session) badFrame(err error) bool {
+	if s.badFrames++; s.badFrames >= s.h.cfg.MaxBadFrames {
+		s.close(closePolicy, "too many malformed frames")
+		return false
+	}
+	s.fail("", err)
 	return true
 }
 
@@ -369,27 +452,96 @@ func (s *session) drop(sub *subscription) {
 	s.wmu.Unlock()
 }
 
-func (s *session) publish(req request) {
+// publish sends a publish to the backbone without waiting for its store:
+// the confirm goroutine answers it. Publishes are stored, and answered, in
+// the order the client sent them. When max_inflight_publishes are in
+// flight, publish waits for room, and the connection is not read meanwhile.
+func (s *session) publish(req request, payload []byte, utf8 bool) {
 	if req.QoS != 0 && req.QoS != 1 {
-		s.fail(req.ID, fmt.Errorf("%w: qos must be 0 or 1", httpapi.ErrBadRequest))
-		return
-	}
-	payload, err := stream.DecodePayload(req.Payload, req.Encoding)
-	if err != nil {
-		s.fail(req.ID, err)
+		s.publishFailed(req.ID, fmt.Errorf("%w: qos must be 0 or 1", httpapi.ErrBadRequest))
 		return
 	}
 	m := &message.Message{Tenant: s.id.Tenant, Topic: req.Topic, Payload: payload, QoS: byte(req.QoS),
-		Retain: req.Retain, ContentType: req.ContentType, PayloadUTF8: req.Encoding != stream.EncodingBase64}
-	pos, err := s.h.n.Publish(s.ctx, m, backbone.PublishOptions{})
-	if err != nil {
-		if _, status := httpapi.Classify(err); status >= 500 && s.ctx.Err() == nil {
-			s.h.n.Log.Warn("ws: publish failed", "tenant", s.id.Tenant, "err", err)
-		}
-		s.fail(req.ID, err)
+		Retain: req.Retain, ContentType: req.ContentType, PayloadUTF8: utf8}
+	select {
+	case s.pubSlots <- struct{}{}:
+	case <-s.ctx.Done():
 		return
 	}
-	s.send(ack{Type: typeAck, ID: req.ID, Seq: pos.Seq, Position: pos.String()})
+	pending, err := s.h.n.PublishAsync(s.ctx, m, backbone.PublishOptions{})
+	s.enqueue(inflight{id: req.ID, pending: pending, err: err})
+}
+
+// publishFailed answers a publish that failed before being sent, after
+// the publishes still in flight, so that answers keep the request order.
+func (s *session) publishFailed(id string, err error) {
+	// A slot is held from sending until answering: none held, none in flight.
+	if len(s.pubSlots) == 0 {
+		s.fail(id, err)
+		return
+	}
+	select {
+	case s.pubSlots <- struct{}{}:
+	case <-s.ctx.Done():
+		return
+	}
+	s.enqueue(inflight{id: id, err: err})
+}
+
+// enqueue adds a publish holding a slot to the in-flight list and starts
+// the confirm goroutine unless it runs.
+func (s *session) enqueue(p inflight) {
+	s.pmu.Lock()
+	s.pubs = append(s.pubs, p)
+	start := !s.confirming
+	s.confirming = true
+	s.pmu.Unlock()
+	if !start {
+		return
+	}
+	if !s.enter() {
+		s.pmu.Lock()
+		s.pubs, s.confirming = nil, false
+		s.pmu.Unlock()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		s.confirm()
+	}()
+}
+
+// confirm answers the publishes in flight, in order, as their stores are
+// confirmed, and exits when none is left.
+func (s *session) confirm() {
+	for {
+		s.pmu.Lock()
+		if len(s.pubs) == 0 {
+			s.pubs, s.confirming = nil, false
+			s.pmu.Unlock()
+			return
+		}
+		p := s.pubs[0]
+		s.pubs[0] = inflight{}
+		s.pubs = s.pubs[1:]
+		s.pmu.Unlock()
+
+		err := p.err
+		var pos message.Position
+		if err == nil {
+			// The backbone bounds the wait with its publish timeout.
+			pos, err = p.pending.Wait(s.ctx)
+		}
+		if err != nil {
+			if _, status := httpapi.Classify(err); status >= 500 && s.ctx.Err() == nil {
+				s.h.n.Log.Warn("ws: publish failed", "tenant", s.id.Tenant, "err", err)
+			}
+			s.fail(p.id, err)
+		} else {
+			s.send(ack{Type: typeAck, ID: p.id, Seq: pos.Seq, Position: pos.String()})
+		}
+		<-s.pubSlots
+	}
 }
 
 // fail sends an error frame for request id.
@@ -398,7 +550,7 @@ func (s *session) fail(id string, err error) {
 	s.send(errorFrame{Type: typeError, ID: id, Code: code, Message: msg})
 }
 
-// send writes a control frame (ack, error, pong) from the read loop.
+// send writes a control frame (ack, error, pong).
 func (s *session) send(v any) {
 	var buf bytes.Buffer
 	_ = s.write(s.ctx, &buf, v)
@@ -410,28 +562,38 @@ func (s *session) write(ctx context.Context, buf *bytes.Buffer, v any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	buf.Reset()
-	if err := stream.AppendJSON(buf, v); err != nil {
+	binary, err := encodeFrame(buf, v)
+	if err != nil {
 		return err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.writeLocked(buf.Bytes())
+	return s.writeLocked(binary, buf.Bytes())
 }
 
 // writeLocked writes b under the write timeout only: with coder/websocket,
 // a write context ending even just after the write completed may break the
 // connection, so the session's context (whose end sends close 1012) is
 // not used here.
-func (s *session) writeLocked(b []byte) error {
+func (s *session) writeLocked(binary bool, b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
 	defer cancel()
-	return s.conn.WriteText(ctx, b)
+	return s.conn.Write(ctx, binary, b)
 }
 
-func (s *session) wire(m *message.Message, filter, epoch string) stream.WireMessage {
+// wire returns the frame of m for the subscription filter: a text frame,
+// or a binary one when the client opted in and the payload is not UTF-8.
+func (s *session) wire(m *message.Message, filter, epoch string) any {
+	pos := message.Position{Epoch: epoch, Seq: m.Seq}.String()
+	if s.binary && !utf8.Valid(m.Payload) {
+		w := stream.Wire(&message.Message{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Seq: m.Seq,
+			ContentType: m.ContentType, UserProperties: m.UserProperties})
+		return binaryFrame{header: binaryHeader{Type: typeMessage, Filter: filter, Topic: w.Topic, Encoding: encodingBinary,
+			QoS: w.QoS, Retain: w.Retain, Seq: w.Seq, Position: pos, ContentType: w.ContentType,
+			UserProperties: w.UserProperties}, payload: m.Payload}
+	}
 	w := stream.Wire(m)
-	w.Type, w.Filter, w.Position = typeMessage, filter, message.Position{Epoch: epoch, Seq: m.Seq}.String()
+	w.Type, w.Filter, w.Position = typeMessage, filter, pos
 	return w
 }
 
@@ -516,7 +678,8 @@ func (s *session) drain() {
 }
 
 func (s *session) closeSlow() {
-	s.h.n.Log.Debug("ws: slow consumer, closing", "tenant", s.id.Tenant)
+	// Like nats-server's "Slow Consumer Detected", worth an operator's eye.
+	s.h.n.Log.Info("ws: slow consumer, closing", "tenant", s.id.Tenant, "code", s.h.cfg.CloseCode)
 	s.close(closeCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
 }
 
@@ -528,8 +691,8 @@ func (s *session) stopDraining() {
 
 // writeItem writes v for sub unless sub was dropped meanwhile.
 func (s *session) writeItem(buf *bytes.Buffer, sub *stream.Subscriber, v any) error {
-	buf.Reset()
-	if err := stream.AppendJSON(buf, v); err != nil {
+	binary, err := encodeFrame(buf, v)
+	if err != nil {
 		return err
 	}
 	s.wmu.Lock()
@@ -537,7 +700,7 @@ func (s *session) writeItem(buf *bytes.Buffer, sub *stream.Subscriber, v any) er
 	if sub.Stopped() {
 		return nil
 	}
-	return s.writeLocked(buf.Bytes())
+	return s.writeLocked(binary, buf.Bytes())
 }
 
 // ping runs on the ping timer: it closes an idle connection, or pings it
@@ -562,6 +725,13 @@ func (s *session) ping() {
 		s.pinger.Reset(s.h.cfg.PingInterval)
 	}
 	s.mu.Unlock()
+}
+
+func parseFlag(v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	return strconv.ParseBool(v)
 }
 
 var _ http.Handler = (*Handler)(nil)

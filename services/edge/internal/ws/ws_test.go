@@ -45,11 +45,17 @@ type client struct {
 
 func dial(t *testing.T, cfg ws.Config, n *node.Node) *client {
 	t.Helper()
+	return dialQuery(t, cfg, n, "")
+}
+
+// dialQuery connects with the query string query.
+func dialQuery(t *testing.T, cfg ws.Config, n *node.Node, query string) *client {
+	t.Helper()
 	srv := httptest.NewServer(ws.NewHandler(cfg, n))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+query, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

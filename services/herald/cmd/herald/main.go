@@ -55,8 +55,8 @@ func main() {
 		Edge:     edge.Config{ID: "herald", MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant},
 		// In development mode the admin API answers without a credential,
 		// as the banner says; otherwise it needs the operator token.
-		Admin: admin.Config{Addr: c.AdminAddr, Insecure: c.AnonymousTenant != "", AdminToken: c.AdminToken},
-		Session:  session.Config{},
+		Admin:   admin.Config{Addr: c.AdminAddr, Insecure: c.AnonymousTenant != "", AdminToken: c.AdminToken},
+		Session: session.Config{},
 	}
 	if err := herald.Run(ctx, cfg, log); err != nil {
 		log.Error("herald stopped", "err", err)

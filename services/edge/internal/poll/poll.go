@@ -1,0 +1,312 @@
+// Package poll serves HTTP long-polling on GET /poll, for clients that can
+// hold no stream: each request returns the messages after a cursor, waiting
+// a while for the first one if there is none yet. The edge keeps nothing
+// between two polls, so consecutive polls may go to different edges.
+//
+// # Request
+//
+//	GET /poll?topic=<filter>[&topic=<filter>...][&cursor=<position>][&timeout=<seconds>][&max=<n>]
+//
+// Credentials as for every HTTP transport (Authorization: Bearer, the
+// herald_token cookie or ?token=). timeout defaults to 25 s and is capped at
+// max_timeout (60 s by default); 0 answers at once. max (default 100) caps
+// the messages of one answer, at most max_messages (1000).
+//
+// # Answer
+//
+//	200 {"messages":[{"topic":"a/b","payload":"hi","encoding":"utf8","qos":1,"retain":false,
+//	                  "seq":42,"position":"<epoch>-42","content_type":"...","user_properties":[...]}, ...],
+//	     "cursor":"<epoch>-42","gap":false}
+//
+// Messages are those stored after cursor that match a filter, in order, as
+// on SSE. cursor is where the next poll starts: the position of the last
+// message returned, or further when the stream holds nothing else
+// matching. Without a cursor the answer is immediate and empty, and its
+// cursor is the stream's current end: polling from it yields every message
+// stored afterwards. gap is true when messages after the given cursor may be
+// missing (they left the replay window, or the cursor names another epoch:
+// then epoch_changed is true too), exactly as SSE's gap event.
+//
+// An answer comes as soon as there is something to return: at once if the
+// store holds matching messages after cursor (up to max), else with the
+// first live ones, else after timeout with no message and the cursor moved
+// past what was looked at. Errors are the JSON errors of package httpapi.
+package poll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/httpapi"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/stream"
+)
+
+// Config configures GET /poll. The zero value is valid.
+type Config struct {
+	// DefaultTimeout is the wait of a poll that does not say; default 25s,
+	// under the 30 s many proxies allow an idle request.
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// MaxTimeout caps the wait a poll may ask for; default 60s.
+	MaxTimeout time.Duration `yaml:"max_timeout"`
+	// DefaultMessages is the max of a poll that does not say; default 100.
+	DefaultMessages int `yaml:"default_messages"`
+	// MaxMessages caps the max a poll may ask for; default 1000.
+	MaxMessages int `yaml:"max_messages"`
+	// MaxFilters bounds the topic filters of one poll; default 32.
+	MaxFilters int `yaml:"max_filters"`
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = 25 * time.Second
+	}
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = 60 * time.Second
+	}
+	if c.DefaultMessages == 0 {
+		c.DefaultMessages = 100
+	}
+	if c.MaxMessages == 0 {
+		c.MaxMessages = 1000
+	}
+	if c.MaxFilters == 0 {
+		c.MaxFilters = 32
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.DefaultTimeout < 0 || c.MaxTimeout < 0 || c.DefaultMessages < 0 || c.MaxMessages < 0 || c.MaxFilters < 0 {
+		return errors.New("poll: negative limit")
+	}
+	if c.DefaultTimeout > c.MaxTimeout || c.DefaultMessages > c.MaxMessages {
+		return errors.New("poll: a default exceeds its maximum")
+	}
+	return nil
+}
+
+// Response is the answer to a poll.
+type Response struct {
+	Messages     []stream.WireMessage `json:"messages"`
+	Cursor       string               `json:"cursor"`
+	Gap          bool                 `json:"gap"`
+	EpochChanged bool                 `json:"epoch_changed,omitempty"`
+}
+
+// Handler serves GET /poll.
+type Handler struct {
+	cfg Config
+	n   *node.Node
+}
+
+// NewHandler returns the long-polling handler over n. cfg must be valid.
+func NewHandler(cfg Config, n *node.Node) http.Handler {
+	return &Handler{cfg: cfg.WithDefaults(), n: n}
+}
+
+// errFull stops a replay once a poll has its max messages.
+var errFull = errors.New("poll: answer full")
+
+// request is a parsed poll.
+type request struct {
+	filters []string
+	cursor  *message.Position
+	timeout time.Duration
+	max     int
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, err := httpapi.Authenticate(r, h.n.Auth)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	req, err := h.parse(r)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	ctx := r.Context()
+	epoch, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant)
+	if err != nil {
+		h.n.Log.Warn("poll: backbone unavailable", "tenant", id.Tenant, "err", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	if req.cursor == nil {
+		st, err := h.n.Backbone.State(ctx, id.Tenant)
+		if err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, Response{Messages: []stream.WireMessage{},
+			Cursor: message.Position{Epoch: st.Epoch, Seq: st.LastSeq}.String()})
+		return
+	}
+	resp, err := h.poll(ctx, id.Tenant, epoch, req)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.n.Log.Info("poll failed", "tenant", id.Tenant, "err", err)
+		}
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// poll answers a poll from a cursor: live interest first, then the replay
+// after the cursor, then, if that found nothing, a wait for live messages —
+// the order that makes SSE resumes gap-free, so nothing stored after the
+// cursor escapes both.
+func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (Response, error) {
+	wake := make(chan struct{}, 1)
+	// PolicyDrop: live messages beyond max are dropped (with a gap marker,
+	// ignored here); the cursor stays at the last one returned, so the next
+	// poll replays them.
+	queue := stream.NewQueue(req.max, stream.PolicyDrop, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	sub := queue.NewSubscriber("", "")
+	subs := make([]*hub.Subscription, 0, len(req.filters))
+	defer func() {
+		for _, s := range subs {
+			h.n.Hub.Unsubscribe(s)
+		}
+		sub.Stop()
+		queue.Close()
+	}()
+	for _, f := range req.filters {
+		s := &hub.Subscription{Tenant: tenant, Filter: f, Subscriber: sub}
+		if err := h.n.Hub.Subscribe(ctx, s); err != nil {
+			return Response{}, err
+		}
+		subs = append(subs, s)
+	}
+
+	resp := Response{Messages: []stream.WireMessage{}}
+	res, err := h.n.Replay(ctx, tenant, req.filters, *req.cursor,
+		func(m *message.Message) error {
+			resp.Messages = append(resp.Messages, wire(m, epoch))
+			if len(resp.Messages) >= req.max {
+				return errFull
+			}
+			return nil
+		},
+		func(changed bool) error {
+			resp.Gap, resp.EpochChanged = true, changed
+			return nil
+		})
+	if res.Epoch != "" {
+		epoch = res.Epoch
+	}
+	switch {
+	case errors.Is(err, errFull):
+		resp.Cursor = resp.Messages[len(resp.Messages)-1].Position
+		return resp, nil
+	case err != nil:
+		return Response{}, err
+	}
+	// The replay covered the stream up to res.Last (from another epoch's
+	// cursor, it starts there).
+	last := res.Last
+	if !res.EpochChanged {
+		last = max(last, req.cursor.Seq)
+	}
+	resp.Cursor = message.Position{Epoch: epoch, Seq: last}.String()
+	if len(resp.Messages) > 0 || resp.Gap || req.timeout <= 0 {
+		return resp, nil
+	}
+
+	sub.Live(res.Last)
+	timer := time.NewTimer(req.timeout)
+	defer timer.Stop()
+	select {
+	case <-wake:
+	case <-timer.C:
+		return resp, nil
+	case <-ctx.Done():
+		return resp, nil
+	}
+	if e, err := h.n.Backbone.Epoch(ctx, tenant); err == nil {
+		epoch = e
+	}
+	items, _ := queue.Drain(nil)
+	for _, it := range items {
+		if it.Gap {
+			// Dropped for lack of room (or a recreated stream): the next
+			// poll, from the cursor, replays what follows.
+			break
+		}
+		resp.Messages = append(resp.Messages, wire(it.Msg, epoch))
+	}
+	if n := len(resp.Messages); n > 0 {
+		resp.Cursor = resp.Messages[n-1].Position
+	}
+	return resp, nil
+}
+
+func wire(m *message.Message, epoch string) stream.WireMessage {
+	w := stream.Wire(m)
+	w.Position = message.Position{Epoch: epoch, Seq: m.Seq}.String()
+	return w
+}
+
+// parse reads and bounds the query of a poll.
+func (h *Handler) parse(r *http.Request) (request, error) {
+	q := r.URL.Query()
+	req := request{timeout: h.cfg.DefaultTimeout, max: h.cfg.DefaultMessages}
+	if len(q["topic"]) == 0 {
+		return req, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
+	}
+	for _, f := range q["topic"] {
+		if err := topic.ValidateFilter(f, h.n.Limits); err != nil {
+			return req, fmt.Errorf("topic filter %q: %w", f, err)
+		}
+		if !slices.Contains(req.filters, f) {
+			req.filters = append(req.filters, f)
+		}
+	}
+	if len(req.filters) > h.cfg.MaxFilters {
+		return req, fmt.Errorf("%w: at most %d topic filters", httpapi.ErrBadRequest, h.cfg.MaxFilters)
+	}
+	if v := q.Get("cursor"); v != "" {
+		p, err := message.ParsePosition(v)
+		if err != nil {
+			return req, fmt.Errorf("cursor %q: %w", v, err)
+		}
+		req.cursor = &p
+	}
+	if v := q.Get("timeout"); v != "" {
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil || s < 0 {
+			return req, fmt.Errorf("%w: timeout must be a number of seconds", httpapi.ErrBadRequest)
+		}
+		req.timeout = min(time.Duration(s*float64(time.Second)), h.cfg.MaxTimeout)
+	}
+	if v := q.Get("max"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return req, fmt.Errorf("%w: max must be a positive integer", httpapi.ErrBadRequest)
+		}
+		req.max = min(n, h.cfg.MaxMessages)
+	}
+	return req, nil
+}
+
+var _ http.Handler = (*Handler)(nil)

@@ -1,0 +1,72 @@
+// Package web serves the edge's example page in development mode: a live
+// topic viewer over EventSource (or the native WebSocket protocol with
+// ?transport=ws) with a publish box over POST /publish. It is plain HTML and
+// JavaScript embedded in the binary, loading nothing from elsewhere, so it
+// works offline; the browser tests drive it too.
+//
+// # Page parameters
+//
+//	GET /?topic=<filter>[&transport=sse|ws][&binary=1]
+//
+// With topic the page subscribes at once. The page exposes what it
+// received to scripts (and tests):
+//
+//	window.received  [{id, topic, payload, encoding, seq}]  every message, in arrival order
+//	window.gaps      [{from, epoch_changed}]                every gap announced
+//	window.herald    {transport, state, opens, errors, closes, lastId}
+//
+// state is "connecting", "open" (subscribed: the SSE response arrived, or the
+// WebSocket subscribe was acknowledged), "reconnecting" or "closed". On SSE
+// the browser's EventSource reconnects by itself with Last-Event-ID; when
+// it gives up (an answer that is not an event stream, such as a load
+// balancer's 503) the page opens a new one with ?lastEventId=. On WebSocket
+// the page reconnects with backoff and resubscribes with from = the
+// position of the last message it received.
+package web
+
+import (
+	"embed"
+	"net/http"
+)
+
+//go:embed static
+var static embed.FS
+
+// Handler serves the example page at / and its script at /demo/app.js.
+type Handler struct {
+	mux *http.ServeMux
+}
+
+// NewHandler returns the example page's handler.
+func NewHandler() *Handler {
+	h := &Handler{mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		serve(w, "static/index.html", "text/html; charset=utf-8")
+	})
+	h.mux.HandleFunc("GET /demo/app.js", func(w http.ResponseWriter, r *http.Request) {
+		serve(w, "static/app.js", "text/javascript; charset=utf-8")
+	})
+	return h
+}
+
+// Routes are the patterns the handler serves, for the edge's mux.
+var Routes = []string{"GET /{$}", "GET /demo/app.js"}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func serve(w http.ResponseWriter, name, contentType string) {
+	b, err := static.ReadFile(name)
+	if err != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", contentType)
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	// Everything the page loads or connects to is the edge itself.
+	hdr.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'")
+	_, _ = w.Write(b)
+}
+
+var _ http.Handler = (*Handler)(nil)
