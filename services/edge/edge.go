@@ -43,6 +43,9 @@ type Config struct {
 	// HTTPAddr serves /sse, /ws, /mqtt, /publish and /poll; default
 	// 127.0.0.1:8080.
 	HTTPAddr string `yaml:"http_addr"`
+	// MQTTTLSAddr, when set, also serves MQTT over TLS (conventionally port
+	// 8883) with the certificate of TLS, which must then be set.
+	MQTTTLSAddr string `yaml:"mqtt_tls_addr"`
 	// TLS, when its files are set, serves HTTPAddr over TLS, with HTTP/2
 	// and HTTP/1.1 offered by ALPN.
 	TLS TLSConfig `yaml:"tls"`
@@ -139,6 +142,14 @@ func (c Config) Validate() error {
 	}
 	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return errors.New("edge: tls needs both cert_file and key_file")
+	}
+	if c.MQTTTLSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MQTTTLSAddr); err != nil {
+			return fmt.Errorf("edge: mqtt_tls_addr: %w", err)
+		}
+		if !c.TLS.Enabled() {
+			return errors.New("edge: mqtt_tls_addr needs tls.cert_file and tls.key_file")
+		}
 	}
 	if c.TLS.Enabled() && c.H2C {
 		return errors.New("edge: h2c is HTTP/2 without TLS: drop it when tls is set (TLS offers HTTP/2 itself)")
@@ -269,8 +280,22 @@ func (s *Server) Run(ctx context.Context) error {
 	// Long-lived handlers (SSE, WebSocket) watch the request context, which
 	// derives from ctx: cancelling ctx ends them, so Shutdown can finish.
 	s.http.BaseContext = func(net.Listener) context.Context { return ctx }
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	servers := 2
 	go func() { errc <- s.mqtt.Serve(ctx, ml) }()
+	if s.cfg.MQTTTLSAddr != "" {
+		tl, err := net.Listen("tcp", s.cfg.MQTTTLSAddr)
+		if err != nil {
+			errc <- fmt.Errorf("edge: mqtt tls listen: %w", err)
+		} else {
+			s.node.Log.Info("edge listening for MQTT over TLS", "addr", tl.Addr().String())
+			// The handshake runs on the connection's own goroutine, at its
+			// first read, under the CONNECT timeout.
+			tl = tls.NewListener(tl, &tls.Config{Certificates: s.http.TLSConfig.Certificates, MinVersion: tls.VersionTLS12})
+			go func() { errc <- s.mqtt.Serve(ctx, tl) }()
+		}
+		servers++
+	}
 	go func() {
 		serve := s.http.Serve
 		if s.http.TLSConfig != nil {
@@ -294,7 +319,7 @@ func (s *Server) Run(ctx context.Context) error {
 	_ = s.http.Shutdown(shutdownCtx)
 	ml.Close()
 	s.mqtt.Close()
-	for ; received < 2; received++ {
+	for ; received < servers; received++ {
 		if err := <-errc; err != nil && first == nil && ctx.Err() == nil {
 			first = err
 		}

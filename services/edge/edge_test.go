@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/eclipse/paho.golang/paho"
 	"io"
 	"math/big"
 	"net"
@@ -266,5 +267,67 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (edge.Config{}).Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMQTTOverTLS ensures the edge serves MQTT over TLS with the configured
+// certificate: an Eclipse Paho v5 client that trusts it publishes and
+// receives its own message, and a plaintext client is refused.
+func TestMQTTOverTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	start(t, edge.Config{AnonymousTenant: "dev", MQTTTLSAddr: addr,
+		TLS: edge.TLSConfig{CertFile: certFile, KeyFile: keyFile}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conn net.Conn
+	for {
+		conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the listener opens right after start returns
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *paho.Publish, 1)
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil }}})
+	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: "tls1", CleanStart: true, KeepAlive: 30}); err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect over TLS: %v", err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "tls/x", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "tls/x", QoS: 1, Payload: []byte("secret")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if string(p.Payload) != "secret" {
+			t.Fatalf("got %q", p.Payload)
+		}
+	case <-ctx.Done():
+		t.Fatal("no message over TLS")
+	}
+	// A plaintext CONNECT on the TLS port is not MQTT to it: no CONNACK.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_, _ = raw.Write([]byte{0x10, 0x0d, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 1, 'x'})
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 4)
+	if n, _ := raw.Read(b); n >= 2 && b[0] == 0x20 {
+		t.Fatal("plaintext client got a CONNACK on the TLS port")
 	}
 }

@@ -31,6 +31,7 @@ type cli struct {
 	RedisPrefix     string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
 	MQTTAddr        string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
 	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	MQTTTLSAddr     string          `name:"mqtt-tls-addr" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883." env:"HERALD_MQTT_TLS_ADDR"`
 	TLSCert         string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
 	TLSKey          string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
 	H2C             bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
@@ -89,6 +90,7 @@ func run(c cli) error {
 	cfg := edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
 		H2C: c.H2C, Demo: c.Demo}
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = c.TLSCert, c.TLSKey
+	cfg.MQTTTLSAddr = c.MQTTTLSAddr
 	cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials = c.CORSOrigins, c.CORSCredentials
 	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
 	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
