@@ -1,9 +1,12 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +45,12 @@ type Session struct {
 	// DisconnectedAt is when the last connection ended; zero while connected.
 	// Only a disconnected session expires.
 	DisconnectedAt time.Time `json:"disc,omitzero"`
+	// LeaseUntil is how long the connection in ConnectedTo vouches for the
+	// session: the edge holding it renews the lease while the connection
+	// lives. Past it the edge is presumed dead and the session service
+	// treats the session as disconnected at LeaseUntil (will, expiry).
+	// Zero: no lease (the session never lapses by itself while connected).
+	LeaseUntil time.Time `json:"lease,omitzero"`
 	// Will is the will message, if any.
 	Will *Will `json:"will,omitempty"`
 	// Delivered is the position in the tenant stream up to which every
@@ -119,6 +128,30 @@ func (s *Session) ExpiresAt() (time.Time, bool) {
 	return s.DisconnectedAt.Add(time.Duration(s.ExpiryInterval) * time.Second), true
 }
 
+// Due returns when the session service must next act on the session other
+// than expiring it, and false if never: for a connected session the end of
+// its connection lease, for a disconnected one with a will the moment the
+// will is due (DisconnectedAt plus the will delay). The store indexes it
+// (DueSessions).
+func (s *Session) Due() (time.Time, bool) {
+	switch {
+	case s.DisconnectedAt.IsZero() && !s.LeaseUntil.IsZero():
+		return s.LeaseUntil, true
+	case !s.DisconnectedAt.IsZero() && s.Will != nil:
+		return s.DisconnectedAt.Add(s.Will.Delay), true
+	}
+	return time.Time{}, false
+}
+
+// dueMillis is Due in Unix milliseconds, or -1 for never.
+func (s *Session) dueMillis() int64 {
+	t, ok := s.Due()
+	if !ok {
+		return -1
+	}
+	return max(t.UnixMilli(), 0)
+}
+
 // deadlineMillis is ExpiresAt in Unix milliseconds, or -1 for never.
 func (s *Session) deadlineMillis() int64 {
 	t, ok := s.ExpiresAt()
@@ -178,4 +211,33 @@ func decodeSession(clientID string, rev uint64, b []byte) (*Session, error) {
 	}
 	s.ClientID, s.Revision = clientID, rev
 	return s, nil
+}
+
+// WillOf returns the will of m (a will message as an edge built it from
+// CONNECT: no Seq, no ExpiresAt), with its delay and message expiry.
+func WillOf(m *message.Message, delay, expiry time.Duration) *Will {
+	return &Will{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Delay: delay,
+		MessageExpiry: expiry, ContentType: m.ContentType, PayloadUTF8: m.PayloadUTF8,
+		ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData, UserProperties: m.UserProperties}
+}
+
+// Message returns the message to publish for the will of a session of
+// tenant, published at now (its message expiry counts from then).
+func (w *Will) Message(tenant string, now time.Time) *message.Message {
+	m := &message.Message{Tenant: tenant, Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain,
+		ContentType: w.ContentType, PayloadUTF8: w.PayloadUTF8, ResponseTopic: w.ResponseTopic,
+		CorrelationData: w.CorrelationData, UserProperties: w.UserProperties}
+	if w.MessageExpiry > 0 {
+		m.ExpiresAt = now.Add(w.MessageExpiry)
+	}
+	return m
+}
+
+// WillMsgID is the JetStream message id of the will of session s of
+// tenant, for the disconnect at s.DisconnectedAt: whoever publishes that
+// will (the edge at once, or the session service when due, retried after a
+// failure) publishes it under one id, so JetStream stores it once.
+func WillMsgID(tenant string, s *Session) string {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + s.ClientID))
+	return "will-" + hex.EncodeToString(sum[:8]) + "-" + strconv.FormatInt(s.DisconnectedAt.UnixNano(), 36)
 }

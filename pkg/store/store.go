@@ -184,6 +184,14 @@ type SessionStore interface {
 	// now, and returns them (their wills are the caller's to publish). A
 	// session saved again before its deadline, or connected, is not deleted.
 	ExpireSessions(ctx context.Context, tenant string, now time.Time, max int) ([]*Session, error)
+
+	// DueSessions returns up to max sessions (DefaultSessionPage if max <= 0)
+	// whose Session.Due is at or before now, earliest first: connected
+	// sessions whose connection lease ran out and disconnected sessions whose
+	// will is due. It changes nothing: the caller acts on each with a
+	// revision-checked SaveSession or DeleteSession, which takes it off the
+	// index (or moves it) when the new state is due later or never.
+	DueSessions(ctx context.Context, tenant string, now time.Time, max int) ([]*Session, error)
 }
 
 // Batch is one ApplyBatch: messages of one stream epoch and how to apply them.

@@ -33,6 +33,7 @@ import (
 //	sessions/      bucket: client id -> revision (8) + deadline Unix ms (8, all ones for none) + JSON;
 //	               its sequence issues revisions
 //	session_exp/   bucket: deadline Unix ms (8 bytes) + client id -> empty
+//	session_due/   bucket: Session.Due Unix ms (8 bytes) + client id -> empty
 //
 // Every write is one read-write transaction and readers use read-only ones,
 // so readers always see whole writes.
@@ -54,6 +55,7 @@ var (
 	keyRetainedExp   = []byte("retained_exp")
 	keySessions      = []byte("sessions")
 	keySessionExp    = []byte("session_exp")
+	keySessionDue    = []byte("session_due")
 )
 
 // OpenEmbedded opens (creating if needed, with its directory) the store file
@@ -85,7 +87,7 @@ func tenantBucket(tx *bolt.Tx, tenant string) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp} {
+	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp, keySessionDue} {
 		if _, err := tb.CreateBucketIfNotExists(k); err != nil {
 			return nil, err
 		}

@@ -60,12 +60,30 @@ func (e *Embedded) LoadSession(_ context.Context, tenant, clientID string) (*Ses
 	return s, err
 }
 
-// removeSession deletes a stored session and its expiry index entry.
+// unindexDue removes the due index entry of a stored session (the due time
+// is derived from its body, which is decoded for it).
+func unindexDue(tb *bolt.Bucket, clientID string, stored []byte) error {
+	old, err := parseEmbeddedSession(clientID, stored)
+	if err != nil {
+		return err
+	}
+	if db := tb.Bucket(keySessionDue); db != nil {
+		if d := old.dueMillis(); d >= 0 {
+			return db.Delete(append(be(uint64(d)), clientID...))
+		}
+	}
+	return nil
+}
+
+// removeSession deletes a stored session and its index entries.
 func removeSession(tb, sb, xb *bolt.Bucket, clientID string, stored []byte) error {
 	if d := u64(stored[8:16]); d != noDeadline {
 		if err := xb.Delete(append(be(d), clientID...)); err != nil {
 			return err
 		}
+	}
+	if err := unindexDue(tb, clientID, stored); err != nil {
+		return err
 	}
 	if err := sb.Delete([]byte(clientID)); err != nil {
 		return err
@@ -110,6 +128,9 @@ func (e *Embedded) SaveSession(_ context.Context, tenant string, s *Session, lim
 					return err
 				}
 			}
+			if err := unindexDue(tb, s.ClientID, old); err != nil {
+				return err
+			}
 		} else {
 			count++
 		}
@@ -122,6 +143,11 @@ func (e *Embedded) SaveSession(_ context.Context, tenant string, s *Session, lim
 		}
 		if deadline >= 0 {
 			if err := xb.Put(append(be(uint64(deadline)), s.ClientID...), nil); err != nil {
+				return err
+			}
+		}
+		if due := s.dueMillis(); due >= 0 {
+			if err := tb.Bucket(keySessionDue).Put(append(be(uint64(due)), s.ClientID...), nil); err != nil {
 				return err
 			}
 		}
@@ -253,6 +279,41 @@ func (e *Embedded) ExpireSessions(_ context.Context, tenant string, now time.Tim
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: expire sessions %s: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// DueSessions implements SessionStore.
+func (e *Embedded) DueSessions(_ context.Context, tenant string, now time.Time, max int) ([]*Session, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = DefaultSessionPage
+	}
+	var out []*Session
+	err := e.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket([]byte(tenant))
+		if tb == nil || tb.Bucket(keySessionDue) == nil {
+			return nil
+		}
+		sb := tb.Bucket(keySessions)
+		c := tb.Bucket(keySessionDue).Cursor()
+		for k, _ := c.First(); k != nil && int64(u64(k)) <= now.UnixMilli() && len(out) < max; k, _ = c.Next() {
+			v := sb.Get(k[8:])
+			if len(v) < 16 {
+				continue
+			}
+			s, err := parseEmbeddedSession(string(k[8:]), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: due sessions %s: %w", tenant, err)
 	}
 	return out, nil
 }

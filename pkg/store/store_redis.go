@@ -40,6 +40,7 @@ type RedisConfig struct {
 //	P:{T}:session_ids     zset    score 0, member client id (paging by lex)
 //	P:{T}:session_exp     zset    score expiry deadline (Unix ms), member client id
 //	P:{T}:session_rev     string  the last session revision issued
+//	P:{T}:session_due     zset    score Session.Due (Unix ms), member client id
 //
 // replay_age exists so the script can trim by age without decoding
 // messages; retained_exp so expired retained messages are swept without a
@@ -62,7 +63,7 @@ func NewRedis(rdb redis.UniversalClient, cfg RedisConfig) *Redis {
 
 type redisKeys struct {
 	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq, retainedExp, retainedBytes, fence string
-	sessions, sessionIDs, sessionExp, sessionRev                                                         string
+	sessions, sessionIDs, sessionExp, sessionRev, sessionDue                                             string
 }
 
 func (r *Redis) keys(tenant string) redisKeys {
@@ -70,7 +71,7 @@ func (r *Redis) keys(tenant string) redisKeys {
 	return redisKeys{
 		p + "epoch", p + "applied", p + "trimmed", p + "replay", p + "replay_age", p + "retained", p + "retained_seq",
 		p + "retained_exp", p + "retained_bytes", p + "fence",
-		p + "sessions", p + "session_ids", p + "session_exp", p + "session_rev",
+		p + "sessions", p + "session_ids", p + "session_exp", p + "session_rev", p + "session_due",
 	}
 }
 
@@ -81,7 +82,7 @@ func (k redisKeys) apply() []string {
 
 // session lists the keys in the order the session scripts expect them.
 func (k redisKeys) session() []string {
-	return []string{k.sessions, k.sessionIDs, k.sessionExp, k.sessionRev}
+	return []string{k.sessions, k.sessionIDs, k.sessionExp, k.sessionRev, k.sessionDue}
 }
 
 // Script error replies mapped to sentinels.

@@ -14,7 +14,8 @@ import (
 // saveSessionScript implements SaveSession.
 //
 // KEYS: see redisKeys.session. ARGV: client id, expected revision, JSON,
-// expiry deadline (Unix ms, -1 for none), max sessions.
+// expiry deadline (Unix ms, -1 for none), max sessions, due (Unix ms, -1
+// for none).
 var saveSessionScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local rev = 0
@@ -35,6 +36,11 @@ if ARGV[4] == '-1' then
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 end
+if ARGV[6] == '-1' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+else
+  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
+end
 return new
 `)
 
@@ -52,6 +58,7 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 `)
 
@@ -69,6 +76,7 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[5], id)
 end
 return out
 `)
@@ -111,7 +119,7 @@ func (r *Redis) SaveSession(ctx context.Context, tenant string, s *Session, lim 
 		return err
 	}
 	rev, err := saveSessionScript.Run(ctx, r.rdb, r.keys(tenant).session(),
-		s.ClientID, strconv.FormatUint(s.Revision, 10), body, s.deadlineMillis(), lim.WithDefaults().Sessions).Text()
+		s.ClientID, strconv.FormatUint(s.Revision, 10), body, s.deadlineMillis(), lim.WithDefaults().Sessions, s.dueMillis()).Text()
 	if err != nil {
 		return fmt.Errorf("store: save session %s: %w", tenant, scriptErr(err))
 	}
@@ -203,6 +211,43 @@ func (r *Redis) ExpireSessions(ctx context.Context, tenant string, now time.Time
 	out := make([]*Session, 0, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		s, err := parseStoredSession(kv[i], kv[i+1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// DueSessions implements SessionStore: a page of the due index, then the
+// sessions themselves (an id whose session went in between is left out).
+func (r *Redis) DueSessions(ctx context.Context, tenant string, now time.Time, max int) ([]*Session, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = DefaultSessionPage
+	}
+	k := r.keys(tenant)
+	ids, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: k.sessionDue, Start: "-inf",
+		Stop: strconv.FormatInt(now.UnixMilli(), 10), ByScore: true, Count: int64(max)}).Result()
+	if err != nil || len(ids) == 0 {
+		if err != nil {
+			return nil, fmt.Errorf("store: due sessions %s: %w", tenant, err)
+		}
+		return nil, nil
+	}
+	vals, err := r.rdb.HMGet(ctx, k.sessions, ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: due sessions %s: %w", tenant, err)
+	}
+	out := make([]*Session, 0, len(ids))
+	for i, v := range vals {
+		sv, ok := v.(string)
+		if !ok {
+			continue
+		}
+		s, err := parseStoredSession(ids[i], sv)
 		if err != nil {
 			return nil, err
 		}

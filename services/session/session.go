@@ -110,6 +110,10 @@ type Config struct {
 	// retained messages swept and idle replay buffers trimmed by age;
 	// default 30s.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// DueInterval is how often the sessions whose connection lease ran out
+	// or whose will is due are looked for: it bounds how late a will fires;
+	// default 1s.
+	DueInterval time.Duration `yaml:"due_interval"`
 	// Limits bound every tenant (defaults: see store.Limits).
 	Limits store.Limits `yaml:"limits"`
 	// TenantLimits override Limits per tenant; zero fields inherit Limits.
@@ -124,6 +128,7 @@ const (
 	DefaultDurable       = "herald-session"
 	DefaultLeaseTTL      = 10 * time.Second
 	DefaultSweepInterval = 30 * time.Second
+	DefaultDueInterval   = time.Second
 )
 
 // Fixed consumer and retry settings.
@@ -164,6 +169,9 @@ func (c Config) WithDefaults() Config {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = DefaultSweepInterval
 	}
+	if c.DueInterval == 0 {
+		c.DueInterval = DefaultDueInterval
+	}
 	c.Limits = c.Limits.WithDefaults()
 	return c
 }
@@ -203,6 +211,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("session: lease_replicas must be 1..5, got %d", c.LeaseReplicas)
 	case c.SweepInterval < 0:
 		return errors.New("session: sweep_interval must be positive")
+	case c.DueInterval < 0:
+		return errors.New("session: due_interval must be positive")
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("session: limits: %w", err)
@@ -233,6 +243,12 @@ type Stats struct {
 	RetainedExpired uint64
 	// SessionsExpired counts sessions deleted past their expiry interval.
 	SessionsExpired uint64
+	// LeasesLapsed counts connected sessions whose connection lease ran
+	// out (their edge died or lost the store), taken as disconnected.
+	LeasesLapsed uint64
+	// WillsPublished counts wills published by the service; WillsFailed
+	// those whose publish failed (retried at the next round).
+	WillsPublished, WillsFailed uint64
 	// Fenced counts writes refused because a newer owner took the tenant.
 	Fenced uint64
 	// LeasesAcquired, LeasesReleased and LeasesLost count tenant ownership
@@ -244,6 +260,7 @@ type Stats struct {
 type counters struct {
 	messages, storeLosses, retainedDropped, retainedExpired, sessionsExpired, fenced atomic.Uint64
 	acquired, released, lost                                                         atomic.Uint64
+	leasesLapsed, willsPublished, willsFailed                                        atomic.Uint64
 }
 
 // Service consumes the tenant streams it owns into a store.
@@ -310,6 +327,7 @@ func (s *Service) Stats() Stats {
 		Messages: c.messages.Load(), StoreLosses: c.storeLosses.Load(), RetainedDropped: c.retainedDropped.Load(),
 		RetainedExpired: c.retainedExpired.Load(), SessionsExpired: c.sessionsExpired.Load(), Fenced: c.fenced.Load(),
 		LeasesAcquired: c.acquired.Load(), LeasesReleased: c.released.Load(), LeasesLost: c.lost.Load(),
+		LeasesLapsed: c.leasesLapsed.Load(), WillsPublished: c.willsPublished.Load(), WillsFailed: c.willsFailed.Load(),
 	}
 }
 
@@ -599,8 +617,12 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 	if err := w.apply(ctx, nil, skip); err != nil {
 		return err
 	}
-	lastCheck, lastSweep := time.Now(), time.Now()
+	lastCheck, lastSweep, lastDue := time.Now(), time.Now(), time.Time{}
 	for ctx.Err() == nil {
+		if time.Since(lastDue) >= s.cfg.DueInterval {
+			lastDue = time.Now()
+			s.sweepDue(ctx, tenant, log)
+		}
 		if time.Since(lastSweep) >= s.cfg.SweepInterval {
 			lastSweep = time.Now()
 			// Expired sessions go; an empty batch trims an idle buffer by
@@ -740,9 +762,9 @@ func (w *tenantWriter) lost(ctx context.Context, how string) error {
 	return store.ErrStateLost
 }
 
-// sweepSessions deletes the tenant's sessions past their expiry interval.
-// Their wills are published by the MQTT session work; for now they are
-// logged.
+// sweepSessions deletes the tenant's sessions past their expiry interval
+// and publishes the wills they still held (due at the end of the session at
+// the latest).
 func (s *Service) sweepSessions(ctx context.Context, tenant string, log *slog.Logger) {
 	for ctx.Err() == nil {
 		gone, err := s.st.ExpireSessions(ctx, tenant, time.Now(), sessionSweepPage)
@@ -752,12 +774,87 @@ func (s *Service) sweepSessions(ctx context.Context, tenant string, log *slog.Lo
 		}
 		for _, g := range gone {
 			log.Info("session expired", "client_id", g.ClientID, "will", g.Will != nil)
+			if g.Will != nil {
+				// The record is gone: a failed publish is not retried.
+				_ = s.publishWill(ctx, tenant, g, log)
+			}
 		}
 		s.stats.sessionsExpired.Add(uint64(len(gone)))
 		if len(gone) < sessionSweepPage {
 			return
 		}
 	}
+}
+
+// sweepDue acts on the tenant's sessions that are due (see "Wills and
+// leases" in the package documentation).
+func (s *Service) sweepDue(ctx context.Context, tenant string, log *slog.Logger) {
+	for ctx.Err() == nil {
+		now := time.Now()
+		due, err := s.st.DueSessions(ctx, tenant, now, sessionSweepPage)
+		if err != nil {
+			s.warn(ctx, "reading due sessions failed", err, "tenant", tenant)
+			return
+		}
+		settled := 0
+		for _, d := range due {
+			if err := s.settle(ctx, tenant, d, now, log); err != nil && !errors.Is(err, store.ErrConflict) {
+				s.warn(ctx, "settling a due session failed", err, "tenant", tenant, "client_id", d.ClientID)
+				continue
+			}
+			settled++
+		}
+		// A page with failures is retried at the next round, not now.
+		if len(due) < sessionSweepPage || settled < len(due) {
+			return
+		}
+	}
+}
+
+// settle brings one due session up to now: a lapsed lease becomes a
+// disconnect at its end; a will due (delay passed, or the session over) is
+// published and dropped; an expired session is deleted. Every write is
+// conditional on the revision read (store.ErrConflict: the session changed,
+// typically a reconnect, and is left alone).
+func (s *Service) settle(ctx context.Context, tenant string, sess *store.Session, now time.Time, log *slog.Logger) error {
+	if sess.DisconnectedAt.IsZero() {
+		if sess.LeaseUntil.IsZero() || sess.LeaseUntil.After(now) {
+			return nil // renewed since it was listed
+		}
+		log.Info("session's connection lease lapsed: its edge is presumed dead",
+			"client_id", sess.ClientID, "connection", sess.ConnectedTo, "lease", sess.LeaseUntil)
+		s.stats.leasesLapsed.Add(1)
+		sess.DisconnectedAt, sess.ConnectedTo, sess.LeaseUntil = sess.LeaseUntil, "", time.Time{}
+	}
+	exp, expires := sess.ExpiresAt()
+	over := expires && !exp.After(now)
+	if sess.Will != nil && (over || !sess.DisconnectedAt.Add(sess.Will.Delay).After(now)) {
+		if err := s.publishWill(ctx, tenant, sess, log); err != nil {
+			return err
+		}
+		sess.Will = nil
+	}
+	if over {
+		if err := s.st.DeleteSession(ctx, tenant, sess.ClientID, sess.Revision); err != nil {
+			return err
+		}
+		s.stats.sessionsExpired.Add(1)
+		return nil
+	}
+	return s.st.SaveSession(ctx, tenant, sess, s.cfg.limitsFor(tenant))
+}
+
+// publishWill publishes the will of sess on the backbone, under its
+// deduplicating id.
+func (s *Service) publishWill(ctx context.Context, tenant string, sess *store.Session, log *slog.Logger) error {
+	m := sess.Will.Message(tenant, time.Now())
+	if _, err := s.bb.Publish(ctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(tenant, sess)}); err != nil {
+		s.stats.willsFailed.Add(1)
+		return fmt.Errorf("publish will: %w", err)
+	}
+	s.stats.willsPublished.Add(1)
+	log.Info("will published", "client_id", sess.ClientID, "topic", m.Topic)
+	return nil
 }
 
 // consumer returns the tenant's durable consumer, positioned so that the next

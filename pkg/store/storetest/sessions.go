@@ -465,6 +465,74 @@ func testSessionExpiry(t *testing.T, s store.Store) {
 	}
 }
 
+// testSessionDue ensures DueSessions lists, earliest first and without
+// changing them, the connected sessions whose lease ran out and the
+// disconnected ones whose will is due, and that a save moves a session off
+// the index (lease renewed, will cleared) and a delete removes it.
+func testSessionDue(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	will := &store.Will{Topic: "w", Delay: time.Minute}
+	for _, sess := range []*store.Session{
+		{ClientID: "lapsed", ConnectedTo: "e/1", LeaseUntil: now.Add(-2 * time.Second)},
+		{ClientID: "leased", ConnectedTo: "e/2", LeaseUntil: now.Add(time.Hour)},
+		{ClientID: "will-due", ExpiryInterval: 3600, DisconnectedAt: now.Add(-2 * time.Minute), Will: will},
+		{ClientID: "will-later", ExpiryInterval: 3600, DisconnectedAt: now, Will: will},
+		{ClientID: "no-will", ExpiryInterval: 3600, DisconnectedAt: now.Add(-time.Hour)},
+		{ClientID: "no-lease", ConnectedTo: "e/3"},
+	} {
+		saveSession(t, s, "t1", sess, store.Limits{})
+	}
+	ids := func(at time.Time) []string {
+		t.Helper()
+		due, err := s.DueSessions(ctx, "t1", at, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range due {
+			out = append(out, d.ClientID)
+		}
+		return out
+	}
+	if got := ids(now); !slices.Equal(got, []string{"will-due", "lapsed"}) {
+		t.Fatalf("due now %v", got)
+	}
+	if got := ids(now); len(got) != 2 {
+		t.Fatalf("DueSessions changed the index: %v", got)
+	}
+	if d, err := s.DueSessions(ctx, "t1", now, 1); err != nil || len(d) != 1 || d[0].ClientID != "will-due" || d[0].Will == nil {
+		t.Fatalf("max 1: %v %v", d, err)
+	}
+	l, err := s.LoadSession(ctx, "t1", "lapsed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.LeaseUntil = now.Add(30 * time.Minute) // renewed
+	saveSession(t, s, "t1", l, store.Limits{})
+	w, err := s.LoadSession(ctx, "t1", "will-due")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Will = nil // fired
+	saveSession(t, s, "t1", w, store.Limits{})
+	if got := ids(now); len(got) != 0 {
+		t.Fatalf("due after saves %v", got)
+	}
+	if got := ids(now.Add(2 * time.Hour)); !slices.Equal(got, []string{"will-later", "lapsed", "leased"}) {
+		t.Fatalf("due in 2h %v", got)
+	}
+	if err := s.DeleteSession(ctx, "t1", "leased", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ExpireSessions(ctx, "t1", now.Add(2*time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(now.Add(2 * time.Hour)); !slices.Equal(got, []string{"lapsed"}) {
+		t.Fatalf("due after delete and expiry %v", got)
+	}
+}
+
 // testSessionInvalid ensures malformed session calls fail with the
 // documented errors.
 func testSessionInvalid(t *testing.T, s store.Store) {

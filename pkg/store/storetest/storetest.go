@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionLimit", testSessionLimit},
 		{"SessionPaging", testSessionPaging},
 		{"SessionExpiry", testSessionExpiry},
+		{"SessionDue", testSessionDue},
 		{"SessionInvalid", testSessionInvalid},
 		{"SessionIsolation", testSessionIsolation},
 		{"SessionConcurrentUpdates", testSessionConcurrentUpdates},

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -51,6 +52,26 @@ type Config struct {
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// SessionLease is how long a persistent session's record vouches for
+	// its connection (store.Session.LeaseUntil); the edge renews it at
+	// least every third of it. If the edge dies, the session service takes
+	// the session as disconnected when the lease lapses and fires its will
+	// (after its delay): it bounds how late a will of a dead edge comes;
+	// default 10s.
+	SessionLease time.Duration `yaml:"session_lease"`
+	// SessionSaveInterval is how often the session record of a live
+	// connection is saved if its delivery cursor or in-flight state moved
+	// (and the lease renewed when due): it bounds the write rate per session
+	// and what a crash sends again; default 1s.
+	SessionSaveInterval time.Duration `yaml:"session_save_interval"`
+	// MaxSessionExpiry caps the Session Expiry Interval an MQTT 5 client
+	// may ask for (it is told the value kept) and is the expiry of an MQTT
+	// 3.1.1 persistent session (CleanSession 0); default 24h.
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	// MaxOfflineMessages bounds the messages a resumed session is sent
+	// from what it missed while offline; beyond it the oldest are skipped
+	// (counted in Stats.OfflineDropped and logged); default 10000.
+	MaxOfflineMessages int `yaml:"max_offline_messages"`
 	// WebSocketOrigins are host patterns (path.Match syntax) of browser
 	// origins allowed to open MQTT over WebSocket besides the server's own
 	// host; default none.
@@ -67,6 +88,10 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultTopicAliases   = 32
 	DefaultTakeoverWait   = time.Second
+	DefaultSessionLease   = 10 * time.Second
+	DefaultSessionSave    = time.Second
+	DefaultSessionExpiry  = 24 * time.Hour
+	DefaultOfflineMax     = 10000
 )
 
 // maxMQTTPacket is the largest packet MQTT can frame: a 4-byte remaining
@@ -102,6 +127,18 @@ func (c Config) WithDefaults() Config {
 	if c.TakeoverWait == 0 {
 		c.TakeoverWait = DefaultTakeoverWait
 	}
+	if c.SessionLease == 0 {
+		c.SessionLease = DefaultSessionLease
+	}
+	if c.SessionSaveInterval == 0 {
+		c.SessionSaveInterval = DefaultSessionSave
+	}
+	if c.MaxSessionExpiry == 0 {
+		c.MaxSessionExpiry = DefaultSessionExpiry
+	}
+	if c.MaxOfflineMessages == 0 {
+		c.MaxOfflineMessages = DefaultOfflineMax
+	}
 	return c
 }
 
@@ -123,6 +160,16 @@ func (c Config) Validate() error {
 	}
 	if c.ServerKeepAlive > c.MaxKeepAlive || (c.ServerKeepAlive > 0 && c.ServerKeepAlive < time.Second) {
 		return fmt.Errorf("mqtt: server_keep_alive must be 0 or 1s..max_keep_alive, got %s", c.ServerKeepAlive)
+	}
+	if c.SessionLease < time.Second || c.SessionSaveInterval <= 0 || c.SessionSaveInterval > c.SessionLease/3 {
+		return fmt.Errorf("mqtt: session_lease must be at least 1s and session_save_interval at most a third of it, got %s and %s",
+			c.SessionLease, c.SessionSaveInterval)
+	}
+	if c.MaxSessionExpiry < time.Second || c.MaxSessionExpiry > math.MaxUint32*time.Second {
+		return fmt.Errorf("mqtt: max_session_expiry must be 1s..%ds, got %s", uint32(math.MaxUint32), c.MaxSessionExpiry)
+	}
+	if c.MaxOfflineMessages < 1 {
+		return fmt.Errorf("mqtt: max_offline_messages must be positive, got %d", c.MaxOfflineMessages)
 	}
 	for name, v := range map[string]int{"topic_alias_maximum": c.TopicAliasMaximum, "outbound_topic_aliases": c.OutboundTopicAliases} {
 		if v < -1 || v > 65535 {

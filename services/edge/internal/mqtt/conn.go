@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -50,6 +51,14 @@ type conn struct {
 	aliasMax    int  // topic aliases the client may use (advertised)
 	will        *message.Message
 	willTTL     time.Duration
+	willDelay   time.Duration
+	storeWill   *store.Will // the will as the session record keeps it
+	// expiry is the session expiry interval in seconds: 0, the session
+	// ends with the connection. Changed by a DISCONNECT under saveMu.
+	expiry uint32
+	// persistent: the session outlives the connection (expiry > 0 at
+	// CONNECT); set before any other goroutine sees the connection.
+	persistent bool
 	// gone is closed once the connection has ended and released everything.
 	gone chan struct{}
 
@@ -89,6 +98,27 @@ type conn struct {
 	// from other edges); echoed is set once its own announcement came back.
 	ctl    *nats.Subscription
 	echoed bool
+	// hi is the highest stream sequence routed to the connection and epoch
+	// its stream's epoch; floor, if floored, caps the cursor below queued
+	// deliveries that were dropped when the connection began to close;
+	// skipThrough drops live messages a resume's replay already covered;
+	// changes counts what moves the cursor or the in-flight state (see
+	// persist.go).
+	hi, floor, skipThrough uint64
+	floored                bool
+	epoch                  string
+	changes                uint64
+
+	// saveMu serialises the session record's writes and guards what
+	// follows: the record last written (nil if the session keeps none),
+	// whether another writer took it, when it was written, the changes it
+	// reflects, and whether the connection ended.
+	saveMu       sync.Mutex
+	rec          *store.Session
+	recLost      bool
+	ended        bool
+	lastSave     time.Time
+	savedChanges uint64
 }
 
 func newConn(s *Server, nc net.Conn, cancel context.CancelFunc) *conn {
@@ -145,6 +175,10 @@ func (c *conn) serve(ctx context.Context) {
 		if err := c.handle(ctx, pk); err != nil {
 			if errors.Is(err, errClientDisconnect) {
 				normal = pk.ReasonCode != codeDisconnectWithWill
+				if err := c.disconnectExpiry(pk); err != nil {
+					normal = false
+					c.disconnect(err)
+				}
 			} else {
 				c.n.Log.Debug("mqtt connection closed by the server", "client", c.clientID, "err", err)
 				c.disconnect(err)
@@ -233,9 +267,32 @@ func (c *conn) disconnectLocked(err error, serverReference string) {
 	c.kickLocked()
 }
 
-// dropDeliveriesLocked forgets every queued and held delivery.
+// dropDeliveriesLocked forgets every queued and held delivery; the
+// session's cursor stays below them, so a resumed session gets them.
 func (c *conn) dropDeliveriesLocked() {
+	if len(c.queue) > c.head || len(c.held) > 0 {
+		cur := c.cursorLocked()
+		if !c.floored || cur < c.floor {
+			c.floor, c.floored = cur, true
+		}
+	}
 	c.queue, c.head, c.held, c.live = nil, 0, nil, 0
+}
+
+// disconnectExpiry applies the Session Expiry Interval of a client's
+// DISCONNECT: a session that was to end with the connection may not be
+// made to outlive it [MQTT-3.14.2-2].
+func (c *conn) disconnectExpiry(pk *packets.Packet) error {
+	if c.version != 5 || !pk.Properties.SessionExpiryIntervalFlag {
+		return nil
+	}
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	if c.expiry == 0 && pk.Properties.SessionExpiryInterval > 0 {
+		return errors.Join(ErrProtocol, errors.New("session expiry set on DISCONNECT after 0 on CONNECT"))
+	}
+	c.expiry = min(pk.Properties.SessionExpiryInterval, uint32(c.cfg.MaxSessionExpiry/time.Second))
+	return nil
 }
 
 // teardown releases everything the connection holds once its reader has
@@ -245,8 +302,7 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	c.mu.Lock()
 	c.closing = true
 	c.dropDeliveriesLocked()
-	sess := c.sess
-	subs := sess.subs
+	subs := c.sess.subs
 	c.mu.Unlock()
 	for _, sub := range subs {
 		c.n.Hub.Unsubscribe(&sub.hs)
@@ -255,9 +311,6 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	// before DISCONNECT must not be lost), bounded by the backbone's
 	// publish timeout, or abort on shutdown.
 	c.pubs.Wait()
-	if c.will != nil && !normal {
-		c.publishWill(ctx)
-	}
 	c.mu.Lock()
 	c.kickLocked()
 	for c.writing {
@@ -269,9 +322,9 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	c.done = true
 	c.mu.Unlock()
 	c.nc.Close()
-	if err := c.s.sessions.close(context.WithoutCancel(ctx), c.tenant, sess); err != nil {
-		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
-	}
+	// Saved (or its will published) before the connection is released, so
+	// before a takeover request is answered.
+	c.endSession(ctx, normal)
 	c.s.release(c)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -62,13 +63,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 	}
 
-	sess, present, err := c.s.sessions.open(ctx, id.Tenant, clientID, pk.Connect.Clean)
-	if err != nil {
-		err = fmt.Errorf("%w: session: %w", ErrServerUnavailable, err)
-		c.refuse(v, err)
-		return err
-	}
-
 	// Under mu: shutdown may read the version from another goroutine.
 	c.mu.Lock()
 	c.version = v
@@ -76,7 +70,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	c.tenant = id.Tenant
 	c.origin = c.n.Origin(clientID)
 	c.connID = newConnID()
-	c.sess = sess
 	c.window = c.cfg.ReceiveMaximum
 	if v == 5 {
 		p := &pk.Properties
@@ -117,12 +110,44 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain, Origin: c.origin}
 		if v == 5 {
 			c.willTTL = applyProperties(c.will, &pk.Connect.WillProperties)
+			c.willDelay = time.Duration(pk.Connect.WillProperties.WillDelayInterval) * time.Second
 		}
+		c.storeWill = store.WillOf(c.will, c.willDelay, c.willTTL)
 	}
 
+	// Session expiry: what the client asks (3.1.1: CleanSession 0 asks
+	// for a persistent session), capped; nothing outlives the connection
+	// without a session store.
+	maxExpiry := uint32(c.cfg.MaxSessionExpiry / time.Second)
+	askedExpiry := pk.Properties.SessionExpiryInterval
+	switch {
+	case c.s.records == nil:
+	case v == 5:
+		c.expiry = min(askedExpiry, maxExpiry)
+	case !pk.Connect.Clean:
+		c.expiry = maxExpiry
+	}
+	c.persistent = c.expiry > 0
+
 	// The session is this connection's from here: whichever connection
-	// held it, here or on another edge, is closed first (bounded).
+	// held it, here or on another edge, is closed first (bounded), and has
+	// saved the session before it answered.
 	c.s.takeOver(ctx, c)
+	rec, present, err := c.openSession(ctx, pk.Connect.Clean)
+	if err != nil {
+		if !errors.Is(err, store.ErrSessionLimit) {
+			err = fmt.Errorf("%w: session: %w", ErrServerUnavailable, err)
+		}
+		c.refuse(v, err)
+		c.s.release(c)
+		return err
+	}
+	if c.rec != nil {
+		c.s.saveStart.Do(func() {
+			c.s.wg.Add(1)
+			go c.s.saveLoop()
+		})
+	}
 
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v,
 		SessionPresent: present, Mods: packets.Mods{AllowResponseInfo: true, MaxSize: uint32(c.maxOut)}}
@@ -140,9 +165,9 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		if serverKeepAlive {
 			p.ServerKeepAlive, p.ServerKeepAliveFlag = uint16(keepAlive/time.Second), true
 		}
-		if pk.Properties.SessionExpiryInterval > 0 {
-			// Sessions end with the connection for now: say so [MQTT-3.2.2-16].
-			p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = 0, true
+		if askedExpiry != c.expiry {
+			// The interval kept is not the one asked for: say so [MQTT-3.2.2-16].
+			p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = c.expiry, true
 		}
 		if pk.Properties.RequestResponseInfo == 1 {
 			p.ResponseInfo = c.cfg.ResponseInformation // [MQTT-3.1.2-28]
@@ -150,9 +175,14 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	}
 	c.sendControl(encodeBytes(ack))
 	if present {
-		c.mu.Lock()
-		c.resumeLocked()
-		c.mu.Unlock()
+		if err := c.resume(ctx, rec); err != nil {
+			// The connection is set up: closing it goes through the read
+			// loop and teardown, which release what the resume took.
+			if !errors.Is(err, errClosing) {
+				c.n.Log.Warn("mqtt session not resumed", "client", c.clientID, "err", err)
+			}
+			c.disconnect(err)
+		}
 	}
 	return nil
 }
@@ -184,17 +214,4 @@ func newClientID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "herald-" + hex.EncodeToString(b[:])
-}
-
-// publishWill publishes the will message of a connection that ended
-// without a DISCONNECT that discards it. The will delay is not honoured
-// yet: the session service will own will timers.
-func (c *conn) publishWill(ctx context.Context) {
-	w := c.will
-	if c.willTTL > 0 {
-		w.ExpiresAt = time.Now().Add(c.willTTL)
-	}
-	if _, err := c.n.Publish(ctx, w, backbone.PublishOptions{}); err != nil {
-		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
-	}
 }

@@ -23,6 +23,10 @@ type delivery struct {
 	// live deliveries count against QueueSize; retained ones sent after a
 	// SUBACK are already in memory and do not.
 	live bool
+	// track: the delivery holds the session's cursor back until it is
+	// written (QoS 0) or acknowledged (live and replayed messages, not
+	// retained ones, which are older than the cursor).
+	track bool
 	// subs are the matched subscriptions of a held delivery, routed again
 	// (retained duplicates dropped) when the SUBSCRIBE completes.
 	subs []*hub.Subscription
@@ -62,7 +66,10 @@ func (c *conn) Deliver(m *message.Message, subs []*hub.Subscription) {
 // once, at the highest QoS granted, skipping subscriptions that were
 // replaced or unsubscribed and those whose retained pass already sent m.
 func (c *conn) routeLocked(m *message.Message, subs []*hub.Subscription) (delivery, bool) {
-	d := delivery{m: m, live: true}
+	d := delivery{m: m, live: true, track: true}
+	if m.Seq <= c.skipThrough && m.Seq > 0 {
+		return d, false // a resume's replay sent it
+	}
 	found := false
 	for _, hs := range subs {
 		sub := c.sess.subs[subKey(hs)]
@@ -77,6 +84,9 @@ func (c *conn) routeLocked(m *message.Message, subs []*hub.Subscription) (delive
 		if hs.ID != 0 {
 			d.ids = append(d.ids, int(hs.ID))
 		}
+	}
+	if found {
+		c.hi = max(c.hi, m.Seq)
 	}
 	return d, found
 }
@@ -167,6 +177,7 @@ func (c *conn) handlePubrec(pk *packets.Packet) {
 	default:
 		o.released = true
 		o.d.m = nil // only the identifier matters now
+		c.changes++
 	}
 	if !c.done {
 		c.control = append(c.control, c.ackBytes(packets.Pubrel, pk.PacketID, err))
@@ -186,6 +197,7 @@ func (c *conn) handlePubcomp(id uint16) {
 // completeOutboundLocked frees the identifier and the in-flight slot of an
 // outbound message.
 func (c *conn) completeOutboundLocked(id uint16) {
+	c.changes++
 	delete(c.sess.outbound, id)
 	if len(c.sess.outbound) == 0 {
 		c.sess.outbound = nil
@@ -243,6 +255,7 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 		batch = append(batch, *d)
 		*d = delivery{}
 		c.head++
+		c.changes++
 	}
 	switch {
 	case c.head == len(c.queue):
@@ -271,7 +284,7 @@ func (c *conn) allocIDLocked(d *delivery) uint16 {
 		s.nextID++
 		if _, used := s.outbound[s.nextID]; s.nextID != 0 && !used {
 			s.sent++
-			o := &outbound{d: *d, order: s.sent}
+			o := &outbound{d: *d, order: s.sent, seq: d.m.Seq}
 			o.d.id = s.nextID
 			o.d.live, o.d.subs = false, nil
 			s.outbound[s.nextID] = o

@@ -6,12 +6,12 @@
 //
 // CONNECT for protocol levels 4 (3.1.1) and 5, authenticated by the node's
 // Authenticator (the identity's tenant is the connection's topic
-// namespace). Clean sessions only, for now: SessionPresent is always 0, a
-// 3.1.1 client asking for a persistent session gets one that ends with the
-// connection, and a 5.0 client is told Session Expiry Interval 0. The
-// session state (subscriptions, QoS 1/2 messages in flight both ways) lives
-// in one struct behind a small store interface (session.go), so that
-// persistent sessions can load and save it. An empty client identifier is
+// namespace). Persistent sessions (5.0 Session Expiry Interval, capped by
+// MaxSessionExpiry; 3.1.1 CleanSession 0) are kept in the session store
+// behind node.State and resume on any edge, with the messages missed while
+// offline replayed from the stream by a saved cursor (persist.go has the
+// design, the write rate, the overflow policy and the one QoS 2 exception).
+// An empty client identifier is
 // replaced by a generated one (5.0: returned as Assigned Client Identifier;
 // 3.1.1: only with CleanSession, as the specification requires).
 //
@@ -27,10 +27,12 @@
 // Information (Config.ResponseInformation), Server Keep Alive, server
 // DISCONNECT with reasons (0x8B shutdown, 0x8E takeover, 0x9C/0x9D through
 // Server.Redirect), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
-// times), and will messages (published at once on an abnormal close; the
-// will delay is not honoured yet, and a will is not published when the
-// edge itself shuts down). Not yet: persistent sessions, will delay,
-// enhanced authentication (AUTH). docs/mqtt.md has the full table.
+// times), and will messages with will delay: a will due at once (no delay,
+// or a session that ends with the connection) is published by the edge on
+// an abnormal close; a delayed one is left in the session record, and the
+// session service publishes it when due, or when the connection's lease
+// lapses because the edge died. Not yet: enhanced authentication (AUTH).
+// docs/mqtt.md has the full table.
 //
 // # QoS 2
 //

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
@@ -55,7 +56,17 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	if qos > 0 {
 		c.mu.Lock()
 		if qos == 2 {
-			if in := c.sess.inbound[pk.PacketID]; in != nil {
+			if in := c.sess.inbound[pk.PacketID]; in != nil && in.resumed {
+				// Received by an earlier connection, perhaps on an edge that
+				// died before storing it: published again under the same id,
+				// which JetStream drops if it has it, then PUBREC.
+				in.resumed, in.stored = false, false
+				ack = &pendingAck{id: pk.PacketID, qos: qos, in: in}
+				opts.MsgID = in.msgID
+				c.acks = append(c.acks, ack)
+				c.mu.Unlock()
+				return c.publishPending(ctx, m, opts, ack)
+			} else if in != nil {
 				// A retransmission [MQTT-4.3.3-10]: received again, not
 				// stored again. Its PUBREC follows the store if it is still
 				// running; otherwise it is sent again now.
@@ -83,9 +94,15 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 			opts.MsgID = ack.in.msgID
 		}
 		c.acks = append(c.acks, ack)
+		c.changes++
 		c.mu.Unlock()
 	}
+	return c.publishPending(ctx, m, opts, ack)
+}
 
+// publishPending sends m to the backbone and has its confirmation awaited
+// (and acknowledged, if ack is set) on a goroutine.
+func (c *conn) publishPending(ctx context.Context, m *message.Message, opts backbone.PublishOptions, ack *pendingAck) error {
 	select {
 	case c.pubSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -116,6 +133,13 @@ func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbon
 	<-c.pubSlots
 	if err != nil {
 		c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
+	}
+	if err == nil && ack != nil && ack.qos == 2 && c.persistent {
+		// The exchange's message id is saved before the PUBREC, so that a
+		// retransmission after this edge died is not stored twice.
+		if serr := c.saveSession(ctx); serr != nil {
+			err = fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, serr)
+		}
 	}
 	if ack != nil {
 		c.completeAck(ack, err)
@@ -208,6 +232,7 @@ func (c *conn) handlePubrel(id uint16) error {
 	default:
 		delete(c.sess.inbound, id)
 		c.received--
+		c.changes++
 	}
 	if !c.done {
 		c.control = append(c.control, c.ackBytes(packets.Pubcomp, id, err))

@@ -18,7 +18,10 @@ type Server struct {
 	cfg  Config
 	node *node.Node
 
-	sessions sessionStore
+	// records keeps persistent sessions; nil: sessions end with their
+	// connections.
+	records   sessionRecords
+	saveStart sync.Once
 
 	mu        sync.Mutex
 	closed    bool
@@ -46,11 +49,15 @@ type Stats struct {
 	SlowConsumers uint64
 	// Connections is the number of open connections.
 	Connections int
+	// OfflineDropped counts messages of resumed sessions skipped beyond
+	// MaxOfflineMessages.
+	OfflineDropped uint64
 }
 
 type counters struct {
-	dropped       atomic.Uint64
-	slowConsumers atomic.Uint64
+	dropped        atomic.Uint64
+	slowConsumers  atomic.Uint64
+	offlineDropped atomic.Uint64
 }
 
 // New returns a server over n.
@@ -61,7 +68,8 @@ func New(cfg Config, n *node.Node) (*Server, error) {
 	if n == nil || n.Hub == nil || n.Backbone == nil || n.Auth == nil || n.Log == nil {
 		return nil, errors.New("mqtt: node needs a backbone, a hub, an authenticator and a logger")
 	}
-	return &Server{cfg: cfg.WithDefaults(), node: n, sessions: ephemeralSessions{},
+	records, _ := n.State.(sessionRecords)
+	return &Server{cfg: cfg.WithDefaults(), node: n, records: records,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
 		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
 		ctlCh: make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{})}, nil
@@ -72,7 +80,8 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	return Stats{Dropped: s.stats.dropped.Load(), SlowConsumers: s.stats.slowConsumers.Load(), Connections: n}
+	return Stats{Dropped: s.stats.dropped.Load(), SlowConsumers: s.stats.slowConsumers.Load(), Connections: n,
+		OfflineDropped: s.stats.offlineDropped.Load()}
 }
 
 // Serve accepts MQTT connections on l until ctx is done or Close is called,

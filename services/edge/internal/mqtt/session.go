@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"cmp"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,11 +10,11 @@ import (
 )
 
 // session is the state of one MQTT session: everything that must outlive
-// a network connection once sessions persist (MQTT 5 §4.1) — the
-// subscriptions, the QoS 1 and 2 messages sent and not completed, the QoS
-// 2 messages received and not released. A connection holds its session
-// under conn.mu; a sessionStore loads it on CONNECT and is given it back
-// when the connection ends.
+// a network connection (MQTT 5 §4.1) — the subscriptions, the QoS 1 and 2
+// messages sent and not completed, the QoS 2 messages received and not
+// released. A connection holds its session under conn.mu; a persistent
+// session is saved to the session store as a store.Session record and
+// loaded from it on CONNECT, on any edge (persist.go).
 type session struct {
 	clientID string
 	// nonce is random per session. It names the session's inbound QoS 2
@@ -39,6 +38,7 @@ type session struct {
 // outbound is a QoS 1 or 2 message sent and not completed.
 type outbound struct {
 	d     delivery
+	seq   uint64 // the message's stream sequence, kept after d.m is let go
 	order uint64
 	// released: the client acknowledged a QoS 2 message with PUBREC and
 	// the server sent PUBREL; only the PUBCOMP is awaited.
@@ -52,6 +52,10 @@ type inbound struct {
 	msgID string
 	// stored: JetStream acknowledged it and PUBREC was sent.
 	stored bool
+	// resumed: loaded from a saved session; whether JetStream has it is
+	// unknown, so a retransmission is published again under msgID (which
+	// JetStream drops if it was stored) before PUBREC.
+	resumed bool
 }
 
 func newSession(clientID string) *session {
@@ -104,26 +108,3 @@ func (s *session) retransmissions() (publishes []delivery, pubrels []uint16) {
 	}
 	return publishes, pubrels
 }
-
-// sessionStore opens the session a CONNECT asks for and takes back the
-// session of a connection that ended.
-type sessionStore interface {
-	// open returns the session of clientID in tenant: a new one if clean
-	// is true or none is kept, and whether an existing one was resumed.
-	open(ctx context.Context, tenant, clientID string, clean bool) (s *session, present bool, err error)
-	// close is given the session of a connection that ended (its
-	// subscriptions already released at the hub).
-	close(ctx context.Context, tenant string, s *session) error
-}
-
-// ephemeralSessions keeps nothing: every session ends with its connection.
-// It is the store until the session store holds sessions.
-type ephemeralSessions struct{}
-
-func (ephemeralSessions) open(_ context.Context, _, clientID string, _ bool) (*session, bool, error) {
-	return newSession(clientID), false, nil
-}
-
-func (ephemeralSessions) close(context.Context, string, *session) error { return nil }
-
-var _ sessionStore = ephemeralSessions{}

@@ -22,6 +22,9 @@ type subscription struct {
 	// the topic is a duplicate.
 	retainedSeqs map[string]uint64
 	retainedMax  uint64
+	// retainHandling is the subscription's option, kept with a persistent
+	// session.
+	retainHandling byte
 }
 
 // retainedDup reports whether live message m was already sent, or
@@ -91,6 +94,9 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 		suback.Properties.ReasonString = reasonString(firstErr)
 	}
 	c.sendControl(encodeBytes(suback))
+	if c.expiry > 0 && len(gs) > 0 {
+		c.advanceCursor(ctx)
+	}
 	c.sendRetained(ctx, gs)
 	c.mu.Lock()
 	c.releaseLocked()
@@ -108,7 +114,7 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, 
 	if err := topic.ValidateFilter(filter, c.n.Limits); err != nil {
 		return granted{}, err
 	}
-	sub := &subscription{hs: hub.Subscription{Tenant: c.tenant, Filter: filter, Group: group, Subscriber: c,
+	sub := &subscription{retainHandling: f.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter, Group: group, Subscriber: c,
 		QoS: min(f.Qos, 2), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}
 	if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
 		c.n.Log.Warn("mqtt subscribe failed", "client", c.clientID, "filter", f.Filter, "err", err)
@@ -120,6 +126,7 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, 
 		c.sess.subs = map[string]*subscription{}
 	}
 	c.sess.subs[f.Filter] = sub
+	c.changes++
 	c.mu.Unlock()
 	if old != nil {
 		// The new subscription took over first: no message falls between.
@@ -130,6 +137,22 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, 
 		rh = 2 // no retained messages for a shared subscription (MQTT 5 §4.8.2)
 	}
 	return granted{sub: sub, retainHandling: rh, isNew: old == nil}, nil
+}
+
+// advanceCursor moves a persistent session's cursor to the stream's end
+// after a SUBSCRIBE took effect: what was published before it is not owed
+// to the new subscription, and must not come back on a resume.
+func (c *conn) advanceCursor(ctx context.Context) {
+	st, err := c.n.Backbone.State(ctx, c.tenant)
+	if err != nil {
+		return // no stream yet: the cursor's zero is its start
+	}
+	c.mu.Lock()
+	if c.epoch == "" || c.epoch == st.Epoch {
+		c.hi, c.epoch = max(c.hi, st.LastSeq), st.Epoch
+		c.changes++
+	}
+	c.mu.Unlock()
 }
 
 // sharePrefix starts the filter of a shared subscription.
@@ -200,6 +223,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 		c.mu.Lock()
 		sub := c.sess.subs[f.Filter]
 		delete(c.sess.subs, f.Filter)
+		c.changes++
 		c.mu.Unlock()
 		if sub == nil {
 			codes[i] = codeNoSubscription

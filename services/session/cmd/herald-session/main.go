@@ -44,6 +44,7 @@ type cli struct {
 	LeaseTTL          time.Duration   `help:"How long a tenant stays with a replica that stopped renewing its lease." default:"10s" env:"HERALD_SESSION_LEASE_TTL"`
 	LeaseReplicas     int             `help:"Replication factor of the lease bucket (3 on a NATS cluster)." default:"1" env:"HERALD_SESSION_LEASE_REPLICAS"`
 	SweepInterval     time.Duration   `help:"How often expired sessions and retained messages are deleted and idle replay buffers trimmed." default:"30s" env:"HERALD_SESSION_SWEEP_INTERVAL"`
+	DueInterval       time.Duration   `help:"How often lapsed MQTT connection leases and due wills are looked for (bounds how late a will fires)." default:"1s" env:"HERALD_SESSION_DUE_INTERVAL"`
 	MaxRetained       int             `help:"Most retained topics per tenant." default:"100000" env:"HERALD_MAX_RETAINED"`
 	MaxRetainedBytes  int64           `help:"Most bytes of retained messages per tenant." default:"268435456" env:"HERALD_MAX_RETAINED_BYTES"`
 	MaxSessions       int             `help:"Most persistent sessions per tenant." default:"100000" env:"HERALD_MAX_SESSIONS"`
@@ -76,6 +77,7 @@ func run(c cli) error {
 		LeaseTTL:      c.LeaseTTL,
 		LeaseReplicas: c.LeaseReplicas,
 		SweepInterval: c.SweepInterval,
+		DueInterval:   c.DueInterval,
 		Limits: store.Limits{
 			Replay:           store.ReplayLimits{MaxMessages: c.ReplayMaxMessages, MaxAge: c.ReplayMaxAge},
 			RetainedMessages: c.MaxRetained,

@@ -1,0 +1,564 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Persistent sessions.
+//
+// A session that outlives its connection (MQTT 5 Session Expiry Interval
+// above 0; MQTT 3.1.1 CleanSession 0), or whose connection has a will, has
+// a record in the session store (store.Session), written by the edge that
+// holds the connection and, once it is disconnected, by the session service
+// (will delay, expiry). Every write is conditional on the revision last
+// read, so two writers never silently overwrite each other: an edge whose
+// save conflicts has lost the session (taken over, or its lease declared
+// lapsed) and closes the connection with 0x8E.
+//
+// Offline messages are not queued anywhere: the record holds the stream
+// position the client has been given everything up to (Delivered, the
+// cursor) and its subscriptions. A CONNECT that resumes the session, on any
+// edge, takes live interest in the subscriptions first (deliveries held),
+// replays the tenant stream after the cursor filtered by them (node.Replay:
+// replay buffer, then JetStream), QoS downgraded to each subscription's and
+// QoS 0 messages left out as MQTT allows, then releases the live messages
+// with a sequence beyond the replay's end: the SSE resume pattern. The
+// outbound QoS 1 and 2 messages in flight at the save are recorded by
+// sequence and packet identifier and sent again, with DUP and the same
+// identifier, when the replay reaches them; those the client had received
+// (PUBREC) get their PUBREL again.
+//
+// The cursor is the stream sequence below which nothing is owed: the
+// highest sequence routed to the connection, lowered to just before the
+// oldest message still queued or sent and not acknowledged. It is saved
+// when the connection ends, and every SessionSaveInterval while it lives
+// (if it moved, or to renew the lease), never more often: a position, not a
+// queue, so the write rate does not depend on the message rate. A crash
+// loses at most one interval of progress, and the messages of that
+// interval are sent again: at least once for QoS 1, as MQTT allows.
+//
+// QoS 2 exactly once holds across a normal disconnect, a takeover and an
+// edge shutdown, which all save the in-flight state before the session
+// moves. Inbound, the JetStream message id of a QoS 2 publish is saved
+// before its PUBREC, so a retransmission to another edge after a crash is
+// published under the same id and dropped by JetStream. Outbound, the
+// state is not saved before each PUBLISH (a store write per message): if
+// the edge crashes after sending a QoS 2 message and before the next
+// periodic save, the resumed session sends it again under a new packet
+// identifier, and the client may receive it twice. That is the one
+// documented exception.
+//
+// Overflow: a resume sends at most MaxOfflineMessages messages; if more
+// matched while the client was away, the oldest are skipped, counted
+// (Stats.OfflineDropped) and logged — MQTT has no way to tell the client.
+// Messages older than the stream's retention are gone likewise (logged).
+//
+// The connection lease: while connected, the record names the connection
+// (ConnectedTo) and carries LeaseUntil, SessionLease ahead, renewed at the
+// periodic save (at least every third of the lease). If the edge dies the
+// lease lapses and the session service treats the session as disconnected
+// at its end: it fires the will after its delay, and expires the session.
+
+// sessionRecords is the part of the session store the MQTT server uses.
+// The store behind node.State implements it (store.SessionStore); without
+// it, sessions end with their connections.
+type sessionRecords interface {
+	LoadSession(ctx context.Context, tenant, clientID string) (*store.Session, error)
+	SaveSession(ctx context.Context, tenant string, s *store.Session, lim store.Limits) error
+	DeleteSession(ctx context.Context, tenant, clientID string, revision uint64) error
+}
+
+// errSessionLost ends a connection whose session record was changed by
+// another writer.
+var errSessionLost = fmt.Errorf("%w: session record changed elsewhere", ErrSessionTakenOver)
+
+// errClosing aborts a resume whose connection is being closed (taken
+// over already, or the server is shutting down).
+var errClosing = errors.New("mqtt: connection closing")
+
+// storeTimeout bounds each session store call.
+const storeTimeout = 5 * time.Second
+
+// openSession loads or creates the connection's session after the takeover
+// (the previous connection, anywhere, saved it before it answered), and
+// writes the record this connection holds. It reports whether a session
+// was resumed; its record, if any, is in c.rec.
+func (c *conn) openSession(ctx context.Context, clean bool) (loaded *store.Session, present bool, err error) {
+	recs := c.s.records
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		c.sess = newSession(c.clientID)
+		c.mu.Unlock()
+		if recs == nil {
+			return nil, false, nil
+		}
+		loaded, err = c.tryOpen(ctx, recs, clean)
+		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
+			return loaded, loaded != nil, err
+		}
+	}
+}
+
+// tryOpen is one attempt of openSession; it returns the loaded session, if
+// one is resumed.
+func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*store.Session, error) {
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	rec, err := recs.LoadSession(sctx, c.tenant, c.clientID)
+	switch {
+	case errors.Is(err, store.ErrNoSession):
+		rec = nil
+	case err != nil:
+		return nil, err
+	}
+	now := time.Now()
+	if rec != nil {
+		exp, expires := rec.ExpiresAt()
+		if clean || (expires && !exp.After(now)) {
+			// The old session ends here: a will it still holds is due now
+			// (MQTT 5 §3.1.3.2.2), under the id the session service would
+			// use, so that it is stored once whoever publishes it.
+			if rec.Will != nil && !rec.DisconnectedAt.IsZero() {
+				m := rec.Will.Message(c.tenant, now)
+				if _, err := c.n.Publish(sctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec)}); err != nil {
+					return nil, fmt.Errorf("publishing the ended session's will: %w", err)
+				}
+			}
+			if err := recs.DeleteSession(sctx, c.tenant, c.clientID, rec.Revision); err != nil {
+				return nil, err
+			}
+			rec = nil
+		}
+	}
+	if rec != nil {
+		c.mu.Lock()
+		c.loadLocked(rec)
+		c.mu.Unlock()
+	}
+	if rec == nil && c.expiry == 0 && c.will == nil {
+		return nil, nil // nothing to keep: the session ends with the connection
+	}
+	// The session service only looks after tenants whose stream exists.
+	if _, err := c.n.Backbone.EnsureTenant(sctx, c.tenant); err != nil {
+		return nil, err
+	}
+	if rec == nil && c.expiry > 0 {
+		// A new session owes nothing published before it existed.
+		st, err := c.n.Backbone.State(sctx, c.tenant)
+		switch {
+		case errors.Is(err, backbone.ErrNoStream):
+		case err != nil:
+			return nil, err
+		default:
+			c.hi, c.epoch = st.LastSeq, st.Epoch
+		}
+	}
+	c.mu.Lock()
+	next := c.recordLocked(now)
+	c.mu.Unlock()
+	if rec != nil {
+		next.Revision = rec.Revision
+	}
+	if err := recs.SaveSession(sctx, c.tenant, next, store.Limits{}); err != nil {
+		return nil, err
+	}
+	c.saveMu.Lock()
+	c.rec, c.lastSave = next, now
+	c.saveMu.Unlock()
+	return rec, nil
+}
+
+// loadLocked makes a stored session this connection's.
+func (c *conn) loadLocked(rec *store.Session) {
+	c.hi, c.epoch = rec.Delivered.Seq, rec.Delivered.Epoch
+	s := c.sess
+	for _, f := range rec.Inflight {
+		switch f.Phase {
+		case store.AwaitPuback, store.AwaitPubrec, store.AwaitPubcomp:
+			if s.outbound == nil {
+				s.outbound = map[uint16]*outbound{}
+			}
+			s.sent++
+			qos := byte(2)
+			if f.Phase == store.AwaitPuback {
+				qos = 1
+			}
+			// The message itself comes back from the replay (placeholder
+			// until then); a released one only needs its PUBREL.
+			s.outbound[f.PacketID] = &outbound{d: delivery{id: f.PacketID, qos: qos, track: true}, seq: f.Seq,
+				order: s.sent, released: f.Phase == store.AwaitPubcomp}
+		case store.AwaitPubrel:
+			if s.inbound == nil {
+				s.inbound = map[uint16]*inbound{}
+			}
+			// Received before: counts against Receive Maximum until its
+			// PUBREL, which may come at once (the client saw the PUBREC).
+			s.inbound[f.PacketID] = &inbound{msgID: f.MsgID, stored: true, resumed: true}
+			c.received++
+		}
+	}
+}
+
+// recordLocked returns the record of the connection's session as it stands
+// (the caller holds c.mu, or the connection is not shared yet), connected
+// with a fresh lease.
+func (c *conn) recordLocked(now time.Time) *store.Session {
+	s := c.sess
+	rec := &store.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
+		ConnectedTo: c.n.ID + "/" + c.connID, LeaseUntil: now.Add(c.cfg.SessionLease), Will: c.storeWill,
+		Delivered: message.Position{Epoch: c.epoch, Seq: c.cursorLocked()}}
+	if len(s.subs) > 0 {
+		rec.Subscriptions = make(map[string]store.Subscription, len(s.subs))
+		for f, sub := range s.subs {
+			hs := &sub.hs
+			rec.Subscriptions[f] = store.Subscription{QoS: hs.QoS, NoLocal: hs.NoLocal,
+				RetainAsPublished: hs.RetainAsPublished, RetainHandling: sub.retainHandling, ID: hs.ID}
+		}
+	}
+	for id, o := range s.outbound {
+		switch {
+		case o.released:
+			rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: store.AwaitPubcomp, Seq: o.seq})
+		case o.d.track && o.seq > 0:
+			ph := store.AwaitPuback
+			if o.d.qos == 2 {
+				ph = store.AwaitPubrec
+			}
+			rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: ph, Seq: o.seq})
+		}
+	}
+	for id, in := range s.inbound {
+		rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: store.AwaitPubrel, MsgID: in.msgID})
+	}
+	return rec
+}
+
+// cursorLocked is the stream sequence below which the session owes its
+// client nothing (see the top of this file).
+func (c *conn) cursorLocked() uint64 {
+	cur := c.hi
+	if c.floored {
+		cur = min(cur, c.floor)
+	}
+	lower := func(seq uint64) {
+		if seq > 0 && seq-1 < cur {
+			cur = seq - 1
+		}
+	}
+	for i := c.head; i < len(c.queue); i++ {
+		if d := &c.queue[i]; d.track && d.m != nil {
+			lower(d.m.Seq)
+		}
+	}
+	for i := range c.held {
+		lower(c.held[i].m.Seq)
+	}
+	for _, o := range c.sess.outbound {
+		if o.d.track && !o.released {
+			lower(o.seq)
+		}
+	}
+	return cur
+}
+
+// saveSession writes the connection's session record, connected, with a
+// renewed lease. A record changed by someone else (ErrConflict) means the
+// session is no longer this connection's: it is closed.
+func (c *conn) saveSession(ctx context.Context) error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	if c.rec == nil || c.recLost {
+		return nil
+	}
+	now := time.Now()
+	c.mu.Lock()
+	rec := c.recordLocked(now)
+	c.mu.Unlock()
+	return c.writeLocked(ctx, rec, now)
+}
+
+// writeLocked saves rec over c.rec; the caller holds saveMu.
+func (c *conn) writeLocked(ctx context.Context, rec *store.Session, now time.Time) error {
+	rec.Revision = c.rec.Revision
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := c.s.records.SaveSession(sctx, c.tenant, rec, store.Limits{}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			c.recLost = true
+			c.disconnect(errSessionLost)
+		}
+		return err
+	}
+	c.rec, c.lastSave = rec, now
+	return nil
+}
+
+// saveDue saves the session if its cursor or in-flight state moved since
+// the last save, or its lease needs renewing.
+func (c *conn) saveDue(ctx context.Context, now time.Time) {
+	c.saveMu.Lock()
+	if c.rec == nil || c.recLost || c.ended {
+		c.saveMu.Unlock()
+		return
+	}
+	renew := now.Sub(c.lastSave) >= c.cfg.SessionLease/3
+	c.mu.Lock()
+	moved := c.changes != c.savedChanges
+	changes := c.changes
+	var rec *store.Session
+	if renew || moved {
+		rec = c.recordLocked(now)
+	}
+	c.mu.Unlock()
+	if rec == nil {
+		c.saveMu.Unlock()
+		return
+	}
+	err := c.writeLocked(ctx, rec, now)
+	if err == nil {
+		c.savedChanges = changes
+	}
+	c.saveMu.Unlock()
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
+	}
+}
+
+// endSession settles the session when the connection ends: it publishes
+// the will if it is due at once, and saves the session disconnected (with
+// the will, if its delay is still running: the session service fires it) or
+// deletes a record that need not outlive the connection. normal is true
+// after a DISCONNECT that discards the will.
+func (c *conn) endSession(ctx context.Context, normal bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	c.ended = true
+	now := time.Now()
+	fire := c.will != nil && !normal && (c.expiry == 0 || c.willDelay == 0)
+	if c.recLost {
+		// The session moved on without this connection: its will is
+		// the newer connection's business... unless it has to go now.
+		fire = fire && c.expiry == 0
+	}
+	if fire {
+		c.publishWill(ctx, now)
+	}
+	if c.rec == nil || c.recLost {
+		return
+	}
+	if c.expiry == 0 {
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		if err := c.s.records.DeleteSession(sctx, c.tenant, c.clientID, c.rec.Revision); err != nil && !errors.Is(err, store.ErrConflict) {
+			c.n.Log.Warn("mqtt session record not deleted", "client", c.clientID, "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	rec := c.recordLocked(now)
+	c.mu.Unlock()
+	rec.ConnectedTo, rec.LeaseUntil, rec.DisconnectedAt = "", time.Time{}, now
+	if normal || fire {
+		rec.Will = nil
+	}
+	if err := c.writeLocked(ctx, rec, now); err != nil && !errors.Is(err, store.ErrConflict) {
+		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
+	}
+}
+
+// publishWill publishes the connection's will now, under the id the
+// session service would use for this disconnect (store.WillMsgID).
+func (c *conn) publishWill(ctx context.Context, now time.Time) {
+	w := c.will
+	if c.willTTL > 0 {
+		w.ExpiresAt = now.Add(c.willTTL)
+	}
+	id := store.WillMsgID(c.tenant, &store.Session{ClientID: c.clientID, DisconnectedAt: now})
+	if _, err := c.n.Publish(ctx, w, backbone.PublishOptions{MsgID: id}); err != nil {
+		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
+	}
+}
+
+// resume restores a loaded session on the reader goroutine, after the
+// CONNACK was queued: live interest in its subscriptions first (deliveries
+// held), then the PUBRELs owed, then the replay of what it missed from the
+// stream, then the held live messages beyond the replay.
+func (c *conn) resume(ctx context.Context, rec *store.Session) error {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+	var filters []string
+	for f, o := range rec.Subscriptions {
+		group, filter, err := parseShared(f)
+		if err != nil || topic.ValidateFilter(filter, c.n.Limits) != nil {
+			continue
+		}
+		sub := &subscription{retainHandling: o.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter,
+			Group: group, Subscriber: c, QoS: min(o.QoS, 2), NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, ID: o.ID}}
+		if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
+			return fmt.Errorf("%w: restoring subscription %q: %w", ErrServerUnavailable, f, err)
+		}
+		c.mu.Lock()
+		if c.sess.subs == nil {
+			c.sess.subs = map[string]*subscription{}
+		}
+		c.sess.subs[f] = sub
+		c.mu.Unlock()
+		if group == "" {
+			// Shared subscriptions get no offline messages: another member
+			// of the group had them.
+			filters = append(filters, filter)
+		}
+	}
+
+	c.mu.Lock()
+	_, pubrels := c.sess.retransmissions()
+	for _, id := range pubrels {
+		c.control = append(c.control, c.ackBytes(packets.Pubrel, id, nil))
+	}
+	pending := map[uint64]*outbound{}
+	for _, o := range c.sess.outbound {
+		if !o.released {
+			pending[o.seq] = o
+		}
+	}
+	c.kickLocked()
+	c.mu.Unlock()
+
+	// At most MaxOfflineMessages, the newest: a ring.
+	limit := c.cfg.MaxOfflineMessages
+	var ring []delivery
+	skipped := 0
+	emit := func(m *message.Message) error {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return errClosing
+		}
+		d, ok := c.routeReplayLocked(m, pending[m.Seq])
+		c.mu.Unlock()
+		if !ok {
+			return nil
+		}
+		if len(ring) == limit {
+			copy(ring, ring[1:])
+			ring = ring[:limit-1]
+			skipped++
+		}
+		ring = append(ring, d)
+		return nil
+	}
+	gap := func(epochChanged bool) error {
+		c.n.Log.Warn("mqtt session missed messages no longer in the stream", "client", c.clientID,
+			"after", rec.Delivered.String(), "stream_recreated", epochChanged)
+		return nil
+	}
+	var res struct {
+		last  uint64
+		epoch string
+	}
+	if len(filters) > 0 {
+		r, err := c.n.Replay(ctx, c.tenant, filters, rec.Delivered, emit, gap)
+		if errors.Is(err, errClosing) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("%w: replaying the session's messages: %w", ErrServerUnavailable, err)
+		}
+		res.last, res.epoch = r.Last, r.Epoch
+	}
+	if skipped > 0 {
+		c.s.stats.offlineDropped.Add(uint64(skipped))
+		c.n.Log.Warn("mqtt offline messages beyond max_offline_messages skipped, oldest first", "client", c.clientID,
+			"skipped", skipped, "sent", len(ring))
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Placeholders whose message did not come back (expired, trimmed)
+	// free their identifier.
+	for id, o := range c.sess.outbound {
+		if !o.released && o.d.m == nil {
+			delete(c.sess.outbound, id)
+		}
+	}
+	c.queue = append(c.queue, ring...)
+	c.skipThrough = res.last
+	c.hi = max(c.hi, res.last)
+	if res.epoch != "" {
+		c.epoch = res.epoch
+	}
+	c.changes++
+	c.releaseLocked()
+	return nil
+}
+
+// routeReplayLocked decides how a replayed message is delivered: once, at
+// the highest QoS its matching subscriptions grant; QoS 0 not at all (MQTT
+// keeps only QoS 1 and 2 messages for an offline session); again with DUP
+// and its old packet identifier if it was in flight at the save (o).
+func (c *conn) routeReplayLocked(m *message.Message, o *outbound) (delivery, bool) {
+	d := delivery{m: m, track: true}
+	found := false
+	for _, sub := range c.sess.subs {
+		hs := &sub.hs
+		if hs.Group != "" || !topic.Match(hs.Filter, m.Topic) ||
+			(hs.NoLocal && strings.HasSuffix(m.Origin, "/"+c.clientID)) {
+			continue
+		}
+		found = true
+		d.qos = max(d.qos, min(m.QoS, hs.QoS))
+		if hs.RetainAsPublished && m.Retain {
+			d.retain = true
+		}
+		if hs.ID != 0 {
+			d.ids = append(d.ids, int(hs.ID))
+		}
+	}
+	if o != nil && o.d.m == nil {
+		o.d.m = m
+		d.id, d.dup, d.qos = o.d.id, true, o.d.qos
+		o.d = d
+		return d, true
+	}
+	return d, found && d.qos > 0
+}
+
+// saveLoop saves the due sessions of the server's connections every
+// SessionSaveInterval until Close.
+func (s *Server) saveLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SessionSaveInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for {
+		select {
+		case <-s.ctlStop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			conns := make([]*conn, 0, len(s.conns))
+			for c := range s.conns {
+				conns = append(conns, c)
+			}
+			s.mu.Unlock()
+			for _, c := range conns {
+				c.saveDue(ctx, now)
+			}
+		}
+	}
+}

@@ -1,0 +1,377 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+)
+
+// dialSession connects a Paho MQTT 5 client that resumes (or creates) a
+// persistent session with the given expiry, and returns the CONNACK.
+func dialSession(t *testing.T, addr, clientID string, expiry uint32, will *paho.WillMessage, willDelay uint32) (*client, *paho.Connack) {
+	t.Helper()
+	return dialSink(t, addr, clientID, expiry, will, willDelay, nil)
+}
+
+// dialSink is dialSession with the messages handed to sink, if set, as
+// they arrive (before they are acknowledged) instead of to the channel.
+func dialSink(t *testing.T, addr, clientID string, expiry uint32, will *paho.WillMessage, willDelay uint32, sink func(*paho.Publish)) (*client, *paho.Connack) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{msgs: make(chan *paho.Publish, 8192), disconnects: make(chan *paho.Disconnect, 1)}
+	c.Client = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			if sink != nil {
+				sink(pr.Packet)
+			} else {
+				c.msgs <- pr.Packet
+			}
+			return true, nil
+		}},
+		OnServerDisconnect: func(d *paho.Disconnect) { c.disconnects <- d },
+	})
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
+	if will != nil {
+		cp.WillMessage = will
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &willDelay}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
+		t.Fatalf("connect %s to %s: %v", clientID, addr, err)
+	}
+	return c, ack
+}
+
+func (c *client) next(t *testing.T) *paho.Publish {
+	t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-time.After(waitFor):
+		t.Fatal("no message received")
+		return nil
+	}
+}
+
+// TestPersistentSessionResumesOnOtherEdge ensures an MQTT 5 session left on
+// edge A resumes on edge B with SessionPresent and gets every QoS 1 and 2
+// message published while it was away, in order, each once, without
+// subscribing again; QoS 0 messages are not kept for it.
+func TestPersistentSessionResumesOnOtherEdge(t *testing.T) {
+	c, ack := dialSession(t, cluster.A.MQTT, "e2e-persist", 300, nil, 0)
+	if ack.SessionPresent {
+		t.Fatal("a new session reported present")
+	}
+	c.subscribe(t, "persist/#", 2)
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+
+	pub := dial(t, cluster.B.MQTT, "e2e-persist-pub")
+	var want []string
+	for i := range 210 {
+		qos := byte(1 + i%2)
+		if i%21 == 20 {
+			qos = 0
+		}
+		p := fmt.Sprintf("m%03d", i)
+		pub.publish(t, fmt.Sprintf("persist/%d", i%3), qos, p)
+		if qos > 0 {
+			want = append(want, p)
+		}
+	}
+
+	c2, ack := dialSession(t, cluster.B.MQTT, "e2e-persist", 300, nil, 0)
+	t.Cleanup(func() { _ = c2.Disconnect(&paho.Disconnect{}) })
+	if !ack.SessionPresent {
+		t.Fatal("SessionPresent 0 on resume")
+	}
+	for i, w := range want {
+		if m := c2.next(t); string(m.Payload) != w {
+			t.Fatalf("message %d: %s, want %s", i, m.Payload, w)
+		}
+	}
+	// Live again, and nothing more (a duplicate would come before this).
+	pub.publish(t, "persist/live", 1, "live")
+	if m := c2.next(t); string(m.Payload) != "live" {
+		t.Fatalf("after the offline messages got %s, want live", m.Payload)
+	}
+}
+
+// TestPersistentSessionV311 ensures an MQTT 3.1.1 client with
+// CleanSession 0 resumes its session on the other edge with SessionPresent
+// and the QoS 1 messages it missed, in order.
+func TestPersistentSessionV311(t *testing.T) {
+	msgs := make(chan mqtt3.Message, 256)
+	connect := func(addr string) (mqtt3.Client, bool) {
+		opts := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("e2e-persist-v3").SetCleanSession(false).
+			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(waitFor).SetProtocolVersion(4).
+			SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) { msgs <- m })
+		c := mqtt3.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+			t.Fatalf("v3 connect: %v", tok.Error())
+		}
+		return c, tok.(*mqtt3.ConnectToken).SessionPresent()
+	}
+	c, _ := connect(cluster.A.MQTT)
+	if tok := c.Subscribe("v3persist/#", 1, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	c.Disconnect(100)
+
+	pub := dial(t, cluster.A.MQTT, "e2e-persist-v3-pub")
+	for i := range 50 {
+		pub.publish(t, "v3persist/x", 1, strconv.Itoa(i))
+	}
+	c2, present := connect(cluster.B.MQTT)
+	defer c2.Disconnect(100)
+	if !present {
+		t.Fatal("SessionPresent 0 on resume")
+	}
+	for i := range 50 {
+		select {
+		case m := <-msgs:
+			if string(m.Payload()) != strconv.Itoa(i) {
+				t.Fatalf("message %d: %s", i, m.Payload())
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("message %d missing", i)
+		}
+	}
+}
+
+// TestTakeoverMovesSession ensures a takeover on the other edge with clean
+// start 0 keeps the session: the new connection gets SessionPresent, the
+// subscriptions, and every message the old one had not received, in order.
+func TestTakeoverMovesSession(t *testing.T) {
+	first, _ := dialSession(t, cluster.A.MQTT, "e2e-takeover-session", 300, nil, 0)
+	first.subscribe(t, "moving/#", 1)
+	pub := dial(t, cluster.A.MQTT, "e2e-takeover-pub")
+	const n = 150
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range n {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			_, err := pub.Publish(ctx, &paho.Publish{Topic: "moving/x", QoS: 1, Payload: []byte(strconv.Itoa(i))})
+			cancel()
+			if err != nil {
+				t.Errorf("publish %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	var got []int
+	for len(got) < 40 {
+		m := first.next(t)
+		i, _ := strconv.Atoi(string(m.Payload))
+		got = append(got, i)
+	}
+	second, ack := dialSession(t, cluster.B.MQTT, "e2e-takeover-session", 300, nil, 0)
+	t.Cleanup(func() { _ = second.Disconnect(&paho.Disconnect{}) })
+	if !ack.SessionPresent {
+		t.Fatal("SessionPresent 0 after a takeover")
+	}
+	select {
+	case d := <-first.disconnects:
+		if d.ReasonCode != 0x8E {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the first connection was not taken over")
+	}
+	// What the first connection still received before it closed counts.
+	for drained := false; !drained; {
+		select {
+		case m := <-first.msgs:
+			i, _ := strconv.Atoi(string(m.Payload))
+			got = append(got, i)
+		default:
+			drained = true
+		}
+	}
+	<-published
+	seen := map[int]bool{}
+	var order []int
+	add := func(i int) {
+		if !seen[i] { // QoS 1 may repeat what was not acknowledged
+			seen[i] = true
+			order = append(order, i)
+		}
+	}
+	for _, i := range got {
+		add(i)
+	}
+	for len(seen) < n {
+		m := second.next(t)
+		i, _ := strconv.Atoi(string(m.Payload))
+		add(i)
+	}
+	for k, i := range order {
+		if i != k {
+			t.Fatalf("order across the takeover: %v", order)
+		}
+	}
+}
+
+// TestWillAfterEdgeKill9 ensures the will of a client whose edge is killed
+// with SIGKILL is published by the session service once the connection's
+// lease has lapsed and the will delay has passed: a subscriber on the other
+// edge gets it within 15 s.
+func TestWillAfterEdgeKill9(t *testing.T) {
+	cl := newCluster(t)
+	watcher := dial(t, cl.B.MQTT, "e2e-will-watcher")
+	watcher.subscribe(t, "wills/#", 1)
+	dialSession(t, cl.A.MQTT, "e2e-will-victim", 60,
+		&paho.WillMessage{Topic: "wills/victim", QoS: 1, Payload: []byte("edge died")}, 1)
+	start := time.Now()
+	cl.kill9(t, "edge-a")
+	select {
+	case m := <-watcher.msgs:
+		if string(m.Payload) != "edge died" {
+			t.Fatalf("got %q", m.Payload)
+		}
+		if took := time.Since(start); took < time.Second {
+			t.Fatalf("will published after %s, before its 1 s delay", took)
+		} else {
+			t.Logf("will published %s after kill -9", took.Round(100*time.Millisecond))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no will within 15 s of kill -9")
+	}
+}
+
+// TestFlappingPersistentSessions ensures that with publishers on
+// overlapping topics and persistent sessions connecting and disconnecting
+// on both edges meanwhile, every session ends up with every QoS 1 message,
+// in per-topic stream order (repeats of unacknowledged ones aside).
+func TestFlappingPersistentSessions(t *testing.T) {
+	const publishers, perPublisher, sessions, topics = 5, 300, 10, 3
+	edges := []string{cluster.A.MQTT, cluster.B.MQTT}
+	for s := range sessions {
+		c, _ := dialSession(t, edges[s%2], fmt.Sprintf("e2e-flap-%d", s), 300, nil, 0)
+		c.subscribe(t, "flap/#", 1)
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+
+	// received[s] is what session s got, in arrival order; complete[s] is
+	// closed once it has every message.
+	received := make([][]*paho.Publish, sessions)
+	complete := make([]chan struct{}, sessions)
+	var mu sync.Mutex
+	done := make(chan struct{})
+	var flappers sync.WaitGroup
+	for s := range sessions {
+		flappers.Add(1)
+		go func() {
+			defer flappers.Done()
+			rng := rand.New(rand.NewPCG(uint64(s), 1))
+			complete[s] = make(chan struct{})
+			distinct := map[string]bool{}
+			sink := func(m *paho.Publish) {
+				mu.Lock()
+				defer mu.Unlock()
+				received[s] = append(received[s], m)
+				if !distinct[string(m.Payload)] {
+					distinct[string(m.Payload)] = true
+					if len(distinct) == publishers*perPublisher {
+						close(complete[s])
+					}
+				}
+			}
+			for round := 0; ; round++ {
+				c, ack := dialSink(t, edges[(s+round)%2], fmt.Sprintf("e2e-flap-%d", s), 300, nil, 0, sink)
+				if !ack.SessionPresent {
+					t.Errorf("session %d lost at round %d", s, round)
+				}
+				select {
+				case <-done:
+					// The last connection stays until everything came.
+					select {
+					case <-complete[s]:
+					case <-time.After(20 * time.Second):
+						mu.Lock()
+						t.Errorf("session %d: %d of %d messages", s, len(distinct), publishers*perPublisher)
+						mu.Unlock()
+					}
+					_ = c.Disconnect(&paho.Disconnect{})
+					return
+				case <-time.After(time.Duration(30+rng.IntN(150)) * time.Millisecond):
+				}
+				_ = c.Disconnect(&paho.Disconnect{})
+			}
+		}()
+	}
+
+	var pubs sync.WaitGroup
+	for p := range publishers {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			c := dial(t, edges[p%2], fmt.Sprintf("e2e-flap-pub-%d", p))
+			for j := range perPublisher {
+				// Publishers share topics: each writes to all of them.
+				tp := fmt.Sprintf("flap/%d", (p+j)%topics)
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				_, err := c.Publish(ctx, &paho.Publish{Topic: tp, QoS: 1, Payload: []byte(fmt.Sprintf("%d-%d", p, j))})
+				cancel()
+				if err != nil {
+					t.Errorf("publisher %d: %v", p, err)
+					return
+				}
+				time.Sleep(time.Millisecond) // pacing, so sessions flap during the load
+			}
+		}()
+	}
+	pubs.Wait()
+	close(done)
+	flappers.Wait()
+
+	for s := range sessions {
+		seen := map[string]bool{}
+		last := map[string]uint64{} // per topic: stream sequence of the last new message
+		for _, m := range received[s] {
+			key := string(m.Payload)
+			if seen[key] {
+				continue // a repeat of an unacknowledged QoS 1 message
+			}
+			seen[key] = true
+			seq := seqOf(m)
+			if seq <= last[m.Topic] {
+				t.Fatalf("session %d: %s (seq %d) after seq %d on %s", s, key, seq, last[m.Topic], m.Topic)
+			}
+			last[m.Topic] = seq
+		}
+		if len(seen) != publishers*perPublisher {
+			t.Fatalf("session %d received %d distinct messages, want %d", s, len(seen), publishers*perPublisher)
+		}
+	}
+}
+
+// seqOf is the stream sequence Herald sends with each message.
+func seqOf(m *paho.Publish) uint64 {
+	if m.Properties != nil {
+		for _, u := range m.Properties.User {
+			if u.Key == "herald-seq" {
+				n, _ := strconv.ParseUint(u.Value, 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
