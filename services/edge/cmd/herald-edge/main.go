@@ -24,32 +24,36 @@ import (
 )
 
 type cli struct {
-	Config          kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
-	ID              string          `help:"Edge id (default: random)." env:"HERALD_EDGE_ID"`
-	NATSURL         string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
-	RedisAddrs      []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
-	RedisPrefix     string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	MQTTAddr        string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
-	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
-	MQTTTLSAddr     string          `name:"mqtt-tls-addr" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883." env:"HERALD_MQTT_TLS_ADDR"`
-	TLSCert         string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
-	TLSKey          string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
-	H2C             bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
-	CORSOrigins     []string        `name:"cors-origins" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets." env:"HERALD_CORS_ORIGINS"`
-	CORSCredentials bool            `name:"cors-credentials" help:"Let allowed origins send cookies and credentials." env:"HERALD_CORS_CREDENTIALS"`
-	Demo            string          `help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off." default:"auto" enum:"auto,on,off" env:"HERALD_DEMO"`
-	SSEEventName    string          `name:"sse-event-name" help:"SSE event name of messages (default message)." env:"HERALD_SSE_EVENT_NAME"`
-	SSEEventTopic   bool            `name:"sse-event-topic" help:"Name SSE events after their topic (clients need addEventListener)." env:"HERALD_SSE_EVENT_TOPIC"`
-	SSEHeartbeat    time.Duration   `name:"sse-heartbeat" help:"Interval of SSE heartbeat comments (default 15s)." env:"HERALD_SSE_HEARTBEAT"`
-	SSEQueueSize    int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
-	WSQueueSize     int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
-	WSSlowConsumer  string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
-	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
-	AnonymousTenant string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
-	SubjectPrefix   string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
-	StreamReplicas  int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
-	LogFormat       string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	Config           kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	ID               string          `help:"Edge id (default: random)." env:"HERALD_EDGE_ID"`
+	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	MQTTAddr         string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
+	HTTPAddr         string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
+	MQTTSessionLease time.Duration   `name:"mqtt-session-lease" help:"Lease of a connected MQTT session; bounds how late a dead edge's wills fire (default 10s)." env:"HERALD_MQTT_SESSION_LEASE"`
+	MQTTSessionSave  time.Duration   `name:"mqtt-session-save-interval" help:"Most frequent save of a live session's cursor (default 1s)." env:"HERALD_MQTT_SESSION_SAVE_INTERVAL"`
+	MQTTMaxExpiry    time.Duration   `name:"mqtt-max-session-expiry" help:"Cap of MQTT session expiry, and the expiry of 3.1.1 persistent sessions (default 24h)." env:"HERALD_MQTT_MAX_SESSION_EXPIRY"`
+	MQTTMaxOffline   int             `name:"mqtt-max-offline-messages" help:"Most messages sent to a resuming session; older ones are skipped and counted (default 10000)." env:"HERALD_MQTT_MAX_OFFLINE_MESSAGES"`
+	MQTTTLSAddr      string          `name:"mqtt-tls-addr" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883." env:"HERALD_MQTT_TLS_ADDR"`
+	TLSCert          string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
+	TLSKey           string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
+	H2C              bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
+	CORSOrigins      []string        `name:"cors-origins" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets." env:"HERALD_CORS_ORIGINS"`
+	CORSCredentials  bool            `name:"cors-credentials" help:"Let allowed origins send cookies and credentials." env:"HERALD_CORS_CREDENTIALS"`
+	Demo             string          `help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off." default:"auto" enum:"auto,on,off" env:"HERALD_DEMO"`
+	SSEEventName     string          `name:"sse-event-name" help:"SSE event name of messages (default message)." env:"HERALD_SSE_EVENT_NAME"`
+	SSEEventTopic    bool            `name:"sse-event-topic" help:"Name SSE events after their topic (clients need addEventListener)." env:"HERALD_SSE_EVENT_TOPIC"`
+	SSEHeartbeat     time.Duration   `name:"sse-heartbeat" help:"Interval of SSE heartbeat comments (default 15s)." env:"HERALD_SSE_HEARTBEAT"`
+	SSEQueueSize     int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
+	WSQueueSize      int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
+	WSSlowConsumer   string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
+	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	AnonymousTenant  string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
+	SubjectPrefix    string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
+	StreamReplicas   int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
+	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 }
 
 func main() {
@@ -91,6 +95,8 @@ func run(c cli) error {
 		H2C: c.H2C, Demo: c.Demo}
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = c.TLSCert, c.TLSKey
 	cfg.MQTTTLSAddr = c.MQTTTLSAddr
+	cfg.MQTT.SessionLease, cfg.MQTT.SessionSaveInterval = c.MQTTSessionLease, c.MQTTSessionSave
+	cfg.MQTT.MaxSessionExpiry, cfg.MQTT.MaxOfflineMessages = c.MQTTMaxExpiry, c.MQTTMaxOffline
 	cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials = c.CORSOrigins, c.CORSCredentials
 	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
 	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
