@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: the same load scenarios against Mosquitto (Debian), nats-server's
+# make bench: store benchmarks, then the same load scenarios against Mosquitto (Debian), nats-server's
 # own MQTT listener and Herald (embedded default; local cluster with one and
 # two edges), on loopback, one after the other, then docs/benchmarks.md.
 # Bounded: every scenario has a fixed duration; the whole run takes ~10 min.
@@ -94,8 +94,14 @@ lg cluster-2edge s5-mixed run --mqtt "127.0.0.1:$EDGE_A_MQTT" --http "http://127
   --pid "$ea,$eb" --duration "$DUR" --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
 bash "$root/deploy/local/cluster.sh" down > /dev/null
 
+# Store operations against the same kind of Redis (real servers, started by the benchmarks).
+echo "== store benchmarks" >&2
+(cd "$root/pkg" && go test -run '^$' -bench . -benchtime 500x ./store/) > "$OUT/store-bench.txt" 2>&1 || echo "   store benchmarks failed" >&2
+
 # The load report replaces the file, except the store section (make bench-store).
 store=$(sed -n '/store-benchmarks:begin/,/store-benchmarks:end/p' "$root/docs/benchmarks.md" 2>/dev/null || true)
-{ "$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)"; [ -n "$store" ] && printf '\n%s\n' "$store"; } > "$OUT/benchmarks.md"
+{ "$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)"
+  printf '## Store benchmarks of this run\n\n`go test -bench` in pkg/store, raw output:\n\n```\n%s\n```\n' "$(grep -E '^(Benchmark|goos|goarch|cpu|ok|FAIL)' "$OUT/store-bench.txt")"
+  [ -n "$store" ] && printf '\n%s\n' "$store"; } > "$OUT/benchmarks.md"
 cp "$OUT/benchmarks.md" "$root/docs/benchmarks.md"
 echo "wrote docs/benchmarks.md" >&2
