@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make bench: store benchmarks, then the same load scenarios against Mosquitto (Debian), nats-server's
+# make bench: the same load scenarios against Mosquitto (Debian), nats-server's
 # own MQTT listener and Herald (embedded default; local cluster with one and
-# two edges), on loopback, one after the other, then docs/benchmarks.md.
+# two edges), on loopback, one after the other, then the store benchmarks
+# against real Redis, and docs/benchmarks.md from it all.
 # Bounded: every scenario has a fixed duration; the whole run takes ~10 min.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
