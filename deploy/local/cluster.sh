@@ -81,10 +81,10 @@ up() {
     --ops-addr "127.0.0.1:$SESSION_OPS_PORT"
   start edge-a "$BIN/herald-edge" --id edge-a --nats-url "$nats" --redis-addrs "$redis" \
     --mqtt-addr "127.0.0.1:$EDGE_A_MQTT" --http-addr "127.0.0.1:$EDGE_A_HTTP" --ops-addr "127.0.0.1:$EDGE_A_OPS" \
-    --anonymous-tenant "$ANON_TENANT"
+    --etcd-endpoints "$etcd" --anonymous-tenant "$ANON_TENANT"
   start edge-b "$BIN/herald-edge" --id edge-b --nats-url "$nats" --redis-addrs "$redis" \
     --mqtt-addr "127.0.0.1:$EDGE_B_MQTT" --http-addr "127.0.0.1:$EDGE_B_HTTP" --ops-addr "127.0.0.1:$EDGE_B_OPS" \
-    --anonymous-tenant "$ANON_TENANT"
+    --etcd-endpoints "$etcd" --anonymous-tenant "$ANON_TENANT"
   wait_port admin "$ADMIN_PORT"
   wait_port session "$SESSION_OPS_PORT"
   wait_port edge-a "$EDGE_A_HTTP"

@@ -21,17 +21,21 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/mqtt"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/poll"
 	"github.com/heraldmq/herald/services/edge/internal/sse"
+	"github.com/heraldmq/herald/services/edge/internal/tenantauth"
 	"github.com/heraldmq/herald/services/edge/internal/web"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 )
 
 // Config configures an edge.
@@ -169,17 +173,50 @@ type Server struct {
 	mqtt *mqtt.Server
 	http *http.Server
 
+	// Set by WithTenants (authenticated mode); nil otherwise.
+	dir   *tenant.Directory
+	quota *limits.Limits
+
 	mu        sync.Mutex
 	mqttAddr  net.Addr
 	httpAddr  net.Addr
 	listening chan struct{}
 }
 
+// Option adds to what New builds.
+type Option func(*options)
+
+type options struct {
+	tenants *tenant.Etcd
+	redis   redis.UniversalClient
+}
+
+// DirectoryReadyTimeout bounds how long Run waits for the tenant Directory's
+// first full load before it starts accepting clients anyway (they are then
+// judged on what has been loaded: unknown keys are refused).
+const DirectoryReadyTimeout = 10 * time.Second
+
+// WithTenants switches the edge to authenticated mode over the tenants,
+// credentials and limits stored in etcd (src): clients authenticate with API
+// keys, JWTs or certificates (tenantauth), every publish and subscribe is
+// authorized against the credential's capabilities, tenants' limits hold
+// (connections counted cluster-wide in rdb; a nil rdb counts per edge,
+// right for a single edge only), and a revoked credential or deleted tenant
+// closes its live connections. Config.AnonymousTenant, if set, still admits
+// clients without credentials into that tenant.
+func WithTenants(src *tenant.Etcd, rdb redis.UniversalClient) Option {
+	return func(o *options) { o.tenants, o.redis = src, rdb }
+}
+
 // New builds an edge over a backbone and a session-state reader. The
 // backbone's NATS connection stays the caller's.
-func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Logger) (*Server, error) {
+func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	cfg = cfg.WithDefaults()
 	if log == nil {
@@ -194,6 +231,19 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	h = hub.New(s.live)
 	s.node = &node.Node{ID: cfg.ID, Backbone: bb, Hub: h, State: state,
 		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log}
+	if o.tenants != nil {
+		clients := &clientsRef{}
+		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
+		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		clients.c = node.NewClients(node.ClientsConfig{Check: a.Check})
+		if s.quota, err = limits.New(limits.Config{EdgeID: cfg.ID, Source: s.dir, Redis: o.redis, Log: log}); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		s.node.Auth, s.node.Clients, s.node.Quota = a, clients.c, s.quota
+	}
 	var err error
 	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
 		return nil, err
@@ -232,6 +282,15 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	return s, nil
 }
 
+// clientsRef lets the Directory's OnChange reach the Clients built after it.
+type clientsRef struct{ c *node.Clients }
+
+func (r *clientsRef) onChange(ch tenant.Change) {
+	if r.c != nil {
+		r.c.OnChange(ch)
+	}
+}
+
 // edgeHeader names the edge on every response.
 func edgeHeader(id string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -261,6 +320,38 @@ func (s *Server) Addrs(ctx context.Context) (mqttAddr, httpAddr net.Addr, err er
 // Run listens and serves until ctx is done, then closes every connection
 // and returns once all of the edge's goroutines have stopped.
 func (s *Server) Run(ctx context.Context) error {
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	if s.dir != nil {
+		// The tenant Directory and the limits' heartbeat run for as long
+		// as the edge; they stop after the servers (deferred cancel runs
+		// before bg.Wait).
+		bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		bg.Add(2)
+		go func() {
+			defer bg.Done()
+			if err := s.dir.Run(bgCtx); err != nil {
+				s.node.Log.Error("tenant directory stopped", "err", err)
+			}
+		}()
+		go func() {
+			defer bg.Done()
+			if err := s.quota.Run(bgCtx); err != nil {
+				s.node.Log.Error("limits stopped", "err", err)
+			}
+		}()
+		t := time.NewTimer(DirectoryReadyTimeout)
+		select {
+		case <-s.dir.Ready():
+			t.Stop()
+		case <-t.C:
+			s.node.Log.Warn("tenant directory not loaded yet: accepting clients anyway", "waited", DirectoryReadyTimeout)
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
 	ml, err := net.Listen("tcp", s.cfg.MQTTAddr)
 	if err != nil {
 		return fmt.Errorf("edge: mqtt listen: %w", err)

@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	es, err := edge.New(cfg.Edge, bb, st, log)
+	es, err := edge.New(cfg.Edge, bb, st, log, edge.WithTenants(tenants, nil))
 	if err != nil {
 		return err
 	}

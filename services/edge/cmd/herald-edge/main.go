@@ -18,9 +18,11 @@ import (
 	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 type cli struct {
@@ -49,6 +51,8 @@ type cli struct {
 	WSQueueSize      int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
 	WSSlowConsumer   string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	EtcdEndpoints    []string        `name:"etcd-endpoints" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
+	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
 	AnonymousTenant  string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
 	SubjectPrefix    string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
 	StreamReplicas   int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
@@ -101,7 +105,21 @@ func run(c cli) error {
 	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
 	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
 	cfg.WS.QueueSize, cfg.WS.SlowConsumer = c.WSQueueSize, c.WSSlowConsumer
-	s, err := edge.New(cfg, bb, st, log)
+	var opts []edge.Option
+	if len(c.EtcdEndpoints) > 0 {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		defer cli.Close()
+		tenants, err := tenant.NewEtcd(cli, tenant.EtcdConfig{Prefix: c.EtcdPrefix}, log)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, edge.WithTenants(tenants, rdb))
+		log.Info("authenticated mode: tenants from etcd", "endpoints", strings.Join(c.EtcdEndpoints, ","), "prefix", c.EtcdPrefix)
+	}
+	s, err := edge.New(cfg, bb, st, log, opts...)
 	if err != nil {
 		return err
 	}

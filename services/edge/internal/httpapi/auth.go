@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
 // TokenCookie is the cookie a browser may carry its bearer token in.
@@ -18,17 +22,24 @@ const TokenCookie = "herald_token"
 // so short-lived tokens should be used there. An Authorization header with
 // another scheme is an error.
 func Credentials(r *http.Request) (auth.Credentials, error) {
+	c := auth.Credentials{RemoteAddr: r.RemoteAddr}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		c.Certificate, c.CertificateVerified = r.TLS.PeerCertificates[0], len(r.TLS.VerifiedChains) > 0
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, token, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			return auth.Credentials{}, fmt.Errorf("%w: Authorization must be \"Bearer <token>\"", auth.ErrBadCredentials)
 		}
-		return auth.Credentials{Token: strings.TrimSpace(token)}, nil
+		c.Token = strings.TrimSpace(token)
+		return c, nil
 	}
-	if c, err := r.Cookie(TokenCookie); err == nil && c.Value != "" {
-		return auth.Credentials{Token: c.Value}, nil
+	if ck, err := r.Cookie(TokenCookie); err == nil && ck.Value != "" {
+		c.Token = ck.Value
+		return c, nil
 	}
-	return auth.Credentials{Token: r.URL.Query().Get("token")}, nil
+	c.Token = r.URL.Query().Get("token")
+	return c, nil
 }
 
 // Authenticate identifies the client of r with a.
@@ -38,4 +49,45 @@ func Authenticate(r *http.Request, a auth.Authenticator) (auth.Identity, error) 
 		return auth.Identity{}, err
 	}
 	return a.Authenticate(r.Context(), c)
+}
+
+// AuthorizeStream reports whether id may subscribe to every filter and,
+// when history is set (a resume from a position, a replay), read the
+// stored messages of every filter: nil, or an error wrapping
+// auth.ErrForbidden (403 not_authorized).
+func AuthorizeStream(id auth.Identity, filters []string, history bool) error {
+	for _, f := range filters {
+		if err := node.AuthorizeSubscribe(id, f); err != nil {
+			return err
+		}
+		if history {
+			if err := node.AuthorizeHistory(id, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Admit authorizes nothing: it counts the request's connection against its
+// tenant's limit (429 when full) and registers it with the edge's clients,
+// returning a context that is cancelled, with the revocation as its cause,
+// when the credential is revoked or the tenant deleted. Release the
+// admission and call cancel when the request ends.
+func Admit(r *http.Request, n *node.Node, protocol string, id auth.Identity) (context.Context, *node.Admission, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	adm, err := n.Admit(ctx, node.ClientInfo{ID: NewConnID(), Protocol: protocol, Remote: r.RemoteAddr, Identity: id},
+		func(reason error) { cancel(reason) })
+	if err != nil {
+		cancel(err)
+		return nil, nil, nil, err
+	}
+	return ctx, adm, func() { cancel(context.Canceled) }, nil
+}
+
+// NewConnID names a connection that has no id of its own.
+func NewConnID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

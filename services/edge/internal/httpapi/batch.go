@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/stream"
 )
 
@@ -42,7 +43,8 @@ type BatchResult struct {
 // serveBatch publishes a batch: every valid message is sent to the backbone
 // in order without waiting (so the batch costs about one round trip), then
 // each store is awaited.
-func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, tenant string) {
+func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	tenant := id.Tenant
 	body, err := readBody(w, r, h.cfg.MaxBatchBytes)
 	if err != nil {
 		WriteError(w, err)
@@ -78,6 +80,10 @@ func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, tena
 		m, err := h.batchMessage(tenant, &req.Messages[i])
 		req.Messages[i] = BatchMessage{}
 		if err != nil {
+			fail(i, fmt.Errorf("message %d: %w", i, err))
+			continue
+		}
+		if err := CheckPublish(h.n, id, m); err != nil {
 			fail(i, fmt.Errorf("message %d: %w", i, err))
 			continue
 		}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/stream"
 	"github.com/nats-io/nats.go"
@@ -25,6 +28,7 @@ const (
 	CodeNotAuthenticated = "not_authenticated" // 401: missing or wrong credentials
 	CodeNotAuthorized    = "not_authorized"    // 403: credentials valid, access refused
 	CodeTooLarge         = "payload_too_large" // 413: body over the limit
+	CodeRateLimited      = "rate_limited"      // 429: a tenant limit or too many failed attempts; see Retry-After
 	CodeUnavailable      = "unavailable"       // 503: backbone unavailable, retry later
 	CodeInternal         = "internal"          // 500: a bug or a misconfiguration
 )
@@ -50,6 +54,11 @@ func Classify(err error) (code string, status int) {
 		return CodeBadRequest, http.StatusBadRequest
 	case errors.Is(err, node.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidFilter), isTopicError(err):
 		return CodeInvalidTopic, http.StatusBadRequest
+	case errors.Is(err, auth.ErrRateLimited), errors.Is(err, limits.ErrRateLimited),
+		errors.Is(err, limits.ErrConnectionLimit), errors.Is(err, limits.ErrSubscriptionLimit):
+		return CodeRateLimited, http.StatusTooManyRequests
+	case errors.Is(err, limits.ErrPayloadTooLarge):
+		return CodeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, auth.ErrBadCredentials):
 		return CodeNotAuthenticated, http.StatusUnauthorized
 	case errors.Is(err, auth.ErrNotAuthorized):
@@ -104,10 +113,23 @@ type ErrorDetail struct {
 // status Classify gives it.
 func WriteError(w http.ResponseWriter, err error) {
 	code, msg, status := Describe(err)
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 	}
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
+// retryAfterSeconds is the Retry-After of a 429: what the error says (an
+// authentication rate limit), else one second (token buckets refill within
+// a second; a connection slot may free at any time).
+func retryAfterSeconds(err error) int {
+	if d := auth.RetryAfter(err); d > 0 {
+		return int(math.Ceil(d.Seconds()))
+	}
+	return 1
 }
 
 // WriteJSON answers with v as JSON.

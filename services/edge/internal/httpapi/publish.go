@@ -47,6 +47,8 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
@@ -124,7 +126,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if !q.Has("topic") && isJSON(r.Header.Get("Content-Type")) {
-		h.serveBatch(w, r, id.Tenant)
+		h.serveBatch(w, r, id)
 		return
 	}
 	m := &message.Message{Tenant: id.Tenant, Topic: q.Get("topic"), ContentType: r.Header.Get("Content-Type")}
@@ -144,6 +146,10 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
+	if err := CheckPublish(h.n, id, m); err != nil {
+		WriteError(w, err)
+		return
+	}
 	pos, err := h.n.Publish(r.Context(), m, backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent")})
 	if err != nil {
 		if _, status := Classify(err); status >= 500 {
@@ -153,6 +159,21 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, PublishResponse{Seq: pos.Seq, Position: pos.String()})
+}
+
+// CheckPublish reports whether id may publish m over HTTP: within its
+// capabilities (else an error wrapping auth.ErrForbidden: 403) and its
+// tenant's rates and payload limit (limits.ErrRateLimited: 429 with
+// Retry-After; limits.ErrPayloadTooLarge: 413). An invalid topic name is
+// left to the publish, which reports it.
+func CheckPublish(n *node.Node, id auth.Identity, m *message.Message) error {
+	if topic.ValidateName(m.Topic, n.Limits) != nil {
+		return nil
+	}
+	if err := node.AuthorizePublish(id, m.Topic); err != nil {
+		return err
+	}
+	return n.PublishQuota(id.Tenant, len(m.Payload))
 }
 
 // readBody reads a request body of at most max bytes.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -41,6 +42,8 @@ type conn struct {
 	version     byte
 	clientID    string
 	tenant      string
+	id          auth.Identity   // who authenticated
+	adm         *node.Admission // registration and limits; released by teardown or a refused CONNECT
 	origin      string
 	connID      string // unique per connection, for takeovers
 	ctlSubject  string // the session's control subject
@@ -146,6 +149,7 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	if err := c.connect(ctx, pk); err != nil {
 		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
+		c.adm.Release()
 		c.nc.Close()
 		return
 	}
@@ -325,6 +329,7 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	// Saved (or its will published) before the connection is released, so
 	// before a takeover request is answered.
 	c.endSession(ctx, normal)
+	c.adm.Release()
 	c.s.release(c)
 }
 

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -41,15 +42,23 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	}
 
 	actx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
-	id, err := c.n.Auth.Authenticate(actx, auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password})
-	cancel()
+	id, err := c.n.Auth.Authenticate(actx, c.credentials(pk))
 	if err == nil && !backbone.ValidTenant(id.Tenant) {
 		err = fmt.Errorf("%w: tenant %q", backbone.ErrBadTenant, id.Tenant)
 	}
+	if err == nil {
+		// Counted against the tenant's connections and registered for
+		// revocation before the CONNACK; released by teardown, or by
+		// serve if the CONNECT is refused further on.
+		c.adm, err = c.n.Admit(actx, node.ClientInfo{ID: pk.Connect.ClientIdentifier, Protocol: "mqtt",
+			Remote: c.nc.RemoteAddr().String(), Identity: id}, c.revoke)
+	}
+	cancel()
 	if err != nil {
 		c.refuse(v, err)
 		return err
 	}
+	c.id = id
 
 	clientID, assigned := pk.Connect.ClientIdentifier, ""
 	if clientID == "" {
@@ -185,6 +194,28 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 	}
 	return nil
+}
+
+// credentials returns what the client presents: CONNECT's username and
+// password, its address and, over TLS, its certificate.
+func (c *conn) credentials(pk *packets.Packet) auth.Credentials {
+	cr := auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password,
+		RemoteAddr: c.nc.RemoteAddr().String()}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		if len(st.PeerCertificates) > 0 {
+			cr.Certificate, cr.CertificateVerified = st.PeerCertificates[0], len(st.VerifiedChains) > 0
+		}
+	}
+	return cr
+}
+
+// revoke ends the connection because its credential was revoked or its
+// tenant deleted (node.Clients): MQTT 5 DISCONNECT 0x87, then close. It
+// only queues the DISCONNECT: it runs on the Directory's goroutine.
+func (c *conn) revoke(reason error) {
+	c.n.Log.Info("mqtt connection closed: credential revoked", "client", c.clientID, "tenant", c.tenant, "reason", reason)
+	c.disconnect(reason)
 }
 
 // refuse writes a CONNACK refusing the client for err. It writes directly:

@@ -9,6 +9,8 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -51,6 +53,11 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		}
 	}
 
+	deny := c.publishRefusal(m)
+	if deny != nil && qos == 0 {
+		return c.refuseQoS0(m, deny)
+	}
+
 	var ack *pendingAck
 	var opts backbone.PublishOptions
 	if qos > 0 {
@@ -84,6 +91,15 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		}
 		c.received++
 		ack = &pendingAck{id: pk.PacketID, qos: qos}
+		if deny != nil {
+			// Refused in order with the other acknowledgements: PUBACK or
+			// PUBREC 0x87 (not authorized) or 0x97 (quota exceeded); the
+			// QoS 2 exchange ends there. MQTT 3.1.1: the connection closes.
+			c.acks = append(c.acks, ack)
+			c.mu.Unlock()
+			c.completeAck(ack, deny)
+			return nil
+		}
 		if qos == 2 {
 			c.sess.received++
 			ack.in = &inbound{msgID: qos2MsgID(c.tenant, c.sess, pk.PacketID, c.sess.received)}
@@ -98,6 +114,41 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		c.mu.Unlock()
 	}
 	return c.publishPending(ctx, m, opts, ack)
+}
+
+// publishRefusal returns why the connection may not publish m, or nil:
+// an error wrapping auth.ErrForbidden (outside its capabilities), or
+// limits.ErrRateLimited or limits.ErrPayloadTooLarge (its tenant's limits,
+// taken from the buckets when nil). An invalid topic name is left to the
+// publish, which reports it.
+func (c *conn) publishRefusal(m *message.Message) error {
+	if topic.ValidateName(m.Topic, c.n.Limits) != nil {
+		return nil
+	}
+	if err := node.AuthorizePublish(c.id, m.Topic); err != nil {
+		return err
+	}
+	return c.adm.Publish(len(m.Payload))
+}
+
+// refuseQoS0 handles a refused QoS 0 publish, which has no acknowledgement
+// to refuse in. Outside the client's capabilities it is dropped and
+// counted (as MQTT 3.1.1 brokers do; the connection stays usable for what
+// it may do). Over a rate or payload limit the connection is closed,
+// DISCONNECT 0x96 (message rate too high) or 0x95 (packet too large), so
+// that the client learns to slow down.
+func (c *conn) refuseQoS0(m *message.Message, deny error) error {
+	switch {
+	case errors.Is(deny, limits.ErrRateLimited):
+		return errors.Join(errQoS0RateTooHigh, deny)
+	case errors.Is(deny, limits.ErrPayloadTooLarge):
+		return errors.Join(ErrPacketTooLarge, deny)
+	case errors.Is(deny, auth.ErrNotAuthorized):
+		c.s.deniedQoS0.Add(1)
+		c.n.Log.Debug("mqtt QoS 0 publish dropped: not authorized", "client", c.clientID, "topic", m.Topic)
+		return nil
+	}
+	return deny
 }
 
 // publishPending sends m to the backbone and has its confirmation awaited

@@ -8,6 +8,7 @@ import (
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -47,6 +48,10 @@ var (
 	ErrSlowConsumer = errors.New("mqtt: slow consumer: queue full")
 	// ErrKeepAliveTimeout is returned when nothing arrived within 1.5 keep alive intervals.
 	ErrKeepAliveTimeout = errors.New("mqtt: keep alive timeout")
+	// errQoS0RateTooHigh ends a connection whose QoS 0 publish exceeded a
+	// rate limit: QoS 0 has no acknowledgement to refuse in (DISCONNECT
+	// 0x96, message rate too high); it is joined with the limits error.
+	errQoS0RateTooHigh = errors.New("mqtt: message rate too high")
 	// ErrShuttingDown is returned when the server closes its connections.
 	ErrShuttingDown = errors.New("mqtt: server shutting down")
 )
@@ -75,10 +80,12 @@ const (
 	codeReceiveMaxExceeded   byte = 0x93
 	codeTopicAliasInvalid    byte = 0x94
 	codePacketTooLarge       byte = 0x95
+	codeMessageRateTooHigh   byte = 0x96
 	codeQuotaExceeded        byte = 0x97
 	codeUseAnotherServer     byte = 0x9C
 	codeServerMoved          byte = 0x9D
 	codeSharedSubUnsupported byte = 0x9E
+	codeConnectionRateExceed byte = 0x9F
 )
 
 // reasonCode maps an error to the MQTT 5 reason code that reports it, in
@@ -89,6 +96,15 @@ func reasonCode(err error) byte {
 		return codeSuccess
 	case errors.Is(err, ErrPacketTooLarge):
 		return codePacketTooLarge
+	case errors.Is(err, errQoS0RateTooHigh):
+		return codeMessageRateTooHigh
+	// Tenants' limits and authentication failures (MQTT 5 §4.13): a
+	// refused CONNECT, PUBLISH or SUBSCRIBE filter, as the packet says.
+	case errors.Is(err, limits.ErrConnectionLimit), errors.Is(err, limits.ErrRateLimited),
+		errors.Is(err, limits.ErrPayloadTooLarge), errors.Is(err, limits.ErrSubscriptionLimit):
+		return codeQuotaExceeded
+	case errors.Is(err, auth.ErrRateLimited):
+		return codeConnectionRateExceed
 	case errors.Is(err, ErrMalformed):
 		return codeMalformed
 	case errors.Is(err, ErrProtocol):

@@ -23,6 +23,10 @@ type Server struct {
 	records   sessionRecords
 	saveStart sync.Once
 
+	// deniedQoS0 counts QoS 0 publishes dropped as outside their client's
+	// capabilities.
+	deniedQoS0 atomic.Int64
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
@@ -167,6 +171,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}()
 	c.serve(ctx)
 }
+
+// DeniedQoS0 returns how many QoS 0 publishes were dropped as outside their
+// client's capabilities.
+func (s *Server) DeniedQoS0() int64 { return s.deniedQoS0.Load() }
 
 // Close stops accepting, tells every MQTT 5 client the server is shutting
 // down (DISCONNECT 0x8B), closes every connection and returns when all

@@ -10,6 +10,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -113,6 +114,18 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, 
 	}
 	if err := topic.ValidateFilter(filter, c.n.Limits); err != nil {
 		return granted{}, err
+	}
+	if err := node.AuthorizeSubscribe(c.id, f.Filter); err != nil {
+		return granted{}, err // SUBACK 0x87
+	}
+	c.mu.Lock()
+	held := len(c.sess.subs)
+	if c.sess.subs[f.Filter] == nil {
+		held++
+	}
+	c.mu.Unlock()
+	if err := c.adm.Subscriptions(held); err != nil {
+		return granted{}, err // SUBACK 0x97
 	}
 	sub := &subscription{retainHandling: f.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter, Group: group, Subscriber: c,
 		QoS: min(f.Qos, 2), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 )
 
 // StateReader is what the edge reads from the session store. The session
@@ -38,6 +39,12 @@ type Node struct {
 	Auth     auth.Authenticator
 	Log      *slog.Logger
 	Limits   topic.Limits
+	// Clients, if set, registers live connections so that a revoked
+	// credential or a deleted tenant closes them (see Admit).
+	Clients *Clients
+	// Quota, if set, enforces tenants' connection, rate, payload and
+	// subscription limits (see Admit and PublishQuota).
+	Quota *limits.Limits
 }
 
 // Publish validates m's topic and stores m on the backbone; a nil error

@@ -44,6 +44,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -139,7 +140,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	ctx := r.Context()
+	// A cursor reads the stored messages after it: history. The first
+	// poll (no cursor) only takes the current position.
+	if err := httpapi.AuthorizeStream(id, req.filters, req.cursor != nil); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	ctx, adm, cancel, err := httpapi.Admit(r, h.n, "poll", id)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	defer cancel()
+	defer adm.Release()
 	epoch, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant)
 	if err != nil {
 		h.n.Log.Warn("poll: backbone unavailable", "tenant", id.Tenant, "err", err)
@@ -157,6 +170,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := h.poll(ctx, id.Tenant, epoch, req)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, auth.ErrRevoked) {
+		err = cause // 403
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			h.n.Log.Info("poll failed", "tenant", id.Tenant, "err", err)

@@ -115,7 +115,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	ctx := r.Context()
+	if err := httpapi.AuthorizeStream(id, filters, from != nil); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	// Counted and registered: a revoked credential ends the stream.
+	ctx, adm, cancel, err := httpapi.Admit(r, h.n, "sse", id)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	defer cancel()
+	defer adm.Release()
 	// Create the stream now, so that a backbone failure is still an HTTP
 	// error and every event id carries an epoch.
 	if _, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant); err != nil {

@@ -123,12 +123,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	epoch, err := h.n.Backbone.EnsureTenant(r.Context(), id.Tenant)
-	if err != nil {
-		h.n.Log.Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
-		httpapi.WriteError(w, err)
-		return
-	}
 	binaryFrames, err := parseFlag(r.URL.Query().Get("binary"))
 	if err != nil {
 		httpapi.WriteError(w, fmt.Errorf("%w: binary: %w", httpapi.ErrBadRequest, err))
@@ -136,13 +130,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{h: h, id: id, subs: map[string]*subscription{}, binary: binaryFrames,
 		pubSlots: make(chan struct{}, h.cfg.MaxInflightPublishes)}
+	// Counted against the tenant's connections (429 before the upgrade)
+	// and registered: a revoked credential closes the connection (1008).
+	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: "ws", Remote: r.RemoteAddr,
+		Identity: id}, s.revoke)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	defer s.adm.Release()
+	epoch, err := h.n.Backbone.EnsureTenant(r.Context(), id.Tenant)
+	if err != nil {
+		h.n.Log.Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
+		httpapi.WriteError(w, err)
+		return
+	}
 	s.epoch.Store(&epoch)
 	s.touch()
 	conn, err := h.upgrade(w, r, &h.cfg, s.touch)
 	if err != nil {
 		return // the upgrader answered the request
 	}
+	s.mu.Lock()
 	s.conn = conn
+	revoked := s.revoked != nil
+	s.mu.Unlock()
+	if revoked {
+		s.close(closePolicy, "credential revoked")
+	}
 	s.ctx, s.cancel = context.WithCancel(r.Context())
 	s.queue = stream.NewQueue(h.cfg.QueueSize, h.policy, s.kick)
 	// Shutdown or an internal close ends the reads through the connection.
@@ -165,13 +180,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // only while a subscribe with from replays; the ping timer's goroutine only
 // while it pings. Writes are serialized by wmu.
 type session struct {
-	h      *Handler
-	id     auth.Identity
-	conn   Conn
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  *stream.Queue
-	pinger *time.Timer
+	h   *Handler
+	id  auth.Identity
+	adm *node.Admission
+	// revoked is why the credential no longer holds; guarded by mu.
+	revoked error
+	conn    Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	queue   *stream.Queue
+	pinger  *time.Timer
 
 	// binary is the client's opt-in (?binary=1) to binary frames.
 	binary bool
@@ -334,6 +352,20 @@ func (s *session) badFrame(err error) bool {
 	return true
 }
 
+// revoke closes the connection because its credential was revoked or its
+// tenant deleted (node.Clients): close 1008. It runs on the Directory's
+// goroutine, so the close handshake runs on its own.
+func (s *session) revoke(reason error) {
+	s.mu.Lock()
+	s.revoked = reason
+	conn := s.conn
+	s.mu.Unlock()
+	s.h.n.Log.Info("ws connection closed: credential revoked", "tenant", s.id.Tenant, "reason", reason)
+	if conn != nil {
+		go s.close(closePolicy, "credential revoked")
+	}
+}
+
 func (s *session) subscribe(req request) {
 	if err := topic.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
 		s.fail(req.ID, fmt.Errorf("topic filter %q: %w", req.Topic, err))
@@ -348,16 +380,25 @@ func (s *session) subscribe(req request) {
 		}
 		from = &p
 	}
+	if err := httpapi.AuthorizeStream(s.id, []string{req.Topic}, from != nil); err != nil {
+		s.fail(req.ID, err) // not_authorized
+		return
+	}
 	s.mu.Lock()
 	old := s.subs[req.Topic]
 	delete(s.subs, req.Topic)
-	full := len(s.subs) >= s.h.cfg.MaxSubscriptions
+	held := len(s.subs)
+	full := held >= s.h.cfg.MaxSubscriptions
 	s.mu.Unlock()
 	if old != nil {
 		s.drop(old)
 	}
 	if full {
 		s.fail(req.ID, fmt.Errorf("%w: at most %d subscriptions", httpapi.ErrBadRequest, s.h.cfg.MaxSubscriptions))
+		return
+	}
+	if err := s.adm.Subscriptions(held + 1); err != nil {
+		s.fail(req.ID, err) // rate_limited
 		return
 	}
 
@@ -463,6 +504,16 @@ func (s *session) publish(req request, payload []byte, utf8 bool) {
 	}
 	m := &message.Message{Tenant: s.id.Tenant, Topic: req.Topic, Payload: payload, QoS: byte(req.QoS),
 		Retain: req.Retain, ContentType: req.ContentType, PayloadUTF8: utf8}
+	if topic.ValidateName(m.Topic, s.h.n.Limits) == nil { // an invalid name is reported by the publish
+		err := node.AuthorizePublish(s.id, m.Topic) // not_authorized
+		if err == nil {
+			err = s.adm.Publish(len(payload)) // rate_limited, payload_too_large
+		}
+		if err != nil {
+			s.publishFailed(req.ID, err)
+			return
+		}
+	}
 	select {
 	case s.pubSlots <- struct{}{}:
 	case <-s.ctx.Done():
