@@ -110,10 +110,8 @@ type tenantState struct {
 	refs  int          // Conns and operations using the state; guarded by Limits.mu
 	used  time.Time    // last use; guarded by Limits.mu
 
-	mu           sync.Mutex
-	msgs, bytes  bucket
-	limits       tenant.Limits
-	limitsLoaded bool
+	mu          sync.Mutex
+	msgs, bytes bucket
 }
 
 // New returns Limits; call Run to keep the cluster-wide counts alive.
