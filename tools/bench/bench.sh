@@ -9,7 +9,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$root/bin
 OUT=${BENCH_OUT:-$root/data/bench}
 DUR=${BENCH_DURATION:-10s}
-IDLE=${BENCH_IDLE_CONNS:-50000}
+# 50,000 idle connections need that many descriptors in the server and in
+# the load generator; where the hard limit is lower, as many as it allows.
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -gt 52000 ]; then def_idle=50000; else def_idle=$((hard - 2000)); fi
+IDLE=${BENCH_IDLE_CONNS:-$def_idle}
 FANOUT_SUBS=${BENCH_FANOUT_SUBS:-1000}
 FANIN_PUBS=${BENCH_FANIN_PUBS:-1000}
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -39,7 +43,7 @@ mqtt_scenarios() { # target mqttaddr pid
   lg "$t" s1-qos0 run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 0 --size 100
   lg "$t" s1-qos1 run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100
   lg "$t" s1-latency run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100 --rate 1000
-  lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 200
+  lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 50
   lg "$t" s3-fanin run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
 }
 

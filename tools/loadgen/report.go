@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -21,10 +22,10 @@ var scenarioNotes = map[string]string{
 	"s1-qos0":      "1 publisher → 1 subscriber, QoS 0, 100-byte payloads, as fast as possible",
 	"s1-qos1":      "1 publisher → 1 subscriber, QoS 1, 100-byte payloads, as fast as possible (publisher pipelines up to the receive maximum)",
 	"s1-latency":   "1 publisher → 1 subscriber, QoS 1, 1,000 msgs/s: latency at a load every broker sustains",
-	"s2-fanout":    "1 publisher → N subscribers on one topic, QoS 0, 200 msgs/s",
+	"s2-fanout":    "1 publisher → N subscribers on one topic, QoS 0, 50 msgs/s (the 1,000 load-generator clients share the 2 cores: faster publishing measures the load generator)",
 	"s3-fanin":     "N publishers × 20 msgs/s → 1 subscriber (wildcard), QoS 0",
-	"s4-idle-mqtt": "idle MQTT 3.1.1 connections: server RSS growth per connection",
-	"s4-idle-sse":  "idle SSE connections: server RSS growth per connection",
+	"s4-idle-mqtt": "idle MQTT 3.1.1 connections: server RSS growth per connection (as many connections as the machine's open-file limit allows, up to 50,000)",
+	"s4-idle-sse":  "idle SSE connections: server RSS growth per connection (same bound)",
 	"s5-mixed":     "MQTT publisher → 300 subscribers, a third each on SSE, WebSocket and MQTT, QoS 1, 200 msgs/s",
 }
 
@@ -66,7 +67,7 @@ func (c *reportCmd) Run() error {
 	w := os.Stdout
 	fmt.Fprintf(w, "# Herald benchmarks\n\n")
 	fmt.Fprintf(w, "Made by `make bench` (tools/bench/bench.sh, tools/loadgen) in one run: every figure below comes from the result files of that run; nothing is edited by hand.\n\n")
-	fmt.Fprintf(w, "- date: %s\n- commit: %s\n- machine: %s, %d cores, %s, %s\n\n", time.Now().UTC().Format(time.RFC3339), c.Commit, cpuModel(), runtime.NumCPU(), memTotal(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Fprintf(w, "- date: %s\n- commit: %s\n- machine: %s, %d cores, %s, %s, open-file limit %s\n\n", time.Now().UTC().Format(time.RFC3339), c.Commit, cpuModel(), runtime.NumCPU(), memTotal(), runtime.GOOS+"/"+runtime.GOARCH, fileLimit())
 	fmt.Fprintf(w, "Targets: **mosquitto** (Debian mosquitto 2.0, the 1→1 and memory peer), **nats-mqtt** (nats-server's own MQTT listener, the fan-out peer), **herald** (embedded default: one process with embedded NATS JetStream), **cluster-1edge / cluster-2edge** (local cluster: separate NATS, Redis, etcd, session service; load on one or both edges). Load generator and servers share the same 2 cores, so absolute figures are low; ratios in the same run are the point.\n\n")
 	fmt.Fprintf(w, "Herald acknowledges QoS 1 only after JetStream stored the message (written to the stream's file store, not fsynced per message); Mosquitto acknowledges from memory. Ratios below are Herald ÷ peer.\n\n")
 
@@ -152,4 +153,12 @@ func memTotal() string {
 		}
 	}
 	return "unknown RAM"
+}
+
+func fileLimit() string {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return "unknown"
+	}
+	return fmt.Sprint(l.Max)
 }
