@@ -76,7 +76,7 @@ up() {
   [ -s "$DIR/admin-token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/admin-token"
   chmod 600 "$DIR/admin-token"
   start admin env HERALD_ADMIN_TOKEN="$(cat "$DIR/admin-token")" "$BIN/herald-admin" --addr "127.0.0.1:$ADMIN_PORT" \
-    --etcd-endpoints "$etcd" --bootstrap-tenant "$ANON_TENANT"
+    --etcd-endpoints "$etcd" --bootstrap-tenant "$ANON_TENANT" --nats-url "$nats" --redis-addrs "$redis"
   start session "$BIN/herald-session" --nats-url "$nats" --redis-addrs "$redis" \
     --ops-addr "127.0.0.1:$SESSION_OPS_PORT"
   start edge-a "$BIN/herald-edge" --id edge-a --nats-url "$nats" --redis-addrs "$redis" \

@@ -17,6 +17,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/tenant"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
@@ -106,11 +108,16 @@ type Server struct {
 	running   atomic.Bool
 	listening chan struct{} // closed once addr is set, or Run failed to listen
 	addr      string
+
+	// Data plane, set by options; nil when not wired.
+	store store.Store
+	bb    *backbone.Backbone
 }
 
 // New returns a server over the tenants and credentials in src. A nil log
-// discards.
-func New(cfg Config, src *tenant.Etcd, log *slog.Logger) (*Server, error) {
+// discards. Options (WithStore, WithBackbone) connect the live-state calls
+// to the data plane.
+func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -138,11 +145,14 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger) (*Server, error) {
 		grpc:      grpc.NewServer(grpc.UnaryInterceptor(auth.unary), grpc.StreamInterceptor(auth.stream)),
 		listening: make(chan struct{}),
 	}
+	for _, opt := range opts {
+		opt(s)
+	}
 
 	tenants := &tenantService{store: src, log: log}
 	creds := &credentialService{store: src, log: log, kdf: authz.DefaultArgon2}
 	adminKeys := &adminKeyService{store: src, log: log, kdf: authz.DefaultArgon2}
-	live := liveService{}
+	live := &liveService{tenants: src, store: s.store, bb: s.bb, log: log, edgeTimeout: EdgeReplyTimeout}
 	adminv1.RegisterTenantServiceServer(s.grpc, tenants)
 	adminv1.RegisterCredentialServiceServer(s.grpc, creds)
 	adminv1.RegisterAdminKeyServiceServer(s.grpc, adminKeys)
@@ -164,6 +174,12 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger) (*Server, error) {
 		if err := register(); err != nil {
 			return nil, fmt.Errorf("admin: %w", err)
 		}
+	}
+	// "retained/{topic=**}" also matches the bare ".../retained" (an empty
+	// topic), and the gateway tries the routes registered last first: route
+	// the collection itself to ListRetained.
+	if err := gw.HandlePath(http.MethodGet, "/v1/tenants/{tenant}/retained", live.listRetainedREST(gw)); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
 	}
 
 	mux := http.NewServeMux()

@@ -37,10 +37,10 @@ type fixture struct {
 	store *tenant.Etcd
 }
 
-func start(t *testing.T, cfg Config, src *tenant.Etcd) string {
+func start(t *testing.T, cfg Config, src *tenant.Etcd, opts ...Option) string {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
-	s, err := New(cfg, src, nil)
+	s, err := New(cfg, src, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func start(t *testing.T, cfg Config, src *tenant.Etcd) string {
 	return addr
 }
 
-func newFixture(t *testing.T, cfg Config) fixture {
+func newFixture(t *testing.T, cfg Config, opts ...Option) fixture {
 	t.Helper()
 	cli := testserver.EtcdClient(t, testserver.Etcd(t))
 	src, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, nil)
@@ -75,7 +75,7 @@ func newFixture(t *testing.T, cfg Config) fixture {
 	if cfg.AdminToken == "" && cfg.AdminTokenHash == "" && !cfg.Insecure {
 		cfg.AdminToken = operatorToken
 	}
-	return fixture{addr: start(t, cfg, src), store: src}
+	return fixture{addr: start(t, cfg, src, opts...), store: src}
 }
 
 // clients are the gRPC stubs of one connection presenting one token.

@@ -9,12 +9,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -83,6 +85,13 @@ type TLSConfig struct {
 	// CertFile and KeyFile are PEM files; both or neither.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, verifies client certificates against these
+	// CAs (an identity may then be matched by subject). Without it client
+	// certificates are still asked for and matched by SHA-256 fingerprint
+	// only: the handshake proves the client holds the key. A client
+	// without a certificate is not refused by TLS; it authenticates
+	// otherwise.
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // Enabled reports whether TLS is configured.
@@ -274,7 +283,19 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		if err != nil {
 			return nil, fmt.Errorf("edge: tls: %w", err)
 		}
-		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequestClientCert}
+		if cfg.TLS.ClientCAFile != "" {
+			pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("edge: tls client CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("edge: tls client CA: no certificate in " + cfg.TLS.ClientCAFile)
+			}
+			s.http.TLSConfig.ClientCAs, s.http.TLSConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
 		s.http.Protocols.SetHTTP2(true)
 	case cfg.H2C:
 		s.http.Protocols.SetUnencryptedHTTP2(true)
@@ -351,6 +372,11 @@ func (s *Server) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		}
+		stopCtl, err := s.startAdminControl()
+		if err != nil {
+			return fmt.Errorf("edge: admin control: %w", err)
+		}
+		defer stopCtl()
 	}
 	ml, err := net.Listen("tcp", s.cfg.MQTTAddr)
 	if err != nil {
@@ -382,7 +408,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.node.Log.Info("edge listening for MQTT over TLS", "addr", tl.Addr().String())
 			// The handshake runs on the connection's own goroutine, at its
 			// first read, under the CONNECT timeout.
-			tl = tls.NewListener(tl, &tls.Config{Certificates: s.http.TLSConfig.Certificates, MinVersion: tls.VersionTLS12})
+			tl = tls.NewListener(tl, s.http.TLSConfig.Clone())
 			go func() { errc <- s.mqtt.Serve(ctx, tl) }()
 		}
 		servers++

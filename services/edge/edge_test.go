@@ -28,7 +28,7 @@ import (
 
 // start runs an edge over an embedded NATS server with cfg (addresses and
 // the anonymous tenant filled in) and returns its HTTP address.
-func start(t *testing.T, cfg edge.Config) string {
+func start(t *testing.T, cfg edge.Config, opts ...edge.Option) string {
 	t.Helper()
 	ns := testserver.NATS(t)
 	bb, err := backbone.New(testserver.NATSConn(t, ns), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
@@ -39,7 +39,7 @@ func start(t *testing.T, cfg edge.Config) string {
 	if cfg.ID == "" {
 		cfg.ID = "edge-t"
 	}
-	s, err := edge.New(cfg, bb, nil, nil)
+	s, err := edge.New(cfg, bb, nil, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

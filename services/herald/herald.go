@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	as, err := admin.New(cfg.Admin, tenants, log)
+	as, err := admin.New(cfg.Admin, tenants, log, admin.WithStore(st), admin.WithBackbone(bb))
 	if err != nil {
 		return err
 	}

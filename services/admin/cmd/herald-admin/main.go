@@ -21,10 +21,14 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/admin"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -37,6 +41,12 @@ type serveCmd struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
 	} `embed:"" prefix:"etcd-"`
+	// The data plane, for the live-state calls; each is optional (the calls
+	// needing a missing one answer UNIMPLEMENTED).
+	NATSURL          string   `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
+	SubjectPrefix    string   `default:"herald" env:"HERALD_SUBJECT_PREFIX" help:"First token of every Herald NATS subject."`
+	RedisAddrs       []string `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
+	RedisPrefix      string   `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
 	BootstrapTenants []string `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
 	LogFormat        string   `default:"text" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string   `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
@@ -107,7 +117,27 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 			return fmt.Errorf("bootstrap tenant %s: %w", id, err)
 		}
 	}
-	srv, err := admin.New(c.Admin, src, log)
+	var opts []admin.Option
+	if len(c.RedisAddrs) > 0 {
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+		defer rdb.Close()
+		opts = append(opts, admin.WithStore(store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})))
+	}
+	if c.NATSURL != "" {
+		nc, err := backbone.Connect(c.NATSURL, "herald-admin", func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats", "err", err)
+		})
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, admin.WithBackbone(bb))
+	}
+	srv, err := admin.New(c.Admin, src, log, opts...)
 	if err != nil {
 		return err
 	}

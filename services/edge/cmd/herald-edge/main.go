@@ -40,6 +40,7 @@ type cli struct {
 	MQTTTLSAddr      string          `name:"mqtt-tls-addr" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883." env:"HERALD_MQTT_TLS_ADDR"`
 	TLSCert          string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
 	TLSKey           string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
+	TLSClientCA      string          `name:"tls-client-ca" help:"PEM CAs that client certificates are verified against (then also matched by subject); without it certificates match by fingerprint." type:"path" env:"HERALD_TLS_CLIENT_CA"`
 	H2C              bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
 	CORSOrigins      []string        `name:"cors-origins" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets." env:"HERALD_CORS_ORIGINS"`
 	CORSCredentials  bool            `name:"cors-credentials" help:"Let allowed origins send cookies and credentials." env:"HERALD_CORS_CREDENTIALS"`
@@ -97,7 +98,7 @@ func run(c cli) error {
 	}
 	cfg := edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
 		H2C: c.H2C, Demo: c.Demo}
-	cfg.TLS.CertFile, cfg.TLS.KeyFile = c.TLSCert, c.TLSKey
+	cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile = c.TLSCert, c.TLSKey, c.TLSClientCA
 	cfg.MQTTTLSAddr = c.MQTTTLSAddr
 	cfg.MQTT.SessionLease, cfg.MQTT.SessionSaveInterval = c.MQTTSessionLease, c.MQTTSessionSave
 	cfg.MQTT.MaxSessionExpiry, cfg.MQTT.MaxOfflineMessages = c.MQTTMaxExpiry, c.MQTTMaxOffline
