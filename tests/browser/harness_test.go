@@ -13,24 +13,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/heraldmq/herald/tests/localcluster"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-func repoRoot(tb testing.TB) string {
-	tb.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
 
 // need fails the test when a program the test runs is missing.
 func need(tb testing.TB, name string) string {
@@ -50,20 +43,9 @@ func need(tb testing.TB, name string) string {
 // refuses some lower ones).
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ls = append(ls, l)
-		if p := l.Addr().(*net.TCPAddr).Port; p > 10000 {
-			ports = append(ports, p)
-		}
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := localcluster.FreePorts(n)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return ports
 }
@@ -78,53 +60,33 @@ type edge struct {
 
 // cluster is a running local cluster.
 type cluster struct {
+	lc      *localcluster.Cluster
 	dir     string
 	A, B    edge
 	NATSURL string
 }
 
-// startCluster runs deploy/local/cluster.sh up on free ports in a temp dir,
-// with env added to the environment of every process (HERALD_* settings).
+// startCluster runs the local cluster on free ports in a temp dir, with env
+// added to the environment of every process (HERALD_* settings).
 func startCluster(t *testing.T, env ...string) *cluster {
 	t.Helper()
-	for _, b := range []string{"nats-server", "etcd", "herald-edge", "herald-session", "herald-admin"} {
-		if _, err := os.Stat(filepath.Join(repoRoot(t), "bin", b)); err != nil {
-			t.Fatalf("bin/%s is missing: run `make build servers` (make test does)", b)
-		}
-	}
-	p := make([]string, 12)
-	for i, n := range freePorts(t, 12) {
-		p[i] = strconv.Itoa(n)
-	}
-	dir := t.TempDir()
-	vars := []string{
-		"HERALD_CLUSTER_DIR=" + dir, "HERALD_BIN=" + filepath.Join(repoRoot(t), "bin"),
-		"NATS_PORT=" + p[0], "REDIS_PORT=" + p[1], "ETCD_PORT=" + p[2], "ETCD_PEER_PORT=" + p[3],
-		"ADMIN_PORT=" + p[4], "SESSION_OPS_PORT=" + p[5],
-		"EDGE_A_MQTT=" + p[6], "EDGE_A_HTTP=" + p[7], "EDGE_A_OPS=" + p[8],
-		"EDGE_B_MQTT=" + p[9], "EDGE_B_HTTP=" + p[10], "EDGE_B_OPS=" + p[11],
-	}
-	script := filepath.Join(repoRoot(t), "deploy", "local", "cluster.sh")
-	run := func(arg string) ([]byte, error) {
-		cmd := exec.Command("bash", script, arg)
-		cmd.Env = append(append(os.Environ(), vars...), env...)
-		return cmd.CombinedOutput()
+	lc, err := localcluster.Start(t.TempDir(), env...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if out, err := run("down"); err != nil {
-			t.Logf("cluster down: %v\n%s", err, out)
+		if err := lc.Stop(); err != nil {
+			t.Log(err)
 		}
 		if t.Failed() {
-			dumpLogs(t, filepath.Join(dir, "logs"))
+			var b strings.Builder
+			lc.DumpLogs(&b)
+			t.Log(b.String())
 		}
 	})
-	if out, err := run("up"); err != nil {
-		t.Fatalf("cluster up: %v\n%s", err, out)
-	}
-	h := "127.0.0.1:"
-	return &cluster{dir: dir, NATSURL: "nats://" + h + p[0],
-		A: edge{ID: "edge-a", Name: "edge-a", HTTP: "http://" + h + p[7], MQTT: h + p[6]},
-		B: edge{ID: "edge-b", Name: "edge-b", HTTP: "http://" + h + p[10], MQTT: h + p[9]},
+	return &cluster{lc: lc, dir: lc.Dir, NATSURL: lc.NATSURL,
+		A: edge{ID: lc.A.ID, Name: lc.A.ID, HTTP: lc.A.HTTP, MQTT: lc.A.MQTT},
+		B: edge{ID: lc.B.ID, Name: lc.B.ID, HTTP: lc.B.HTTP, MQTT: lc.B.MQTT},
 	}
 }
 
@@ -152,11 +114,7 @@ func (c *cluster) other(e edge) edge {
 // pid returns the PID of a cluster process from the cluster's pid dir.
 func (c *cluster) pid(t *testing.T, name string) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.dir, "pids", name+".pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := c.lc.PID(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,18 +138,6 @@ func (c *cluster) log(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func dumpLogs(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		lines := strings.Split(string(b), "\n")
-		if len(lines) > 30 {
-			lines = lines[len(lines)-30:]
-		}
-		t.Logf("--- %s (tail)\n%s", e.Name(), strings.Join(lines, "\n"))
-	}
 }
 
 // startHAProxy runs HAProxy on a free loopback port, balancing HTTP (and

@@ -9,12 +9,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
+	"github.com/heraldmq/herald/tests/localcluster"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,41 +34,13 @@ type deployment struct {
 	Admin   string
 }
 
-func repoRoot(tb testing.TB) string {
-	tb.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
 func binary(tb testing.TB, name string) string {
 	tb.Helper()
-	p := filepath.Join(repoRoot(tb), "bin", name)
+	p := filepath.Join(localcluster.BinDir(), name)
 	if _, err := os.Stat(p); err != nil {
 		tb.Fatalf("%s is missing: run `make build servers` (make test does)", p)
 	}
 	return p
-}
-
-// freePorts returns n distinct free loopback ports above 10000.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ls = append(ls, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		if p > 10000 {
-			ports = append(ports, p)
-		}
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
 
 func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
@@ -90,67 +61,38 @@ func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
 	}
 }
 
-// startCluster runs deploy/local/cluster.sh up on free ports in a temp dir.
+// startCluster runs the local cluster on free ports in a temp dir.
 func startCluster(t *testing.T) *deployment {
 	t.Helper()
-	p := make([]string, 12)
-	for i, n := range freePorts(t, 12) {
-		p[i] = strconv.Itoa(n)
-	}
-	dir := t.TempDir()
-	env := map[string]string{
-		"HERALD_CLUSTER_DIR": dir, "HERALD_BIN": filepath.Join(repoRoot(t), "bin"),
-		"NATS_PORT": p[0], "REDIS_PORT": p[1], "ETCD_PORT": p[2], "ETCD_PEER_PORT": p[3],
-		"ADMIN_PORT": p[4], "SESSION_OPS_PORT": p[5],
-		"EDGE_A_MQTT": p[6], "EDGE_A_HTTP": p[7], "EDGE_A_OPS": p[8],
-		"EDGE_B_MQTT": p[9], "EDGE_B_HTTP": p[10], "EDGE_B_OPS": p[11],
-	}
-	script := filepath.Join(repoRoot(t), "deploy", "local", "cluster.sh")
-	run := func(arg string) ([]byte, error) {
-		cmd := exec.Command("bash", script, arg)
-		cmd.Env = os.Environ()
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		return cmd.CombinedOutput()
+	c, err := localcluster.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if out, err := run("down"); err != nil {
-			t.Logf("cluster down: %v\n%s", err, out)
-		}
 		if t.Failed() {
-			dumpLogs(t, filepath.Join(dir, "logs"))
+			c.DumpLogs(logWriter{t})
+		}
+		if err := c.Stop(); err != nil {
+			t.Log(err)
 		}
 	})
-	if out, err := run("up"); err != nil {
-		t.Fatalf("cluster up: %v\n%s", err, out)
-	}
-	host := "127.0.0.1:"
-	return &deployment{
-		A:       endpoints{MQTT: host + env["EDGE_A_MQTT"], HTTP: "http://" + host + env["EDGE_A_HTTP"]},
-		B:       endpoints{MQTT: host + env["EDGE_B_MQTT"], HTTP: "http://" + host + env["EDGE_B_HTTP"]},
-		NATSURL: "nats://" + host + env["NATS_PORT"],
-		Admin:   "http://" + host + env["ADMIN_PORT"],
-	}
+	return &deployment{A: endpoints{MQTT: c.A.MQTT, HTTP: c.A.HTTP}, B: endpoints{MQTT: c.B.MQTT, HTTP: c.B.HTTP},
+		NATSURL: c.NATSURL, Admin: c.Admin}
 }
 
-func dumpLogs(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		lines := strings.Split(string(b), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
-		}
-		t.Logf("--- %s (tail)\n%s", e.Name(), strings.Join(lines, "\n"))
-	}
-}
+// logWriter sends writes to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // startEmbedded runs bin/herald as `make run` does — the embedded default
 // with its data directory — on free ports given through the environment.
 func startEmbedded(t *testing.T) *deployment {
 	t.Helper()
-	p := freePorts(t, 6)
+	p, err := localcluster.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "herald.log")
 	logFile, err := os.Create(logPath)

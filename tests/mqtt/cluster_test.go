@@ -10,12 +10,9 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"github.com/heraldmq/herald/tests/localcluster"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,18 +31,9 @@ var cluster struct {
 	A, B edge
 }
 
-// binDir is where the binaries are: $HERALD_BIN (as for cluster.sh), or
-// the repository's bin.
-func binDir() string {
-	if d := os.Getenv("HERALD_BIN"); d != "" {
-		return d
-	}
-	return filepath.Join(repoRoot(), "bin")
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+// edgeOf maps a local-cluster edge to the addresses these tests use.
+func edgeOf(e localcluster.Edge) edge {
+	return edge{MQTT: e.MQTT, WS: "ws" + strings.TrimPrefix(e.HTTP, "http") + "/mqtt"}
 }
 
 // TestMain starts the local cluster once for all tests (it takes seconds)
@@ -55,87 +43,28 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	for _, b := range []string{"nats-server", "etcd", "herald-edge", "herald-session", "herald-admin"} {
-		if _, err := os.Stat(filepath.Join(binDir(), b)); err != nil {
-			fmt.Fprintf(os.Stderr, "%s is missing: run `make build servers`\n", filepath.Join(binDir(), b))
-			return 1
-		}
-	}
 	dir, err := os.MkdirTemp("", "herald-mqtt-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(12)
+	c, err := localcluster.Start(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p := make([]string, len(ports))
-	for i, n := range ports {
-		p[i] = strconv.Itoa(n)
-	}
-	env := []string{"HERALD_CLUSTER_DIR=" + dir, "HERALD_BIN=" + binDir(),
-		"NATS_PORT=" + p[0], "REDIS_PORT=" + p[1], "ETCD_PORT=" + p[2], "ETCD_PEER_PORT=" + p[3],
-		"ADMIN_PORT=" + p[4], "SESSION_OPS_PORT=" + p[5],
-		"EDGE_A_MQTT=" + p[6], "EDGE_A_HTTP=" + p[7], "EDGE_A_OPS=" + p[8],
-		"EDGE_B_MQTT=" + p[9], "EDGE_B_HTTP=" + p[10], "EDGE_B_OPS=" + p[11]}
-	script := filepath.Join(repoRoot(), "deploy", "local", "cluster.sh")
-	clusterCmd := func(arg string) ([]byte, error) {
-		cmd := exec.Command("bash", script, arg)
-		cmd.Env = append(os.Environ(), env...)
-		return cmd.CombinedOutput()
-	}
 	defer func() {
-		if out, err := clusterCmd("down"); err != nil {
-			fmt.Fprintf(os.Stderr, "cluster down: %v\n%s", err, out)
+		if err := c.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
-	if out, err := clusterCmd("up"); err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n%s", err, out)
-		return 1
-	}
-	cluster.A = edge{MQTT: "127.0.0.1:" + p[6], WS: "ws://127.0.0.1:" + p[7] + "/mqtt"}
-	cluster.B = edge{MQTT: "127.0.0.1:" + p[9], WS: "ws://127.0.0.1:" + p[10] + "/mqtt"}
+	cluster.A, cluster.B = edgeOf(c.A), edgeOf(c.B)
 	code := m.Run()
 	if code != 0 {
-		dumpLogs(filepath.Join(dir, "logs"))
+		c.DumpLogs(os.Stderr)
 	}
 	return code
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		if p := l.Addr().(*net.TCPAddr).Port; p > 10000 {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
-}
-
-func dumpLogs(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		lines := strings.Split(string(b), "\n")
-		if len(lines) > 30 {
-			lines = lines[len(lines)-30:]
-		}
-		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", e.Name(), strings.Join(lines, "\n"))
-	}
 }
 
 const waitFor = 5 * time.Second

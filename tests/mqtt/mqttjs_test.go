@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"github.com/heraldmq/herald/tests/localcluster"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 // QoS 0, 1 and 2 with MQTT 3.1.1 and 5 across the two edges, by running
 // the Node tests of tests/mqttjs against this cluster.
 func TestMQTTJS(t *testing.T) {
-	dir := filepath.Join(repoRoot(), "tests", "mqttjs")
+	dir := filepath.Join(localcluster.RepoRoot(), "tests", "mqttjs")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "mqtt")); err != nil {
 		t.Fatal("MQTT.js is not installed: run `npm ci` in tests/mqttjs (make test-deps)")
 	}

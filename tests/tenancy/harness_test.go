@@ -13,133 +13,41 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldmq/herald/tests/localcluster"
 )
 
-// edge is the public addresses of one edge.
-type edge struct {
-	MQTT string // host:port
-	HTTP string // http://host:port
-}
-
-var cluster struct {
-	A, B  edge
-	Admin string // http://host:port
-	Token string // the operator token
-}
-
-func binDir() string {
-	if d := os.Getenv("HERALD_BIN"); d != "" {
-		return d
-	}
-	return filepath.Join(repoRoot(), "bin")
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
+// cluster is the local cluster every test of this package runs against.
+var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	for _, b := range []string{"nats-server", "etcd", "herald-edge", "herald-session", "herald-admin"} {
-		if _, err := os.Stat(filepath.Join(binDir(), b)); err != nil {
-			fmt.Fprintf(os.Stderr, "%s is missing: run `make build servers`\n", filepath.Join(binDir(), b))
-			return 1
-		}
-	}
 	dir, err := os.MkdirTemp("", "herald-tenancy-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(12)
-	if err != nil {
+	if cluster, err = localcluster.Start(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
-	}
-	p := make([]string, len(ports))
-	for i, n := range ports {
-		p[i] = strconv.Itoa(n)
-	}
-	env := []string{"HERALD_CLUSTER_DIR=" + dir, "HERALD_BIN=" + binDir(),
-		"NATS_PORT=" + p[0], "REDIS_PORT=" + p[1], "ETCD_PORT=" + p[2], "ETCD_PEER_PORT=" + p[3],
-		"ADMIN_PORT=" + p[4], "SESSION_OPS_PORT=" + p[5],
-		"EDGE_A_MQTT=" + p[6], "EDGE_A_HTTP=" + p[7], "EDGE_A_OPS=" + p[8],
-		"EDGE_B_MQTT=" + p[9], "EDGE_B_HTTP=" + p[10], "EDGE_B_OPS=" + p[11]}
-	script := filepath.Join(repoRoot(), "deploy", "local", "cluster.sh")
-	clusterCmd := func(arg string) ([]byte, error) {
-		cmd := exec.Command("bash", script, arg)
-		cmd.Env = append(os.Environ(), env...)
-		return cmd.CombinedOutput()
 	}
 	defer func() {
-		if out, err := clusterCmd("down"); err != nil {
-			fmt.Fprintf(os.Stderr, "cluster down: %v\n%s", err, out)
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
-	if out, err := clusterCmd("up"); err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n%s", err, out)
-		return 1
-	}
-	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cluster.Token = strings.TrimSpace(string(tok))
-	cluster.Admin = "http://127.0.0.1:" + p[4]
-	cluster.A = edge{MQTT: "127.0.0.1:" + p[6], HTTP: "http://127.0.0.1:" + p[7]}
-	cluster.B = edge{MQTT: "127.0.0.1:" + p[9], HTTP: "http://127.0.0.1:" + p[10]}
 	code := m.Run()
 	if code != 0 {
-		dumpLogs(filepath.Join(dir, "logs"))
+		cluster.DumpLogs(os.Stderr)
 	}
 	return code
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		if p := l.Addr().(*net.TCPAddr).Port; p > 10000 {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
-}
-
-func dumpLogs(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		lines := strings.Split(string(b), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
-		}
-		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", e.Name(), strings.Join(lines, "\n"))
-	}
 }
 
 // admin calls the admin REST API with the operator token and decodes the
@@ -158,7 +66,7 @@ func admin(t *testing.T, method, path string, body, out any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+cluster.Token)
+	req.Header.Set("Authorization", "Bearer "+cluster.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

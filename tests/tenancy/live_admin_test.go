@@ -80,7 +80,7 @@ func adminStatus(t *testing.T, method, path string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+cluster.Token)
+	req.Header.Set("Authorization", "Bearer "+cluster.AdminToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
