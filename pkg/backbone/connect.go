@@ -1,6 +1,9 @@
 package backbone
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,4 +24,15 @@ func Connect(url, name string, onError nats.ErrHandler) (*nats.Conn, error) {
 		opts = append(opts, nats.ErrorHandler(onError))
 	}
 	return nats.Connect(url, opts...)
+}
+
+// Connected is a readiness check for nc: nil while connected, else the
+// connection's status.
+func Connected(nc *nats.Conn) func(context.Context) error {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", strings.ToLower(nc.Status().String()))
+		}
+		return nil
+	}
 }

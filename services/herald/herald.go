@@ -130,12 +130,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	o := ops.New()
-	o.AddCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("nats: not connected")
-		}
-		return nil
-	})
+	o.AddCheck("nats", backbone.Connected(nc))
 	o.AddCheck("session", func(context.Context) error {
 		if !ss.Ready() {
 			return errors.New("session service: not ready")

@@ -127,12 +127,7 @@ func run(c cli) error {
 	srv.Store(s)
 
 	o := ops.New()
-	o.AddCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", strings.ToLower(nc.Status().String()))
-		}
-		return nil
-	})
+	o.AddCheck("nats", backbone.Connected(nc))
 	o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	opsErr := make(chan error, 1)
 	go func() { opsErr <- o.Serve(ctx, c.OpsAddr) }()

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -97,12 +96,7 @@ func run(c cli) error {
 		return err
 	}
 	defer nc.Close()
-	o.AddCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", strings.ToLower(nc.Status().String()))
-		}
-		return nil
-	})
+	o.AddCheck("nats", backbone.Connected(nc))
 	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix})
 	if err != nil {
 		return err
