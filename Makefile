@@ -8,6 +8,9 @@ export PATH := $(BIN):$(PATH)
 
 # Every module of the workspace, as import-path patterns.
 MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
+# The end-to-end suites each start a local cluster (and Chromium): they run
+# one at a time, after the rest, so that two clusters never share the 2 cores.
+E2E_PKGS = ./tests/e2e/... ./tests/mqtt/... ./tests/browser/... ./tests/tenancy/...
 
 .PHONY: all build servers run test test-deps check vet fmt-check lint proto \
         bench bench-store cluster-up cluster-down cluster-status clean
@@ -35,7 +38,8 @@ run: build
 
 ## test: install what the tests need, then run every test
 test: test-deps build servers check
-	$(GO) test -count=1 -timeout 20m $(MODULES)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list $(MODULES) | grep -v '/tests/\(e2e\|mqtt\|browser\|tenancy\)')
+	$(GO) test -count=1 -timeout 20m -p 1 $(E2E_PKGS)
 
 test-deps:
 	bash tools/install-test-deps.sh
