@@ -128,3 +128,50 @@ func TestReplayTrimmedBufferFallsBackToStream(t *testing.T) {
 		t.Fatalf("replayed %v gap %v", seqs, res.Gap)
 	}
 }
+
+// TestReplayBufferTrimmedWhilePaging ensures a replay longer than one page
+// of the replay buffer loses nothing when the session service trims the
+// buffer between two pages: the messages trimmed after the first page was
+// read come from the stream.
+func TestReplayBufferTrimmedWhilePaging(t *testing.T) {
+	ctx := context.Background()
+	n, st, epoch := setup(t)
+	const total = 1300 // more than two replay pages
+	var all []*message.Message
+	for i := 1; i <= total; i++ {
+		all = append(all, publish(t, n, "z", fmt.Sprint(i), false))
+	}
+	if err := st.Apply(ctx, edgetest.Tenant, epoch, all, store.ReplayLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	trimmed := false
+	emit := func(m *message.Message) error {
+		seqs = append(seqs, m.Seq)
+		if !trimmed && len(seqs) == 100 {
+			// The first page is in hand; the buffer now keeps only the
+			// newest 50 messages.
+			trimmed = true
+			if err := st.Apply(ctx, edgetest.Tenant, epoch, nil, store.ReplayLimits{MaxMessages: 50}); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := st.State(ctx, edgetest.Tenant); err != nil || s.TrimmedThrough != total-50 {
+				t.Fatalf("trim did not happen: state %+v, %v", s, err)
+			}
+		}
+		return nil
+	}
+	res, err := n.Replay(ctx, edgetest.Tenant, []string{"z"}, message.Position{Epoch: epoch}, emit,
+		func(bool) error { t.Error("gap reported while the stream holds everything"); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != total || res.Gap {
+		t.Fatalf("replayed %d messages (gap %v), want %d", len(seqs), res.Gap, total)
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("message %d has seq %d: replay skipped or repeated", i, s)
+		}
+	}
+}

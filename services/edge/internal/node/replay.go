@@ -75,29 +75,36 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 		return emit(m)
 	}
 
-	// The replay buffer first, if it covers the position in this epoch.
+	// The replay buffer first, while it covers the position in this epoch.
+	// Every page is checked, not only the first: the session service trims
+	// the buffer while a long replay pages through it, and a page that
+	// starts past where the previous one ended would skip the trimmed
+	// messages. The stream fills from wherever the buffer stopped covering.
 	if n.State != nil {
-		page, err := n.State.Replay(ctx, tenant, after, replayPage)
-		if err != nil {
-			n.Log.Warn("replay buffer unavailable, reading the stream", "tenant", tenant, "err", err)
-		} else if page.Epoch == st.Epoch && page.TrimmedThrough <= after {
-			for {
-				for _, m := range page.Messages {
-					if err := send(m); err != nil {
-						return res, err
-					}
-				}
-				if len(page.Messages) < replayPage || emitted >= st.LastSeq {
-					break
-				}
-				if page, err = n.State.Replay(ctx, tenant, emitted, replayPage); err != nil {
+		from := after
+		for {
+			page, err := n.State.Replay(ctx, tenant, from, replayPage)
+			if err != nil {
+				n.Log.Warn("replay buffer unavailable, reading the stream", "tenant", tenant, "err", err)
+				break
+			}
+			if page.Epoch != st.Epoch || page.TrimmedThrough > from {
+				break
+			}
+			for _, m := range page.Messages {
+				if err := send(m); err != nil {
 					return res, err
 				}
 			}
-			// The buffer is complete up to what the session service applied.
-			if page.Applied > emitted {
-				emitted = min(page.Applied, st.LastSeq)
+			if len(page.Messages) < replayPage || emitted >= st.LastSeq {
+				// The buffer is complete up to what the session service
+				// applied when this page was read.
+				if page.Applied > emitted {
+					emitted = min(page.Applied, st.LastSeq)
+				}
+				break
 			}
+			from = emitted
 		}
 	}
 	if emitted >= st.LastSeq {
