@@ -2,11 +2,13 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,9 +27,21 @@ func dialSession(t *testing.T, addr, clientID string, expiry uint32, will *paho.
 // they arrive (before they are acknowledged) instead of to the channel.
 func dialSink(t *testing.T, addr, clientID string, expiry uint32, will *paho.WillMessage, willDelay uint32, sink func(*paho.Publish)) (*client, *paho.Connack) {
 	t.Helper()
+	c, ack, err := tryDialSink(addr, clientID, expiry, will, willDelay, sink)
+	if err != nil {
+		t.Fatalf("connect %s to %s: %v", clientID, addr, err)
+	}
+	return c, ack
+}
+
+// errRefused is a CONNECT answered with a refusal.
+var errRefused = errors.New("connect refused")
+
+// tryDialSink is dialSink returning its error, for callers that retry.
+func tryDialSink(addr, clientID string, expiry uint32, will *paho.WillMessage, willDelay uint32, sink func(*paho.Publish)) (*client, *paho.Connack, error) {
 	conn, err := net.DialTimeout("tcp", addr, waitFor)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	c := &client{msgs: make(chan *paho.Publish, 8192), disconnects: make(chan *paho.Disconnect, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
@@ -51,9 +65,13 @@ func dialSink(t *testing.T, addr, clientID string, expiry uint32, will *paho.Wil
 	defer cancel()
 	ack, err := c.Connect(ctx, cp)
 	if err != nil {
-		t.Fatalf("connect %s to %s: %v", clientID, addr, err)
+		_ = conn.Close()
+		if ack != nil && ack.ReasonCode != 0 {
+			return nil, ack, fmt.Errorf("%w: reason %#x: %v", errRefused, ack.ReasonCode, err)
+		}
+		return nil, ack, err
 	}
-	return c, ack
+	return c, ack, nil
 }
 
 func (c *client) next(t *testing.T) *paho.Publish {
@@ -276,6 +294,7 @@ func TestFlappingPersistentSessions(t *testing.T) {
 	var mu sync.Mutex
 	done := make(chan struct{})
 	var flappers sync.WaitGroup
+	var refused atomic.Int64
 	for s := range sessions {
 		flappers.Add(1)
 		go func() {
@@ -295,7 +314,24 @@ func TestFlappingPersistentSessions(t *testing.T) {
 				}
 			}
 			for round := 0; ; round++ {
-				c, ack := dialSink(t, edges[(s+round)%2], fmt.Sprintf("e2e-flap-%d", s), 300, nil, 0, sink)
+				// As a real client does: a CONNECT refused with 0x88 (the
+				// session's previous connection had not handed it over yet)
+				// is retried after a pause.
+				var c *client
+				var ack *paho.Connack
+				for attempt := 0; ; attempt++ {
+					var err error
+					c, ack, err = tryDialSink(edges[(s+round)%2], fmt.Sprintf("e2e-flap-%d", s), 300, nil, 0, sink)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, errRefused) || ack.ReasonCode != 0x88 || attempt == 20 {
+						t.Errorf("session %d round %d: %v", s, round, err)
+						return
+					}
+					refused.Add(1)
+					time.Sleep(100 * time.Millisecond)
+				}
 				if !ack.SessionPresent {
 					t.Errorf("session %d lost at round %d", s, round)
 				}
@@ -341,6 +377,7 @@ func TestFlappingPersistentSessions(t *testing.T) {
 	pubs.Wait()
 	close(done)
 	flappers.Wait()
+	t.Logf("CONNECTs refused with 0x88 and retried: %d", refused.Load())
 
 	for s := range sessions {
 		seen := map[string]bool{}

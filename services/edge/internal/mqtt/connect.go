@@ -141,7 +141,12 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	// The session is this connection's from here: whichever connection
 	// held it, here or on another edge, is closed first (bounded), and has
 	// saved the session before it answered.
-	c.s.takeOver(ctx, c)
+	if err := c.s.takeOver(ctx, c); err != nil && !pk.Connect.Clean {
+		err = fmt.Errorf("%w: %w", ErrServerUnavailable, err)
+		c.refuse(v, err)
+		c.s.release(c)
+		return err
+	}
 	rec, present, err := c.openSession(ctx, pk.Connect.Clean)
 	if err != nil {
 		if !errors.Is(err, store.ErrSessionLimit) {

@@ -3,11 +3,13 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -219,6 +221,59 @@ func TestSessionTakeoverRace(t *testing.T) {
 		}
 	case <-time.After(waitFor):
 		t.Fatal("the older connection survived a newer announcement")
+	}
+}
+
+// TestSessionTakeoverUnconfirmed ensures a CONNECT that would resume a
+// session is refused with 0x88 while an older connection elsewhere has not
+// been seen to end — an edge that does not answer, or answers that its
+// connection is still there — and that a clean start still gets through.
+func TestSessionTakeoverUnconfirmed(t *testing.T) {
+	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const wait = 200 * time.Millisecond
+	ns := testserver.NATS(t)
+	e := newEdge(t, ns, "edge-a", func(c *Config, n *node.Node) { n.State = st; c.TakeoverWait = wait })
+	subject := e.bb.Config().ClientControlSubject("dev", "held")
+	for _, tc := range []struct {
+		name   string
+		answer func(m *nats.Msg) // nil: never answers
+	}{
+		{"edge does not answer", nil},
+		{"previous connection still there", func(m *nats.Msg) { _ = m.RespondMsg(nats.NewMsg(m.Reply)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Another edge's connection holding "held", as NATS sees it.
+			other := testserver.NATSConn(t, ns)
+			sub, err := other.Subscribe(subject, func(m *nats.Msg) {
+				if m.Header.Get(hdrControl) == ctlTakeover && tc.answer != nil {
+					tc.answer(m)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			if err := other.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, ack, err := e.dialV5(&paho.Connect{ClientID: "held", KeepAlive: 30, Properties: expiry(300)})
+			if err == nil || ack == nil || ack.ReasonCode != codeServerUnavailable {
+				t.Fatalf("resuming CONNECT: err %v, CONNACK %+v; want refused with 0x88", err, ack)
+			}
+			if took := time.Since(start); took > 2*wait+time.Second {
+				t.Fatalf("refused after %s, bound is twice the takeover wait", took)
+			}
+			c, ack, err := e.dialV5(&paho.Connect{ClientID: "held", KeepAlive: 30, CleanStart: true})
+			if err != nil {
+				t.Fatalf("clean start refused: %v %+v", err, ack)
+			}
+			_ = c.Disconnect(&paho.Disconnect{})
+		})
 	}
 }
 

@@ -26,8 +26,17 @@ import (
 //     there are no responders, so a CONNECT costs one round trip;
 //  3. subscribes to the control subject and announces itself on it.
 //
-// Both waits share one bound, TakeoverWait: a slow or lost edge delays a
-// CONNECT by at most that much, and never blocks it.
+// The older connection gets TakeoverWait to end (its session saved); the
+// CONNECT waits for the answer at most twice that, since the older edge
+// starts its wait later. An older connection that did not end in time, or
+// an edge that did not answer at all (busy, or cut off from its clients
+// but not yet from NATS), leaves the session in two hands: its final save
+// may still come. A CONNECT that resumes a session (clean start 0) is then
+// refused with 0x88 Server unavailable, and the client retries: resuming
+// from a record the older connection is about to replace would send QoS 2
+// messages a second time. A clean start takes no state from the record,
+// so it proceeds. An edge that died leaves no subscription behind: NATS
+// answers "no responders" at once and nothing waits.
 //
 // Two CONNECTs racing on two edges may both see no responder in step 2.
 // Step 3 settles it: NATS delivers the announcements of one subject to
@@ -41,16 +50,24 @@ import (
 const (
 	hdrControl  = "Herald-Ctl"
 	hdrConnID   = "Herald-Conn"
+	hdrGone     = "Herald-Gone" // in a takeover answer: "1" when the older connection ended
 	ctlTakeover = "takeover"
 	ctlAnnounce = "announce"
 )
+
+// errTakeoverUnconfirmed says the session's older connection was not seen
+// to end within the takeover wait.
+var errTakeoverUnconfirmed = errors.New("the session's previous connection did not hand it over in time")
 
 // controlBuffer bounds the control messages received and not yet handled.
 // They are rare (one per CONNECT of a client identifier this edge holds).
 const controlBuffer = 256
 
 // takeOver makes c the only connection of its session, as described above.
-func (s *Server) takeOver(ctx context.Context, c *conn) {
+// It returns errTakeoverUnconfirmed when an older connection may still
+// hold the session; c is registered either way (release undoes it).
+func (s *Server) takeOver(ctx context.Context, c *conn) error {
+	var unconfirmed error
 	deadline := time.Now().Add(s.cfg.TakeoverWait)
 	bb := s.node.Backbone
 	c.ctlSubject = bb.Config().ClientControlSubject(c.tenant, c.clientID)
@@ -60,20 +77,28 @@ func (s *Server) takeOver(ctx context.Context, c *conn) {
 	s.mu.Unlock()
 	if old != nil {
 		old.disconnect(ErrSessionTakenOver)
-		old.waitGone(deadline)
+		if !old.waitGone(deadline) {
+			unconfirmed = errTakeoverUnconfirmed
+		}
 	}
 
 	nc := bb.Conn()
-	if left := time.Until(deadline); left > 0 {
-		rctx, cancel := context.WithTimeout(ctx, left)
-		req := nats.NewMsg(c.ctlSubject)
-		req.Header.Set(hdrControl, ctlTakeover)
-		req.Header.Set(hdrConnID, c.connID)
-		_, err := nc.RequestMsgWithContext(rctx, req)
-		cancel()
-		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
-			s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID, "err", err)
-		}
+	// The other edge waits TakeoverWait from when the request reaches it.
+	rctx, cancel := context.WithTimeout(ctx, 2*s.cfg.TakeoverWait)
+	req := nats.NewMsg(c.ctlSubject)
+	req.Header.Set(hdrControl, ctlTakeover)
+	req.Header.Set(hdrConnID, c.connID)
+	resp, err := nc.RequestMsgWithContext(rctx, req)
+	cancel()
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+	case err != nil:
+		unconfirmed = errTakeoverUnconfirmed
+		s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID, "err", err)
+	case resp.Header.Get(hdrGone) != "1":
+		unconfirmed = errTakeoverUnconfirmed
+		s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID,
+			"err", "the previous connection did not end within the takeover wait")
 	}
 
 	s.ctlStart.Do(func() {
@@ -84,7 +109,7 @@ func (s *Server) takeOver(ctx context.Context, c *conn) {
 	if err != nil {
 		s.node.Log.Warn("mqtt control subscription failed: a later connection elsewhere cannot take this one over",
 			"client", c.clientID, "err", err)
-		return
+		return unconfirmed
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	s.mu.Lock()
@@ -101,6 +126,7 @@ func (s *Server) takeOver(ctx context.Context, c *conn) {
 	if err := nc.PublishMsg(ann); err != nil {
 		s.node.Log.Warn("mqtt takeover announcement failed", "client", c.clientID, "err", err)
 	}
+	return unconfirmed
 }
 
 // controlLoop handles the control messages of this edge's connections
@@ -150,19 +176,24 @@ func (s *Server) handleControl(m *nats.Msg) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			c.waitGone(time.Now().Add(s.cfg.TakeoverWait))
-			_ = m.Respond(nil)
+			ans := nats.NewMsg(m.Reply)
+			if c.waitGone(time.Now().Add(s.cfg.TakeoverWait)) {
+				ans.Header.Set(hdrGone, "1")
+			}
+			_ = m.RespondMsg(ans)
 		}()
 	}
 }
 
-// waitGone returns once c has ended or at deadline.
-func (c *conn) waitGone(deadline time.Time) {
+// waitGone returns once c has ended (true) or at deadline (false).
+func (c *conn) waitGone(deadline time.Time) bool {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-c.gone:
+		return true
 	case <-t.C:
+		return false
 	}
 }
 
