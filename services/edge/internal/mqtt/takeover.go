@@ -105,14 +105,19 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 		s.wg.Add(1)
 		go s.controlLoop()
 	})
+	// Subscribed and registered under s.mu, so that handleControl, which
+	// looks the subscription up under s.mu, never sees a message of a
+	// subscription not registered yet: an unknown subscription is one
+	// whose connection has ended (see handleControl).
+	s.mu.Lock()
 	sub, err := nc.ChanSubscribe(c.ctlSubject, s.ctlCh)
 	if err != nil {
+		s.mu.Unlock()
 		s.node.Log.Warn("mqtt control subscription failed: a later connection elsewhere cannot take this one over",
 			"client", c.clientID, "err", err)
 		return unconfirmed
 	}
 	_ = sub.SetPendingLimits(-1, -1)
-	s.mu.Lock()
 	s.ctlSubs[sub] = c
 	s.mu.Unlock()
 	c.mu.Lock()
@@ -148,7 +153,16 @@ func (s *Server) handleControl(m *nats.Msg) {
 	c := s.ctlSubs[m.Sub]
 	s.mu.Unlock()
 	if c == nil {
-		return // the connection ended meanwhile
+		// The connection ended meanwhile: release forgets the subscription
+		// before it unsubscribes, after the session was saved. A takeover
+		// request still gets its answer — it would otherwise wait out its
+		// bound for nothing and refuse the CONNECT.
+		if m.Reply != "" && m.Header.Get(hdrControl) == ctlTakeover {
+			ans := nats.NewMsg(m.Reply)
+			ans.Header.Set(hdrGone, "1")
+			_ = m.RespondMsg(ans)
+		}
+		return
 	}
 	from := m.Header.Get(hdrConnID)
 	switch m.Header.Get(hdrControl) {
