@@ -342,7 +342,22 @@ func TestFlappingPersistentSessions(t *testing.T) {
 					case <-complete[s]:
 					case <-time.After(20 * time.Second):
 						mu.Lock()
-						t.Errorf("session %d: %d of %d messages", s, len(distinct), publishers*perPublisher)
+						var missing []string
+						for p := range publishers {
+							for j := range perPublisher {
+								if k := fmt.Sprintf("%d-%d", p, j); !distinct[k] && len(missing) < 20 {
+									missing = append(missing, k)
+								}
+							}
+						}
+						why := "the last connection is still open"
+						select {
+						case d := <-c.disconnects:
+							why = fmt.Sprintf("the server disconnected the last connection: %#x %v", d.ReasonCode, d.Properties)
+						default:
+						}
+						t.Errorf("session %d: %d of %d messages; %s; missing (first 20) %v",
+							s, len(distinct), publishers*perPublisher, why, missing)
 						mu.Unlock()
 					}
 					_ = c.Disconnect(&paho.Disconnect{})
