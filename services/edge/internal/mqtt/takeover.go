@@ -226,6 +226,14 @@ func (s *Server) release(c *conn) {
 	}
 	s.mu.Unlock()
 	if sub != nil {
-		_ = sub.Unsubscribe()
+		// Drained, not unsubscribed: until the NATS server has the UNSUB,
+		// it still routes requests here, and an unsubscribed subscription
+		// would drop them unanswered, leaving a CONNECT elsewhere to wait
+		// out its bound and be refused. Drained, they reach handleControl,
+		// which answers for the ended connection (one PING round trip in
+		// the client library's own goroutine).
+		if err := sub.Drain(); err != nil {
+			_ = sub.Unsubscribe()
+		}
 	}
 }
