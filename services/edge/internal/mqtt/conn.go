@@ -109,6 +109,11 @@ type conn struct {
 	// persist.go).
 	hi, floor, skipThrough uint64
 	floored                bool
+	// replaying is set while a resume's replay is read and not queued yet:
+	// the cursor may not pass replayFrom, the loaded position, since the
+	// live messages held meanwhile raise hi beyond messages the replay owes.
+	replaying  bool
+	replayFrom uint64
 	epoch                  string
 	changes                uint64
 

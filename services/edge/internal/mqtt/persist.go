@@ -251,6 +251,9 @@ func (c *conn) cursorLocked() uint64 {
 	if c.floored {
 		cur = min(cur, c.floor)
 	}
+	if c.replaying {
+		cur = min(cur, c.replayFrom)
+	}
 	lower := func(seq uint64) {
 		if seq > 0 && seq-1 < cur {
 			cur = seq - 1
@@ -399,6 +402,10 @@ func (c *conn) publishWill(ctx context.Context, now time.Time) {
 func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	c.mu.Lock()
 	c.holding = true
+	// Until the replay is queued, nothing after the loaded position is
+	// delivered, whatever live messages are held: a connection that ends
+	// mid-replay saves at most that position. Left set on an error return.
+	c.replaying, c.replayFrom = true, rec.Delivered.Seq
 	c.mu.Unlock()
 	var filters []string
 	for f, o := range rec.Subscriptions {
@@ -496,6 +503,7 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 		}
 	}
 	c.queue = append(c.queue, ring...)
+	c.replaying = false // the replayed messages are queued: they lower the cursor now
 	c.skipThrough = res.last
 	c.hi = max(c.hi, res.last)
 	if res.epoch != "" {
