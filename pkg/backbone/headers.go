@@ -91,6 +91,7 @@ func decodeHeaders(m *message.Message, h nats.Header) {
 		}
 	}
 	m.Origin = h.Get(hdrOrigin)
+	m.TraceParent = h.Get(HeaderTraceParent)
 }
 
 // splitSubject parses "<prefix>.<kind>.<tenant>.<tokens>" into tenant and topic.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,10 +24,21 @@ type Backbone struct {
 
 	mu     sync.Mutex
 	epochs map[string]string // tenant -> epoch of its stream, as last seen
+
+	tel *telemetry.Backbone // nil: no telemetry
+}
+
+// Option refines New.
+type Option func(*Backbone)
+
+// WithTelemetry records publish latency and, for sampled messages, a
+// "jetstream.store" span per publish.
+func WithTelemetry(p telemetry.Providers) Option {
+	return func(b *Backbone) { b.tel = telemetry.NewBackbone(p) }
 }
 
 // New returns a backbone over nc.
-func New(nc *nats.Conn, cfg Config) (*Backbone, error) {
+func New(nc *nats.Conn, cfg Config, opts ...Option) (*Backbone, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -37,7 +49,11 @@ func New(nc *nats.Conn, cfg Config) (*Backbone, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Backbone{nc: nc, js: js, cfg: cfg, epochs: map[string]string{}}, nil
+	b := &Backbone{nc: nc, js: js, cfg: cfg, epochs: map[string]string{}}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
 }
 
 // Config returns the effective configuration.
@@ -125,6 +141,9 @@ type PublishOptions struct {
 	MsgID string
 	// TraceParent is the W3C trace context to carry.
 	TraceParent string
+	// Protocol names the ingress protocol (telemetry.ProtocolMQTT, ...)
+	// for the edge's metrics and spans; it is not stored.
+	Protocol string
 }
 
 // prepare makes sure m's tenant has a stream and builds the NATS message
@@ -158,6 +177,7 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
 		defer cancel()
 	}
+	op := b.tel.StartStore(ctx, m.Tenant)
 	ack, err := b.js.PublishMsg(ctx, msg, popts...)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		// The stream vanished (deleted tenant or a recreated backbone):
@@ -167,6 +187,7 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 			ack, err = b.js.PublishMsg(ctx, msg, popts...)
 		}
 	}
+	b.tel.EndStore(op, err)
 	if err != nil {
 		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, err)
 	}
@@ -176,6 +197,8 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 // Pending is a publish sent to JetStream whose store is not yet confirmed.
 type Pending struct {
 	fut   jetstream.PubAckFuture
+	tel   *telemetry.Backbone
+	op    telemetry.StoreOp
 	epoch string
 }
 
@@ -184,8 +207,10 @@ type Pending struct {
 func (p *Pending) Wait(ctx context.Context) (message.Position, error) {
 	select {
 	case ack := <-p.fut.Ok():
+		p.tel.EndStore(p.op, nil)
 		return message.Position{Epoch: p.epoch, Seq: ack.Sequence}, nil
 	case err := <-p.fut.Err():
+		p.tel.EndStore(p.op, err)
 		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, err)
 	case <-ctx.Done():
 		return message.Position{}, fmt.Errorf("%w: %w", ErrNotStored, ctx.Err())
@@ -202,11 +227,40 @@ func (b *Backbone) PublishAsync(ctx context.Context, m *message.Message, opts Pu
 	if err != nil {
 		return nil, err
 	}
+	op := b.tel.StartStore(ctx, m.Tenant)
 	fut, err := b.js.PublishMsgAsync(msg, popts...)
 	if err != nil {
+		b.tel.EndStore(op, err)
 		return nil, fmt.Errorf("%w: %w", ErrNotStored, err)
 	}
-	return &Pending{fut: fut, epoch: epoch}, nil
+	return &Pending{fut: fut, epoch: epoch, tel: b.tel, op: op}, nil
+}
+
+// Send hands m to its tenant's stream without asking for an
+// acknowledgement: the message goes out with no reply subject, which
+// JetStream stores all the same and answers nothing. It is the publish of
+// at-most-once messages (MQTT QoS 0), which then cost no acknowledgement
+// round trip, no reply subscription entry and no waiting goroutine. A nil
+// error means the message is in the NATS connection's outgoing buffer,
+// nothing more: a message JetStream cannot store (its stream deleted, its
+// ingest queue full under overload) is lost without notice. Messages sent
+// from one goroutine by Send and PublishAsync are stored in the order sent
+// (they share the connection). opts.MsgID still deduplicates.
+func (b *Backbone) Send(ctx context.Context, m *message.Message, opts PublishOptions) error {
+	if _, err := b.EnsureTenant(ctx, m.Tenant); err != nil {
+		return err
+	}
+	msg := encode(topic.ToSubject(b.cfg.InSubject(m.Tenant), m.Topic), m)
+	if opts.TraceParent != "" {
+		msg.Header.Set(HeaderTraceParent, opts.TraceParent)
+	}
+	if opts.MsgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, opts.MsgID)
+	}
+	if err := b.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	return nil
 }
 
 // Tenants lists the tenants that have a stream.

@@ -138,6 +138,10 @@ func (l *Live) Subjects() int {
 	return len(l.subs)
 }
 
+// Queued returns the number of live messages received and not yet
+// dispatched (the queue depth metric).
+func (l *Live) Queued() int { return len(l.ch) }
+
 // Close releases all interest and stops the dispatcher.
 func (l *Live) Close() {
 	l.mu.Lock()

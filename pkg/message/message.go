@@ -48,6 +48,11 @@ type Message struct {
 	// MQTT 5 no-local subscriptions.
 	Origin string `json:"o,omitempty"`
 
+	// TraceParent is the W3C trace context of a sampled message (the
+	// backbone's traceparent header); empty for the unsampled. Telemetry
+	// only: stores and wire formats leave it out.
+	TraceParent string `json:"-"`
+
 	// Seq is the message's sequence in its tenant stream, set once stored.
 	Seq uint64 `json:"s,omitempty"`
 	// Time is when the backbone stored the message.

@@ -39,4 +39,6 @@ var (
 	// ErrBadSession is returned for a session without a client id, or with
 	// an invalid subscription filter.
 	ErrBadSession = errors.New("store: invalid session")
+	// ErrBadEdge is returned for an empty edge name, or one containing NUL.
+	ErrBadEdge = errors.New("store: invalid edge name")
 )

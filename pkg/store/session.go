@@ -46,11 +46,18 @@ type Session struct {
 	// Only a disconnected session expires.
 	DisconnectedAt time.Time `json:"disc,omitzero"`
 	// LeaseUntil is how long the connection in ConnectedTo vouches for the
-	// session: the edge holding it renews the lease while the connection
-	// lives. Past it the edge is presumed dead and the session service
-	// treats the session as disconnected at LeaseUntil (will, expiry).
-	// Zero: no lease (the session never lapses by itself while connected).
+	// session by itself, for a writer that renews a lease per session. Past
+	// it the connection is presumed dead and the session service treats the
+	// session as disconnected at LeaseUntil (will, expiry). Zero: no
+	// per-session lease.
 	LeaseUntil time.Time `json:"lease,omitzero"`
+	// Edge names the edge incarnation whose edge lease (EdgeLeaseStore)
+	// vouches for the connected session: the session counts as connected
+	// while that lease lives, with no write per session, and once it
+	// lapsed the session service treats the session as disconnected at the
+	// lease's end. A connected session with Edge set is listed by
+	// EdgeSessions.
+	Edge string `json:"edge,omitempty"`
 	// Will is the will message, if any.
 	Will *Will `json:"will,omitempty"`
 	// Delivered is the position in the tenant stream up to which every
@@ -143,6 +150,15 @@ func (s *Session) Due() (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// edgeIndex is the edge under which the store lists the session
+// (EdgeSessions): its Edge while connected, else none.
+func (s *Session) edgeIndex() string {
+	if s.DisconnectedAt.IsZero() {
+		return s.Edge
+	}
+	return ""
+}
+
 // dueMillis is Due in Unix milliseconds, or -1 for never.
 func (s *Session) dueMillis() int64 {
 	t, ok := s.Due()
@@ -174,12 +190,22 @@ func checkClientID(tenant, clientID string) error {
 	return nil
 }
 
+func checkEdge(edge string) error {
+	if edge == "" || strings.ContainsRune(edge, 0) {
+		return fmt.Errorf("%w: %q", ErrBadEdge, edge)
+	}
+	return nil
+}
+
 func checkSession(tenant string, s *Session) error {
 	if s == nil {
 		return ErrBadSession
 	}
 	if err := checkClientID(tenant, s.ClientID); err != nil {
 		return err
+	}
+	if strings.ContainsRune(s.Edge, 0) {
+		return fmt.Errorf("%w: edge name %q", ErrBadSession, s.Edge)
 	}
 	for f := range s.Subscriptions {
 		name := f

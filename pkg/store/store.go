@@ -141,6 +141,7 @@ type Store interface {
 	DeleteTenant(ctx context.Context, tenant string) error
 
 	SessionStore
+	EdgeLeaseStore
 
 	// Close releases the store's resources.
 	Close() error
@@ -192,6 +193,35 @@ type SessionStore interface {
 	// revision-checked SaveSession or DeleteSession, which takes it off the
 	// index (or moves it) when the new state is due later or never.
 	DueSessions(ctx context.Context, tenant string, now time.Time, max int) ([]*Session, error)
+
+	// SessionEdges returns the edges (Session.Edge) of the tenant's
+	// connected sessions, in order, each once.
+	SessionEdges(ctx context.Context, tenant string) ([]string, error)
+
+	// EdgeSessions returns up to max connected sessions (DefaultSessionPage
+	// if max <= 0) whose Session.Edge is edge and whose client id sorts
+	// after the given one, in client id order. Like DueSessions it changes
+	// nothing: a save that disconnects a session, or names another edge,
+	// takes it off the edge's list.
+	EdgeSessions(ctx context.Context, tenant, edge, after string, max int) ([]*Session, error)
+}
+
+// EdgeLeaseStore keeps one lease per edge incarnation: an edge renews its
+// own, and every connected session naming it (Session.Edge) counts as
+// connected while it lives, so the cost of liveness is one write per edge
+// per renewal, whatever the number of connections. Leases are global, not
+// per tenant.
+type EdgeLeaseStore interface {
+	// RenewEdgeLease sets the lease of edge to end at until.
+	RenewEdgeLease(ctx context.Context, edge string, until time.Time) error
+
+	// EdgeLeases returns every edge lease: edge → end of its lease, lapsed
+	// ones included until deleted.
+	EdgeLeases(ctx context.Context) (map[string]time.Time, error)
+
+	// DeleteEdgeLease removes the lease of edge; unknown edges are not an
+	// error. Sessions still naming it count as connected to a lapsed edge.
+	DeleteEdgeLease(ctx context.Context, edge string) error
 }
 
 // Batch is one ApplyBatch: messages of one stream epoch and how to apply them.

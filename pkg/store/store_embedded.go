@@ -34,6 +34,10 @@ import (
 //	               its sequence issues revisions
 //	session_exp/   bucket: deadline Unix ms (8 bytes) + client id -> empty
 //	session_due/   bucket: Session.Due Unix ms (8 bytes) + client id -> empty
+//	session_edge/  bucket: Session.Edge + NUL + client id -> empty (connected sessions)
+//
+// and one more top-level bucket, "{edge_leases}" (no tenant id holds a
+// brace): edge -> end of its lease, Unix ms (8 bytes).
 //
 // Every write is one read-write transaction and readers use read-only ones,
 // so readers always see whole writes.
@@ -56,6 +60,8 @@ var (
 	keySessions      = []byte("sessions")
 	keySessionExp    = []byte("session_exp")
 	keySessionDue    = []byte("session_due")
+	keySessionEdge   = []byte("session_edge")
+	keyEdgeLeases    = []byte("{edge_leases}")
 )
 
 // OpenEmbedded opens (creating if needed, with its directory) the store file
@@ -87,7 +93,7 @@ func tenantBucket(tx *bolt.Tx, tenant string) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp, keySessionDue} {
+	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp, keySessionDue, keySessionEdge} {
 		if _, err := tb.CreateBucketIfNotExists(k); err != nil {
 			return nil, err
 		}

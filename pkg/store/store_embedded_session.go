@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -60,8 +61,8 @@ func (e *Embedded) LoadSession(_ context.Context, tenant, clientID string) (*Ses
 	return s, err
 }
 
-// unindexDue removes the due index entry of a stored session (the due time
-// is derived from its body, which is decoded for it).
+// unindexDue removes the due and edge index entries of a stored session
+// (both are derived from its body, which is decoded for them).
 func unindexDue(tb *bolt.Bucket, clientID string, stored []byte) error {
 	old, err := parseEmbeddedSession(clientID, stored)
 	if err != nil {
@@ -69,10 +70,22 @@ func unindexDue(tb *bolt.Bucket, clientID string, stored []byte) error {
 	}
 	if db := tb.Bucket(keySessionDue); db != nil {
 		if d := old.dueMillis(); d >= 0 {
-			return db.Delete(append(be(uint64(d)), clientID...))
+			if err := db.Delete(append(be(uint64(d)), clientID...)); err != nil {
+				return err
+			}
+		}
+	}
+	if eb := tb.Bucket(keySessionEdge); eb != nil {
+		if e := old.edgeIndex(); e != "" {
+			return eb.Delete(edgeEntry(e, clientID))
 		}
 	}
 	return nil
+}
+
+// edgeEntry is the session_edge/ key of a session listed under edge.
+func edgeEntry(edge, clientID string) []byte {
+	return append(append([]byte(edge), 0), clientID...)
 }
 
 // removeSession deletes a stored session and its index entries.
@@ -148,6 +161,11 @@ func (e *Embedded) SaveSession(_ context.Context, tenant string, s *Session, lim
 		}
 		if due := s.dueMillis(); due >= 0 {
 			if err := tb.Bucket(keySessionDue).Put(append(be(uint64(due)), s.ClientID...), nil); err != nil {
+				return err
+			}
+		}
+		if edge := s.edgeIndex(); edge != "" {
+			if err := tb.Bucket(keySessionEdge).Put(edgeEntry(edge, s.ClientID), nil); err != nil {
 				return err
 			}
 		}
@@ -316,4 +334,127 @@ func (e *Embedded) DueSessions(_ context.Context, tenant string, now time.Time, 
 		return nil, fmt.Errorf("store: due sessions %s: %w", tenant, err)
 	}
 	return out, nil
+}
+
+// SessionEdges implements SessionStore: it seeks from edge to edge past
+// each one's entries.
+func (e *Embedded) SessionEdges(_ context.Context, tenant string) ([]string, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	var edges []string
+	err := e.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket([]byte(tenant))
+		if tb == nil || tb.Bucket(keySessionEdge) == nil {
+			return nil
+		}
+		c := tb.Bucket(keySessionEdge).Cursor()
+		for k, _ := c.First(); k != nil; {
+			edge, _, _ := bytes.Cut(k, []byte{0})
+			edges = append(edges, string(edge))
+			k, _ = c.Seek(append(append([]byte(nil), edge...), 1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: session edges %s: %w", tenant, err)
+	}
+	return edges, nil
+}
+
+// EdgeSessions implements SessionStore.
+func (e *Embedded) EdgeSessions(_ context.Context, tenant, edge, after string, max int) ([]*Session, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	if err := checkEdge(edge); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = DefaultSessionPage
+	}
+	var out []*Session
+	err := e.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket([]byte(tenant))
+		if tb == nil || tb.Bucket(keySessionEdge) == nil {
+			return nil
+		}
+		sb := tb.Bucket(keySessions)
+		prefix := edgeEntry(edge, "")
+		c := tb.Bucket(keySessionEdge).Cursor()
+		k, _ := c.Seek(edgeEntry(edge, after))
+		if k != nil && after != "" && string(k[len(prefix):]) == after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < max; k, _ = c.Next() {
+			v := sb.Get(k[len(prefix):])
+			if len(v) < 16 {
+				continue
+			}
+			s, err := parseEmbeddedSession(string(k[len(prefix):]), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: edge sessions %s: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// RenewEdgeLease implements EdgeLeaseStore.
+func (e *Embedded) RenewEdgeLease(_ context.Context, edge string, until time.Time) error {
+	if err := checkEdge(edge); err != nil {
+		return err
+	}
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(keyEdgeLeases)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(edge), be(uint64(max(until.UnixMilli(), 0))))
+	})
+	if err != nil {
+		return fmt.Errorf("store: renew edge lease %s: %w", edge, err)
+	}
+	return nil
+}
+
+// EdgeLeases implements EdgeLeaseStore.
+func (e *Embedded) EdgeLeases(_ context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := e.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(keyEdgeLeases)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = time.UnixMilli(int64(u64(v)))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: edge leases: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteEdgeLease implements EdgeLeaseStore.
+func (e *Embedded) DeleteEdgeLease(_ context.Context, edge string) error {
+	if err := checkEdge(edge); err != nil {
+		return err
+	}
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(keyEdgeLeases); b != nil {
+			return b.Delete([]byte(edge))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete edge lease %s: %w", edge, err)
+	}
+	return nil
 }

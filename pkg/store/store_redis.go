@@ -63,7 +63,7 @@ func NewRedis(rdb redis.UniversalClient, cfg RedisConfig) *Redis {
 
 type redisKeys struct {
 	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq, retainedExp, retainedBytes, fence string
-	sessions, sessionIDs, sessionExp, sessionRev, sessionDue                                             string
+	sessions, sessionIDs, sessionExp, sessionRev, sessionDue, sessionEdge, sessionEdgeOf                 string
 }
 
 func (r *Redis) keys(tenant string) redisKeys {
@@ -72,6 +72,7 @@ func (r *Redis) keys(tenant string) redisKeys {
 		p + "epoch", p + "applied", p + "trimmed", p + "replay", p + "replay_age", p + "retained", p + "retained_seq",
 		p + "retained_exp", p + "retained_bytes", p + "fence",
 		p + "sessions", p + "session_ids", p + "session_exp", p + "session_rev", p + "session_due",
+		p + "session_edge", p + "session_edge_of",
 	}
 }
 
@@ -82,7 +83,7 @@ func (k redisKeys) apply() []string {
 
 // session lists the keys in the order the session scripts expect them.
 func (k redisKeys) session() []string {
-	return []string{k.sessions, k.sessionIDs, k.sessionExp, k.sessionRev, k.sessionDue}
+	return []string{k.sessions, k.sessionIDs, k.sessionExp, k.sessionRev, k.sessionDue, k.sessionEdge, k.sessionEdgeOf}
 }
 
 // Script error replies mapped to sentinels.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,12 +12,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// unedgeLua removes a session from the edge index: session_edge holds
+// "<edge>\0<client id>" members (score 0, read by lex range) and
+// session_edge_of the edge of each listed client id.
+const unedgeLua = `
+local function unedge(id)
+  local e = redis.call('HGET', KEYS[7], id)
+  if e then
+    redis.call('ZREM', KEYS[6], e .. '\0' .. id)
+    redis.call('HDEL', KEYS[7], id)
+  end
+end
+`
+
 // saveSessionScript implements SaveSession.
 //
 // KEYS: see redisKeys.session. ARGV: client id, expected revision, JSON,
 // expiry deadline (Unix ms, -1 for none), max sessions, due (Unix ms, -1
-// for none).
-var saveSessionScript = redis.NewScript(`
+// for none), edge to list the session under ("" for none).
+var saveSessionScript = redis.NewScript(unedgeLua + `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local rev = 0
 if cur then
@@ -41,12 +55,17 @@ if ARGV[6] == '-1' then
 else
   redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
 end
+unedge(ARGV[1])
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[6], 0, ARGV[7] .. '\0' .. ARGV[1])
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[7])
+end
 return new
 `)
 
 // deleteSessionScript implements DeleteSession. ARGV: client id, revision
 // (0 for any).
-var deleteSessionScript = redis.NewScript(`
+var deleteSessionScript = redis.NewScript(unedgeLua + `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then
   return 0
@@ -59,12 +78,13 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
+unedge(ARGV[1])
 return 1
 `)
 
 // expireSessionsScript implements ExpireSessions. ARGV: now (Unix ms), max.
 // Returns client id, stored value pairs.
-var expireSessionsScript = redis.NewScript(`
+var expireSessionsScript = redis.NewScript(unedgeLua + `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(ids) do
@@ -77,6 +97,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
   redis.call('ZREM', KEYS[5], id)
+  unedge(id)
 end
 return out
 `)
@@ -119,7 +140,8 @@ func (r *Redis) SaveSession(ctx context.Context, tenant string, s *Session, lim 
 		return err
 	}
 	rev, err := saveSessionScript.Run(ctx, r.rdb, r.keys(tenant).session(),
-		s.ClientID, strconv.FormatUint(s.Revision, 10), body, s.deadlineMillis(), lim.WithDefaults().Sessions, s.dueMillis()).Text()
+		s.ClientID, strconv.FormatUint(s.Revision, 10), body, s.deadlineMillis(), lim.WithDefaults().Sessions, s.dueMillis(),
+		s.edgeIndex()).Text()
 	if err != nil {
 		return fmt.Errorf("store: save session %s: %w", tenant, scriptErr(err))
 	}
@@ -237,9 +259,19 @@ func (r *Redis) DueSessions(ctx context.Context, tenant string, now time.Time, m
 		}
 		return nil, nil
 	}
-	vals, err := r.rdb.HMGet(ctx, k.sessions, ids...).Result()
+	out, err := r.sessionsOf(ctx, k, ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: due sessions %s: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// sessionsOf reads the sessions of ids (an id whose session went in
+// between is left out).
+func (r *Redis) sessionsOf(ctx context.Context, k redisKeys, ids []string) ([]*Session, error) {
+	vals, err := r.rdb.HMGet(ctx, k.sessions, ids...).Result()
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*Session, 0, len(ids))
 	for i, v := range vals {
@@ -254,4 +286,106 @@ func (r *Redis) DueSessions(ctx context.Context, tenant string, now time.Time, m
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// SessionEdges implements SessionStore: it walks the edge index from edge
+// to edge, skipping each one's sessions with a lex range past them.
+func (r *Redis) SessionEdges(ctx context.Context, tenant string) ([]string, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	k := r.keys(tenant)
+	var edges []string
+	start := "-"
+	for {
+		m, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: k.sessionEdge, Start: start, Stop: "+", ByLex: true, Count: 1}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: session edges %s: %w", tenant, err)
+		}
+		if len(m) == 0 {
+			return edges, nil
+		}
+		edge, _, _ := strings.Cut(m[0], "\x00")
+		edges = append(edges, edge)
+		start = "[" + edge + "\x01"
+	}
+}
+
+// EdgeSessions implements SessionStore.
+func (r *Redis) EdgeSessions(ctx context.Context, tenant, edge, after string, max int) ([]*Session, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	if err := checkEdge(edge); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = DefaultSessionPage
+	}
+	k := r.keys(tenant)
+	start := "[" + edge + "\x00"
+	if after != "" {
+		start = "(" + edge + "\x00" + after
+	}
+	members, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: k.sessionEdge, Start: start, Stop: "(" + edge + "\x01",
+		ByLex: true, Count: int64(max)}).Result()
+	if err != nil || len(members) == 0 {
+		if err != nil {
+			return nil, fmt.Errorf("store: edge sessions %s: %w", tenant, err)
+		}
+		return nil, nil
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m[len(edge)+1:]
+	}
+	out, err := r.sessionsOf(ctx, k, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: edge sessions %s: %w", tenant, err)
+	}
+	// A session saved since the index was read may name another edge now.
+	return slices.DeleteFunc(out, func(s *Session) bool { return s.edgeIndex() != edge }), nil
+}
+
+// edgeLeasesKey is the hash of edge leases: edge → end (Unix ms). One key
+// for all tenants: an edge serves many.
+func (r *Redis) edgeLeasesKey() string { return r.prefix + ":edge_leases" }
+
+// RenewEdgeLease implements EdgeLeaseStore.
+func (r *Redis) RenewEdgeLease(ctx context.Context, edge string, until time.Time) error {
+	if err := checkEdge(edge); err != nil {
+		return err
+	}
+	if err := r.rdb.HSet(ctx, r.edgeLeasesKey(), edge, until.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("store: renew edge lease %s: %w", edge, err)
+	}
+	return nil
+}
+
+// EdgeLeases implements EdgeLeaseStore.
+func (r *Redis) EdgeLeases(ctx context.Context) (map[string]time.Time, error) {
+	m, err := r.rdb.HGetAll(ctx, r.edgeLeasesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: edge leases: %w", err)
+	}
+	out := make(map[string]time.Time, len(m))
+	for edge, v := range m {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: edge lease %q", ErrCorrupt, edge)
+		}
+		out[edge] = time.UnixMilli(ms)
+	}
+	return out, nil
+}
+
+// DeleteEdgeLease implements EdgeLeaseStore.
+func (r *Redis) DeleteEdgeLease(ctx context.Context, edge string) error {
+	if err := checkEdge(edge); err != nil {
+		return err
+	}
+	if err := r.rdb.HDel(ctx, r.edgeLeasesKey(), edge).Err(); err != nil {
+		return fmt.Errorf("store: delete edge lease %s: %w", edge, err)
+	}
+	return nil
 }

@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionInvalid", testSessionInvalid},
 		{"SessionIsolation", testSessionIsolation},
 		{"SessionConcurrentUpdates", testSessionConcurrentUpdates},
+		{"SessionEdges", testSessionEdges},
+		{"EdgeLeases", testEdgeLeases},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
