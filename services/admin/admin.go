@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/pkg/authz"
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
@@ -112,6 +113,8 @@ type Server struct {
 	// Data plane, set by options; nil when not wired.
 	store store.Store
 	bb    *backbone.Backbone
+	// telemetry, if set, wraps the HTTP handler (see WithTelemetry).
+	telemetry *telemetry.Providers
 }
 
 // New returns a server over the tenants and credentials in src. A nil log
@@ -204,6 +207,9 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if s.telemetry != nil {
+		s.http.Handler = telemetry.AdminHandler(*s.telemetry, s.http.Handler)
 	}
 	return s, nil
 }

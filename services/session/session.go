@@ -59,6 +59,21 @@
 // the batch with store.ErrStateLost. The service logs it, counts it
 // (Stats.StoreLosses) and rebuilds the tenant from its stream. Idle tenants
 // are checked every PollInterval.
+//
+// # Wills and leases
+//
+// A persistent MQTT session's record says whether it is connected: an edge
+// holding it names itself (Session.Edge, an edge incarnation) and renews
+// one edge lease for all its sessions (store.EdgeLeaseStore), so a live
+// edge's idle connections write nothing. Every DueInterval the owner of a
+// tenant lists the edges its connected sessions name; those whose lease
+// lapsed (or that have none) are presumed dead, and each of their sessions
+// becomes disconnected at the lease's end. From there, like every
+// disconnected session (DueSessions): the will is published once its delay
+// has passed or the session is over, and the session expires after its
+// expiry interval. Records with a lease of their own (Session.LeaseUntil)
+// lapse the same way through DueSessions. Every write is conditional on the
+// revision read, so a session that reconnected meanwhile is left alone.
 package session
 
 import (
@@ -77,6 +92,7 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -118,6 +134,9 @@ type Config struct {
 	Limits store.Limits `yaml:"limits"`
 	// TenantLimits override Limits per tenant; zero fields inherit Limits.
 	TenantLimits map[string]store.Limits `yaml:"tenant_limits"`
+	// Telemetry records the service's metrics and "session.apply" spans;
+	// the zero value records nothing.
+	Telemetry telemetry.Providers `yaml:"-"`
 }
 
 // Defaults of Config.
@@ -271,6 +290,7 @@ type Service struct {
 	log    *slog.Logger
 	leases *leases
 	stats  counters
+	tel    *telemetry.Session
 
 	started atomic.Bool
 	ready   atomic.Bool
@@ -309,11 +329,13 @@ func New(cfg Config, bb *backbone.Backbone, st store.Store, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.WithDefaults()
-	return &Service{
+	s := &Service{
 		cfg: cfg, bb: bb, st: st, log: log.With("replica", cfg.ReplicaID),
 		leases: newLeases(bb.JetStream(), cfg.Durable+"-leases", cfg.LeaseTTL, cfg.LeaseReplicas, cfg.ReplicaID),
 		owned:  map[string]*worker{},
-	}, nil
+	}
+	s.tel = s.instrument()
+	return s, nil
 }
 
 // Ready reports whether the service has listed the backbone's tenants at
@@ -474,6 +496,7 @@ func (s *Service) start(ctx context.Context, tenant string, rev uint64) {
 // releases it.
 func (s *Service) drop(ctx context.Context, tenant string, w *worker, why string, gone bool) {
 	w.stop()
+	s.tel.Released(tenant)
 	s.mu.Lock()
 	if s.owned[tenant] == w {
 		delete(s.owned, tenant)
@@ -621,6 +644,7 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 	for ctx.Err() == nil {
 		if time.Since(lastDue) >= s.cfg.DueInterval {
 			lastDue = time.Now()
+			s.sweepEdges(ctx, tenant, log)
 			s.sweepDue(ctx, tenant, log)
 		}
 		if time.Since(lastSweep) >= s.cfg.SweepInterval {
@@ -636,6 +660,7 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 		if err != nil {
 			return err
 		}
+		s.observeLag(tenant, jms)
 		if len(jms) == 0 {
 			if time.Since(lastCheck) < s.cfg.PollInterval {
 				continue
@@ -669,10 +694,12 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 		// the store wants ascending sequences and skips the already applied.
 		slices.SortFunc(msgs, func(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) })
 		msgs = slices.CompactFunc(msgs, func(a, b *message.Message) bool { return a.Seq == b.Seq })
+		applyStart := time.Now()
 		if err := w.apply(ctx, msgs, 0); err != nil {
 			// Not applied, so not acknowledged: it is redelivered.
 			return err
 		}
+		s.tel.Applied(tenant, msgs, applyStart)
 		for _, jm := range jms {
 			// A lost ack only means a redelivery that the store skips.
 			_ = jm.Ack()
@@ -806,6 +833,77 @@ func (s *Service) sweepDue(ctx context.Context, tenant string, log *slog.Logger)
 		}
 		// A page with failures is retried at the next round, not now.
 		if len(due) < sessionSweepPage || settled < len(due) {
+			return
+		}
+	}
+}
+
+// edgeLeaseRetention is how long a lapsed edge lease is kept before the
+// session service deletes it: long enough for every tenant's sweep to have
+// settled the edge's sessions. A session that still names an edge without
+// a lease after that is taken as disconnected when found.
+const edgeLeaseRetention = 24 * time.Hour
+
+// sweepEdges settles the tenant's connected sessions whose edge's lease
+// lapsed (see "Wills and leases" in the package documentation): each is
+// disconnected at the lease's end, its will fires after its delay and its
+// expiry starts. Sessions of a live edge cost nothing here.
+func (s *Service) sweepEdges(ctx context.Context, tenant string, log *slog.Logger) {
+	edges, err := s.st.SessionEdges(ctx, tenant)
+	if err != nil {
+		s.warn(ctx, "reading session edges failed", err, "tenant", tenant)
+		return
+	}
+	if len(edges) == 0 {
+		return
+	}
+	leases, err := s.st.EdgeLeases(ctx)
+	if err != nil {
+		s.warn(ctx, "reading edge leases failed", err, "tenant", tenant)
+		return
+	}
+	now := time.Now()
+	for edge, until := range leases {
+		if now.Sub(until) > edgeLeaseRetention {
+			if err := s.st.DeleteEdgeLease(ctx, edge); err != nil {
+				s.warn(ctx, "deleting a lapsed edge lease failed", err, "edge", edge)
+			}
+		}
+	}
+	for _, edge := range edges {
+		until, known := leases[edge]
+		if known && until.After(now) {
+			continue
+		}
+		if !known {
+			until = now
+		}
+		log.Info("edge lease lapsed: the edge is presumed dead and its sessions disconnected",
+			"edge", edge, "lease", until)
+		s.settleEdge(ctx, tenant, edge, until, now, log)
+	}
+}
+
+// settleEdge disconnects the tenant's sessions held by edge at lapsed, and
+// settles each from there.
+func (s *Service) settleEdge(ctx context.Context, tenant, edge string, lapsed, now time.Time, log *slog.Logger) {
+	after := ""
+	for ctx.Err() == nil {
+		page, err := s.st.EdgeSessions(ctx, tenant, edge, after, sessionSweepPage)
+		if err != nil {
+			s.warn(ctx, "reading an edge's sessions failed", err, "tenant", tenant, "edge", edge)
+			return
+		}
+		for _, sess := range page {
+			after = sess.ClientID
+			s.stats.leasesLapsed.Add(1)
+			sess.DisconnectedAt, sess.ConnectedTo, sess.Edge = lapsed, "", ""
+			if err := s.settle(ctx, tenant, sess, now, log); err != nil && !errors.Is(err, store.ErrConflict) {
+				// Still listed under the edge: retried at the next round.
+				s.warn(ctx, "settling a session of a lapsed edge failed", err, "tenant", tenant, "client_id", sess.ClientID)
+			}
+		}
+		if len(page) < sessionSweepPage {
 			return
 		}
 	}

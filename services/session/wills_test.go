@@ -69,3 +69,77 @@ func TestServiceFiresWills(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestServiceSettlesLapsedEdge ensures the sessions of an edge whose lease
+// lapsed become disconnected at the lease's end: their wills fire after
+// their delay, their expiry starts (a short one deletes the session), and
+// the sessions of an edge whose lease lives are left as they are.
+func TestServiceSettlesLapsedEdge(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.publish(t, "t1", "x", "x", false) // the tenant exists
+	now := time.Now().Truncate(time.Millisecond)
+	lapsed := now.Add(-5 * time.Second)
+	for edge, until := range map[string]time.Time{"dead~1": lapsed, "live~1": now.Add(time.Hour)} {
+		if err := e.st.RenewEdgeLease(ctx, edge, until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	will := func(id string, delay time.Duration) *store.Will {
+		return &store.Will{Topic: "will/" + id, Payload: []byte(id), QoS: 1, Delay: delay}
+	}
+	for _, s := range []*store.Session{
+		// On the dead edge: the will is due at once, and a long expiry.
+		{ClientID: "fired", ExpiryInterval: 3600, ConnectedTo: "dead/1", Edge: "dead~1", Will: will("fired", 0)},
+		// On the dead edge: the will's delay is still running.
+		{ClientID: "delayed", ExpiryInterval: 3600, ConnectedTo: "dead/2", Edge: "dead~1", Will: will("delayed", time.Hour)},
+		// On the dead edge: the session's expiry ran out since the lapse.
+		{ClientID: "expired", ExpiryInterval: 1, ConnectedTo: "dead/3", Edge: "dead~1"},
+		// On the live edge, with a will due at once were it disconnected.
+		{ClientID: "alive", ExpiryInterval: 3600, ConnectedTo: "live/1", Edge: "live~1", Will: will("alive", 0)},
+	} {
+		if err := e.st.SaveSession(ctx, "t1", s, store.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig
+	cfg.DueInterval = 50 * time.Millisecond
+	cfg.SweepInterval = 50 * time.Millisecond
+	svc, _ := e.startService(t, cfg)
+	waitFor(t, "the dead edge's sessions settled", func() bool {
+		edges, err := e.st.SessionEdges(ctx, "t1")
+		return err == nil && len(edges) == 1 && edges[0] == "live~1"
+	})
+	waitFor(t, "the will published", func() bool { return svc.Stats().WillsPublished == 1 })
+
+	var got []string
+	if err := e.bb.Range(ctx, "t1", []string{"will/#"}, 0, 1<<40, func(m *message.Message) error {
+		got = append(got, string(m.Payload))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "fired" {
+		t.Fatalf("wills on the stream %v, want [fired]", got)
+	}
+	for id, wantWill := range map[string]bool{"fired": false, "delayed": true} {
+		s, err := e.st.LoadSession(ctx, "t1", id)
+		if err != nil || !s.DisconnectedAt.Equal(lapsed) || s.ConnectedTo != "" || s.Edge != "" || (s.Will != nil) != wantWill {
+			t.Fatalf("%s after the lapse: %+v %v", id, s, err)
+		}
+		if exp, ok := s.ExpiresAt(); !ok || !exp.Equal(lapsed.Add(time.Hour)) {
+			t.Fatalf("%s expires at %v, %v; want an hour after the lapse", id, exp, ok)
+		}
+	}
+	waitFor(t, "the expired session deleted", func() bool {
+		_, err := e.st.LoadSession(ctx, "t1", "expired")
+		return err == store.ErrNoSession
+	})
+	alive, err := e.st.LoadSession(ctx, "t1", "alive")
+	if err != nil || !alive.DisconnectedAt.IsZero() || alive.Edge != "live~1" || alive.Will == nil {
+		t.Fatalf("the live edge's session: %+v %v", alive, err)
+	}
+	if st := svc.Stats(); st.LeasesLapsed != 3 {
+		t.Fatalf("stats %+v, want 3 lapsed", st)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/nats-io/nats.go"
@@ -40,16 +41,24 @@ type serveCmd struct {
 	Etcd  struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
+		Username  string   `env:"HERALD_ETCD_USERNAME" help:"etcd user name (https:// endpoints speak TLS)."`
+		Password  string   `env:"HERALD_ETCD_PASSWORD" help:"etcd password (prefer the environment variable to the flag)."`
 	} `embed:"" prefix:"etcd-"`
 	// The data plane, for the live-state calls; each is optional (the calls
 	// needing a missing one answer UNIMPLEMENTED).
-	NATSURL          string   `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
-	SubjectPrefix    string   `default:"herald" env:"HERALD_SUBJECT_PREFIX" help:"First token of every Herald NATS subject."`
-	RedisAddrs       []string `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
-	RedisPrefix      string   `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
-	BootstrapTenants []string `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
-	LogFormat        string   `default:"text" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
-	LogLevel         string   `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
+	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
+	SubjectPrefix    string          `default:"herald" env:"HERALD_SUBJECT_PREFIX" help:"First token of every Herald NATS subject."`
+	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
+	RedisPrefix      string          `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
+	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
+	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" help:"Redis ACL user name."`
+	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
+	RedisTLS         bool            `name:"redis-tls" env:"HERALD_REDIS_TLS" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)."`
+	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
+	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
+	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
+	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	Telemetry        telemetry.Flags `embed:""`
 }
 
 // cli is every command.
@@ -97,12 +106,35 @@ func main() {
 // run serves the admin API until ctx is done. started, if not nil, gets the
 // server before it runs, so that tests can learn its address.
 func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.Server)) error {
+	tel, err := c.Telemetry.Setup(ctx, "herald-admin", "")
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	log = telemetry.NewLogger(log)
+	p := tel.Providers()
+	if c.OpsAddr != "" {
+		o := ops.New()
+		o.Handle("GET /metrics", tel.MetricsHandler())
+		opsCtx, opsStop := context.WithCancel(ctx)
+		opsErr := make(chan error, 1)
+		go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
+		defer func() {
+			opsStop()
+			if err := <-opsErr; err != nil {
+				log.Warn("ops server failed", "err", err)
+			}
+		}()
+	}
 	etcd, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Etcd.Endpoints,
 		DialTimeout: 5 * time.Second,
+		Username:    c.Etcd.Username,
+		Password:    c.Etcd.Password,
 		// Failures reach us as errors; the client's own zap logs would be a
 		// second, differently formatted stream.
-		Logger: zap.NewNop(),
+		Logger:      zap.NewNop(),
+		DialOptions: telemetry.EtcdDialOptions(p),
 	})
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
@@ -117,10 +149,12 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 			return fmt.Errorf("bootstrap tenant %s: %w", id, err)
 		}
 	}
-	var opts []admin.Option
+	opts := []admin.Option{admin.WithTelemetry(p)}
 	if len(c.RedisAddrs) > 0 {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
+			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
 		defer rdb.Close()
+		rdb.AddHook(telemetry.RedisHook(p))
 		opts = append(opts, admin.WithStore(store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})))
 	}
 	if c.NATSURL != "" {
@@ -131,7 +165,7 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 			return err
 		}
 		defer nc.Close()
-		bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix})
+		bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix}, backbone.WithTelemetry(p))
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/session"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -30,8 +31,12 @@ type cli struct {
 	Store             string          `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
 	RedisAddrs        []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix       string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	RedisMasterName   string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
+	RedisUsername     string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
+	RedisPassword     string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	RedisTLS          bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	StorePath         string          `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
-	OpsAddr           string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
+	OpsAddr           string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
 	SubjectPrefix     string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
 	PollInterval      time.Duration   `help:"How often to look for new tenants." default:"2s" env:"HERALD_SESSION_POLL_INTERVAL"`
 	BatchSize         int             `help:"Most messages fetched and applied at once." default:"256" env:"HERALD_SESSION_BATCH_SIZE"`
@@ -49,6 +54,7 @@ type cli struct {
 	MaxSessions       int             `help:"Most persistent sessions per tenant." default:"100000" env:"HERALD_MAX_SESSIONS"`
 	LogFormat         string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel          string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	Telemetry         telemetry.Flags `embed:""`
 }
 
 func main() {
@@ -66,8 +72,16 @@ func run(c cli) error {
 	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tel, err := c.Telemetry.Setup(ctx, "herald-session", c.ReplicaID)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	log = telemetry.NewLogger(log)
+	p := tel.Providers()
 
 	cfg := session.Config{
+		Telemetry:     p,
 		PollInterval:  c.PollInterval,
 		BatchSize:     c.BatchSize,
 		FetchWait:     c.FetchWait,
@@ -89,6 +103,7 @@ func run(c cli) error {
 	}
 
 	o := ops.New()
+	o.Handle("GET /metrics", tel.MetricsHandler())
 	nc, err := backbone.Connect(c.NATSURL, "herald-session", func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		log.Warn("nats", "err", err)
 	})
@@ -97,7 +112,7 @@ func run(c cli) error {
 	}
 	defer nc.Close()
 	o.AddCheck("nats", backbone.Connected(nc))
-	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix})
+	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix}, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
@@ -111,8 +126,10 @@ func run(c cli) error {
 		}
 		st = e
 	default:
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
+			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
 		defer rdb.Close()
+		rdb.AddHook(telemetry.RedisHook(p))
 		o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 		st = store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
 	}
