@@ -23,6 +23,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
@@ -67,8 +68,11 @@ type Config struct {
 	AnonymousTenant string `yaml:"anonymous_tenant"`
 	// LiveBuffer bounds live messages received and not yet fanned out; default 65536.
 	LiveBuffer int `yaml:"live_buffer"`
-	// ShutdownGrace bounds the drain on shutdown; default 5s.
+	// ShutdownGrace bounds the close of what is left when Run's context
+	// ends (after a Drain, or instead of one); default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// Drain is how the edge leaves on SIGTERM: see Server.Drain.
+	Drain DrainConfig `yaml:"drain"`
 
 	MQTT    mqtt.Config           `yaml:"mqtt"`
 	SSE     sse.Config            `yaml:"sse"`
@@ -78,7 +82,14 @@ type Config struct {
 	// CORS applies to every HTTP endpoint; its origins are also allowed
 	// to open WebSockets.
 	CORS cors.Config `yaml:"cors"`
+	// Shed refuses new connections, whatever their tenant, when the edge
+	// holds its maximum of them or is short of memory.
+	Shed ShedConfig `yaml:"shed"`
 }
+
+// ShedConfig configures the edge's load shedding; an alias, so that the
+// commands embedding an edge can set it.
+type ShedConfig = limits.ShedConfig
 
 // TLSConfig names the certificate of the HTTP listener.
 type TLSConfig struct {
@@ -131,6 +142,7 @@ func (c Config) WithDefaults() Config {
 	if c.Demo == "" {
 		c.Demo = DemoAuto
 	}
+	c.Drain = c.Drain.WithDefaults()
 	return c
 }
 
@@ -171,7 +183,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
 	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
-		c.Publish.Validate(), c.CORS.Validate())
+		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate())
 }
 
 // Server is one edge.
@@ -190,6 +202,9 @@ type Server struct {
 	mqttAddr  net.Addr
 	httpAddr  net.Addr
 	listening chan struct{}
+
+	// drain is the state of Drain (drain.go).
+	drain drainState
 }
 
 // Option adds to what New builds.
@@ -198,6 +213,14 @@ type Option func(*options)
 type options struct {
 	tenants *tenant.Etcd
 	redis   redis.UniversalClient
+	tel     *telemetry.Providers
+}
+
+// WithTelemetry records the edge's metrics (connections, messages and bytes
+// in and out, delivery latency, live queue) and message spans ("publish"
+// on ingress, one "deliver" per live message) with p.
+func WithTelemetry(p telemetry.Providers) Option {
+	return func(o *options) { o.tel = &p }
 }
 
 // DirectoryReadyTimeout bounds how long Run waits for the tenant Directory's
@@ -234,12 +257,25 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	log = log.With("edge", cfg.ID)
 	s := &Server{cfg: cfg, listening: make(chan struct{})}
 	var h *hub.Hub
+	var tel *telemetry.Edge
+	if o.tel != nil {
+		tel = telemetry.NewEdge(*o.tel, func() int { return h.Len() }, func() int { return s.live.Queued() })
+	}
 	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, OnDrop: func() {
+		tel.LiveDropped()
 		log.Warn("live messages dropped: edge too slow for its subscriptions")
-	}}, func(m *message.Message) { h.Dispatch(m) })
+	}}, func(m *message.Message) {
+		span := tel.StartDeliver(m)
+		tel.EndDeliver(span, h.Dispatch(m))
+	})
 	h = hub.New(s.live)
-	s.node = &node.Node{ID: cfg.ID, Backbone: bb, Hub: h, State: state,
+	s.node = &node.Node{ID: cfg.ID, Backbone: bb, Hub: h, State: state, Telemetry: tel,
 		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log}
+	shed, err := limits.NewShedder(cfg.Shed)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	s.node.Shed = shed
 	if o.tenants != nil {
 		clients := &clientsRef{}
 		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
@@ -253,7 +289,6 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		}
 		s.node.Auth, s.node.Clients, s.node.Quota = a, clients.c, s.quota
 	}
-	var err error
 	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
 		return nil, err
 	}
@@ -262,8 +297,9 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		wsCfg.OriginPatterns = append(slices.Clone(wsCfg.OriginPatterns), hosts...)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /sse", sse.NewHandler(cfg.SSE, s.node))
-	mux.Handle("GET /ws", ws.NewHandler(wsCfg, s.node))
+	s.drain.sse, s.drain.ws = sse.NewHandler(cfg.SSE, s.node), ws.NewHandler(wsCfg, s.node)
+	mux.Handle("GET /sse", s.drain.sse)
+	mux.Handle("GET /ws", s.drain.ws)
 	mux.Handle("GET /mqtt", s.mqtt.WebSocketHandler())
 	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(cfg.Publish, s.node))
 	mux.Handle("GET /poll", poll.NewHandler(cfg.Poll, s.node))
@@ -274,7 +310,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 			mux.Handle(pattern, page)
 		}
 	}
-	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, mux)), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, s.gate(mux))), ReadHeaderTimeout: 10 * time.Second,
 		Protocols: new(http.Protocols)}
 	s.http.Protocols.SetHTTP1(true)
 	switch {
@@ -389,6 +425,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
+	s.drain.httpL = hl
 	s.mu.Unlock()
 	close(s.listening)
 	s.node.Log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String(),
@@ -418,7 +455,8 @@ func (s *Server) Run(ctx context.Context) error {
 		if s.http.TLSConfig != nil {
 			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
 		}
-		if err := serve(hl); !errors.Is(err, http.ErrServerClosed) {
+		// A drain closes the listener itself: not an error.
+		if err := serve(hl); !errors.Is(err, http.ErrServerClosed) && !s.Draining() {
 			errc <- err
 			return
 		}
@@ -426,10 +464,21 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	var first error
 	received := 0
-	select {
-	case <-ctx.Done():
-	case first = <-errc:
-		received++
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-errc:
+			received++
+			// During a drain the listeners close while the clients
+			// leave: the edge runs on until ctx ends.
+			if err == nil && s.Draining() {
+				continue
+			}
+			first = err
+			break wait
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace)
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 	"github.com/heraldmq/herald/pkg/natsserver"
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/heraldmq/herald/services/edge"
@@ -44,6 +45,9 @@ type Config struct {
 	Edge    edge.Config
 	Admin   admin.Config
 	Session session.Config
+	// Telemetry, if set, is what every service records with; its metrics
+	// are served at /metrics on OpsAddr.
+	Telemetry *telemetry.Telemetry
 }
 
 // Validate reports a configuration error.
@@ -101,7 +105,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	bb, err := backbone.New(nc, backbone.Config{})
+	var p telemetry.Providers
+	if cfg.Telemetry != nil {
+		p = cfg.Telemetry.Providers()
+	}
+	cfg.Session.Telemetry = p
+	bb, err := backbone.New(nc, backbone.Config{}, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
@@ -115,7 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	es, err := edge.New(cfg.Edge, bb, st, log, edge.WithTenants(tenants, nil))
+	es, err := edge.New(cfg.Edge, bb, st, log, edge.WithTenants(tenants, nil), edge.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
@@ -124,13 +133,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	as, err := admin.New(cfg.Admin, tenants, log, admin.WithStore(st), admin.WithBackbone(bb))
+	as, err := admin.New(cfg.Admin, tenants, log, admin.WithStore(st), admin.WithBackbone(bb), admin.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
 
 	o := ops.New()
+	if cfg.Telemetry != nil {
+		o.Handle("GET /metrics", cfg.Telemetry.MetricsHandler())
+	}
 	o.AddCheck("nats", backbone.Connected(nc))
+	o.AddCheck("edge", es.Ready)
 	o.AddCheck("session", func(context.Context) error {
 		if !ss.Ready() {
 			return errors.New("session service: not ready")
@@ -138,20 +151,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 
+	// The edge drains when ctx ends; the rest (sessions, admin, ops
+	// with its readiness) stop after it, once its clients have left.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	rest, cancelRest := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRest()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for name, run := range map[string]func(context.Context) error{
-		"edge": es.Run, "session": ss.Run, "admin": as.Run,
+		"edge": es.RunDraining, "session": ss.Run, "admin": as.Run,
 		"ops": func(ctx context.Context) error { return o.Serve(ctx, cfg.OpsAddr) },
 	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := run(ctx); err != nil && ctx.Err() == nil {
+			runCtx := rest
+			if name == "edge" {
+				runCtx = ctx
+				defer cancelRest()
+			}
+			if err := run(runCtx); err != nil && runCtx.Err() == nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
+				cancelRest()
 			}
 		}()
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,10 @@ type cli struct {
 	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
 	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	RedisMasterName  string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
+	RedisUsername    string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
+	RedisPassword    string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	MQTTAddr         string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
 	HTTPAddr         string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
 	MQTTSessionLease time.Duration   `name:"mqtt-session-lease" help:"Lease of a connected MQTT session; bounds how late a dead edge's wills fire (default 10s)." env:"HERALD_MQTT_SESSION_LEASE"`
@@ -51,14 +56,21 @@ type cli struct {
 	SSEQueueSize     int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
 	WSQueueSize      int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
 	WSSlowConsumer   string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
-	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	DrainTimeout     time.Duration   `name:"drain-timeout" help:"On SIGTERM or SIGINT: readiness turns false, listeners close, clients are asked to leave over the first half of this, and the edge exits when they are gone or at its end; a second signal exits at once." default:"20s" env:"HERALD_DRAIN_TIMEOUT"`
+	DrainReference   string          `name:"drain-reference" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)." env:"HERALD_DRAIN_REFERENCE"`
 	EtcdEndpoints    []string        `name:"etcd-endpoints" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
 	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
+	EtcdUsername     string          `name:"etcd-username" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
+	EtcdPassword     string          `name:"etcd-password" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
 	AnonymousTenant  string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
 	SubjectPrefix    string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
 	StreamReplicas   int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
+	MaxConnections   int             `help:"Most client connections of this edge, all tenants; more are refused as server busy (MQTT 0x89, HTTP 503, WebSocket 1013); 0: no bound." env:"HERALD_MAX_CONNECTIONS"`
+	MemoryLimit      int64           `help:"Heap bytes past which new connections are refused as server busy (0: 0.8 of GOMEMLIMIT if set, else none)." env:"HERALD_MEMORY_LIMIT"`
 	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	Telemetry        telemetry.Flags `embed:""`
 }
 
 func main() {
@@ -72,8 +84,17 @@ func main() {
 
 func run(c cli) error {
 	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
+	// ctx ends on the first signal, which starts the drain; the ops server
+	// and the backbone stay up until the edge has drained.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tel, err := c.Telemetry.Setup(ctx, "herald-edge", c.ID)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	log = telemetry.NewLogger(log)
+	p := tel.Providers()
 
 	var srv atomic.Pointer[edge.Server]
 	nc, err := backbone.Connect(c.NATSURL, "herald-edge", func(conn *nats.Conn, sub *nats.Subscription, err error) {
@@ -85,19 +106,21 @@ func run(c cli) error {
 		return err
 	}
 	defer nc.Close()
-	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix, Replicas: c.StreamReplicas})
+	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix, Replicas: c.StreamReplicas}, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
+		Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
 	defer rdb.Close()
+	rdb.AddHook(telemetry.RedisHook(p))
 	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
 
 	if c.AnonymousTenant != "" {
 		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.AnonymousTenant + ": for development only")
 	}
 	cfg := edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
-		H2C: c.H2C, Demo: c.Demo}
+		H2C: c.H2C, Demo: c.Demo, Drain: edge.DrainConfig{Timeout: c.DrainTimeout, Reference: c.DrainReference}}
 	cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile = c.TLSCert, c.TLSKey, c.TLSClientCA
 	cfg.MQTTTLSAddr = c.MQTTTLSAddr
 	cfg.MQTT.SessionLease, cfg.MQTT.SessionSaveInterval = c.MQTTSessionLease, c.MQTTSessionSave
@@ -106,9 +129,11 @@ func run(c cli) error {
 	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
 	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
 	cfg.WS.QueueSize, cfg.WS.SlowConsumer = c.WSQueueSize, c.WSSlowConsumer
-	var opts []edge.Option
+	cfg.Shed = edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit}
+	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,
+			Username: c.EtcdUsername, Password: c.EtcdPassword, DialOptions: telemetry.EtcdDialOptions(p)})
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
@@ -129,11 +154,18 @@ func run(c cli) error {
 	o := ops.New()
 	o.AddCheck("nats", backbone.Connected(nc))
 	o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	o.AddCheck("edge", s.Ready)
+	o.Handle("GET /metrics", tel.MetricsHandler())
+	opsCtx, opsStop := context.WithCancel(context.Background())
+	defer opsStop()
 	opsErr := make(chan error, 1)
-	go func() { opsErr <- o.Serve(ctx, c.OpsAddr) }()
+	go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
 
-	err = s.Run(ctx)
-	stop()
+	// The first signal starts the drain; a second one ends the process at
+	// once (stop gives the signals their default action back).
+	context.AfterFunc(ctx, stop)
+	err = s.RunDraining(ctx)
+	opsStop()
 	if oerr := <-opsErr; err == nil {
 		err = oerr
 	}

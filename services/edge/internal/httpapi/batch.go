@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/stream"
 )
@@ -66,7 +67,7 @@ func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id a
 	}
 
 	ctx := r.Context()
-	opts := backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent")}
+	opts := backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI}
 	results := make([]BatchResult, len(req.Messages))
 	pending := make([]*backbone.Pending, len(req.Messages))
 	fail := func(i int, err error) {

@@ -30,6 +30,7 @@ const (
 	CodeTooLarge         = "payload_too_large" // 413: body over the limit
 	CodeRateLimited      = "rate_limited"      // 429: a tenant limit or too many failed attempts; see Retry-After
 	CodeUnavailable      = "unavailable"       // 503: backbone unavailable, retry later
+	CodeBusy             = "server_busy"       // 503: the edge sheds load; see Retry-After
 	CodeInternal         = "internal"          // 500: a bug or a misconfiguration
 )
 
@@ -59,6 +60,8 @@ func Classify(err error) (code string, status int) {
 		return CodeRateLimited, http.StatusTooManyRequests
 	case errors.Is(err, limits.ErrPayloadTooLarge):
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, limits.ErrServerBusy):
+		return CodeBusy, http.StatusServiceUnavailable
 	case errors.Is(err, auth.ErrBadCredentials):
 		return CodeNotAuthenticated, http.StatusUnauthorized
 	case errors.Is(err, auth.ErrNotAuthorized):
@@ -94,6 +97,8 @@ func Describe(err error) (code, msg string, status int) {
 		return code, err.Error(), status
 	case code == CodeUnavailable:
 		return code, "the message backbone is unavailable, retry later", status
+	case code == CodeBusy:
+		return code, "the server is busy, retry later", status
 	}
 	return code, "internal error", status
 }
@@ -118,6 +123,10 @@ func WriteError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	case http.StatusServiceUnavailable:
+		if d := limits.RetryAfter(err); d > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		}
 	}
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
 }

@@ -47,6 +47,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -150,7 +151,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	pos, err := h.n.Publish(r.Context(), m, backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent")})
+	pos, err := h.n.Publish(r.Context(), m, backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI})
 	if err != nil {
 		if _, status := Classify(err); status >= 500 {
 			h.n.Log.Warn("http publish failed", "tenant", id.Tenant, "err", err)

@@ -154,31 +154,76 @@ func (h *Hub) Len() int {
 }
 
 // Dispatch delivers m to every local subscriber with a matching subscription.
-func (h *Hub) Dispatch(m *message.Message) {
+// It returns the number of subscribers m was handed to.
+func (h *Hub) Dispatch(m *message.Message) int {
 	h.mu.RLock()
 	t := h.tenants[m.Tenant]
 	if t == nil {
 		h.mu.RUnlock()
-		return
+		return 0
 	}
-	// Most messages match one subscription per subscriber; group only
-	// when a subscriber matched more than once.
-	var first map[Subscriber][]*Subscription
-	var order []Subscriber
+	var matched []*Subscription
 	t.match(m.Topic, func(s *Subscription) {
 		if s.NoLocal && m.Origin != "" && m.Origin == s.Subscriber.Origin() {
 			return
 		}
-		if first == nil {
-			first = make(map[Subscriber][]*Subscription, 4)
-		}
-		if _, seen := first[s.Subscriber]; !seen {
-			order = append(order, s.Subscriber)
-		}
-		first[s.Subscriber] = append(first[s.Subscriber], s)
+		matched = append(matched, s)
 	})
 	h.mu.RUnlock()
-	for _, sub := range order {
-		sub.Deliver(m, first[sub])
+	return deliverGrouped(m, matched)
+}
+
+// smallGroup is the number of matches up to which deliverGrouped groups
+// them by subscriber by comparing pairs, without a map.
+const smallGroup = 16
+
+// deliverGrouped hands m to each subscriber of matched once, with all of
+// its subscriptions, subscribers in the order of their first match. The
+// common cases cost one allocation (matched itself): one match, or a few
+// matches grouped in place. Each subscriber gets its own capped slice,
+// since a subscriber may keep it.
+func deliverGrouped(m *message.Message, matched []*Subscription) int {
+	n := len(matched)
+	switch {
+	case n == 0:
+		return 0
+	case n == 1:
+		matched[0].Subscriber.Deliver(m, matched[:1:1])
+		return 1
+	case n <= smallGroup:
+		// Regroup matched in place so that each subscriber's matches are
+		// contiguous, subscribers and matches in first-match order.
+		var orig [smallGroup]*Subscription
+		var taken [smallGroup]bool
+		copy(orig[:], matched)
+		subscribers, at := 0, 0
+		for i := range n {
+			if taken[i] {
+				continue
+			}
+			start := at
+			for k := i; k < n; k++ {
+				if !taken[k] && orig[k].Subscriber == orig[i].Subscriber {
+					matched[at] = orig[k]
+					taken[k] = true
+					at++
+				}
+			}
+			matched[start].Subscriber.Deliver(m, matched[start:at:at])
+			subscribers++
+		}
+		return subscribers
 	}
+	groups := make(map[Subscriber][]*Subscription, n)
+	var order []Subscriber
+	for _, s := range matched {
+		if _, seen := groups[s.Subscriber]; !seen {
+			order = append(order, s.Subscriber)
+		}
+		groups[s.Subscriber] = append(groups[s.Subscriber], s)
+	}
+	for _, sub := range order {
+		sub.Deliver(m, groups[sub])
+	}
+	return len(order)
 }

@@ -23,4 +23,10 @@ var (
 	// the tenant's MaxSubscriptionsPerConnection: MQTT SUBACK 0x97 for the
 	// filters over the limit, HTTP 429, WebSocket error "rate_limited".
 	ErrSubscriptionLimit = errors.New("limits: too many subscriptions")
+	// ErrServerBusy means the edge sheds load: it holds its maximum of
+	// connections or its heap is over the memory limit (Shedder), so a
+	// new connection is refused whatever its tenant: MQTT 5 CONNACK 0x89
+	// (3.1.1: return code 3, server unavailable), HTTP 503 with
+	// Retry-After, WebSocket close 1013 (try again later).
+	ErrServerBusy = errors.New("limits: server busy")
 )

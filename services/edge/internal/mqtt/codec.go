@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"sync"
 
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -22,7 +27,7 @@ type byteReader interface {
 // body with the packets codec.
 //
 // The body buffer is allocated per packet and never reused: the decoded
-// strings and payload alias it.
+// strings and payload alias it. The Packet comes from packetPool.
 func readPacket(r byteReader, version byte, maxSize int) (*packets.Packet, error) {
 	hb, err := r.ReadByte()
 	if err != nil {
@@ -35,10 +40,11 @@ func readPacket(r byteReader, version byte, maxSize int) (*packets.Packet, error
 	if 1+lenBytes+remaining > maxSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrPacketTooLarge, 1+lenBytes+remaining)
 	}
-	pk := &packets.Packet{ProtocolVersion: version}
 	if hb>>4 == packets.Publish && hb&0x06 == 0x06 {
 		return nil, fmt.Errorf("%w: PUBLISH with QoS 3", ErrMalformed) // [MQTT-3.3.1-4]
 	}
+	pk := packetPool.Get().(*packets.Packet)
+	*pk = packets.Packet{ProtocolVersion: version}
 	if err := pk.FixedHeader.Decode(hb); err != nil {
 		return nil, decodeError(err)
 	}
@@ -65,6 +71,15 @@ func readPacket(r byteReader, version byte, maxSize int) (*packets.Packet, error
 	}
 	return pk, nil
 }
+
+// packetPool recycles decoded packets (800 bytes each): a connection's
+// reader hands each back with releasePacket once handled. What a handler
+// keeps of a packet (payload, strings, property slices) is allocated apart
+// from the Packet and stays valid; only the Packet itself is reused.
+var packetPool = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+// releasePacket returns pk to the pool; nothing may use it afterwards.
+func releasePacket(pk *packets.Packet) { packetPool.Put(pk) }
 
 // readLength reads a variable byte integer (MQTT §1.5.5): at most four
 // bytes, the last without its continuation bit.
@@ -191,4 +206,166 @@ func encodeBytes(pk *packets.Packet) []byte {
 		panic(err)
 	}
 	return b.Bytes()
+}
+
+// publishOut is an outbound PUBLISH: one delivery of a message to one
+// connection.
+type publishOut struct {
+	version     byte
+	qos         byte
+	retain, dup bool
+	id          uint16
+	// topic is the topic name sent: empty when the alias stands for it.
+	topic string
+	alias uint16 // MQTT 5 topic alias, 0 for none
+	// expiry is the MQTT 5 message expiry interval left, 0 for none.
+	expiry uint32
+	ids    []int // MQTT 5 subscription identifiers
+	// traceParent, when set, replaces or adds the MQTT 5 traceparent user
+	// property (see traceProperty).
+	traceParent string
+}
+
+// publishEncoder encodes outbound PUBLISH packets without allocating once
+// its buffers have grown: the writer's hot path. The packets codec builds
+// each PUBLISH from a Packet through several temporary buffers and copies
+// the payload twice; this writes the same bytes (the tests compare both)
+// straight from the message, and leaves the payload to be written by the
+// caller after the header.
+type publishEncoder struct {
+	head, props []byte
+}
+
+// header returns the fixed header, variable header and properties of a
+// PUBLISH of m (everything before the payload); it is valid until the
+// next call. The properties come from m in the packets codec's order:
+// payload format, message expiry, content type, response topic,
+// correlation data, subscription identifiers, topic alias, user
+// properties (the message's, then herald-seq, then traceparent).
+func (e *publishEncoder) header(p *publishOut, m *message.Message) []byte {
+	var props []byte
+	if p.version == 5 {
+		props = e.v5Properties(p, m)
+		e.props = props
+	}
+	n := 2 + len(p.topic) + len(m.Payload)
+	if p.qos > 0 {
+		n += 2
+	}
+	if p.version == 5 {
+		n += varIntLen(len(props)) + len(props)
+	}
+	b := e.head[:0]
+	b = append(b, packets.Publish<<4|bit(p.dup)<<3|p.qos<<1|bit(p.retain))
+	b = appendVarInt(b, n)
+	b = appendString(b, p.topic)
+	if p.qos > 0 {
+		b = append(b, byte(p.id>>8), byte(p.id))
+	}
+	if p.version == 5 {
+		b = appendVarInt(b, len(props))
+		b = append(b, props...)
+	}
+	e.head = b
+	return b
+}
+
+func (e *publishEncoder) v5Properties(p *publishOut, m *message.Message) []byte {
+	b := e.props[:0]
+	if m.PayloadUTF8 {
+		b = append(b, packets.PropPayloadFormat, 1)
+	}
+	if p.expiry > 0 {
+		b = append(b, packets.PropMessageExpiryInterval,
+			byte(p.expiry>>24), byte(p.expiry>>16), byte(p.expiry>>8), byte(p.expiry))
+	}
+	if m.ContentType != "" {
+		b = append(b, packets.PropContentType)
+		b = appendString(b, m.ContentType)
+	}
+	if m.ResponseTopic != "" && !strings.ContainsAny(m.ResponseTopic, "+#") {
+		b = append(b, packets.PropResponseTopic)
+		b = appendString(b, m.ResponseTopic)
+	}
+	if len(m.CorrelationData) > 0 {
+		b = append(b, packets.PropCorrelationData)
+		b = appendString(b, string(m.CorrelationData))
+	}
+	for _, id := range p.ids {
+		if id > 0 {
+			b = append(b, packets.PropSubscriptionIdentifier)
+			b = appendVarInt(b, id)
+		}
+	}
+	if p.alias > 0 {
+		b = append(b, packets.PropTopicAlias, byte(p.alias>>8), byte(p.alias))
+	}
+	trace := p.traceParent
+	for _, u := range m.UserProperties {
+		v := u.Value
+		if trace != "" && u.Key == telemetry.HeaderTraceParent {
+			v, trace = trace, ""
+		}
+		b = appendUserProperty(b, u.Key, v)
+	}
+	if m.Seq > 0 {
+		// The stream sequence travels with every delivery, as on SSE
+		// and WebSocket (docs/protocols.md).
+		b = append(b, packets.PropUser)
+		b = appendString(b, SeqProperty)
+		at := len(b)
+		b = append(b, 0, 0)
+		b = strconv.AppendUint(b, m.Seq, 10)
+		l := len(b) - at - 2
+		b[at], b[at+1] = byte(l>>8), byte(l)
+	}
+	if trace != "" {
+		b = appendUserProperty(b, telemetry.HeaderTraceParent, trace)
+	}
+	return b
+}
+
+func appendUserProperty(b []byte, k, v string) []byte {
+	b = append(b, packets.PropUser)
+	b = appendString(b, k)
+	return appendString(b, v)
+}
+
+// appendString appends an MQTT UTF-8 string or binary data: a two-byte
+// length, then the bytes. Longer values cannot occur: every string comes
+// from a packet whose own encoding bounded it.
+func appendString(b []byte, s string) []byte {
+	b = append(b, byte(len(s)>>8), byte(len(s)))
+	return append(b, s...)
+}
+
+// appendVarInt appends a variable byte integer (MQTT §1.5.5).
+func appendVarInt(b []byte, v int) []byte {
+	for {
+		d := byte(v % 128)
+		v /= 128
+		if v > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if v == 0 {
+			return b
+		}
+	}
+}
+
+func varIntLen(v int) int {
+	n := 1
+	for v >= 128 {
+		v /= 128
+		n++
+	}
+	return n
+}
+
+func bit(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }

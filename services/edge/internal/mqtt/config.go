@@ -52,16 +52,16 @@ type Config struct {
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// SessionLease is how long a persistent session's record vouches for
-	// its connection (store.Session.LeaseUntil); the edge renews it at
-	// least every third of it. If the edge dies, the session service takes
-	// the session as disconnected when the lease lapses and fires its will
-	// (after its delay): it bounds how late a will of a dead edge comes;
-	// default 10s.
+	// SessionLease is the length of the edge lease that vouches for every
+	// persistent session the edge holds (store.EdgeLeaseStore,
+	// store.Session.Edge); the edge renews it every third of it. If the
+	// edge dies, the session service takes its sessions as disconnected
+	// when the lease lapses and fires their wills (after their delay): it
+	// bounds how late a will of a dead edge comes; default 10s.
 	SessionLease time.Duration `yaml:"session_lease"`
 	// SessionSaveInterval is how often the session record of a live
 	// connection is saved if its delivery cursor or in-flight state moved
-	// (and the lease renewed when due): it bounds the write rate per session
+	// (an idle one is not written): it bounds the write rate per session
 	// and what a crash sends again; default 1s.
 	SessionSaveInterval time.Duration `yaml:"session_save_interval"`
 	// MaxSessionExpiry caps the Session Expiry Interval an MQTT 5 client

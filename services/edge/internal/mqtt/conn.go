@@ -1,12 +1,12 @@
 package mqtt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
@@ -78,6 +78,19 @@ type conn struct {
 	// of pending acks (see waitAckRoom).
 	ackRoom chan struct{}
 	pubs    sync.WaitGroup
+	// confirms are the QoS 1 and 2 publishes awaiting their store, from
+	// confirmHead, for the confirmer goroutine that runs while there are
+	// any (confirming); guarded by mu.
+	confirms    []confirmation
+	confirmHead int
+	confirming  bool
+	// unpaced counts the QoS 0 publishes sent since the last one that
+	// asked for an acknowledgement: the reader's alone.
+	unpaced int
+	// lingering: the writer waits for work (writerLinger) on wake;
+	// guarded by mu.
+	lingering bool
+	wake      chan struct{}
 
 	mu sync.Mutex
 	// closing: deliveries stop and the writer ends the connection once it
@@ -114,8 +127,8 @@ type conn struct {
 	// live messages held meanwhile raise hi beyond messages the replay owes.
 	replaying  bool
 	replayFrom uint64
-	epoch                  string
-	changes                uint64
+	epoch      string
+	changes    uint64
 
 	// saveMu serialises the session record's writes and guards what
 	// follows: the record last written (nil if the session keeps none),
@@ -138,24 +151,9 @@ func newConn(s *Server, nc net.Conn, cancel context.CancelFunc) *conn {
 // ends, then teardown.
 func (c *conn) serve(ctx context.Context) {
 	defer close(c.gone)
-	r := &connReader{nc: c.nc}
+	r := newConnReader(c.nc)
 	defer r.release()
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
-	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
-	switch {
-	case errors.Is(err, ErrUnsupportedVersion):
-		c.refuse(4, err)
-		c.nc.Close()
-		return
-	case err != nil || pk.FixedHeader.Type != packets.Connect:
-		// Not MQTT, or not starting with CONNECT [MQTT-3.1.0-1].
-		c.nc.Close()
-		return
-	}
-	if err := c.connect(ctx, pk); err != nil {
-		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
-		c.adm.Release()
-		c.nc.Close()
+	if !c.openShallow(ctx, r) {
 		return
 	}
 	stop := context.AfterFunc(ctx, c.shutdown)
@@ -194,8 +192,46 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			break
 		}
+		releasePacket(pk)
 	}
 	c.teardown(ctx, normal)
+}
+
+// openShallow runs open on a goroutine of its own and waits for it.
+// Reading and answering CONNECT runs deep (the decoder, authentication,
+// the session store, the takeover request), and a goroutine's stack, once
+// grown, stays grown until a garbage collection shrinks it: run on the
+// reader, it would leave every idle connection holding a stack several
+// times the size it needs to wait for its next packet. The helper's stack
+// goes back to the runtime when it ends.
+func (c *conn) openShallow(ctx context.Context, r *connReader) bool {
+	done := make(chan bool, 1)
+	go func() { done <- c.open(ctx, r) }()
+	return <-done
+}
+
+// open reads the CONNECT and answers it; false means the connection is
+// closed.
+func (c *conn) open(ctx context.Context, r *connReader) bool {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
+	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
+	switch {
+	case errors.Is(err, ErrUnsupportedVersion):
+		c.refuse(4, err)
+		c.nc.Close()
+		return false
+	case err != nil || pk.FixedHeader.Type != packets.Connect:
+		// Not MQTT, or not starting with CONNECT [MQTT-3.1.0-1].
+		c.nc.Close()
+		return false
+	}
+	if err := c.connect(ctx, pk); err != nil {
+		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
+		c.adm.Release()
+		c.nc.Close()
+		return false
+	}
+	return true
 }
 
 // handle acts on one packet. A non-nil error ends the connection.
@@ -339,54 +375,136 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 }
 
 // connReader reads a connection through a pooled buffer that it holds only
-// while packets are arriving: an idle connection waits for its next packet
-// with a one-byte read and no buffer.
+// while packets are arriving, so that an idle connection costs no buffer.
+// On a plain socket it waits for data through the runtime's poller
+// (syscall.RawConn) and reads with one system call whatever has arrived,
+// often several packets, holding the buffer only during that call; on
+// anything else (TLS, WebSocket) an idle connection waits with a one-byte
+// read, then takes a buffer for the rest.
 type connReader struct {
-	nc  net.Conn
-	br  *bufio.Reader
-	one [1]byte
+	nc   net.Conn
+	buf  *[readBufferSize]byte // nil while idle
+	r, w int                   // unread bytes: buf[r:w]
+	one  [1]byte
+	// raw, when set, reads the socket; fill is r.rawFill, bound once, and
+	// n and err are the outcome of its read.
+	raw  syscall.RawConn
+	fill func(uintptr) bool
+	n    int
+	err  error
 }
 
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+const readBufferSize = 4096
 
-func (r *connReader) buffer() {
-	if r.br == nil {
-		r.br = readers.Get().(*bufio.Reader)
-		r.br.Reset(r.nc)
+var readBuffers = sync.Pool{New: func() any { return new([readBufferSize]byte) }}
+
+func newConnReader(nc net.Conn) *connReader {
+	r := &connReader{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw, r.fill = raw, r.rawFill
+		}
 	}
+	return r
+}
+
+// rawFill is the RawConn.Read callback: it reads into the buffer, taking
+// one for the call and giving it back if nothing was there; false makes
+// the poller wait until the socket is readable and call it again.
+func (r *connReader) rawFill(fd uintptr) bool {
+	if r.buf == nil {
+		r.buf = readBuffers.Get().(*[readBufferSize]byte)
+	}
+	for {
+		n, err := syscall.Read(int(fd), r.buf[:])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			readBuffers.Put(r.buf)
+			r.buf = nil
+			return false
+		}
+		r.n, r.err = n, err
+		return true
+	}
+}
+
+// more reads into the empty buffer.
+func (r *connReader) more() error {
+	r.r, r.w = 0, 0
+	if r.raw != nil {
+		if err := r.raw.Read(r.fill); err != nil {
+			return err
+		}
+		switch {
+		case r.err != nil:
+			return &net.OpError{Op: "read", Net: "tcp", Err: r.err}
+		case r.n <= 0:
+			return io.EOF
+		}
+		r.w = r.n
+		return nil
+	}
+	if r.buf == nil {
+		if _, err := io.ReadFull(r.nc, r.one[:]); err != nil {
+			return err
+		}
+		r.buf = readBuffers.Get().(*[readBufferSize]byte)
+		r.buf[0], r.w = r.one[0], 1
+		return nil
+	}
+	n, err := r.nc.Read(r.buf[:])
+	r.w = n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
 }
 
 // ReadByte implements io.ByteReader.
 func (r *connReader) ReadByte() (byte, error) {
-	if r.br == nil {
-		if _, err := io.ReadFull(r.nc, r.one[:]); err != nil {
+	if r.r == r.w {
+		if err := r.more(); err != nil {
 			return 0, err
 		}
-		r.buffer()
-		return r.one[0], nil
 	}
-	return r.br.ReadByte()
+	b := r.buf[r.r]
+	r.r++
+	return b, nil
 }
 
 // Read implements io.Reader.
 func (r *connReader) Read(p []byte) (int, error) {
-	r.buffer()
-	return r.br.Read(p)
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.r == r.w {
+		if err := r.more(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[r.r:r.w])
+	r.r += n
+	return n, nil
 }
 
 // idle returns the buffer to the pool if it holds no unread bytes.
 func (r *connReader) idle() {
-	if r.br != nil && r.br.Buffered() == 0 {
+	if r.r == r.w {
 		r.release()
 	}
 }
 
 func (r *connReader) release() {
-	if r.br != nil {
-		r.br.Reset(nil)
-		readers.Put(r.br)
-		r.br = nil
+	if r.buf != nil {
+		readBuffers.Put(r.buf)
+		r.buf = nil
 	}
+	r.r, r.w = 0, 0
 }
 
 var _ hub.Subscriber = (*conn)(nil)

@@ -2,12 +2,11 @@ package mqtt
 
 import (
 	"bufio"
-	"bytes"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -224,7 +223,17 @@ func (c *conn) sendableLocked() bool {
 
 // kickLocked starts the writer if it is not running and has work.
 func (c *conn) kickLocked() {
-	if c.writing || c.done || !c.sendableLocked() {
+	if c.done || !c.sendableLocked() {
+		return
+	}
+	if c.writing {
+		if c.lingering {
+			c.lingering = false
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	c.writing = true
@@ -306,9 +315,17 @@ func (c *conn) resumeLocked() {
 
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
+// writerLinger is how long a writer with nothing to write waits for more
+// before it ends. A connection that receives a steady flow keeps one
+// writer goroutine (its stack grown once) instead of starting one per
+// message; an idle connection has none once the linger is over.
+const writerLinger = 100 * time.Millisecond
+
 // writeLoop is the connection's only writer. It runs while there is
-// something to write, flushing when it runs out, and ends the connection
-// once it is closing and everything queued for the close is written.
+// something to write, and for writerLinger after, writing the queued
+// packets through one buffer and flushing only when it runs out (so a
+// burst leaves in few system calls), and ends the connection once it is
+// closing and everything queued for the close is written.
 func (c *conn) writeLoop(done chan struct{}) {
 	defer close(done)
 	bw := writers.Get().(*bufio.Writer)
@@ -317,8 +334,10 @@ func (c *conn) writeLoop(done chan struct{}) {
 		bw.Reset(nil)
 		writers.Put(bw)
 	}()
-	var scratch bytes.Buffer
+	var enc publishEncoder
 	var batch []delivery
+	var linger *time.Timer
+	idle := false // lingered once with nothing arriving
 	for {
 		c.mu.Lock()
 		var ctl [][]byte
@@ -334,16 +353,42 @@ func (c *conn) writeLoop(done chan struct{}) {
 				}
 				continue
 			}
-			c.writing = false
 			if closing {
+				c.writing = false
 				c.done = true
 				c.mu.Unlock()
 				c.nc.Close()
 				return
 			}
+			if idle {
+				// An idle connection keeps none of its writer's state.
+				c.writing = false
+				c.writerDone, c.wake = nil, nil
+				c.mu.Unlock()
+				return
+			}
+			if c.wake == nil {
+				c.wake = make(chan struct{}, 1)
+			}
+			c.lingering = true
 			c.mu.Unlock()
-			return
+			if linger == nil {
+				linger = time.NewTimer(writerLinger)
+				defer linger.Stop()
+			} else {
+				linger.Reset(writerLinger)
+			}
+			select {
+			case <-c.wake:
+			case <-linger.C:
+				idle = true
+			}
+			c.mu.Lock()
+			c.lingering = false
+			c.mu.Unlock()
+			continue
 		}
+		idle = false
 		c.mu.Unlock()
 		c.setWriteDeadline(closing)
 		for _, p := range ctl {
@@ -353,7 +398,7 @@ func (c *conn) writeLoop(done chan struct{}) {
 			}
 		}
 		for i := range batch {
-			if err := c.writeDelivery(bw, &scratch, &batch[i]); err != nil {
+			if err := c.writeDelivery(bw, &enc, &batch[i]); err != nil {
 				c.writeFailed()
 				return
 			}
@@ -390,15 +435,12 @@ const SeqProperty = "herald-seq"
 // writeDelivery encodes one PUBLISH. A message that expired in the queue,
 // or that exceeds the client's Maximum Packet Size, is dropped as if it
 // had been delivered [MQTT-3.1.2-25].
-func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery) error {
+func (c *conn) writeDelivery(w *bufio.Writer, enc *publishEncoder, d *delivery) error {
 	m := d.m
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain, Dup: d.dup},
-		TopicName:       m.Topic,
-		Payload:         m.Payload,
-		PacketID:        d.id,
-		ProtocolVersion: c.version,
-		Mods:            packets.Mods{AllowResponseInfo: true},
+	p := publishOut{version: c.version, qos: d.qos, retain: d.retain, dup: d.dup, id: d.id, topic: m.Topic}
+	if d.qos > 0 && d.id == 0 {
+		c.releaseID(d) // [MQTT-2.2.1-2]; cannot happen: takeLocked assigns one
+		return nil
 	}
 	if !m.ExpiresAt.IsZero() {
 		left := time.Until(m.ExpiresAt)
@@ -406,45 +448,34 @@ func (c *conn) writeDelivery(w *bufio.Writer, scratch *bytes.Buffer, d *delivery
 			c.releaseID(d)
 			return nil
 		}
-		pk.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
+		p.expiry = uint32((left + time.Second - 1) / time.Second)
 	}
 	if c.version == 5 {
-		p := &pk.Properties
-		p.ContentType = m.ContentType
-		if m.PayloadUTF8 {
-			p.PayloadFormat, p.PayloadFormatFlag = 1, true
-		}
-		p.ResponseTopic = m.ResponseTopic
-		p.CorrelationData = m.CorrelationData
-		p.User = make([]packets.UserProperty, len(m.UserProperties), len(m.UserProperties)+1)
-		for i, u := range m.UserProperties {
-			p.User[i] = packets.UserProperty{Key: u.Key, Val: u.Value}
-		}
-		if m.Seq > 0 {
-			// The stream sequence travels with every delivery, as on SSE
-			// and WebSocket (docs/protocols.md).
-			p.User = append(p.User, packets.UserProperty{Key: SeqProperty, Val: strconv.FormatUint(m.Seq, 10)})
-		}
-		p.SubscriptionIdentifier = d.ids
+		p.ids = d.ids
+		p.traceParent = m.TraceParent
 	}
-	var alias uint16
 	var known bool
 	if c.aliasesOut != nil {
-		alias, known = c.aliasesOut.lookup(m.Topic)
-		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true
+		p.alias, known = c.aliasesOut.lookup(m.Topic)
 		if known {
-			pk.TopicName = ""
+			p.topic = ""
 		}
 	}
-	scratch.Reset()
-	if err := pk.PublishEncode(scratch); err != nil || (c.maxOut > 0 && scratch.Len() > c.maxOut) {
+	head := enc.header(&p, m)
+	if c.maxOut > 0 && len(head)+len(m.Payload) > c.maxOut {
 		c.releaseID(d)
 		return nil
 	}
 	if c.aliasesOut != nil {
 		c.aliasesOut.commit(m.Topic, known)
 	}
-	_, err := w.Write(scratch.Bytes())
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	_, err := w.Write(m.Payload)
+	if err == nil {
+		c.n.Telemetry.Delivered(telemetry.ProtocolMQTT, m, d.live)
+	}
 	return err
 }
 

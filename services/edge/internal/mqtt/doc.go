@@ -68,12 +68,37 @@
 // connection's publishes are stored in the order sent, across topics), and
 // up to ReceiveMaximum of them await their store confirmation at once.
 // PUBACKs leave in the order the PUBLISHes arrived, as MQTT 5 §4.6 requires.
+// One confirmer goroutine per connection, running while stores are
+// awaited, waits for them in that order (not one goroutine per publish).
+//
+// A QoS 0 PUBLISH is at most once, so it is sent without asking JetStream
+// for an acknowledgement (node.Send: no reply subject, which JetStream
+// stores all the same): no round trip and nothing to wait for, except
+// one in every qos0Pace (16), which is sent with an acknowledgement
+// request and takes an in-flight slot until acknowledged. Since a
+// connection's messages are stored in order, that acknowledgement tells
+// that the ones before it were taken, so a QoS 0 publisher runs at most
+// ReceiveMaximum × qos0Pace messages ahead of the stream, rather than
+// filling JetStream's ingest queue until it drops messages. A QoS 0
+// message JetStream could not store is lost without notice (it used to be
+// logged); the order of a connection's publishes, QoS 0 and QoS 1/2
+// mixed, is kept, as they share the edge's NATS connection.
 //
 // # Queues and overflow
 //
 // Each connection has one reader goroutine and, only while it has something
-// to write, one writer goroutine, which batches packets through a pooled
-// bufio.Writer and flushes when its queue is empty. Live messages reach a
+// to write (and for writerLinger, 100 ms, after, so that a steady flow
+// keeps one writer rather than starting one per message), one writer
+// goroutine, which writes up to 128 queued packets per lock acquisition
+// through a pooled bufio.Writer and flushes when its queue is empty, so a
+// burst leaves in few system calls. PUBLISH packets are encoded by
+// publishEncoder straight from the message into the writer (no
+// allocation; byte for byte what the packets codec produces, which a test
+// checks). The reader holds a read buffer only while bytes are arriving:
+// on a plain TCP socket it waits for data through the runtime poller and
+// reads whatever arrived with one system call; CONNECT is read and
+// answered on a helper goroutine, so that the deep calls it makes do not
+// leave every idle connection's reader with a grown stack. Live messages reach a
 // connection through hub.Subscriber.Deliver, which never blocks: it puts the
 // message on the connection's queue, bounded by QueueSize messages. When the
 // queue is full, a QoS 0 message is dropped (counted in Stats.Dropped); a
@@ -96,4 +121,7 @@
 // length by MaxPacketSize before allocating anything, rejects packet types
 // a client may not send, and turns a panic of the decoder into a malformed
 // packet, so a hostile packet closes one connection and nothing else.
+// Decoded packets are recycled (packetPool) once handled; outbound
+// PUBLISH packets, the hot path, are encoded by publishEncoder, and every
+// other packet by the codec.
 package mqtt

@@ -43,8 +43,9 @@ import (
 // highest sequence routed to the connection, lowered to just before the
 // oldest message still queued or sent and not acknowledged. It is saved
 // when the connection ends, and every SessionSaveInterval while it lives
-// (if it moved, or to renew the lease), never more often: a position, not a
-// queue, so the write rate does not depend on the message rate. A crash
+// if it moved, never more often: a position, not a queue, so the write
+// rate does not depend on the message rate, and an idle connection writes
+// nothing. A crash
 // loses at most one interval of progress, and the messages of that
 // interval are sent again: at least once for QoS 1, as MQTT allows.
 //
@@ -64,11 +65,12 @@ import (
 // (Stats.OfflineDropped) and logged — MQTT has no way to tell the client.
 // Messages older than the stream's retention are gone likewise (logged).
 //
-// The connection lease: while connected, the record names the connection
-// (ConnectedTo) and carries LeaseUntil, SessionLease ahead, renewed at the
-// periodic save (at least every third of the lease). If the edge dies the
-// lease lapses and the session service treats the session as disconnected
-// at its end: it fires the will after its delay, and expires the session.
+// The edge lease: while connected, the record names the connection
+// (ConnectedTo) and the edge incarnation (Edge), whose one lease, renewed
+// by the edge (edgelease.go), vouches for all its sessions. If the edge
+// dies the lease lapses and the session service treats the session as
+// disconnected at its end: it fires the will after its delay, and expires
+// the session.
 
 // sessionRecords is the part of the session store the MQTT server uses.
 // The store behind node.State implements it (store.SessionStore); without
@@ -164,8 +166,12 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 			c.hi, c.epoch = st.LastSeq, st.Epoch
 		}
 	}
+	// The record names the edge lease: it must live first.
+	if err := c.s.ensureLease(sctx); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
-	next := c.recordLocked(now)
+	next := c.recordLocked()
 	c.mu.Unlock()
 	if rec != nil {
 		next.Revision = rec.Revision
@@ -212,11 +218,11 @@ func (c *conn) loadLocked(rec *store.Session) {
 
 // recordLocked returns the record of the connection's session as it stands
 // (the caller holds c.mu, or the connection is not shared yet), connected
-// with a fresh lease.
-func (c *conn) recordLocked(now time.Time) *store.Session {
+// under the edge lease.
+func (c *conn) recordLocked() *store.Session {
 	s := c.sess
 	rec := &store.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
-		ConnectedTo: c.n.ID + "/" + c.connID, LeaseUntil: now.Add(c.cfg.SessionLease), Will: c.storeWill,
+		ConnectedTo: c.n.ID + "/" + c.connID, Edge: c.s.leaseName(), Will: c.storeWill,
 		Delivered: message.Position{Epoch: c.epoch, Seq: c.cursorLocked()}}
 	if len(s.subs) > 0 {
 		rec.Subscriptions = make(map[string]store.Subscription, len(s.subs))
@@ -275,8 +281,7 @@ func (c *conn) cursorLocked() uint64 {
 	return cur
 }
 
-// saveSession writes the connection's session record, connected, with a
-// renewed lease. A record changed by someone else (ErrConflict) means the
+// saveSession writes the connection's session record, connected. A record changed by someone else (ErrConflict) means the
 // session is no longer this connection's: it is closed.
 func (c *conn) saveSession(ctx context.Context) error {
 	c.saveMu.Lock()
@@ -286,7 +291,7 @@ func (c *conn) saveSession(ctx context.Context) error {
 	}
 	now := time.Now()
 	c.mu.Lock()
-	rec := c.recordLocked(now)
+	rec := c.recordLocked()
 	c.mu.Unlock()
 	return c.writeLocked(ctx, rec, now)
 }
@@ -308,20 +313,19 @@ func (c *conn) writeLocked(ctx context.Context, rec *store.Session, now time.Tim
 }
 
 // saveDue saves the session if its cursor or in-flight state moved since
-// the last save, or its lease needs renewing.
+// the last save: liveness is the edge lease's business.
 func (c *conn) saveDue(ctx context.Context, now time.Time) {
 	c.saveMu.Lock()
 	if c.rec == nil || c.recLost || c.ended {
 		c.saveMu.Unlock()
 		return
 	}
-	renew := now.Sub(c.lastSave) >= c.cfg.SessionLease/3
 	c.mu.Lock()
 	moved := c.changes != c.savedChanges
 	changes := c.changes
 	var rec *store.Session
-	if renew || moved {
-		rec = c.recordLocked(now)
+	if moved {
+		rec = c.recordLocked()
 	}
 	c.mu.Unlock()
 	if rec == nil {
@@ -371,9 +375,9 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 		return
 	}
 	c.mu.Lock()
-	rec := c.recordLocked(now)
+	rec := c.recordLocked()
 	c.mu.Unlock()
-	rec.ConnectedTo, rec.LeaseUntil, rec.DisconnectedAt = "", time.Time{}, now
+	rec.ConnectedTo, rec.Edge, rec.DisconnectedAt = "", "", now
 	if normal || fire {
 		rec.Will = nil
 	}

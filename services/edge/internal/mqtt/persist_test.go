@@ -118,10 +118,10 @@ func TestWillDelayLeftToSessionService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitRecord(t, st, "dying", func(s *store.Session) bool { return s.Will != nil && !s.LeaseUntil.IsZero() })
+	waitRecord(t, st, "dying", func(s *store.Session) bool { return s.Will != nil && s.Edge != "" })
 	_ = c.Disconnect(&paho.Disconnect{ReasonCode: codeDisconnectWithWill})
 	rec := waitRecord(t, st, "dying", func(s *store.Session) bool { return !s.DisconnectedAt.IsZero() })
-	if rec.Will == nil || rec.Will.Delay != 30*time.Second || rec.ConnectedTo != "" || !rec.LeaseUntil.IsZero() {
+	if rec.Will == nil || rec.Will.Delay != 30*time.Second || rec.ConnectedTo != "" || rec.Edge != "" {
 		t.Fatalf("record %+v will %+v", rec, rec.Will)
 	}
 	select {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
@@ -59,7 +60,7 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	}
 
 	var ack *pendingAck
-	var opts backbone.PublishOptions
+	opts := backbone.PublishOptions{Protocol: telemetry.ProtocolMQTT}
 	if qos > 0 {
 		c.mu.Lock()
 		if qos == 2 {
@@ -151,9 +152,33 @@ func (c *conn) refuseQoS0(m *message.Message, deny error) error {
 	return deny
 }
 
-// publishPending sends m to the backbone and has its confirmation awaited
-// (and acknowledged, if ack is set) on a goroutine.
+// publishPending sends m to the backbone. A QoS 0 message (ack nil) is
+// handed over without an acknowledgement (node.Send): at most once, with
+// nothing to wait for, except one in qos0Pace, which paces the connection.
+// A QoS 1 or 2 message (and a pacing one) is sent with PublishAsync and
+// its confirmation queued for the connection's confirmer, which waits for
+// the stores in arrival order (the order its acknowledgements must leave
+// in anyway) and acknowledges each.
 func (c *conn) publishPending(ctx context.Context, m *message.Message, opts backbone.PublishOptions, ack *pendingAck) error {
+	if ack == nil {
+		if c.unpaced++; c.unpaced < qos0Pace {
+			if err := c.n.Send(ctx, m, opts); err != nil {
+				if errors.Is(err, node.ErrInvalidTopic) {
+					return err
+				}
+				c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
+			}
+			return nil
+		}
+		// Every qos0Pace-th QoS 0 message asks for an acknowledgement,
+		// and takes an in-flight slot until it has it: as a connection's
+		// messages are stored in order, its acknowledgement tells that
+		// the ones before it were taken too. So a QoS 0 publisher is held
+		// to at most ReceiveMaximum × qos0Pace messages ahead of the
+		// stream, instead of filling JetStream's ingest queue until it
+		// drops messages, while paying one round trip per qos0Pace.
+		c.unpaced = 0
+	}
 	select {
 	case c.pubSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -173,8 +198,47 @@ func (c *conn) publishPending(ctx context.Context, m *message.Message, opts back
 		return nil
 	}
 	c.pubs.Add(1)
-	go c.confirm(ctx, m, pending, ack)
+	c.mu.Lock()
+	c.confirms = append(c.confirms, confirmation{m: m, pending: pending, ack: ack})
+	start := !c.confirming
+	c.confirming = true
+	c.mu.Unlock()
+	if start {
+		go c.confirmLoop(ctx)
+	}
 	return nil
+}
+
+// qos0Pace is how many QoS 0 messages of a connection go to the backbone
+// per acknowledged one (see publishPending).
+const qos0Pace = 16
+
+// confirmation is a publish sent to the backbone whose store is awaited:
+// QoS 1 or 2, or a QoS 0 message that paces its connection (ack nil).
+type confirmation struct {
+	m       *message.Message
+	pending *backbone.Pending
+	ack     *pendingAck
+}
+
+// confirmLoop is the connection's confirmer: it runs while publishes
+// await their store, one goroutine for all of them rather than one each.
+func (c *conn) confirmLoop(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		if c.confirmHead == len(c.confirms) {
+			clear(c.confirms)
+			c.confirms, c.confirmHead = c.confirms[:0], 0
+			c.confirming = false
+			c.mu.Unlock()
+			return
+		}
+		j := c.confirms[c.confirmHead]
+		c.confirms[c.confirmHead] = confirmation{}
+		c.confirmHead++
+		c.mu.Unlock()
+		c.confirm(ctx, j.m, j.pending, j.ack)
+	}
 }
 
 // confirm waits for the store of m and acknowledges it.
@@ -185,16 +249,17 @@ func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbon
 	if err != nil {
 		c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
 	}
-	if err == nil && ack != nil && ack.qos == 2 && c.persistent {
+	if ack == nil {
+		return // a QoS 0 message that paced the connection
+	}
+	if err == nil && ack.qos == 2 && c.persistent {
 		// The exchange's message id is saved before the PUBREC, so that a
 		// retransmission after this edge died is not stored twice.
 		if serr := c.saveSession(ctx); serr != nil {
 			err = fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, serr)
 		}
 	}
-	if ack != nil {
-		c.completeAck(ack, err)
-	}
+	c.completeAck(ack, err)
 }
 
 // completeAck records the outcome of a QoS 1 or 2 publish and sends the

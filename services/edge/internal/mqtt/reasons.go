@@ -70,6 +70,7 @@ const (
 	codeBadUserOrPassword    byte = 0x86
 	codeNotAuthorized        byte = 0x87
 	codeServerUnavailable    byte = 0x88
+	codeServerBusy           byte = 0x89
 	codeServerShuttingDown   byte = 0x8B
 	codeSessionTakenOver     byte = 0x8E
 	codeBadAuthMethod        byte = 0x8C
@@ -105,6 +106,8 @@ func reasonCode(err error) byte {
 		return codeQuotaExceeded
 	case errors.Is(err, auth.ErrRateLimited):
 		return codeConnectionRateExceed
+	case errors.Is(err, limits.ErrServerBusy):
+		return codeServerBusy
 	case errors.Is(err, ErrMalformed):
 		return codeMalformed
 	case errors.Is(err, ErrProtocol):

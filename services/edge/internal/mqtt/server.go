@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 )
 
@@ -22,10 +24,17 @@ type Server struct {
 	// connections.
 	records   sessionRecords
 	saveStart sync.Once
+	// lease is the edge lease that vouches for the held sessions
+	// (edgelease.go).
+	lease edgeLease
 
 	// deniedQoS0 counts QoS 0 publishes dropped as outside their client's
 	// capabilities.
 	deniedQoS0 atomic.Int64
+
+	// draining: the edge is leaving (Drain): listeners are closed and a
+	// CONNECT that still arrives is refused with 0x88, server unavailable.
+	draining atomic.Bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -93,8 +102,9 @@ func (s *Server) Stats() Stats {
 // Close.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining.Load() {
 		s.mu.Unlock()
+		l.Close()
 		return nil
 	}
 	s.listeners[l] = struct{}{}
@@ -113,7 +123,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if ctx.Err() != nil || s.isClosed() {
+			if ctx.Err() != nil || s.isClosed() || s.draining.Load() {
 				return nil
 			}
 			if !errors.Is(err, net.ErrClosed) {
@@ -169,6 +179,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+	if s.draining.Load() {
+		c.refuseDraining()
+		return
+	}
 	c.serve(ctx)
 }
 
@@ -213,4 +227,73 @@ func (s *Server) Redirect(reference string, permanent bool) {
 		c.disconnectLocked(err, reference)
 		c.mu.Unlock()
 	}
+}
+
+// errDraining refuses the clients that reach a draining edge.
+var errDraining = fmt.Errorf("%w: draining, connect to another server", ErrServerUnavailable)
+
+// Drain stops accepting: listeners close (new connections are refused by
+// the system) and a connection accepted meanwhile, or arriving over
+// WebSocket, is answered CONNACK 0x88, server unavailable (3.1.1: return
+// code 3). Connected clients stay until Leavers' functions are called, or
+// Close.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Leavers returns, per connection open now, a function that asks its
+// client to leave: the session is saved to the store (cursor, in-flight
+// QoS 1 and 2 state), then an MQTT 5 client gets DISCONNECT 0x8B, server
+// shutting down — or 0x9C, use another server, with reference as Server
+// Reference when reference is set — and an MQTT 3.1.1 client is closed.
+// The connection's teardown saves the session once more, disconnected,
+// before a takeover from another edge is answered. A drain calls them
+// spread over time, so that clients do not all reconnect at once.
+func (s *Server) Leavers(reference string) []func(context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	leave := make([]func(context.Context), 0, len(s.conns))
+	for c := range s.conns {
+		leave = append(leave, func(ctx context.Context) { c.leave(ctx, reference) })
+	}
+	return leave
+}
+
+// leave saves the session and ends the connection without aborting its
+// publishes in flight (unlike shutdown): those the client sent complete
+// before teardown, and unacknowledged ones are sent again by the client.
+func (c *conn) leave(ctx context.Context, reference string) {
+	if err := c.saveSession(ctx); err != nil && !errors.Is(err, store.ErrConflict) {
+		c.n.Log.Warn("mqtt session not saved before leaving", "client", c.clientID, "err", err)
+	}
+	err := ErrShuttingDown
+	if reference != "" {
+		err = ErrUseAnotherServer
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.disconnectLocked(err, reference)
+}
+
+// refuseDraining answers the CONNECT of a connection that arrived during a
+// drain with server unavailable, and closes it.
+func (c *conn) refuseDraining() {
+	defer c.nc.Close()
+	_ = c.nc.SetReadDeadline(time.Now().Add(min(c.cfg.ConnectTimeout, closeGrace)))
+	r := &connReader{nc: c.nc}
+	defer r.release()
+	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
+	if err != nil || pk.FixedHeader.Type != packets.Connect {
+		return
+	}
+	v := pk.ProtocolVersion
+	if v != 5 {
+		v = 4
+	}
+	c.refuse(v, errDraining)
 }

@@ -14,19 +14,34 @@ import (
 type Admission struct {
 	client *Client
 	conn   *limits.Conn
+	shed   func()
+	tel    *admissionTelemetry
 }
 
-// Admit counts a new connection against its tenant's connection limit
+// Admit takes a slot of the edge's Shed (an error wrapping
+// limits.ErrServerBusy when the edge sheds load), counts a new connection
+// against its tenant's connection limit
 // (an error wrapping limits.ErrConnectionLimit) and registers it with
 // Clients (an error wrapping auth.ErrRevoked if the identity no longer
 // holds); close is called at most once, with a reason wrapping
 // auth.ErrRevoked, when the connection must end, and must not block. Without
 // Clients or Quota (anonymous mode) the corresponding part is skipped.
-func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason error)) (*Admission, error) {
+func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason error)) (_ *Admission, err error) {
 	a := &Admission{}
+	close = n.watchAdmission(a, info, close)
+	defer func() { a.tel.admitted(err) }()
+	// Shedding comes first: a busy edge spends nothing on the connection.
+	if n.Shed != nil {
+		release, err := n.Shed.Admit()
+		if err != nil {
+			return nil, err
+		}
+		a.shed = release
+	}
 	if n.Quota != nil {
 		c, err := n.Quota.Connect(ctx, info.Identity.Tenant)
 		if err != nil {
+			a.Release()
 			return nil, err
 		}
 		a.conn = c
@@ -48,11 +63,15 @@ func (a *Admission) Release() {
 	if a == nil {
 		return
 	}
+	a.tel.released()
 	if a.client != nil {
 		a.client.Unregister()
 	}
 	if a.conn != nil {
 		a.conn.Close()
+	}
+	if a.shed != nil {
+		a.shed()
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
@@ -45,6 +46,11 @@ type Node struct {
 	// Quota, if set, enforces tenants' connection, rate, payload and
 	// subscription limits (see Admit and PublishQuota).
 	Quota *limits.Limits
+	// Shed, if set, refuses new connections while the edge holds its
+	// maximum of them or is short of memory (see Admit).
+	Shed *limits.Shedder
+	// Telemetry, if set, records the edge's metrics and message spans.
+	Telemetry *telemetry.Edge
 }
 
 // Publish validates m's topic and stores m on the backbone; a nil error
@@ -53,7 +59,10 @@ func (n *Node) Publish(ctx context.Context, m *message.Message, opts backbone.Pu
 	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
 		return message.Position{}, errors.Join(ErrInvalidTopic, err)
 	}
-	return n.Backbone.Publish(ctx, m, opts)
+	ctx, span := n.startPublish(ctx, m, &opts)
+	pos, err := n.Backbone.Publish(ctx, m, opts)
+	n.Telemetry.EndPublish(span, err)
+	return pos, err
 }
 
 // PublishAsync validates m's topic and sends m to the backbone without
@@ -63,7 +72,23 @@ func (n *Node) PublishAsync(ctx context.Context, m *message.Message, opts backbo
 	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
 		return nil, errors.Join(ErrInvalidTopic, err)
 	}
-	return n.Backbone.PublishAsync(ctx, m, opts)
+	ctx, span := n.startPublish(ctx, m, &opts)
+	p, err := n.Backbone.PublishAsync(ctx, m, opts)
+	n.Telemetry.EndPublish(span, err)
+	return p, err
+}
+
+// Send validates m's topic and hands m to the backbone without asking for
+// an acknowledgement (backbone.Send): the at-most-once publish of MQTT
+// QoS 0. It keeps the order of PublishAsync calls from the same goroutine.
+func (n *Node) Send(ctx context.Context, m *message.Message, opts backbone.PublishOptions) error {
+	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
+		return errors.Join(ErrInvalidTopic, err)
+	}
+	ctx, span := n.startPublish(ctx, m, &opts)
+	err := n.Backbone.Send(ctx, m, opts)
+	n.Telemetry.EndPublish(span, err)
+	return err
 }
 
 // Origin returns the origin tag of a client of this edge.

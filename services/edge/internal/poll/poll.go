@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
@@ -219,6 +220,7 @@ func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (
 	res, err := h.n.Replay(ctx, tenant, req.filters, *req.cursor,
 		func(m *message.Message) error {
 			resp.Messages = append(resp.Messages, wire(m, epoch))
+			h.n.Telemetry.Delivered(telemetry.ProtocolPoll, m, false)
 			if len(resp.Messages) >= req.max {
 				return errFull
 			}
@@ -310,10 +312,15 @@ func (h *Handler) parse(r *http.Request) (request, error) {
 	}
 	if v := q.Get("timeout"); v != "" {
 		s, err := strconv.ParseFloat(v, 64)
-		if err != nil || s < 0 {
+		if err != nil || !(s >= 0) {
 			return req, fmt.Errorf("%w: timeout must be a number of seconds", httpapi.ErrBadRequest)
 		}
-		req.timeout = min(time.Duration(s*float64(time.Second)), h.cfg.MaxTimeout)
+		// Capped before the conversion: a huge or infinite number of
+		// seconds would overflow time.Duration to a negative timeout.
+		req.timeout = h.cfg.MaxTimeout
+		if s < h.cfg.MaxTimeout.Seconds() {
+			req.timeout = time.Duration(s * float64(time.Second))
+		}
 	}
 	if v := q.Get("max"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -56,10 +56,31 @@
 // client reads too slowly for that, its stream is closed; EventSource
 // reconnects after the retry delay with its Last-Event-ID and the resume
 // replays what it missed: nothing is lost, the client only lags.
+//
+// # Idle streams
+//
+// Once its head and replay are written, an HTTP/1 stream's connection is
+// hijacked and the handler returns: net/http's two goroutines per stream
+// (the handler's and its background reader) and its buffered reader and
+// writer go away. The stream then runs on its subscription's wakeups and a
+// heartbeat timer, each of which starts a writer goroutine only while
+// there is something to write, with a pooled buffer; the body keeps its
+// chunked encoding. One goroutine stays parked reading the connection:
+// Go offers no readiness callback, and a read is the only prompt way to
+// learn that a client left (else its slot, subscription and socket would
+// be held until a heartbeat write failed, up to two heartbeats later).
+// Measured with `loadgen idle --proto sse --conns 5000` against the
+// embedded edge (RSS growth, one sitting, five runs): 29.3 KB per idle
+// stream before, 10.5–12.2 KB with the parked reader, 7.4 KB without it
+// (one run); the reader's ≈ 3.5 KB buys prompt release within the 12 KiB
+// budget. Streams over
+// HTTP/2 cannot be hijacked and keep a handler goroutine. EndStreams ends
+// the hijacked streams (the server's shutdown calls it).
 package sse
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -67,9 +88,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
@@ -86,10 +109,14 @@ const replayFlushEvery = 64
 type Handler struct {
 	cfg Config
 	n   *node.Node
+
+	mu      sync.Mutex
+	streams map[*detached]struct{} // live HTTP/1 streams, for EndStreams
+	servers sync.Map               // *http.Server → true once its shutdown ends streams
 }
 
 // NewHandler returns the SSE handler over n. cfg must be valid.
-func NewHandler(cfg Config, n *node.Node) http.Handler {
+func NewHandler(cfg Config, n *node.Node) *Handler {
 	return &Handler{cfg: cfg.WithDefaults(), n: n}
 }
 
@@ -119,14 +146,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
+	// An HTTP/1 stream outlives this call once its connection is hijacked,
+	// so its context must not end with the request's; until then the
+	// request's end (client gone, edge shutdown) still ends it.
+	detach := r.ProtoMajor == 1
+	base := r.Context()
+	if detach {
+		base = context.WithoutCancel(base)
+	}
+	sctx, scancel := context.WithCancelCause(base)
+	unlink := context.AfterFunc(r.Context(), func() { scancel(context.Cause(r.Context())) })
 	// Counted and registered: a revoked credential ends the stream.
-	ctx, adm, cancel, err := httpapi.Admit(r, h.n, "sse", id)
+	ctx, adm, cancel, err := httpapi.Admit(r.WithContext(sctx), h.n, "sse", id)
 	if err != nil {
+		unlink()
+		scancel(err)
 		httpapi.WriteError(w, err)
 		return
 	}
-	defer cancel()
-	defer adm.Release()
+	// Until the stream is detached, its resources are this call's to free.
+	var d *detached
+	defer func() {
+		if d == nil {
+			unlink()
+			cancel()
+			scancel(context.Canceled)
+			adm.Release()
+		}
+	}()
 	// Create the stream now, so that a backbone failure is still an HTTP
 	// error and every event id carries an epoch.
 	if _, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant); err != nil {
@@ -136,7 +183,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ready := make(chan struct{}, 1)
+	var live atomic.Pointer[detached]
 	queue := stream.NewQueue(h.cfg.QueueSize, stream.PolicyClose, func() {
+		if d := live.Load(); d != nil {
+			d.wake(false)
+			return
+		}
 		select {
 		case ready <- struct{}{}:
 		default:
@@ -145,6 +197,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub := queue.NewSubscriber("", "")
 	subs := make([]*hub.Subscription, 0, len(filters))
 	defer func() {
+		if d != nil {
+			return
+		}
 		for _, s := range subs {
 			h.n.Hub.Unsubscribe(s)
 		}
@@ -201,6 +256,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if detach {
+		if d = h.detach(w, r, unlink, &detached{h: h, chunked: r.ProtoAtLeast(1, 1), tenant: id.Tenant,
+			queue: queue, sub: sub, subs: subs, adm: adm, ctx: ctx, cancel: scancel, epoch: epoch}); d != nil {
+			live.Store(d)
+			d.start()
+			return
+		}
+	}
+
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	var items []stream.Item
@@ -229,8 +293,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			for _, it := range items {
 				if it.Gap {
 					err = c.gap(message.Position{Epoch: epoch, Seq: it.After}.String(), it.Reset)
-				} else {
-					err = c.message(it.Msg, epoch)
+				} else if err = c.message(it.Msg, epoch); err == nil {
+					h.n.Telemetry.Delivered(telemetry.ProtocolSSE, it.Msg, true)
 				}
 				if err != nil {
 					break
@@ -243,6 +307,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// detach hijacks the connection of a stream whose head and replay are
+// written and hands the stream to d, which from then on owns its
+// subscription, admission and connection; it returns nil (the stream stays
+// on this call) when the connection cannot be hijacked, or when the
+// request already ended.
+func (h *Handler) detach(w http.ResponseWriter, r *http.Request, unlink func() bool, d *detached) *detached {
+	if !unlink() {
+		return nil
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Not hijackable after all (a wrapped writer): stay on this call,
+		// ending with the request again.
+		context.AfterFunc(r.Context(), func() { d.cancel(context.Cause(r.Context())) })
+		return nil
+	}
+	// The client sends nothing after its request, and the response's
+	// buffered writer was flushed: neither buffer is kept.
+	_ = brw
+	d.conn = conn
+	context.AfterFunc(d.ctx, d.close)
+	h.track(d, r.Context().Value(http.ServerContextKey))
+	return d
 }
 
 // filters validates and deduplicates the requested filters.

@@ -7,9 +7,12 @@ import (
 )
 
 // failureLimiter counts failed authentication attempts per key (a source
-// address, a key id) in token buckets: each failure takes a token, tokens
+// address, a key id) in token buckets: each attempt takes a token before
+// any verification work (take), a success gives it back (refund), tokens
 // come back at rate per second up to burst, and a key without a token is
-// refused before any verification work. Successes cost nothing.
+// refused. Taking the token before the check, not after, bounds
+// concurrent attempts too: a burst of simultaneous guesses cannot all pass
+// the check while the first ones are still being hashed.
 //
 // The map is bounded: when it holds max keys, buckets that have refilled
 // (which carry no information) are dropped, and if that is not enough,
@@ -38,24 +41,9 @@ func (l *failureLimiter) level(b *bucket, now time.Time) float64 {
 	return min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
 }
 
-// allowed reports whether key may attempt now (it has a token left) and,
-// if not, how long until it may.
-func (l *failureLimiter) allowed(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		return true, 0
-	}
-	t := l.level(b, now)
-	if t >= 1 {
-		return true, 0
-	}
-	return false, time.Duration((1 - t) / l.rate * float64(time.Second))
-}
-
-// fail takes a token from key's bucket.
-func (l *failureLimiter) fail(key string, now time.Time) {
+// take takes a token from key's bucket for an attempt, or reports, if it
+// has none, how long until it has.
+func (l *failureLimiter) take(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
@@ -66,8 +54,27 @@ func (l *failureLimiter) fail(key string, now time.Time) {
 		b = &bucket{tokens: l.burst, at: now}
 		l.buckets[key] = b
 	}
-	b.tokens = max(0, l.level(b, now)-1)
-	b.at = now
+	t := l.level(b, now)
+	if t < 1 {
+		return false, time.Duration((1 - t) / l.rate * float64(time.Second))
+	}
+	b.tokens, b.at = t-1, now
+	return true, 0
+}
+
+// refund gives back the token of an attempt that did not fail; a bucket
+// full again carries no information and is dropped.
+func (l *failureLimiter) refund(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return
+	}
+	b.tokens, b.at = min(l.burst, l.level(b, now)+1), now
+	if b.tokens >= l.burst {
+		delete(l.buckets, key)
+	}
 }
 
 // evict makes room: refilled buckets first, then arbitrary ones until a

@@ -174,7 +174,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	now := a.now()
 	src := sourceKey(c.RemoteAddr)
 	if src != "" {
-		if ok, wait := a.failures.allowed("ip:"+src, now); !ok {
+		if ok, wait := a.failures.take("ip:"+src, now); !ok {
 			return auth.Identity{}, &auth.RateLimitError{What: "address", RetryAfter: wait}
 		}
 	}
@@ -191,12 +191,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	default:
 		err = fmt.Errorf("%w: not an API key or JWT", auth.ErrBadCredentials)
 	}
-	if err != nil && errors.Is(err, auth.ErrBadCredentials) {
+	// The tokens taken for the attempt are kept by a failure only.
+	if err == nil || !errors.Is(err, auth.ErrBadCredentials) {
 		if src != "" {
-			a.failures.fail("ip:"+src, now)
+			a.failures.refund("ip:"+src, now)
 		}
 		if keyID != "" {
-			a.failures.fail("key:"+keyID, now)
+			a.failures.refund("key:"+keyID, now)
 		}
 	}
 	return id, err
@@ -212,7 +213,7 @@ func (a *Authenticator) apiKey(token string, now time.Time) (keyID string, _ aut
 	if err != nil {
 		return "", auth.Identity{}, fmt.Errorf("%w: %w", auth.ErrBadCredentials, err)
 	}
-	if ok, wait := a.failures.allowed("key:"+id, now); !ok {
+	if ok, wait := a.failures.take("key:"+id, now); !ok {
 		return "", auth.Identity{}, &auth.RateLimitError{What: "key", RetryAfter: wait}
 	}
 	k, ok := a.dir.APIKey(id)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,6 +287,46 @@ func TestFailureRateLimit(t *testing.T) {
 	now = now.Add(1100 * time.Millisecond)
 	if _, err := a.Authenticate(ctx, auth.Credentials{Token: good, RemoteAddr: "192.0.2.1:3000"}); err != nil {
 		t.Fatalf("after a refill: %v", err)
+	}
+}
+
+// TestFailureLimitConcurrent ensures simultaneous wrong guesses from one
+// address are limited like sequential ones: each attempt takes its token
+// before the secret is hashed, so no more than the burst are verified
+// however many arrive at once, and successes give their token back.
+func TestFailureLimitConcurrent(t *testing.T) {
+	d := newFakeDir("acme")
+	good, _ := d.addKey(t, "acme", "publish:a/#")
+	now := time.Now()
+	a := newAuth(t, tenantauth.Config{Directory: d, FailuresPerSecond: 1, FailureBurst: 5, Now: func() time.Time { return now }})
+	// Successes first: they must not consume the address's tokens.
+	for range 20 {
+		if _, err := a.Authenticate(context.Background(), auth.Credentials{Token: good, RemoteAddr: "192.0.2.9:1"}); err != nil {
+			t.Fatalf("right key: %v", err)
+		}
+	}
+	if n := tenantauth.Tracked(a); n != 0 {
+		t.Fatalf("%d buckets tracked after successes only, want 0", n)
+	}
+	var wg sync.WaitGroup
+	var bad, limited atomic.Int32
+	for i := range 40 {
+		wg.Go(func() {
+			guess := good[:len(good)-4] + fmt.Sprintf("%04d", i)
+			_, err := a.Authenticate(context.Background(), auth.Credentials{Token: guess, RemoteAddr: "192.0.2.9:2"})
+			switch {
+			case errors.Is(err, auth.ErrRateLimited):
+				limited.Add(1)
+			case errors.Is(err, auth.ErrBadCredentials):
+				bad.Add(1)
+			default:
+				t.Errorf("guess %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if bad.Load() != 5 || limited.Load() != 35 {
+		t.Fatalf("%d guesses verified, %d limited; want 5 and 35", bad.Load(), limited.Load())
 	}
 }
 

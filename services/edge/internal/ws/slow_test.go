@@ -66,7 +66,7 @@ func (c *fakeConn) Close(code closeCode, _ string) error {
 // with 1013 at once, even while a write to it is blocked.
 func TestSlowConsumerClose(t *testing.T) {
 	n := edgetest.Node(t, edgetest.NATS(t), "e1")
-	h := NewHandler(Config{QueueSize: 2}, n).(*Handler)
+	h := NewHandler(Config{QueueSize: 2}, n)
 	fc := newFakeConn()
 	h.upgrade = func(http.ResponseWriter, *http.Request, *Config, func()) (Conn, error) { return fc, nil }
 	ended := make(chan struct{})

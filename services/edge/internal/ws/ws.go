@@ -77,6 +77,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -87,10 +88,12 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/stream"
 )
@@ -101,10 +104,14 @@ type Handler struct {
 	n       *node.Node
 	upgrade upgrader
 	policy  stream.Policy
+
+	// sessions are the open connections, for a drain (Leavers).
+	smu      sync.Mutex
+	sessions map[*session]struct{}
 }
 
 // NewHandler returns the WebSocket handler over n. cfg must be valid.
-func NewHandler(cfg Config, n *node.Node) http.Handler {
+func NewHandler(cfg Config, n *node.Node) *Handler {
 	cfg = cfg.WithDefaults()
 	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, policy: stream.PolicyClose}
 	if cfg.SlowConsumer == SlowConsumerDrop {
@@ -134,6 +141,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and registered: a revoked credential closes the connection (1008).
 	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: "ws", Remote: r.RemoteAddr,
 		Identity: id}, s.revoke)
+	if errors.Is(err, limits.ErrServerBusy) {
+		// A shedding edge answers in the protocol: close 1013 (try again
+		// later), which WebSocket clients surface, unlike a refused upgrade.
+		if conn, err := h.upgrade(w, r, &h.cfg, func() {}); err == nil {
+			_ = conn.Close(closeTryAgainLater, "server busy")
+		}
+		return
+	}
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
@@ -165,8 +180,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.pinger = time.AfterFunc(h.cfg.PingInterval, s.ping)
 	s.mu.Unlock()
+	h.track(s)
 	s.serve()
 	stop()
+	h.forget(s)
 	s.end()
 }
 
@@ -519,7 +536,7 @@ func (s *session) publish(req request, payload []byte, utf8 bool) {
 	case <-s.ctx.Done():
 		return
 	}
-	pending, err := s.h.n.PublishAsync(s.ctx, m, backbone.PublishOptions{})
+	pending, err := s.h.n.PublishAsync(s.ctx, m, backbone.PublishOptions{Protocol: telemetry.ProtocolWS})
 	s.enqueue(inflight{id: req.ID, pending: pending, err: err})
 }
 
@@ -722,6 +739,9 @@ func (s *session) drain() {
 				s.close(closeInternal, "write failed")
 				s.stopDraining()
 				return
+			}
+			if !it.Gap {
+				s.h.n.Telemetry.Delivered(telemetry.ProtocolWS, it.Msg, true)
 			}
 		}
 		clear(items)

@@ -1,0 +1,82 @@
+package ws
+
+import (
+	"context"
+	"time"
+)
+
+// flushPoll is how often a leaving session looks whether its queue has
+// been written.
+const flushPoll = 10 * time.Millisecond
+
+func (h *Handler) track(s *session) {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	if h.sessions == nil {
+		h.sessions = make(map[*session]struct{})
+	}
+	h.sessions[s] = struct{}{}
+}
+
+func (h *Handler) forget(s *session) {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	delete(h.sessions, s)
+}
+
+// Leavers returns, per connection open now, a function that asks its
+// client to leave: live messages stop, those already queued are written
+// (so that the client's last position is the last one it was sent), then
+// the connection is closed with 1012, service restart. The client
+// reconnects, to another edge, and resubscribes with from: nothing is
+// lost. A drain calls them spread over time.
+func (h *Handler) Leavers() []func(context.Context) {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	leave := make([]func(context.Context), 0, len(h.sessions))
+	for s := range h.sessions {
+		leave = append(leave, s.leave)
+	}
+	return leave
+}
+
+// leave ends the session for a drain; see Leavers. The flush is bounded by
+// the write timeout and ctx.
+func (s *session) leave(ctx context.Context) {
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.h.n.Hub.Unsubscribe(sub.hs)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.h.cfg.WriteTimeout)
+	defer cancel()
+	t := time.NewTicker(flushPoll)
+	defer t.Stop()
+	for !s.flushed() {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			s.close(closeServiceRestart, "server shutting down")
+			return
+		}
+	}
+	s.close(closeServiceRestart, "server shutting down")
+}
+
+// flushed reports whether nothing queued is left to write.
+func (s *session) flushed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended || (!s.draining && s.queue.Len() == 0)
+}
+
+// Open returns the number of connections open.
+func (h *Handler) Open() int {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	return len(h.sessions)
+}
