@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,14 +22,14 @@ import (
 
 type idleCmd struct {
 	Name    string        `help:"Scenario name in the result." default:"idle"`
-	Proto   string        `help:"mqtt or sse." enum:"mqtt,sse" default:"mqtt"`
-	Addr    string        `help:"MQTT host:port, or the edge base URL for sse." default:"127.0.0.1:1883"`
+	Proto   string        `help:"mqtt, sse or ws." enum:"mqtt,sse,ws" default:"mqtt"`
+	Addr    string        `help:"MQTT host:port, or the edge base URL for sse and ws." default:"127.0.0.1:1883"`
 	Conns   int           `help:"Connections to open." default:"1000"`
 	Hold    time.Duration `help:"How long to hold them once all are open (the server settles)." default:"5s"`
 	PID     int           `help:"Server process id to measure."`
 	Sources int           `help:"Source addresses 127.0.0.1..N." default:"32"`
 	Version byte          `help:"MQTT protocol level: 4 (3.1.1) or 5." default:"4"`
-	Topic   string        `help:"Topic filter SSE connections subscribe to." default:"idle/x"`
+	Topic   string        `help:"Topic filter SSE and WebSocket connections subscribe to." default:"idle/x"`
 }
 
 // IdleResult is the JSON an idle run prints.
@@ -45,7 +47,7 @@ type IdleResult struct {
 
 func (c *idleCmd) Run() error {
 	target := c.Addr
-	if c.Proto == "sse" {
+	if c.Proto != "mqtt" {
 		u, err := url.Parse(c.Addr)
 		if err != nil {
 			return err
@@ -72,10 +74,13 @@ func (c *idleCmd) Run() error {
 			defer func() { <-sem }()
 			conn, err := src.dial(ctx, target)
 			if err == nil {
-				if c.Proto == "mqtt" {
+				switch c.Proto {
+				case "mqtt":
 					err = mqttHandshake(conn, fmt.Sprintf("idle-%d-%d", os.Getpid(), i), c.Version)
-				} else {
+				case "sse":
 					err = sseHandshake(conn, c.Addr, c.Topic)
+				default:
+					err = wsHandshake(conn, c.Addr, c.Topic)
 				}
 			}
 			if err != nil {
@@ -152,6 +157,57 @@ func sseHandshake(conn net.Conn, base, topic string) error {
 	}
 	if !strings.HasPrefix(line, "retry:") {
 		return fmt.Errorf("unexpected first line %q", line)
+	}
+	return nil
+}
+
+// wsHandshake upgrades GET /ws, subscribes to topic and waits for the ack.
+// It speaks the few bytes of RFC 6455 it needs on the raw connection, so
+// that the load generator holds no WebSocket library state per connection.
+// Server pings go unanswered: a run must end within the edge's idle timeout.
+func wsHandshake(conn net.Conn, base, topic string) error {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	u, _ := url.Parse(base)
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", u.Host, base64.StdEncoding.EncodeToString(key[:]))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("GET /ws: %s", resp.Status)
+	}
+	req, _ := json.Marshal(map[string]string{"op": "subscribe", "id": "1", "topic": topic})
+	if len(req) > 125 {
+		return fmt.Errorf("topic too long")
+	}
+	// A client frame: FIN + text, masked, 7-bit length.
+	frame := []byte{0x81, 0x80 | byte(len(req)), 0, 0, 0, 0}
+	_, _ = rand.Read(frame[2:6])
+	for i, b := range req {
+		frame = append(frame, b^frame[2+i%4])
+	}
+	if _, err := conn.Write(frame); err != nil {
+		return err
+	}
+	var head [2]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		return err
+	}
+	if head[0] != 0x81 || head[1] >= 126 {
+		return fmt.Errorf("unexpected frame head % x", head)
+	}
+	body := make([]byte, head[1])
+	if _, err := io.ReadFull(br, body); err != nil {
+		return err
+	}
+	var ack struct{ Type, ID string }
+	if err := json.Unmarshal(body, &ack); err != nil || ack.Type != "ack" || ack.ID != "1" {
+		return fmt.Errorf("no subscribe ack: %s", body)
 	}
 	return nil
 }
