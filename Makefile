@@ -6,11 +6,14 @@ BIN   := $(CURDIR)/bin
 DATA  ?= $(CURDIR)/data
 export PATH := $(BIN):$(PATH)
 
+empty :=
+space := $(empty) $(empty)
 # Every module of the workspace, as import-path patterns.
 MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
 # The end-to-end suites each start a local cluster (and Chromium): they run
 # one at a time, after the rest, so that two clusters never share the 2 cores.
-E2E_PKGS = ./tests/e2e/... ./tests/mqtt/... ./tests/browser/... ./tests/tenancy/...
+E2E_SUITES = e2e mqtt browser tenancy rolling hostile
+E2E_PKGS = $(patsubst %,./tests/%/...,$(E2E_SUITES))
 
 .PHONY: all build servers run test test-deps check vet fmt-check lint proto \
         bench bench-store cluster-up cluster-down cluster-status clean
@@ -38,7 +41,7 @@ run: build
 
 ## test: install what the tests need, then run every test
 test: test-deps build servers check
-	$(GO) test -count=1 -timeout 20m $$($(GO) list $(MODULES) | grep -v '/tests/\(e2e\|mqtt\|browser\|tenancy\)')
+	$(GO) test -count=1 -timeout 20m $$($(GO) list $(MODULES) | grep -v -E '/tests/($(subst $(space),|,$(E2E_SUITES)))(/|$$)')
 	$(GO) test -count=1 -timeout 20m -p 1 $(E2E_PKGS)
 
 test-deps:
@@ -65,9 +68,31 @@ bench: test-deps build servers
 bench-store:
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 500x ./store/
 
+## fuzz: every fuzz target for FUZZTIME each (default 60s), one after the other
+FUZZTIME ?= 60s
+FUZZ_TARGETS = pkg/message:FuzzParsePosition pkg/message:FuzzUnmarshal pkg/topic:FuzzFromSubject \
+	pkg/authz:FuzzCovers pkg/authz:FuzzVerifyJWT \
+	services/edge/internal/mqtt:FuzzReadPacket services/edge/internal/mqtt:FuzzConnectProperties \
+	services/edge/internal/ws:FuzzClientFrame services/edge/internal/sse:FuzzRequest \
+	services/edge/internal/poll:FuzzParse services/edge/internal/httpapi:FuzzPublish services/admin:FuzzREST
+## soak: bin/herald at half its measured capacity with churning clients for SOAK_DURATION (default 10m)
+SOAK_DURATION ?= 10m
+.PHONY: fuzz soak
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== $${t%%:*} $${t##*:}"; \
+		(cd $${t%%:*} && $(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) .); done
+soak: build servers
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./tests/soak/
+
 ## proto: regenerate gRPC, gateway and OpenAPI code (offline, pinned generators)
 proto:
 	bash proto/generate.sh
+
+## chaos: fault tests — kill and cut parts of an HA local cluster under traffic (~5 min;
+## HERALD_CHAOS_RESULTS=file for the table; the CI form adds -short)
+.PHONY: chaos
+chaos: build servers
+	cd tests && HERALD_CHAOS=1 $(GO) test -count=1 -timeout 15m -v -run TestFaults ./chaos/
 
 ## cluster-up / cluster-down: the local cluster as processes on loopback
 cluster-up: build servers
@@ -79,3 +104,17 @@ cluster-status:
 
 clean:
 	rm -rf $(BIN)
+
+## images: the container images (deploy/images/*.Dockerfile) with docker (BuildKit) or podman
+CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE_REGISTRY ?=
+IMAGE_TAG      ?= dev
+.PHONY: images
+images:
+	@if [ -z "$(CONTAINER_TOOL)" ]; then \
+		echo "make images: neither docker nor podman is on PATH; install one, or set CONTAINER_TOOL" >&2; exit 1; fi
+	@for s in herald herald-edge herald-session herald-admin; do \
+		img=$(if $(IMAGE_REGISTRY),$(IMAGE_REGISTRY)/)$$s:$(IMAGE_TAG); \
+		echo "$(CONTAINER_TOOL) build -f deploy/images/$$s.Dockerfile -t $$img ."; \
+		DOCKER_BUILDKIT=1 $(CONTAINER_TOOL) build -f deploy/images/$$s.Dockerfile -t $$img . || exit 1; \
+	done

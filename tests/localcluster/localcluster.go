@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Edge is the public addresses of one edge.
@@ -24,6 +26,7 @@ type Edge struct {
 	ID   string
 	MQTT string // host:port
 	HTTP string // http://host:port
+	Ops  string // http://host:port: /healthz, /readyz
 }
 
 // Cluster is a running local cluster.
@@ -35,7 +38,15 @@ type Cluster struct {
 	RedisAddr  string
 	Admin      string // http://host:port
 	AdminToken string // the admin API's operator token
-	env        []string
+	// HA tells whether the cluster runs the HA shape (HERALD_HA=1 in Start's
+	// env): then NATSURLs has the three NATS servers (pid files nats-1..3),
+	// RedisAddr is the first primary, RedisReplicaAddr its replica, and
+	// SentinelAddr the Sentinel that services ask for the primary.
+	HA               bool
+	NATSURLs         []string
+	RedisReplicaAddr string
+	SentinelAddr     string
+	env              []string
 }
 
 // RepoRoot is the repository's root directory.
@@ -84,7 +95,7 @@ func Start(dir string, env ...string) (*Cluster, error) {
 			return nil, fmt.Errorf("%s is missing: run `make build servers` (make test does)", filepath.Join(BinDir(), b))
 		}
 	}
-	ports, err := FreePorts(12)
+	ports, err := FreePorts(20)
 	if err != nil {
 		return nil, err
 	}
@@ -94,9 +105,13 @@ func Start(dir string, env ...string) (*Cluster, error) {
 	}
 	c := &Cluster{Dir: dir, env: append([]string{"HERALD_CLUSTER_DIR=" + dir, "HERALD_BIN=" + BinDir(),
 		"NATS_PORT=" + p[0], "REDIS_PORT=" + p[1], "ETCD_PORT=" + p[2], "ETCD_PEER_PORT=" + p[3],
-		"ADMIN_PORT=" + p[4], "SESSION_OPS_PORT=" + p[5],
+		"ADMIN_PORT=" + p[4], "SESSION_OPS_PORT=" + p[5], "ADMIN_OPS_PORT=" + p[19],
 		"EDGE_A_MQTT=" + p[6], "EDGE_A_HTTP=" + p[7], "EDGE_A_OPS=" + p[8],
-		"EDGE_B_MQTT=" + p[9], "EDGE_B_HTTP=" + p[10], "EDGE_B_OPS=" + p[11]}, env...)}
+		"EDGE_B_MQTT=" + p[9], "EDGE_B_HTTP=" + p[10], "EDGE_B_OPS=" + p[11],
+		// Used by the HA shape only.
+		"NATS_PORT_2=" + p[12], "NATS_PORT_3=" + p[13], "NATS_ROUTE_PORT_1=" + p[14],
+		"NATS_ROUTE_PORT_2=" + p[15], "NATS_ROUTE_PORT_3=" + p[16],
+		"REDIS_REPLICA_PORT=" + p[17], "SENTINEL_PORT=" + p[18]}, env...)}
 	if out, err := c.script("up"); err != nil {
 		_, _ = c.script("down")
 		return nil, fmt.Errorf("cluster up: %w\n%s", err, out)
@@ -108,14 +123,24 @@ func Start(dir string, env ...string) (*Cluster, error) {
 	}
 	const host = "127.0.0.1:"
 	c.AdminToken = strings.TrimSpace(string(tok))
-	c.NATSURL, c.RedisAddr, c.Admin = "nats://"+host+p[0], host+p[1], "http://"+host+p[4]
-	c.A = Edge{ID: "edge-a", MQTT: host + p[6], HTTP: "http://" + host + p[7]}
-	c.B = Edge{ID: "edge-b", MQTT: host + p[9], HTTP: "http://" + host + p[10]}
+	// Addresses come from the script's environment, where env may have
+	// chosen a port.
+	c.NATSURL, c.RedisAddr, c.Admin = "nats://"+host+c.Env("NATS_PORT"), host+c.Env("REDIS_PORT"), "http://"+host+c.Env("ADMIN_PORT")
+	c.A = Edge{ID: "edge-a", MQTT: host + c.Env("EDGE_A_MQTT"), HTTP: "http://" + host + c.Env("EDGE_A_HTTP"),
+		Ops: "http://" + host + c.Env("EDGE_A_OPS")}
+	c.B = Edge{ID: "edge-b", MQTT: host + c.Env("EDGE_B_MQTT"), HTTP: "http://" + host + c.Env("EDGE_B_HTTP"),
+		Ops: "http://" + host + c.Env("EDGE_B_OPS")}
+	c.NATSURLs = []string{c.NATSURL}
+	if c.Env("HERALD_HA") == "1" {
+		c.HA = true
+		c.NATSURLs = append(c.NATSURLs, "nats://"+host+c.Env("NATS_PORT_2"), "nats://"+host+c.Env("NATS_PORT_3"))
+		c.RedisReplicaAddr, c.SentinelAddr = host+c.Env("REDIS_REPLICA_PORT"), host+c.Env("SENTINEL_PORT")
+	}
 	return c, nil
 }
 
-func (c *Cluster) script(arg string) ([]byte, error) {
-	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "deploy", "local", "cluster.sh"), arg)
+func (c *Cluster) script(args ...string) ([]byte, error) {
+	cmd := exec.Command("bash", append([]string{filepath.Join(RepoRoot(), "deploy", "local", "cluster.sh")}, args...)...)
 	cmd.Env = append(os.Environ(), c.env...)
 	return cmd.CombinedOutput()
 }
@@ -154,4 +179,77 @@ func (c *Cluster) DumpLogs(w io.Writer) {
 		}
 		fmt.Fprintf(w, "--- %s (tail)\n%s\n", e.Name(), strings.Join(lines, "\n"))
 	}
+}
+
+// Env returns the value Start gave the cluster script for the variable
+// name (a port, say), or "".
+func (c *Cluster) Env(name string) string {
+	v := ""
+	for _, e := range c.env {
+		if k, val, ok := strings.Cut(e, "="); ok && k == name {
+			v = val // the last one wins, as in the script's environment
+		}
+	}
+	return v
+}
+
+// Kill sends SIGKILL to a cluster process ("edge-a", "nats-2", "redis", ...)
+// and waits until it is gone: a fault, not a shutdown.
+func (c *Cluster) Kill(name string) error {
+	pid, err := c.PID(name)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("localcluster: kill %s (pid %d): %w", name, pid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !alive(pid) {
+			return nil
+		}
+	}
+	return fmt.Errorf("localcluster: %s (pid %d) still alive 10s after SIGKILL", name, pid)
+}
+
+// Terminate sends SIGTERM to a cluster process ("edge-a", ...) and waits up
+// to timeout until it is gone, as an orchestrator stopping it does (an
+// edge drains first).
+func (c *Cluster) Terminate(name string, timeout time.Duration) error {
+	pid, err := c.PID(name)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("localcluster: SIGTERM %s (pid %d): %w", name, pid, err)
+	}
+	for deadline := time.Now().Add(timeout); alive(pid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("localcluster: %s (pid %d) still alive %v after SIGTERM", name, pid, timeout)
+		}
+	}
+	return nil
+}
+
+// Restart starts a stopped or killed process again with its original
+// command line (`cluster.sh start NAME`) and waits for its port.
+func (c *Cluster) Restart(name string) error {
+	if out, err := c.script("start", name); err != nil {
+		return fmt.Errorf("cluster start %s: %w\n%s", name, err, out)
+	}
+	return nil
+}
+
+// alive reports whether pid runs; a zombie (exited, not yet reaped by
+// whoever inherited it) counts as gone.
+func alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if state, ok := strings.CutPrefix(line, "State:"); ok {
+			return !strings.HasPrefix(strings.TrimSpace(state), "Z")
+		}
+	}
+	return true
 }

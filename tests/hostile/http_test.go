@@ -1,0 +1,155 @@
+package hostile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestHTTPHostile ensures hostile HTTP, SSE, poll and WebSocket input from
+// an authenticated client is refused with the documented status and JSON
+// error code (or WebSocket close code), and that the server keeps serving.
+func TestHTTPHostile(t *testing.T) {
+	filters := func(n int) string {
+		q := url.Values{}
+		for i := range n {
+			q.Add("topic", fmt.Sprintf("f/%d", i))
+		}
+		return q.Encode()
+	}
+	rows := []struct {
+		name, method, path, contentType string
+		body                            []byte
+		status                          int
+		code                            string
+	}{
+		{"SSE with a malformed Last-Event-ID (lastEventId)", "GET", "/sse?topic=a&lastEventId=x-", "", nil, 400, "bad_request"},
+		{"SSE with a position past 2^64", "GET", "/sse?topic=a&lastEventId=e-18446744073709551616", "", nil, 400, "bad_request"},
+		{"SSE with 33 topic filters", "GET", "/sse?" + filters(33), "", nil, 400, "bad_request"},
+		{"SSE with a filter deeper than the level limit", "GET", "/sse?topic=" + url.QueryEscape(strings.Repeat("a/", 32)+"a"), "", nil, 400, "invalid_topic"},
+		{"poll with a negative timeout", "GET", "/poll?topic=a&timeout=-1", "", nil, 400, "bad_request"},
+		{"poll with a NaN timeout", "GET", "/poll?topic=a&timeout=NaN", "", nil, 400, "bad_request"},
+		{"poll with a malformed cursor", "GET", "/poll?topic=a&cursor=--", "", nil, 400, "bad_request"},
+		{"publish of a body over 1 MiB", "POST", "/publish?topic=a", "", make([]byte, 1<<20+1), 413, "payload_too_large"},
+		{"publish to a wildcard topic", "POST", "/publish?topic=a/%23", "", []byte("x"), 400, "invalid_topic"},
+		{"publish to an invalid UTF-8 topic", "POST", "/publish?topic=a%ff", "", []byte("x"), 400, "invalid_topic"},
+		{"publish with qos 2", "POST", "/publish?topic=a&qos=2", "", []byte("x"), 400, "bad_request"},
+		{"batch of 1001 messages", "POST", "/publish", "application/json", batch(1001), 400, "bad_request"},
+		{"batch that is not JSON", "POST", "/publish", "application/json", []byte(`{"messages":[`), 400, "bad_request"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, row.method, srv.HTTP+row.path, bytes.NewReader(row.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+acmeKey)
+			if row.contentType != "" {
+				req.Header.Set("Content-Type", row.contentType)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			if err := json.Unmarshal(b, &body); err != nil || resp.StatusCode != row.status || body.Error.Code != row.code {
+				t.Fatalf("%d %s, want %d with code %q", resp.StatusCode, b, row.status, row.code)
+			}
+			if err := srv.alive(); err != nil {
+				t.Fatalf("server after the attack: %v", err)
+			}
+		})
+	}
+	t.Run("WebSocket frame over the maximum: close 1009", func(t *testing.T) {
+		c := dialWS(t)
+		c.SetReadLimit(1 << 22)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Write(ctx, websocket.MessageText, bytes.Repeat([]byte("x"), 1<<20+1))
+		if code := wsCloseCode(ctx, c); code != websocket.StatusMessageTooBig {
+			t.Fatalf("close %v, want 1009", code)
+		}
+	})
+	t.Run("WebSocket malformed frames in a row: close 1008", func(t *testing.T) {
+		c := dialWS(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for range 20 {
+			if err := c.Write(ctx, websocket.MessageText, []byte(`{"op":`)); err != nil {
+				break
+			}
+		}
+		if code := wsCloseCode(ctx, c); code != websocket.StatusPolicyViolation {
+			t.Fatalf("close %v, want 1008", code)
+		}
+	})
+	t.Run("HTTP headers never finished (slowloris): closed after the header timeout", func(t *testing.T) {
+		t.Parallel()
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.HTTP, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("GET /sse?topic=a HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+		if !closedWithin(c, 20*time.Second) {
+			t.Fatal("still open after 20s")
+		}
+	})
+}
+
+// dialWS opens a native WebSocket of acme.
+func dialWS(t *testing.T) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.HTTP, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + acmeKey}}})
+	if err != nil {
+		t.Fatalf("dial /ws: %v (%v)", err, resp)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// wsCloseCode reads until the connection ends and returns its close code.
+func wsCloseCode(ctx context.Context, c *websocket.Conn) websocket.StatusCode {
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code
+			}
+			return -1
+		}
+	}
+}
+
+func batch(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"topic":"a","payload":"x"}`)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
