@@ -29,23 +29,62 @@ type LiveConfig struct {
 //
 // Guarantees: messages of one tenant reach the handler in stream order;
 // a message matching several watched filters reaches it once.
+//
+// Core NATS delivery has holes: while the connection reconnects (its server
+// died, a network cut) and when the buffer overflows (a slow consumer),
+// republished messages are simply not received. Live repairs them: after a
+// reconnect or an overflow it reads, for every watched tenant, the stored
+// messages of the watched filters after the last sequence it handed over,
+// from the stream (Range), and hands them over before any later live
+// message, so the handler still sees each tenant's messages in stream order
+// and once. Messages of shared subscriptions (WatchShared) are not repaired.
 type Live struct {
 	b       *Backbone
 	handler func(*message.Message)
 	onDrop  func()
 	ch      chan *nats.Msg
+	// repair is signalled (never blocking) when live messages may have
+	// been missed; the dispatcher reads the gap back from the stream.
+	repair chan struct{}
+	// stop ends a repair in progress when Live closes.
+	stop    context.Context
+	stopNow context.CancelFunc
 
 	mu     sync.Mutex
 	subs   map[string]*liveSub // subject -> subscription
 	shared map[string]*liveSub // subject + "\x00" + queue -> queue subscription
 	// sharedBy routes the messages of queue subscriptions to their handler.
 	sharedBy map[*nats.Subscription]func(*message.Message)
-	closed   bool
+	// watched holds, per tenant, the filters of Watch and where the stream
+	// stood when the tenant was first watched: what a repair reads back.
+	watched map[string]*watchedTenant
+	closed  bool
 
 	done chan struct{}
-	// last is touched only by the dispatch goroutine.
-	last map[string]uint64
+	// last and repaired are touched only by the dispatch goroutine: the
+	// last sequence handed over per tenant, and the sequence up to which a
+	// repair read the stream (live copies up to it are dropped).
+	last     map[string]uint64
+	repaired map[string]uint64
 }
+
+type watchedTenant struct {
+	filters map[string]int // filter -> references
+	// base is the stream's last sequence when the tenant was first
+	// watched; baseKnown is false when it could not be read.
+	base      uint64
+	baseKnown bool
+}
+
+// Repair timing: how long after a reconnect the repair starts (the
+// resubscriptions must reach every server of the NATS cluster first, or a
+// message stored meanwhile is neither received live nor inside the range
+// read back), and how long it keeps trying while JetStream recovers (a
+// stream whose leader died is unavailable until a new one is elected).
+var (
+	RepairDelay   = 250 * time.Millisecond
+	RepairTimeout = 30 * time.Second
+)
 
 type liveSub struct {
 	sub  *nats.Subscription
@@ -62,10 +101,31 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 		cfg.Buffer = 65536
 	}
 	l := &Live{b: b, handler: handler, onDrop: cfg.OnDrop, ch: make(chan *nats.Msg, cfg.Buffer),
-		subs: map[string]*liveSub{}, shared: map[string]*liveSub{},
-		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}), last: map[string]uint64{}}
+		repair: make(chan struct{}, 1),
+		subs:   map[string]*liveSub{}, shared: map[string]*liveSub{}, watched: map[string]*watchedTenant{},
+		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}),
+		last: map[string]uint64{}, repaired: map[string]uint64{}}
+	l.stop, l.stopNow = context.WithCancel(context.Background())
+	// Chain onto the connection's reconnect handler: every owner of a
+	// Live needs the repair, and none must forget to wire it.
+	prev := b.nc.Opts.ReconnectedCB
+	b.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		if prev != nil {
+			prev(nc)
+		}
+		time.AfterFunc(RepairDelay, l.requestRepair)
+	})
 	go l.dispatch()
 	return l
+}
+
+// requestRepair asks the dispatcher to read missed messages back; requests
+// made while one is pending merge.
+func (l *Live) requestRepair() {
+	select {
+	case l.repair <- struct{}{}:
+	default:
+	}
 }
 
 // Watch takes interest in filter for tenant and returns the function that
@@ -76,10 +136,34 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 	}
 	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
 	l.mu.Lock()
+	_, known := l.watched[tenant]
+	l.mu.Unlock()
+	var base uint64
+	baseKnown := known
+	if !known {
+		// Where the stream stands now: a repair never reads back before
+		// it (this tenant's earlier messages were never wanted here).
+		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.PublishTimeout)
+		st, err := l.b.State(ctx, tenant)
+		cancel()
+		switch {
+		case err == nil:
+			base, baseKnown = st.LastSeq, true
+		case errors.Is(err, ErrNoStream):
+			baseKnown = true
+		}
+	}
+	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, ErrClosed
 	}
+	w := l.watched[tenant]
+	if w == nil {
+		w = &watchedTenant{filters: map[string]int{}, base: base, baseKnown: baseKnown}
+		l.watched[tenant] = w
+	}
+	w.filters[filter]++
 	var taken []string
 	for _, s := range subjects {
 		if e, ok := l.subs[s]; ok {
@@ -90,6 +174,7 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 		sub, err := l.b.nc.ChanSubscribe(s, l.ch)
 		if err != nil {
 			l.releaseLocked(taken)
+			l.unwatchLocked(tenant, filter)
 			return nil, err
 		}
 		// The channel bounds the buffer; the per-subscription limits would
@@ -103,9 +188,23 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 		once.Do(func() {
 			l.mu.Lock()
 			l.releaseLocked(taken)
+			l.unwatchLocked(tenant, filter)
 			l.mu.Unlock()
 		})
 	}, nil
+}
+
+func (l *Live) unwatchLocked(tenant, filter string) {
+	w := l.watched[tenant]
+	if w == nil {
+		return
+	}
+	if w.filters[filter]--; w.filters[filter] <= 0 {
+		delete(w.filters, filter)
+	}
+	if len(w.filters) == 0 {
+		delete(l.watched, tenant)
+	}
 }
 
 func (l *Live) releaseLocked(subjects []string) {
@@ -160,15 +259,16 @@ func (l *Live) Close() {
 		delete(l.sharedBy, e.sub)
 	}
 	l.mu.Unlock()
+	l.stopNow()
 	close(l.ch)
 	<-l.done
 }
 
 // AsyncError is to be called from the NATS connection's error handler: a slow
-// consumer error on one of Live's subscriptions means live messages were lost,
-// and OnDrop is told so that resumable subscribers can recover from the stream.
+// consumer error on one of Live's subscriptions means live messages were
+// lost; they are read back from the stream, and OnDrop is told.
 func (l *Live) AsyncError(sub *nats.Subscription, err error) {
-	if sub == nil || !errors.Is(err, nats.ErrSlowConsumer) || l.onDrop == nil {
+	if sub == nil || !errors.Is(err, nats.ErrSlowConsumer) {
 		return
 	}
 	l.mu.Lock()
@@ -179,47 +279,149 @@ func (l *Live) AsyncError(sub *nats.Subscription, err error) {
 	}
 	l.mu.Unlock()
 	if ours {
-		l.onDrop()
+		l.requestRepair()
+		if l.onDrop != nil {
+			l.onDrop()
+		}
 	}
 }
 
 func (l *Live) dispatch() {
 	defer close(l.done)
 	prefix := l.b.cfg.SubjectPrefix + ".live"
-	for nm := range l.ch {
-		tenant, name, err := splitSubject(prefix, nm.Subject)
-		if err != nil {
-			continue
-		}
-		seq := parseSeq(nm.Header.Get(nats.JSSequence))
-		if seq == 0 {
-			continue // not a republished message
-		}
-		if nm.Sub != nil && nm.Sub.Queue != "" {
-			// A queue subscription's message: this edge's share of a
-			// shared subscription. It is neither a copy of nor copied by
-			// the plain subscriptions' messages (those reach the handler
-			// on their own), so it stays out of their dedupe.
-			l.mu.Lock()
-			deliver := l.sharedBy[nm.Sub]
-			l.mu.Unlock()
-			if deliver != nil {
-				deliver(l.message(tenant, name, seq, nm))
+	for {
+		select {
+		case nm, ok := <-l.ch:
+			if !ok {
+				return
 			}
+			l.dispatchOne(prefix, nm)
+		case <-l.repair:
+			l.repairGaps()
+		}
+	}
+}
+
+func (l *Live) dispatchOne(prefix string, nm *nats.Msg) {
+	tenant, name, err := splitSubject(prefix, nm.Subject)
+	if err != nil {
+		return
+	}
+	seq := parseSeq(nm.Header.Get(nats.JSSequence))
+	if seq == 0 {
+		return // not a republished message
+	}
+	if nm.Sub != nil && nm.Sub.Queue != "" {
+		// A queue subscription's message: this edge's share of a
+		// shared subscription. It is neither a copy of nor copied by
+		// the plain subscriptions' messages (those reach the handler
+		// on their own), so it stays out of their dedupe.
+		l.mu.Lock()
+		deliver := l.sharedBy[nm.Sub]
+		l.mu.Unlock()
+		if deliver != nil {
+			deliver(l.message(tenant, name, seq, nm))
+		}
+		return
+	}
+	if upto, ok := l.repaired[tenant]; ok {
+		if seq <= upto {
+			// Received live after the repair had read it back
+			// from the stream.
+			return
+		}
+		delete(l.repaired, tenant)
+	}
+	// A message matching several watched subjects arrives once per
+	// subject, back to back: drop the copies.
+	last := l.last[tenant]
+	if seq == last {
+		return
+	}
+	if seq < last {
+		// The stream was recreated: its epoch changed.
+		l.b.Forget(tenant)
+	}
+	l.last[tenant] = seq
+	l.handler(l.message(tenant, name, seq, nm))
+}
+
+// repairGaps reads back, for every watched tenant, the stored messages of its
+// watched filters after the last one handed over, and hands them over. It
+// runs on the dispatcher, so live messages wait behind it and stay in order.
+func (l *Live) repairGaps() {
+	type gap struct {
+		tenant  string
+		filters []string
+		from    uint64
+	}
+	var gaps []gap
+	l.mu.Lock()
+	for t, w := range l.watched {
+		from := l.last[t]
+		if w.base > from {
+			from = w.base
+		}
+		if from == 0 && !w.baseKnown {
+			// Where this tenant's messages start for us is unknown:
+			// reading the whole stream back is not a repair.
 			continue
 		}
-		// A message matching several watched subjects arrives once per
-		// subject, back to back: drop the copies.
-		last := l.last[tenant]
-		if seq == last {
-			continue
+		g := gap{tenant: t, from: from}
+		for f := range w.filters {
+			g.filters = append(g.filters, f)
 		}
-		if seq < last {
-			// The stream was recreated: its epoch changed.
-			l.b.Forget(tenant)
+		gaps = append(gaps, g)
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.stop, RepairTimeout)
+	defer cancel()
+	for _, g := range gaps {
+		if err := l.repairTenant(ctx, g.tenant, g.filters, g.from); err != nil {
+			// The messages stay in the stream: resumable subscribers get
+			// them when they resume. Say that this edge missed them.
+			if l.onDrop != nil {
+				l.onDrop()
+			}
 		}
-		l.last[tenant] = seq
-		l.handler(l.message(tenant, name, seq, nm))
+	}
+}
+
+func (l *Live) repairTenant(ctx context.Context, tenant string, filters []string, from uint64) error {
+	for {
+		st, err := l.b.State(ctx, tenant)
+		if err == nil {
+			if st.LastSeq <= from {
+				return nil
+			}
+			last := from
+			err = l.b.Range(ctx, tenant, filters, from, st.LastSeq, func(m *message.Message) error {
+				if m.Seq > last {
+					last = m.Seq
+					l.handler(m)
+				}
+				return nil
+			})
+			if last > l.last[tenant] {
+				l.last[tenant] = last
+			}
+			if err == nil {
+				l.repaired[tenant] = st.LastSeq
+				if st.LastSeq > l.last[tenant] {
+					l.last[tenant] = st.LastSeq
+				}
+				return nil
+			}
+			from = last
+		}
+		if errors.Is(err, ErrNoStream) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
 }
 

@@ -263,7 +263,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	}
 	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, OnDrop: func() {
 		tel.LiveDropped()
-		log.Warn("live messages dropped: edge too slow for its subscriptions")
+		log.Warn("live messages dropped (edge too slow for its subscriptions, or its NATS connection broke): reading them back from the streams")
 	}}, func(m *message.Message) {
 		span := tel.StartDeliver(m)
 		tel.EndDeliver(span, h.Dispatch(m))
