@@ -3,10 +3,10 @@ package backbone_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +25,8 @@ type cutProxy struct {
 	mu    sync.Mutex
 	down  bool
 	conns []net.Conn
+	// hole drops every byte both ways without closing anything.
+	hole atomic.Bool
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -60,8 +62,24 @@ func (p *cutProxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(s, c); _ = s.Close() }()
-		go func() { _, _ = io.Copy(c, s); _ = c.Close() }()
+		go p.pipe(s, c)
+		go p.pipe(c, s)
+	}
+}
+
+func (p *cutProxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.hole.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -231,5 +249,40 @@ func TestLiveRepairsSlowConsumerGap(t *testing.T) {
 	case m := <-got:
 		t.Fatalf("unexpected message seq %d", m.Seq)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestConnectNoticesBlackHole checks that a connection made by Connect gives
+// up a server that stops answering without closing the socket, and that it
+// is reported down (what /readyz checks) until the link heals.
+func TestConnectNoticesBlackHole(t *testing.T) {
+	s := testserver.NATS(t)
+	proxy := newCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	defer func(i time.Duration) { backbone.PingInterval = i }(backbone.PingInterval)
+	backbone.PingInterval = 100 * time.Millisecond
+	nc, err := backbone.Connect("nats://"+proxy.ln.Addr().String(), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ready := backbone.Connected(nc)
+	if err := ready(context.Background()); err != nil {
+		t.Fatalf("not ready at start: %v", err)
+	}
+	proxy.hole.Store(true)
+	start := time.Now()
+	for ready(context.Background()) == nil {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a black-holed link still reported up after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("black hole noticed after %v", time.Since(start).Round(time.Millisecond))
+	proxy.hole.Store(false)
+	for ready(context.Background()) != nil {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("not reconnected after the heal")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -212,12 +212,22 @@ func (l *Limits) countConnect(ctx context.Context, t *tenantState, max int64) (o
 		n := t.local.Load()
 		return max == 0 || n < max, n, nil
 	}
+	// A CONNECT waits on this call: bound it well inside the clients'
+	// connect timeouts (Paho's default is 5 s to 30 s) and fail open, as
+	// for Redis being down. A Redis client following a Sentinel failover
+	// was seen to hold such a call for 5 s.
+	ctx, cancel := context.WithTimeout(ctx, AdmitTimeout)
+	defer cancel()
 	r, err := l.script(ctx, t, opAcquire, max, t.local.Load())
 	if err != nil {
 		return false, 0, err
 	}
 	return r.ok, r.total, nil
 }
+
+// AdmitTimeout bounds the cluster-wide connection count a new connection
+// waits for; past it the connection is counted on this edge alone.
+var AdmitTimeout = time.Second
 
 // Close releases the connection's slot. Idempotent. A failed Redis write
 // is healed by the next heartbeat.
