@@ -113,6 +113,17 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		c.acks = append(c.acks, ack)
 		c.changes++
 		c.mu.Unlock()
+		if qos == 2 && c.persistent {
+			// The exchange's message id is saved before the message is
+			// stored: if this edge dies between the two, the client's
+			// retransmission, on whatever edge, is published again under
+			// the same id, which JetStream drops. Saved only after the
+			// store, a crash in between stored it twice.
+			if err := c.saveSession(ctx); err != nil {
+				c.completeAck(ack, fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, err))
+				return nil
+			}
+		}
 	}
 	return c.publishPending(ctx, m, opts, ack)
 }
@@ -251,13 +262,6 @@ func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbon
 	}
 	if ack == nil {
 		return // a QoS 0 message that paced the connection
-	}
-	if err == nil && ack.qos == 2 && c.persistent {
-		// The exchange's message id is saved before the PUBREC, so that a
-		// retransmission after this edge died is not stored twice.
-		if serr := c.saveSession(ctx); serr != nil {
-			err = fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, serr)
-		}
 	}
 	c.completeAck(ack, err)
 }

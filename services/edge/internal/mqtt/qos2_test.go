@@ -1,11 +1,15 @@
 package mqtt
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -200,5 +204,58 @@ func TestWillQoS2(t *testing.T) {
 	r.c.Close()
 	if m := sub.next(t); m.QoS != 2 || string(m.Payload) != "gone" {
 		t.Fatalf("got %q at QoS %d", m.Payload, m.QoS)
+	}
+}
+
+// TestQoS2InboundSavedBeforeStored ensures a persistent session's inbound
+// QoS 2 exchange (its JetStream message id) is in the store before the
+// message is in the stream: an edge dying between the two would otherwise
+// leave a stored message whose retransmission, on another edge, is stored
+// again under a new id. The check runs when the message reaches a live
+// subscriber, the earliest moment it is observably stored.
+func TestQoS2InboundSavedBeforeStored(t *testing.T) {
+	a, _, st := twoEdges(t)
+	type seen struct {
+		seq   uint64
+		saved map[uint16]bool // packet ids of saved inbound exchanges
+	}
+	checks := make(chan seen, 16)
+	live := a.bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) {
+		rec, err := st.LoadSession(context.Background(), "dev", "q2-saver")
+		saved := map[uint16]bool{}
+		if err == nil {
+			for _, f := range rec.Inflight {
+				if f.Phase == store.AwaitPubrel && f.MsgID != "" {
+					saved[f.PacketID] = true
+				}
+			}
+		}
+		checks <- seen{m.Seq, saved}
+	})
+	defer live.Close()
+	if _, err := live.Watch("dev", "q2/#"); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := a.raw()
+	r.connectAs("q2-saver", 30, packets.Properties{SessionExpiryInterval: 300, SessionExpiryIntervalFlag: true})
+	for id := uint16(1); id <= 20; id++ {
+		r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2},
+			TopicName: "q2/x", PacketID: id, Payload: []byte("m")})
+		if pk := r.expect(packets.Pubrec); pk.PacketID != id || pk.ReasonCode != 0 {
+			t.Fatalf("PUBREC %+v", pk)
+		}
+		select {
+		case s := <-checks:
+			if !s.saved[id] {
+				t.Fatalf("message %d (seq %d) was in the stream before its exchange was saved", id, s.seq)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d never reached the live subscriber", id)
+		}
+		r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: id})
+		r.expect(packets.Pubcomp)
 	}
 }
