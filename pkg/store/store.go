@@ -250,6 +250,11 @@ type ApplyResult struct {
 	RetainedDropped int
 	// RetainedExpired counts expired retained messages swept.
 	RetainedExpired int
+	// RetainedMessages and RetainedBytes are the tenant's retained
+	// messages and their encoded size after the batch (the metrics'
+	// retained gauges; no extra read).
+	RetainedMessages int
+	RetainedBytes    int64
 }
 
 // Defaults of Limits, ReplayLimits and reads.

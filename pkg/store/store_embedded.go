@@ -270,6 +270,7 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 			count--
 		}
 		res.Applied = applied
+		res.RetainedMessages, res.RetainedBytes = nRetained, bytes
 		return putU64s(tb, map[string]uint64{"applied": applied, "count": count, "trimmed": trimmed,
 			"retained_bytes": uint64(bytes), "retained_count": uint64(nRetained)})
 	})

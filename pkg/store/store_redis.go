@@ -254,7 +254,7 @@ if cut then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', seq)
   redis.call('SET', KEYS[3], seq)
 end
-return {redis.call('GET', KEYS[2]) or '0', dropped, #expired}
+return {redis.call('GET', KEYS[2]) or '0', dropped, #expired, redis.call('HLEN', KEYS[6]), string.format('%d', bytes)}
 `)
 
 // Apply implements Store.
@@ -284,7 +284,7 @@ func (r *Redis) ApplyBatch(ctx context.Context, tenant string, b Batch) (ApplyRe
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("store: apply %s: %w", tenant, scriptErr(err))
 	}
-	if len(res) != 3 {
+	if len(res) != 5 {
 		return ApplyResult{}, fmt.Errorf("store: apply %s: unexpected reply %v", tenant, res)
 	}
 	applied, _ := res[0].(string)
@@ -295,6 +295,10 @@ func (r *Redis) ApplyBatch(ctx context.Context, tenant string, b Batch) (ApplyRe
 	d, _ := res[1].(int64)
 	x, _ := res[2].(int64)
 	out.RetainedDropped, out.RetainedExpired = int(d), int(x)
+	rc, _ := res[3].(int64)
+	rb, _ := res[4].(string)
+	out.RetainedMessages = int(rc)
+	out.RetainedBytes, _ = strconv.ParseInt(rb, 10, 64)
 	return out, nil
 }
 

@@ -25,6 +25,8 @@ const (
 	MetricSessionTenantsOwned    = "herald.session.tenants.owned"
 	MetricSessionSessions        = "herald.session.sessions"
 	MetricSessionRetainedDropped = "herald.session.retained.dropped"
+	MetricSessionRetained        = "herald.session.retained"
+	MetricSessionRetainedSize    = "herald.session.retained.size"
 	MetricSessionStoreLosses     = "herald.session.store.losses"
 	MetricSessionWillsPublished  = "herald.session.wills.published"
 
@@ -84,6 +86,8 @@ var Metrics = []Metric{
 	{"herald_session_tenants_owned", "gauge", "{tenant}", nil, "Tenants whose lease this session replica holds."},
 	{"herald_session_sessions", "gauge", "{session}", []string{LabelTenant}, "Persistent MQTT sessions stored, per owned tenant."},
 	{"herald_session_retained_dropped_total", "counter", "{message}", nil, "Retained messages refused by tenants' limits."},
+	{"herald_session_retained", "gauge", "{message}", []string{LabelTenant}, "Retained messages stored, of the tenants this replica owns."},
+	{"herald_session_retained_size_bytes", "gauge", "By", []string{LabelTenant}, "Encoded size of the retained messages stored, of the tenants this replica owns."},
 	{"herald_session_store_losses_total", "counter", "{event}", nil, "Detected losses of stored state, each followed by a rebuild."},
 	{"herald_session_wills_published_total", "counter", "{message}", nil, "MQTT wills published by the session service."},
 	{"herald_redis_command_duration_seconds", "histogram", "s", []string{LabelOperation, LabelResult}, "Redis commands and pipelines."},

@@ -34,15 +34,25 @@ type Session struct {
 	duration metric.Float64Histogram
 	observe  metric.Registration
 
-	mu      sync.Mutex
-	pending map[string]int64 // by tenant label
+	mu       sync.Mutex
+	pending  map[string]int64 // by tenant label
+	retained map[string]retainedUsage
+}
+
+// retainedUsage is one tenant's retained messages as its last batch left
+// them.
+type retainedUsage struct {
+	label string
+	n     int64
+	bytes int64
 }
 
 // NewSession creates the session instruments; stats, when set, is called
 // at each collection for the service-wide gauges and counters.
 func NewSession(p Providers, stats func(ctx context.Context) SessionStats) *Session {
 	m := p.meter()
-	s := &Session{tracer: p.tracer(), tracing: p.tracing(), tenants: p.tenants(), pending: map[string]int64{}}
+	s := &Session{tracer: p.tracer(), tracing: p.tracing(), tenants: p.tenants(), pending: map[string]int64{},
+		retained: map[string]retainedUsage{}}
 	s.applied, _ = m.Int64Counter(MetricSessionMessagesApplied, metric.WithUnit("{message}"), metric.WithDescription("Messages applied to the store."))
 	s.duration, _ = m.Float64Histogram(MetricSessionApplyDuration, metric.WithUnit("s"), metric.WithDescription("Store write of one batch."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
@@ -52,12 +62,25 @@ func NewSession(p Providers, stats func(ctx context.Context) SessionStats) *Sess
 	dropped, _ := m.Int64ObservableCounter(MetricSessionRetainedDropped, metric.WithUnit("{message}"), metric.WithDescription("Retained messages refused by limits."))
 	losses, _ := m.Int64ObservableCounter(MetricSessionStoreLosses, metric.WithUnit("{event}"), metric.WithDescription("Detected losses of stored state."))
 	wills, _ := m.Int64ObservableCounter(MetricSessionWillsPublished, metric.WithUnit("{message}"), metric.WithDescription("Wills published."))
+	retained, _ := m.Int64ObservableGauge(MetricSessionRetained, metric.WithUnit("{message}"), metric.WithDescription("Retained messages stored, of the tenants this replica owns."))
+	retainedSize, _ := m.Int64ObservableGauge(MetricSessionRetainedSize, metric.WithUnit("By"), metric.WithDescription("Encoded size of the retained messages stored, of the tenants this replica owns."))
 	s.observe, _ = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		s.mu.Lock()
 		for t, n := range s.pending {
 			o.ObserveInt64(pending, n, metric.WithAttributes(attribute.String(LabelTenant, t)))
 		}
+		retainedBy := map[string]retainedUsage{}
+		for _, u := range s.retained {
+			sum := retainedBy[u.label]
+			sum.n += u.n
+			sum.bytes += u.bytes
+			retainedBy[u.label] = sum
+		}
 		s.mu.Unlock()
+		for l, u := range retainedBy {
+			o.ObserveInt64(retained, u.n, metric.WithAttributes(attribute.String(LabelTenant, l)))
+			o.ObserveInt64(retainedSize, u.bytes, metric.WithAttributes(attribute.String(LabelTenant, l)))
+		}
 		if stats == nil {
 			return nil
 		}
@@ -74,7 +97,7 @@ func NewSession(p Providers, stats func(ctx context.Context) SessionStats) *Sess
 			o.ObserveInt64(sessions, n, metric.WithAttributes(attribute.String(LabelTenant, t)))
 		}
 		return nil
-	}, pending, owned, sessions, dropped, losses, wills)
+	}, pending, owned, sessions, dropped, losses, wills, retained, retainedSize)
 	return s
 }
 
@@ -83,6 +106,18 @@ func (s *Session) Close() {
 	if s != nil && s.observe != nil {
 		_ = s.observe.Unregister()
 	}
+}
+
+// Retained records a tenant's retained messages and their size as its last
+// applied batch left them.
+func (s *Session) Retained(tenant string, n int, bytes int64) {
+	if s == nil {
+		return
+	}
+	l := s.tenants.Label(tenant)
+	s.mu.Lock()
+	s.retained[tenant] = retainedUsage{label: l, n: int64(n), bytes: bytes}
+	s.mu.Unlock()
 }
 
 // Pending records the tenant consumer's lag, as the last fetched message's
@@ -104,11 +139,11 @@ func (s *Session) Released(tenant string) {
 		return
 	}
 	l := s.tenants.Label(tenant)
-	if l == OtherTenant {
-		return
-	}
 	s.mu.Lock()
-	delete(s.pending, l)
+	delete(s.retained, tenant)
+	if l != OtherTenant {
+		delete(s.pending, l)
+	}
 	s.mu.Unlock()
 }
 

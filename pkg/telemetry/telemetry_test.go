@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -293,6 +294,7 @@ func TestSetupServesPrometheus(t *testing.T) {
 	})
 	s.Pending("t1", 4)
 	s.Applied("t1", []*message.Message{m}, time.Now())
+	s.Retained("t1", 3, 300)
 
 	ctx := context.Background()
 	_ = telemetry.RedisHook(tel.Providers()).ProcessHook(func(context.Context, redis.Cmder) error { return nil })(ctx, redis.NewStatusCmd(ctx, "ping"))
@@ -327,6 +329,9 @@ func TestSetupServesPrometheus(t *testing.T) {
 		if !slices.Contains(families, m.Name) {
 			t.Errorf("runtime family %s listed but not served", m.Name)
 		}
+	}
+	if !strings.Contains(string(body), `herald_session_retained{`) || !regexp.MustCompile(`herald_session_retained\{[^}]*tenant="t1"[^}]*\} 3\n`).Match(body) {
+		t.Error("the retained gauge does not say t1 holds 3")
 	}
 	if !strings.Contains(string(body), `service_instance_id="i1"`) {
 		t.Error("target_info lacks service.instance.id")

@@ -761,6 +761,7 @@ func (w *tenantWriter) done(msgs []*message.Message, res store.ApplyResult) {
 		w.log.Warn("retained messages refused by the tenant's limits", "dropped", res.RetainedDropped)
 	}
 	c.retainedExpired.Add(uint64(res.RetainedExpired))
+	w.s.tel.Retained(w.tenant, res.RetainedMessages, res.RetainedBytes)
 }
 
 // check compares the store's state with what this writer applied.

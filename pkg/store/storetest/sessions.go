@@ -128,6 +128,9 @@ func testRetainedLimits(t *testing.T, s store.Store) {
 	if res.RetainedDropped != 0 {
 		t.Fatalf("dropped %d after a delete", res.RetainedDropped)
 	}
+	if res.RetainedMessages != 3 || res.RetainedBytes <= 0 {
+		t.Fatalf("after the batch the result counts %d retained messages of %d bytes, want 3 and some", res.RetainedMessages, res.RetainedBytes)
+	}
 	if got := retainedTopics(t, s, "t1", "#"); !slices.Equal(got, []string{"a", "c", "d"}) {
 		t.Fatalf("retained %v", got)
 	}
@@ -147,6 +150,9 @@ func testRetainedLimits(t *testing.T, s store.Store) {
 	res = applyBatch(t, s, "t2", store.Batch{Limits: store.Limits{RetainedBytes: 6000}, Messages: []*message.Message{retained(5, "z", big)}})
 	if res.RetainedDropped != 0 {
 		t.Fatalf("dropped %d", res.RetainedDropped)
+	}
+	if res.RetainedMessages != 2 || res.RetainedBytes < 4000 || res.RetainedBytes > 6000 {
+		t.Fatalf("result counts %d retained messages of %d bytes, want 2 of 4,000–6,000", res.RetainedMessages, res.RetainedBytes)
 	}
 	if got := retainedTopics(t, s, "t2", "#"); !slices.Equal(got, []string{"y", "z"}) {
 		t.Fatalf("retained %v", got)
