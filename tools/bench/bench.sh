@@ -44,6 +44,7 @@ mqtt_scenarios() { # target mqttaddr pid
   lg "$t" s1-qos1 run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100
   lg "$t" s1-latency run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --qos 1 --size 100 --rate 1000
   lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 50
+  lg "$t" s2-fanout-max run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs 100 --qos 0 --size 100
   lg "$t" s3-fanin run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
 }
 
@@ -73,6 +74,11 @@ herald() { # datadir -> sets hp, hm, hh
 }
 herald "$OUT/herald1"
 mqtt_scenarios herald "127.0.0.1:$hm" "$hp"
+# Latency at half of the QoS 1 throughput Herald just reached (the target's
+# load), and Mosquitto again at the same rate, for comparison.
+half=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["received_per_sec"] / 2)))' "$OUT/herald--s1-qos1.json" 2>/dev/null || echo 1000)
+echo "$half" > "$OUT/s1-half.rate"
+lg herald s1-half run --version 3 --mqtt "127.0.0.1:$hm" --pid "$hp" --duration "$DUR" --qos 1 --size 100 --rate "$half"
 lg herald s5-mixed run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pid "$hp" --duration "$DUR" \
   --pattern fanout --subs 300 --sub-proto sse,ws,mqtt --qos 1 --rate 200
 stop "$hp"
@@ -82,6 +88,14 @@ stop "$hp"
 herald "$OUT/herald3"
 lg herald s4-idle-sse idle --proto sse --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"
 stop "$hp"
+herald "$OUT/herald4"
+lg herald s4-idle-ws idle --proto ws --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"
+stop "$hp"
+port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$port" > "$OUT/mosquitto.conf"
+/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
+lg mosquitto s1-half run --version 3 --mqtt "127.0.0.1:$port" --pid "$mp" --duration "$DUR" --qos 1 --size 100 --rate "$half"
+stop "$mp"
 
 # --- Herald, local cluster: one edge, then two edges
 cdir="$OUT/cluster"
@@ -103,10 +117,13 @@ bash "$root/deploy/local/cluster.sh" down > /dev/null
 echo "== store benchmarks" >&2
 (cd "$root/pkg" && go test -run '^$' -bench . -benchtime 500x ./store/) > "$OUT/store-bench.txt" 2>&1 || echo "   store benchmarks failed" >&2
 
-# The load report replaces the file, except the store section (make bench-store).
+# The load report replaces the file, except the hand-written sections between
+# their markers: the store section (make bench-store) and the analysis.
 store=$(sed -n '/store-benchmarks:begin/,/store-benchmarks:end/p' "$root/docs/benchmarks.md" 2>/dev/null || true)
+analysis=$(sed -n '/bench-analysis:begin/,/bench-analysis:end/p' "$root/docs/benchmarks.md" 2>/dev/null || true)
 { "$BIN/loadgen" report --dir "$OUT" --commit "$(git -C "$root" rev-parse --short HEAD)"
   printf '## Store benchmarks of this run\n\n`go test -bench` in pkg/store, raw output:\n\n```\n%s\n```\n' "$(grep -E '^(Benchmark|goos|goarch|cpu|ok|FAIL)' "$OUT/store-bench.txt")"
-  [ -n "$store" ] && printf '\n%s\n' "$store"; } > "$OUT/benchmarks.md"
+  if [ -n "$store" ]; then printf '\n%s\n' "$store"; fi
+  if [ -n "$analysis" ]; then printf '\n%s\n' "$analysis"; fi; } > "$OUT/benchmarks.md"
 cp "$OUT/benchmarks.md" "$root/docs/benchmarks.md"
 echo "wrote docs/benchmarks.md" >&2
