@@ -3,7 +3,9 @@ package backbone
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
@@ -21,6 +23,8 @@ type LiveConfig struct {
 	// OnDrop is called when messages were dropped. The owner of the NATS
 	// connection routes its asynchronous errors to AsyncError for this.
 	OnDrop func()
+	// Log receives the outcome of each repair; nil: slog.Default().
+	Log *slog.Logger
 }
 
 // Live holds ref-counted core NATS interest in tenants' live subjects and
@@ -42,6 +46,7 @@ type Live struct {
 	b       *Backbone
 	handler func(*message.Message)
 	onDrop  func()
+	log     *slog.Logger
 	ch      chan *nats.Msg
 	// repair is signalled (never blocking) when live messages may have
 	// been missed; the dispatcher reads the gap back from the stream.
@@ -49,6 +54,17 @@ type Live struct {
 	// stop ends a repair in progress when Live closes.
 	stop    context.Context
 	stopNow context.CancelFunc
+	// paused drops live messages from a disconnect until a repair
+	// after the reconnect has read the stream: a live message received
+	// after the reconnect follows messages stored while disconnected, and
+	// handing it over first would put it ahead of them (and move the
+	// repair's start past them); until the reconnected server's interest
+	// has reached the stream leader (which the repair's first answered
+	// request shows), more may be dropped.
+	paused atomic.Bool
+	// reconnects counts disconnects and reconnects: a repair ends the
+	// pause only if neither happened while it ran.
+	reconnects atomic.Uint64
 
 	mu     sync.Mutex
 	subs   map[string]*liveSub // subject -> subscription
@@ -100,7 +116,10 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 65536
 	}
-	l := &Live{b: b, handler: handler, onDrop: cfg.OnDrop, ch: make(chan *nats.Msg, cfg.Buffer),
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	l := &Live{b: b, handler: handler, onDrop: cfg.OnDrop, log: cfg.Log, ch: make(chan *nats.Msg, cfg.Buffer),
 		repair: make(chan struct{}, 1),
 		subs:   map[string]*liveSub{}, shared: map[string]*liveSub{}, watched: map[string]*watchedTenant{},
 		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}),
@@ -113,7 +132,23 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 		if prev != nil {
 			prev(nc)
 		}
+		l.reconnects.Add(1)
+		l.paused.Store(true)
+		l.log.Warn("nats reconnected: reading back what live delivery missed", "server", nc.ConnectedUrlRedacted())
 		time.AfterFunc(RepairDelay, l.requestRepair)
+	})
+	// The pause starts at the disconnect: once resubscribed, the server
+	// sends new messages at once, ahead of the reconnect handler, and
+	// dispatching one would move the repair's starting point past the
+	// messages missed while disconnected.
+	prevDown := b.nc.Opts.DisconnectedErrCB
+	b.nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if prevDown != nil {
+			prevDown(nc, err)
+		}
+		l.reconnects.Add(1)
+		l.paused.Store(true)
+		l.log.Warn("nats disconnected: live delivery paused until the stream is read back after the reconnect", "err", err)
 	})
 	go l.dispatch()
 	return l
@@ -295,6 +330,12 @@ func (l *Live) dispatch() {
 			if !ok {
 				return
 			}
+			if l.paused.Load() && (nm.Sub == nil || nm.Sub.Queue == "") {
+				// Stored, so the repair reads it back, in order with
+				// what was missed. (A shared subscription's message is
+				// handed over: it is not repaired.)
+				continue
+			}
 			l.dispatchOne(prefix, nm)
 		case <-l.repair:
 			l.repairGaps()
@@ -350,6 +391,17 @@ func (l *Live) dispatchOne(prefix string, nm *nats.Msg) {
 // watched filters after the last one handed over, and hands them over. It
 // runs on the dispatcher, so live messages wait behind it and stay in order.
 func (l *Live) repairGaps() {
+	// Only a repair that starts after a reconnect ends the pause it set;
+	// it ends it whatever its outcome (past RepairTimeout, live delivery
+	// resumes without the missed messages rather than not at all).
+	if l.paused.Load() {
+		gen := l.reconnects.Load()
+		defer func() {
+			if l.reconnects.Load() == gen {
+				l.paused.Store(false)
+			}
+		}()
+	}
 	type gap struct {
 		tenant  string
 		filters []string
@@ -377,31 +429,45 @@ func (l *Live) repairGaps() {
 	ctx, cancel := context.WithTimeout(l.stop, RepairTimeout)
 	defer cancel()
 	for _, g := range gaps {
+		start, before := time.Now(), l.last[g.tenant]
 		if err := l.repairTenant(ctx, g.tenant, g.filters, g.from); err != nil {
 			// The messages stay in the stream: resumable subscribers get
 			// them when they resume. Say that this edge missed them.
+			l.log.Error("live repair failed: messages stored meanwhile are not delivered live",
+				"tenant", g.tenant, "from", g.from, "err", err)
 			if l.onDrop != nil {
 				l.onDrop()
 			}
+			continue
 		}
+		l.log.Info("live repair", "tenant", g.tenant, "from", g.from, "through", l.last[g.tenant],
+			"advanced", l.last[g.tenant] > before, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
 func (l *Live) repairTenant(ctx context.Context, tenant string, filters []string, from uint64) error {
 	for {
-		st, err := l.b.State(ctx, tenant)
+		// Each call gets its own short deadline: right after a reconnect
+		// (above all to a server that just restarted) a request's reply
+		// can be lost while interest spreads through the cluster, and a
+		// lost reply must cost one attempt, not the whole repair.
+		actx, cancel := context.WithTimeout(ctx, repairAttempt)
+		st, err := l.b.State(actx, tenant)
+		cancel()
 		if err == nil {
 			if st.LastSeq <= from {
 				return nil
 			}
 			last := from
-			err = l.b.Range(ctx, tenant, filters, from, st.LastSeq, func(m *message.Message) error {
+			rctx, cancel := context.WithTimeout(ctx, 5*repairAttempt)
+			err = l.b.Range(rctx, tenant, filters, from, st.LastSeq, func(m *message.Message) error {
 				if m.Seq > last {
 					last = m.Seq
 					l.handler(m)
 				}
 				return nil
 			})
+			cancel()
 			if last > l.last[tenant] {
 				l.last[tenant] = last
 			}
@@ -417,13 +483,17 @@ func (l *Live) repairTenant(ctx context.Context, tenant string, filters []string
 		if errors.Is(err, ErrNoStream) {
 			return nil
 		}
+		l.log.Warn("live repair: reading the stream failed; retrying", "tenant", tenant, "from", from, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
+
+// repairAttempt bounds one stream call of a repair.
+const repairAttempt = 2 * time.Second
 
 func (l *Live) message(tenant, name string, seq uint64, nm *nats.Msg) *message.Message {
 	m := &message.Message{Tenant: tenant, Topic: name, Payload: nm.Data, Seq: seq}

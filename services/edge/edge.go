@@ -261,7 +261,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if o.tel != nil {
 		tel = telemetry.NewEdge(*o.tel, func() int { return h.Len() }, func() int { return s.live.Queued() })
 	}
-	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, OnDrop: func() {
+	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, Log: log, OnDrop: func() {
 		tel.LiveDropped()
 		log.Warn("live messages dropped (edge too slow for its subscriptions, or its NATS connection broke): reading them back from the streams")
 	}}, func(m *message.Message) {
