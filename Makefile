@@ -43,6 +43,7 @@ run: build
 test: test-deps build servers check
 	$(GO) test -count=1 -timeout 20m $$($(GO) list $(MODULES) | grep -v -E '/tests/($(subst $(space),|,$(E2E_SUITES)))(/|$$)')
 	$(GO) test -count=1 -timeout 20m -p 1 $(E2E_PKGS)
+	$(MAKE) --no-print-directory chaos-short
 
 test-deps:
 	bash tools/install-test-deps.sh
@@ -90,9 +91,12 @@ proto:
 
 ## chaos: fault tests — kill and cut parts of an HA local cluster under traffic (~5 min;
 ## HERALD_CHAOS_RESULTS=file for the table; the CI form adds -short)
-.PHONY: chaos
+.PHONY: chaos chaos-short
 chaos: build servers
 	cd tests && HERALD_CHAOS=1 $(GO) test -count=1 -timeout 15m -v -run TestFaults ./chaos/
+## chaos-short: the CI form (part of make test): every fault, shorter (~2 min)
+chaos-short: build servers
+	cd tests && HERALD_CHAOS=1 $(GO) test -count=1 -short -timeout 10m -run TestFaults ./chaos/
 
 ## cluster-up / cluster-down: the local cluster as processes on loopback
 cluster-up: build servers

@@ -72,6 +72,17 @@ func readPacket(r byteReader, version byte, maxSize int) (*packets.Packet, error
 	return pk, nil
 }
 
+// badConnect is a CONNECT that did not decode, with the protocol level it
+// declared: an MQTT 5 client is told why (CONNACK 0x81 or 0x82) before the
+// connection closes, as MQTT 5 §4.13.1 allows.
+type badConnect struct {
+	version byte
+	err     error
+}
+
+func (e *badConnect) Error() string { return e.err.Error() }
+func (e *badConnect) Unwrap() error { return e.err }
+
 // packetPool recycles decoded packets (800 bytes each): a connection's
 // reader hands each back with releasePacket once handled. What a handler
 // keeps of a packet (payload, strings, property slices) is allocated apart
@@ -117,7 +128,7 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 			if pk.ProtocolVersion != 4 && pk.ProtocolVersion != 5 && len(pk.Connect.ProtocolName) > 0 {
 				return fmt.Errorf("%w: %d", ErrUnsupportedVersion, pk.ProtocolVersion)
 			}
-			return decodeError(err)
+			return &badConnect{version: pk.ProtocolVersion, err: decodeError(err)}
 		}
 	case packets.Publish:
 		if err := pk.PublishDecode(buf); err != nil {

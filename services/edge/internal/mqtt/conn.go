@@ -220,6 +220,13 @@ func (c *conn) open(ctx context.Context, r *connReader) bool {
 		c.refuse(4, err)
 		c.nc.Close()
 		return false
+	case errors.As(err, new(*badConnect)):
+		var bc *badConnect
+		if errors.As(err, &bc) && bc.version == 5 {
+			c.refuse(5, err) // 0x81 malformed or 0x82 protocol error, with the reason
+		}
+		c.nc.Close()
+		return false
 	case err != nil || pk.FixedHeader.Type != packets.Connect:
 		// Not MQTT, or not starting with CONNECT [MQTT-3.1.0-1].
 		c.nc.Close()
