@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
@@ -51,7 +52,6 @@ type Edge struct {
 	connections                 metric.Int64UpDownCounter
 	connects, disconnects       metric.Int64Counter
 	msgsIn, bytesIn             metric.Int64Counter
-	msgsOut, bytesOut           metric.Int64Counter
 	latency                     metric.Float64Histogram
 	liveDropped                 metric.Int64Counter
 	mu                          sync.RWMutex
@@ -63,11 +63,25 @@ type Edge struct {
 type edgeKey struct{ protocol, tenant string }
 
 // edgeSet is a label set bound once: the option slices are reused so that
-// recording allocates nothing.
+// recording allocates nothing. The per-delivery figures are plain atomics,
+// read by the collection callback: recording through the SDK on every
+// write to a subscriber took 27% of an edge's CPU in a 1→100 fan-out
+// (attribute normalisation and aggregation per call).
 type edgeSet struct {
-	add []metric.AddOption
-	rec []metric.RecordOption
+	attrs attribute.Set
+	add   []metric.AddOption
+	rec   []metric.RecordOption
+
+	sentMsgs, sentBytes atomic.Int64
+	// delivered counts live deliveries, for the latency sample.
+	delivered atomic.Uint64
 }
+
+// DeliverySample is how often a live delivery enters the delivery latency
+// histogram: one in DeliverySample per protocol and tenant label, the
+// first one included. The histogram describes latency; the number of
+// deliveries is herald_edge_messages_sent_total.
+const DeliverySample = 8
 
 // NewEdge creates the edge instruments. subscriptions and liveQueue, when
 // set, are read at each collection (observable gauges).
@@ -80,10 +94,10 @@ func NewEdge(p Providers, subscriptions, liveQueue func() int) *Edge {
 	e.disconnects, _ = m.Int64Counter(MetricEdgeDisconnects, metric.WithUnit("{connection}"), metric.WithDescription("Connections ended, by reason."))
 	e.msgsIn, _ = m.Int64Counter(MetricEdgeMessagesReceived, metric.WithUnit("{message}"), metric.WithDescription("Messages published by clients of this edge."))
 	e.bytesIn, _ = m.Int64Counter(MetricEdgeBytesReceived, metric.WithUnit("By"), metric.WithDescription("Payload bytes published by clients of this edge."))
-	e.msgsOut, _ = m.Int64Counter(MetricEdgeMessagesSent, metric.WithUnit("{message}"), metric.WithDescription("Messages written to subscribers."))
-	e.bytesOut, _ = m.Int64Counter(MetricEdgeBytesSent, metric.WithUnit("By"), metric.WithDescription("Payload bytes written to subscribers."))
+	msgsOut, _ := m.Int64ObservableCounter(MetricEdgeMessagesSent, metric.WithUnit("{message}"), metric.WithDescription("Messages written to subscribers."))
+	bytesOut, _ := m.Int64ObservableCounter(MetricEdgeBytesSent, metric.WithUnit("By"), metric.WithDescription("Payload bytes written to subscribers."))
 	e.latency, _ = m.Float64Histogram(MetricEdgeDeliveryDuration, metric.WithUnit("s"),
-		metric.WithDescription("From a live message's store on the backbone to its write to a subscriber."),
+		metric.WithDescription("From a live message's store on the backbone to its write to a subscriber (one live delivery in 8 per protocol and tenant)."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	e.liveDropped, _ = m.Int64Counter(MetricEdgeLiveDropped, metric.WithUnit("{event}"), metric.WithDescription("Slow-consumer events on live interest."))
 	subs, _ := m.Int64ObservableGauge(MetricEdgeSubscriptions, metric.WithUnit("{subscription}"), metric.WithDescription("Subscriptions held by the hub."))
@@ -95,8 +109,16 @@ func NewEdge(p Providers, subscriptions, liveQueue func() int) *Edge {
 		if e.liveQueueLen != nil {
 			o.ObserveInt64(depth, int64(e.liveQueueLen()))
 		}
+		e.mu.RLock()
+		for _, s := range e.sets {
+			if n := s.sentMsgs.Load(); n > 0 {
+				o.ObserveInt64(msgsOut, n, metric.WithAttributeSet(s.attrs))
+				o.ObserveInt64(bytesOut, s.sentBytes.Load(), metric.WithAttributeSet(s.attrs))
+			}
+		}
+		e.mu.RUnlock()
 		return nil
-	}, subs, depth)
+	}, subs, depth, msgsOut, bytesOut)
 	return e
 }
 
@@ -119,7 +141,7 @@ func (e *Edge) set(protocol, tenant string) *edgeSet {
 	defer e.mu.Unlock()
 	if s = e.sets[k]; s == nil {
 		attrs := attribute.NewSet(attribute.String(LabelProtocol, k.protocol), attribute.String(LabelTenant, k.tenant))
-		s = &edgeSet{add: []metric.AddOption{metric.WithAttributeSet(attrs)}, rec: []metric.RecordOption{metric.WithAttributeSet(attrs)}}
+		s = &edgeSet{attrs: attrs, add: []metric.AddOption{metric.WithAttributeSet(attrs)}, rec: []metric.RecordOption{metric.WithAttributeSet(attrs)}}
 		e.sets[k] = s
 	}
 	return s
@@ -243,12 +265,11 @@ func (e *Edge) Delivered(protocol string, m *message.Message, live bool) {
 	if e == nil {
 		return
 	}
-	ctx := context.Background()
 	s := e.set(protocol, m.Tenant)
-	e.msgsOut.Add(ctx, 1, s.add...)
-	e.bytesOut.Add(ctx, int64(len(m.Payload)), s.add...)
-	if live && !m.Time.IsZero() {
-		e.latency.Record(ctx, max(time.Since(m.Time).Seconds(), 0), s.rec...)
+	s.sentMsgs.Add(1)
+	s.sentBytes.Add(int64(len(m.Payload)))
+	if live && !m.Time.IsZero() && (s.delivered.Add(1)-1)%DeliverySample == 0 {
+		e.latency.Record(context.Background(), max(time.Since(m.Time).Seconds(), 0), s.rec...)
 	}
 }
 
