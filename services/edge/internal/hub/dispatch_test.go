@@ -55,6 +55,16 @@ func TestDispatchGroupsBySubscriber(t *testing.T) {
 		subs []string
 		want []string
 	}{"many", many, manyWant})
+	var distinct, distinctWant []string
+	for i := range smallGroup + 4 {
+		distinct = append(distinct, "d"+strconv.Itoa(i)+" x/+")
+		distinctWant = append(distinctWant, "d"+strconv.Itoa(i)+": x/+")
+	}
+	cases = append(cases, struct {
+		name string
+		subs []string
+		want []string
+	}{"many distinct", distinct, distinctWant})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := New(&countingInterest{refs: map[string]int{}})
@@ -96,7 +106,9 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-type nopSubscriber struct{}
+// nopSubscriber has a field: pointers to distinct zero-size values may be
+// equal, which would make every subscriber of a benchmark the same one.
+type nopSubscriber struct{ _ int }
 
 func (nopSubscriber) Deliver(*message.Message, []*Subscription) {}
 func (nopSubscriber) Origin() string                            { return "" }

@@ -163,12 +163,16 @@ func (h *Hub) Dispatch(m *message.Message) int {
 		return 0
 	}
 	var matched []*Subscription
+	if hint := t.lastMatch.Load(); hint > 0 {
+		matched = make([]*Subscription, 0, hint)
+	}
 	t.match(m.Topic, func(s *Subscription) {
 		if s.NoLocal && m.Origin != "" && m.Origin == s.Subscriber.Origin() {
 			return
 		}
 		matched = append(matched, s)
 	})
+	t.lastMatch.Store(int32(min(len(matched), 1<<16)))
 	h.mu.RUnlock()
 	return deliverGrouped(m, matched)
 }
@@ -214,16 +218,64 @@ func deliverGrouped(m *message.Message, matched []*Subscription) int {
 		}
 		return subscribers
 	}
-	groups := make(map[Subscriber][]*Subscription, n)
-	var order []Subscriber
+	// Many matches: group in place too, through a pooled index of
+	// subscribers, so that a fan-out costs no allocation per subscriber.
+	sc := groupPool.Get().(*groupScratch)
+	defer sc.release()
 	for _, s := range matched {
-		if _, seen := groups[s.Subscriber]; !seen {
-			order = append(order, s.Subscriber)
+		i, ok := sc.index[s.Subscriber]
+		if !ok {
+			i = len(sc.counts)
+			sc.index[s.Subscriber] = i
+			sc.counts = append(sc.counts, 0)
 		}
-		groups[s.Subscriber] = append(groups[s.Subscriber], s)
+		sc.counts[i]++
 	}
-	for _, sub := range order {
-		sub.Deliver(m, groups[sub])
+	if len(sc.counts) == n {
+		// Every subscriber matched once: the usual fan-out.
+		for i := range matched {
+			matched[i].Subscriber.Deliver(m, matched[i:i+1:i+1])
+		}
+		return n
 	}
-	return len(order)
+	// Counting sort by subscriber, in order of first match.
+	sc.orig = append(sc.orig[:0], matched...)
+	at := 0
+	for i, c := range sc.counts {
+		sc.counts[i] = at // now the next free slot of subscriber i
+		at += c
+	}
+	sc.starts = append(sc.starts[:0], sc.counts...)
+	for _, s := range sc.orig {
+		i := sc.index[s.Subscriber]
+		matched[sc.counts[i]] = s
+		sc.counts[i]++
+	}
+	for i, start := range sc.starts {
+		end := sc.counts[i]
+		matched[start].Subscriber.Deliver(m, matched[start:end:end])
+	}
+	return len(sc.starts)
+}
+
+// groupScratch is deliverGrouped's reusable state for many matches.
+type groupScratch struct {
+	index  map[Subscriber]int
+	counts []int
+	starts []int
+	orig   []*Subscription
+}
+
+var groupPool = sync.Pool{New: func() any { return &groupScratch{index: map[Subscriber]int{}} }}
+
+func (sc *groupScratch) release() {
+	if len(sc.index) > 4096 {
+		// One huge fan-out does not pin its map for ever.
+		sc.index = map[Subscriber]int{}
+	} else {
+		clear(sc.index)
+	}
+	clear(sc.orig) // drop the references
+	sc.counts, sc.starts, sc.orig = sc.counts[:0], sc.starts[:0], sc.orig[:0]
+	groupPool.Put(sc)
 }

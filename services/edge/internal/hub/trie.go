@@ -1,11 +1,19 @@
 package hub
 
-import "strings"
+import (
+	"strings"
+	"sync/atomic"
+)
 
 // trie indexes one tenant's subscriptions by topic filter so a delivery costs
 // the depth of the topic, not the number of subscriptions.
 type trie struct {
 	root node
+	// lastMatch is the number of subscriptions the tenant's previous
+	// message matched: the next match starts with that capacity, instead
+	// of growing its slice one doubling at a time (8 allocations for a
+	// 1→100 fan-out).
+	lastMatch atomic.Int32
 }
 
 type node struct {
