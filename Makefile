@@ -44,6 +44,7 @@ test: test-deps build servers check
 	$(GO) test -count=1 -timeout 20m $$($(GO) list $(MODULES) | grep -v -E '/tests/($(subst $(space),|,$(E2E_SUITES)))(/|$$)')
 	$(GO) test -count=1 -timeout 20m -p 1 $(E2E_PKGS)
 	$(MAKE) --no-print-directory chaos-short
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_CI)
 
 test-deps:
 	bash tools/install-test-deps.sh
@@ -71,6 +72,9 @@ bench-store:
 
 ## fuzz: every fuzz target for FUZZTIME each (default 60s), one after the other
 FUZZTIME ?= 60s
+# make test fuzzes every target briefly too (beyond the seed corpora that
+# its go test runs already replay).
+FUZZTIME_CI ?= 3s
 FUZZ_TARGETS = pkg/message:FuzzParsePosition pkg/message:FuzzUnmarshal pkg/topic:FuzzFromSubject \
 	pkg/authz:FuzzCovers pkg/authz:FuzzVerifyJWT \
 	services/edge/internal/mqtt:FuzzReadPacket services/edge/internal/mqtt:FuzzConnectProperties \
