@@ -390,6 +390,15 @@ func runFault(t *testing.T, c *localcluster.Cluster, js jetstream.JetStream, f f
 	}
 	t1 := time.Now()
 	time.Sleep(tm.after)
+	// Publish on until a message sent after the restart or heal has been
+	// acknowledged (bounded): when the stream needs longer than the after
+	// period to be available again (a leader election took 9 s in one
+	// short run), nothing sent after it would be stored before the
+	// publishers stopped, and "got nothing sent after the restart" would
+	// blame the subscribers for the publishers' window.
+	for end := time.Now().Add(30 * time.Second); !l.ackedAfter(t1) && time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	stopPublishers()
 
 	// Let the subscribers catch up with everything acknowledged.

@@ -45,6 +45,18 @@ func (l *ledger) ack(payload string) {
 	l.msgs[payload].acked = true
 }
 
+// ackedAfter reports whether a message first tried after t was acknowledged.
+func (l *ledger) ackedAfter(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if m.acked && m.first.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
 // sink is one subscriber's record: how often each payload arrived and when
 // it first did.
 type sink struct {
