@@ -29,6 +29,17 @@ func parseEmbeddedSession(clientID string, v []byte) (*Session, error) {
 	return decodeSession(clientID, u64(v), v[16:])
 }
 
+// indexedSession reads the session an index entry (due or edge) names; ok
+// is false when the entry outlived its session.
+func indexedSession(sb *bolt.Bucket, id []byte) (s *Session, ok bool, err error) {
+	v := sb.Get(id)
+	if len(v) < 16 {
+		return nil, false, nil
+	}
+	s, err = parseEmbeddedSession(string(id), v)
+	return s, err == nil, err
+}
+
 // sessionBuckets returns the tenant's sessions/ and session_exp/ buckets in
 // a read-only transaction, or nils if the tenant has none.
 func sessionBuckets(tx *bolt.Tx, tenant string) (*bolt.Bucket, *bolt.Bucket) {
@@ -318,15 +329,13 @@ func (e *Embedded) DueSessions(_ context.Context, tenant string, now time.Time, 
 		sb := tb.Bucket(keySessions)
 		c := tb.Bucket(keySessionDue).Cursor()
 		for k, _ := c.First(); k != nil && int64(u64(k)) <= now.UnixMilli() && len(out) < max; k, _ = c.Next() {
-			v := sb.Get(k[8:])
-			if len(v) < 16 {
-				continue
-			}
-			s, err := parseEmbeddedSession(string(k[8:]), v)
+			s, ok, err := indexedSession(sb, k[8:])
 			if err != nil {
 				return err
 			}
-			out = append(out, s)
+			if ok {
+				out = append(out, s)
+			}
 		}
 		return nil
 	})
@@ -387,15 +396,13 @@ func (e *Embedded) EdgeSessions(_ context.Context, tenant, edge, after string, m
 			k, _ = c.Next()
 		}
 		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < max; k, _ = c.Next() {
-			v := sb.Get(k[len(prefix):])
-			if len(v) < 16 {
-				continue
-			}
-			s, err := parseEmbeddedSession(string(k[len(prefix):]), v)
+			s, ok, err := indexedSession(sb, k[len(prefix):])
 			if err != nil {
 				return err
 			}
-			out = append(out, s)
+			if ok {
+				out = append(out, s)
+			}
 		}
 		return nil
 	})
