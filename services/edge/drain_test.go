@@ -16,45 +16,11 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/ops"
-	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge"
 )
 
 const waitFor = 10 * time.Second
-
-// startServer runs an edge like start does and returns it with its
-// addresses.
-func startServer(t *testing.T, cfg edge.Config) (s *edge.Server, mqttAddr, httpURL string) {
-	t.Helper()
-	ns := testserver.NATS(t)
-	bb, err := backbone.New(testserver.NATSConn(t, ns), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MQTTAddr, cfg.HTTPAddr, cfg.ID, cfg.AnonymousTenant = "127.0.0.1:0", "127.0.0.1:0", "edge-drain", "dev"
-	s, err = edge.New(cfg, bb, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("edge run: %v", err)
-		}
-	})
-	wctx, wcancel := context.WithTimeout(ctx, waitFor)
-	defer wcancel()
-	ma, ha, err := s.Addrs(wctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, ma.String(), "http://" + ha.String()
-}
 
 // TestDrain ensures a draining edge turns unready at once, takes no new
 // client, and asks each of its clients to leave in its own protocol: MQTT
@@ -63,7 +29,7 @@ func startServer(t *testing.T, cfg edge.Config) (s *edge.Server, mqttAddr, httpU
 // answered long-poll; and that the drain ends once they have left.
 func TestDrain(t *testing.T) {
 	const retryMin, retryMax = 700, 900 // ms
-	s, mqttAddr, base := startServer(t, edge.Config{Drain: edge.DrainConfig{Timeout: 4 * time.Second,
+	s, mqttAddr, base := startServer(t, edge.Config{ID: "edge-drain", AnonymousTenant: "dev", Drain: edge.DrainConfig{Timeout: 4 * time.Second,
 		RetryMin: retryMin * time.Millisecond, RetryMax: retryMax * time.Millisecond}})
 	o := ops.New()
 	o.AddCheck("edge", s.Ready)

@@ -27,8 +27,16 @@ import (
 )
 
 // start runs an edge over an embedded NATS server with cfg (addresses and
-// the anonymous tenant filled in) and returns its HTTP address.
+// a default ID filled in) and returns its HTTP address.
 func start(t *testing.T, cfg edge.Config, opts ...edge.Option) string {
+	t.Helper()
+	_, _, httpURL := startServer(t, cfg, opts...)
+	return strings.TrimPrefix(httpURL, "http://")
+}
+
+// startServer runs an edge as start does and returns it with its MQTT
+// address and HTTP base URL.
+func startServer(t *testing.T, cfg edge.Config, opts ...edge.Option) (s *edge.Server, mqttAddr, httpURL string) {
 	t.Helper()
 	ns := testserver.NATS(t)
 	bb, err := backbone.New(testserver.NATSConn(t, ns), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
@@ -39,7 +47,7 @@ func start(t *testing.T, cfg edge.Config, opts ...edge.Option) string {
 	if cfg.ID == "" {
 		cfg.ID = "edge-t"
 	}
-	s, err := edge.New(cfg, bb, nil, nil, opts...)
+	s, err = edge.New(cfg, bb, nil, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +62,11 @@ func start(t *testing.T, cfg edge.Config, opts ...edge.Option) string {
 	})
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
-	_, addr, err := s.Addrs(wctx)
+	ma, ha, err := s.Addrs(wctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return addr.String()
+	return s, ma.String(), "http://" + ha.String()
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and its key to files and
