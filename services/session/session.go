@@ -107,6 +107,15 @@ type Config struct {
 	// FetchWait is how long an idle tenant's fetch waits for a message before
 	// trying again; default 1s. It bounds how long a stop takes.
 	FetchWait time.Duration `yaml:"fetch_wait"`
+	// ApplyInterval is the least time between two store writes of one
+	// tenant while its stream has less than a batch waiting; default 20ms.
+	// Messages arriving meanwhile wait in the stream and go into the next
+	// batch, so a busy tenant costs one store commit (an fsync on the
+	// embedded store) per interval instead of one per handful of messages.
+	// Readers never wait for it: retained and replay reads fold in the
+	// stream tail the store has not applied yet. A full batch is applied at
+	// once, so the interval never limits throughput.
+	ApplyInterval time.Duration `yaml:"apply_interval"`
 	// Durable names the consumer on every tenant stream; default
 	// "herald-session". The lease bucket is "<durable>-leases": replicas
 	// with the same durable share the tenants.
@@ -144,6 +153,7 @@ const (
 	DefaultPollInterval  = 2 * time.Second
 	DefaultBatchSize     = 256
 	DefaultFetchWait     = time.Second
+	DefaultApplyInterval = 20 * time.Millisecond
 	DefaultDurable       = "herald-session"
 	DefaultLeaseTTL      = 10 * time.Second
 	DefaultSweepInterval = 30 * time.Second
@@ -172,6 +182,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.FetchWait == 0 {
 		c.FetchWait = DefaultFetchWait
+	}
+	if c.ApplyInterval == 0 {
+		c.ApplyInterval = DefaultApplyInterval
 	}
 	if c.Durable == "" {
 		c.Durable = DefaultDurable
@@ -220,6 +233,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("session: batch_size must be 1..10000, got %d", c.BatchSize)
 	case c.FetchWait < 10*time.Millisecond || c.FetchWait > time.Minute:
 		return fmt.Errorf("session: fetch_wait must be 10ms..1m, got %s", c.FetchWait)
+	case c.ApplyInterval < 0 || c.ApplyInterval > time.Second:
+		return fmt.Errorf("session: apply_interval must be 0..1s, got %s", c.ApplyInterval)
 	case !nameRE.MatchString(c.Durable):
 		return fmt.Errorf("session: durable %q must be 1..64 of [A-Za-z0-9_-]", c.Durable)
 	case !nameRE.MatchString(c.ReplicaID):
@@ -700,11 +715,19 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 			return err
 		}
 		s.tel.Applied(tenant, msgs, applyStart)
-		for _, jm := range jms {
-			// A lost ack only means a redelivery that the store skips.
-			_ = jm.Ack()
+		// The consumer acknowledges cumulatively: one ack of the batch's
+		// highest stream sequence covers the batch. A lost ack only means a
+		// redelivery that the store skips.
+		if last := lastDelivered(jms); last != nil {
+			_ = last.Ack()
 		}
 		b.reset()
+		if len(jms) < s.cfg.BatchSize {
+			// Less than a batch was waiting: let the next one gather.
+			if d := time.Until(applyStart.Add(s.cfg.ApplyInterval)); d > 0 && !sleep(ctx, d) {
+				return ctx.Err()
+			}
+		}
 	}
 	return ctx.Err()
 }
@@ -973,7 +996,7 @@ func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.
 		Durable:       s.cfg.Durable,
 		Description:   "Herald session service: retained messages and replay buffers",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 2 * s.cfg.BatchSize,
@@ -986,14 +1009,16 @@ func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.
 	switch {
 	case err == nil:
 		info := c.CachedInfo()
-		if info.Delivered.Stream <= applied {
+		if info.Delivered.Stream <= applied && info.Config.AckPolicy == want.AckPolicy {
 			// Nothing delivered beyond the checkpoint: continue where it is
 			// (the start policy of an existing consumer cannot change).
 			want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
 			c, err := js.CreateOrUpdateConsumer(ctx, stream, want)
 			return c, applied, err
 		}
-		log.Info("consumer ahead of the store; recreating it", "delivered", info.Delivered.Stream, "applied", applied)
+		// Ahead of the store, or of an older version that acknowledged
+		// each message (an ack policy cannot be updated).
+		log.Info("recreating the consumer", "delivered", info.Delivered.Stream, "applied", applied, "ack_policy", info.Config.AckPolicy.String())
 		if err := js.DeleteConsumer(ctx, stream, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, 0, fmt.Errorf("delete consumer: %w", err)
 		}
@@ -1036,6 +1061,23 @@ func (s *Service) fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
 	}
 	more, err := drain(c.FetchNoWait(s.cfg.BatchSize - 1))
 	return append(msgs, more...), err
+}
+
+// lastDelivered returns the message of the highest stream sequence in jms
+// (a redelivery can arrive among newer messages), nil for none.
+func lastDelivered(jms []jetstream.Msg) jetstream.Msg {
+	var last jetstream.Msg
+	var seq uint64
+	for _, jm := range jms {
+		md, err := jm.Metadata()
+		if err != nil {
+			continue
+		}
+		if last == nil || md.Sequence.Stream > seq {
+			last, seq = jm, md.Sequence.Stream
+		}
+	}
+	return last
 }
 
 func drain(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {

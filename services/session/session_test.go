@@ -352,7 +352,7 @@ func TestConfigValidate(t *testing.T) {
 	d := session.Config{}.WithDefaults()
 	if d.PollInterval != 2*time.Second || d.BatchSize != 256 || d.Durable != "herald-session" ||
 		d.Limits.Replay.MaxMessages != 10000 || d.Limits.Replay.MaxAge != 24*time.Hour || d.LeaseTTL != 10*time.Second ||
-		d.SweepInterval != 30*time.Second || d.ReplicaID == "" || d.Limits.RetainedMessages != store.DefaultRetainedMessages ||
+		d.SweepInterval != 30*time.Second || d.ApplyInterval != 20*time.Millisecond || d.ReplicaID == "" || d.Limits.RetainedMessages != store.DefaultRetainedMessages ||
 		d.Limits.Sessions != store.DefaultSessions {
 		t.Fatalf("defaults %+v", d)
 	}
@@ -360,7 +360,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("lease TTL %s with a 5s poll interval", d.LeaseTTL)
 	}
 	for _, c := range []session.Config{
-		{BatchSize: -1}, {PollInterval: -time.Second}, {FetchWait: time.Nanosecond},
+		{BatchSize: -1}, {PollInterval: -time.Second}, {FetchWait: time.Nanosecond}, {ApplyInterval: -time.Millisecond}, {ApplyInterval: 2 * time.Second},
 		{Durable: "a.b"}, {Limits: store.Limits{Replay: store.ReplayLimits{MaxMessages: -1}}},
 		{ReplicaID: "a b"}, {PollInterval: time.Second, LeaseTTL: 2 * time.Second},
 		{Limits: store.Limits{Sessions: -1}}, {TenantLimits: map[string]store.Limits{"t": {RetainedBytes: -1}}},

@@ -41,6 +41,7 @@ type cli struct {
 	PollInterval      time.Duration   `help:"How often to look for new tenants." default:"2s" env:"HERALD_SESSION_POLL_INTERVAL"`
 	BatchSize         int             `help:"Most messages fetched and applied at once." default:"256" env:"HERALD_SESSION_BATCH_SIZE"`
 	FetchWait         time.Duration   `help:"How long an idle tenant's fetch waits (bounds shutdown time)." default:"1s" env:"HERALD_SESSION_FETCH_WAIT"`
+	ApplyInterval     time.Duration   `help:"Least time between two store writes of a tenant with less than a batch waiting (one commit per interval, not per few messages)." default:"20ms" env:"HERALD_SESSION_APPLY_INTERVAL"`
 	ReplayMaxMessages int             `help:"Most messages kept per tenant replay buffer." default:"10000" env:"HERALD_REPLAY_MAX_MESSAGES"`
 	ReplayMaxAge      time.Duration   `help:"How long a message stays in a replay buffer." default:"24h" env:"HERALD_REPLAY_MAX_AGE"`
 	Durable           string          `help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants." default:"herald-session" env:"HERALD_SESSION_DURABLE"`
@@ -85,6 +86,7 @@ func run(c cli) error {
 		PollInterval:  c.PollInterval,
 		BatchSize:     c.BatchSize,
 		FetchWait:     c.FetchWait,
+		ApplyInterval: c.ApplyInterval,
 		Durable:       c.Durable,
 		ReplicaID:     c.ReplicaID,
 		LeaseTTL:      c.LeaseTTL,
