@@ -35,8 +35,9 @@ type conn struct {
 	n   *node.Node
 	cfg *Config
 	nc  net.Conn
-	// cancel aborts the connection's in-flight publishes (server shutdown).
-	cancel context.CancelFunc
+	// base is the context the connection was served with (it ends with
+	// the server's Close): see Server.serveConn.
+	base context.Context
 
 	// Set by CONNECT before any subscription exists, read-only afterwards.
 	version     byte
@@ -142,8 +143,8 @@ type conn struct {
 	savedChanges uint64
 }
 
-func newConn(s *Server, nc net.Conn, cancel context.CancelFunc) *conn {
-	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, cancel: cancel, problemInfo: true,
+func newConn(s *Server, nc net.Conn, base context.Context) *conn {
+	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, base: base, problemInfo: true,
 		sess: &session{}, gone: make(chan struct{})}
 }
 
@@ -156,9 +157,6 @@ func (c *conn) serve(ctx context.Context) {
 	if !c.openShallow(ctx, r) {
 		return
 	}
-	stop := context.AfterFunc(ctx, c.shutdown)
-	defer stop()
-
 	normal := false
 	for {
 		if c.version != 5 {
@@ -284,10 +282,10 @@ func (c *conn) sendControl(b []byte) {
 	c.kickLocked()
 }
 
-// shutdown closes the connection because the server is shutting down. It
-// may be called from any goroutine.
+// shutdown closes the connection because the server is shutting down
+// (the connection's context has ended or is about to: Close ends it
+// first). It may be called from any goroutine.
 func (c *conn) shutdown() {
-	c.cancel()
 	c.disconnect(ErrShuttingDown)
 }
 

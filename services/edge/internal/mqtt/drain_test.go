@@ -140,7 +140,7 @@ func TestDrainRefusesNewClients(t *testing.T) {
 		e.srv.wg.Add(1)
 		go func() {
 			defer e.srv.wg.Done()
-			e.srv.serveConn(context.Background(), server)
+			e.srv.serveConn(context.Background(), server, true)
 		}()
 		r := &raw{t: t, c: client, r: bufio.NewReader(client), version: tc.version}
 		r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},

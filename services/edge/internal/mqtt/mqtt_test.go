@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -548,6 +549,43 @@ func TestCloseDisconnectsClients(t *testing.T) {
 	if st := e.srv.Stats(); st.Connections != 0 {
 		t.Fatalf("%d connections after Close", st.Connections)
 	}
+}
+
+// TestServeContextEndsItsConnections ensures the end of the context a
+// listener was served with ends that listener's connections (0x8B), and
+// only them: connections share their listener's context, not one each.
+func TestServeContextEndsItsConnections(t *testing.T) {
+	e := newEnv(t)
+	stays := e.v5("stays")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(ctx, l) }()
+	other := *e
+	other.addr = l.Addr().String()
+	goes := other.v5("goes")
+	cancel()
+	select {
+	case d := <-goes.disconnects:
+		if d.ReasonCode != codeServerShuttingDown {
+			t.Fatalf("DISCONNECT %#x", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no DISCONNECT after the listener's context ended")
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	select {
+	case d := <-stays.disconnects:
+		t.Fatalf("a connection of the other listener got DISCONNECT %#x", d.ReasonCode)
+	case <-time.After(200 * time.Millisecond):
+	}
+	stays.publish(t, &paho.Publish{Topic: "still", QoS: 1, Payload: []byte("here")})
 }
 
 // TestV311ManyInFlight ensures an MQTT 3.1.1 client, which knows no receive

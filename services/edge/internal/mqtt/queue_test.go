@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -21,7 +22,7 @@ import (
 // writer (done), so that deliveries stay queued.
 func queueConn(queueSize int) (*conn, *hub.Subscription, *hub.Subscription) {
 	s := &Server{cfg: Config{QueueSize: queueSize}.WithDefaults(), node: &node.Node{Log: slog.New(slog.DiscardHandler)}}
-	c := newConn(s, nil, func() {})
+	c := newConn(s, nil, context.Background())
 	c.done = true
 	c.sess.subs = map[string]*subscription{}
 	for _, f := range []string{"q0", "q1"} {

@@ -51,6 +51,12 @@ type Server struct {
 	ctlStart sync.Once
 	ctlStop  chan struct{}
 
+	// stopCtx ends with Close: every connection's context derives from it,
+	// so that Close aborts what connections wait for (publishes in flight,
+	// store calls) without a context of their own per connection.
+	stopCtx context.Context
+	stopAll context.CancelFunc
+
 	stats counters
 }
 
@@ -82,10 +88,12 @@ func New(cfg Config, n *node.Node) (*Server, error) {
 		return nil, errors.New("mqtt: node needs a backbone, a hub, an authenticator and a logger")
 	}
 	records, _ := n.State.(sessionRecords)
+	stopCtx, stopAll := context.WithCancel(context.Background())
 	return &Server{cfg: cfg.WithDefaults(), node: n, records: records,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
 		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
-		ctlCh: make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{})}, nil
+		ctlCh: make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{}),
+		stopCtx: stopCtx, stopAll: stopAll}, nil
 }
 
 // Stats returns the server's counters.
@@ -118,6 +126,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
+	// The connections of this listener share one context: it ends with
+	// ctx or Close, and then ends them (even after Serve returned, as after
+	// a Drain). One context per listener, not per connection: an idle
+	// connection's memory is what an edge holds most of.
+	cctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(s.stopCtx, cancel)
+	context.AfterFunc(cctx, func() { s.shutdownConns(cctx) })
 
 	var backoff time.Duration
 	for {
@@ -149,7 +164,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(ctx, nc)
+			s.serveConn(cctx, nc, false)
 		}()
 	}
 }
@@ -160,12 +175,23 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
+// shutdownConns shuts down the connections served with ctx.
+func (s *Server) shutdownConns(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.base == ctx {
+			c.shutdown()
+		}
+	}
+}
+
 // serveConn runs one connection until it ends. The caller has counted it
-// in s.wg.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c := newConn(s, nc, cancel)
+// in s.wg. ctx ends with Close; own says it is this connection's alone
+// (MQTT over WebSocket: its request's), whose end then ends the
+// connection — a listener's shared one ends its connections itself.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, own bool) {
+	c := newConn(s, nc, ctx)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -182,6 +208,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if s.draining.Load() {
 		c.refuseDraining()
 		return
+	}
+	if own {
+		stop := context.AfterFunc(ctx, c.shutdown)
+		defer stop()
 	}
 	c.serve(ctx)
 }
@@ -200,6 +230,8 @@ func (s *Server) Close() {
 	for l := range s.listeners {
 		l.Close()
 	}
+	// Abort what connections wait for, then end them.
+	s.stopAll()
 	for c := range s.conns {
 		c.shutdown()
 	}

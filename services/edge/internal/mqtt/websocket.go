@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/coder/websocket"
@@ -37,7 +38,10 @@ func (s *Server) WebSocketHandler() http.Handler {
 			ws.Close(websocket.StatusPolicyViolation, `the "mqtt" subprotocol is required`)
 			return
 		}
-		ctx := r.Context()
-		s.serveConn(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary))
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(s.stopCtx, cancel)
+		defer stop()
+		s.serveConn(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary), true)
 	})
 }
