@@ -49,6 +49,15 @@ type Config struct {
 	// takes over (same tenant and client identifier, on any edge) to be
 	// gone before it is answered; default 1s.
 	TakeoverWait time.Duration `yaml:"takeover_wait"`
+	// SoleEdge says no other edge serves this edge's tenants: the
+	// all-in-one process, whose sessions live in a store only it can open.
+	// A session's older connection can then only be on this edge, so a
+	// CONNECT takes over locally and holds no control subscription on
+	// NATS (that subscription and its server side are about 1.1 KiB of
+	// every idle connection's 12). Never set it on edges that share a
+	// store: a client reconnecting through another edge would then have
+	// two live connections.
+	SoleEdge bool `yaml:"sole_edge"`
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`

@@ -176,6 +176,35 @@ func TestSessionTakeoverSameEdge(t *testing.T) {
 	}
 }
 
+// TestSessionTakeoverSoleEdge ensures a sole edge (the all-in-one
+// process) holds no NATS subscription per connection, where an edge among
+// others holds one each, and still takes a session over locally.
+func TestSessionTakeoverSoleEdge(t *testing.T) {
+	for _, sole := range []bool{false, true} {
+		e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = sole })
+		e.v5("warm") // the first request sets up the client's reply subscription
+		before := e.bb.Conn().NumSubscriptions()
+		for i := range 5 {
+			e.v5(fmt.Sprintf("c%d", i))
+		}
+		added := e.bb.Conn().NumSubscriptions() - before
+		if want := map[bool]int{false: 5, true: 0}[sole]; added != want {
+			t.Fatalf("sole edge %v: %d subscriptions for 5 connections, want %d", sole, added, want)
+		}
+	}
+	e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = true })
+	first := e.v5("same")
+	e.v5("same")
+	select {
+	case d := <-first.disconnects:
+		if d.ReasonCode != codeSessionTakenOver {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the first connection was not taken over within 1s")
+	}
+}
+
 // TestSessionTakeoverAcrossEdges ensures a CONNECT on one edge closes the
 // connection of the same client identifier on another edge with 0x8E
 // within one second, and only of the same tenant and identifier.

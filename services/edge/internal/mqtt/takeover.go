@@ -45,6 +45,9 @@ import (
 // follows. Of racing connections the last to announce survives, so the
 // newest connection is always the one kept — never the older, as happens
 // with nats-server's MQTT.
+//
+// An edge configured as the sole edge (Config.SoleEdge, the all-in-one
+// process) stops after step 1: no other edge can hold the session.
 
 // Control message headers.
 const (
@@ -82,6 +85,9 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 		}
 	}
 
+	if s.cfg.SoleEdge {
+		return unconfirmed
+	}
 	nc := bb.Conn()
 	// The other edge waits TakeoverWait from when the request reaches it.
 	rctx, cancel := context.WithTimeout(ctx, 2*s.cfg.TakeoverWait)
