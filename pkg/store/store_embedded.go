@@ -256,18 +256,19 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 		}
 		res.RetainedExpired = len(expired)
 		// Trim a prefix: to the count limit, then every leading message
-		// older than the age limit. A fresh cursor per step, since deleting
-		// under a cursor may make it skip an entry.
-		for {
-			k, v := replay.Cursor().First()
-			if k == nil || (count <= uint64(lim.Replay.MaxMessages) && int64(u64(v)) >= cutoff) {
-				break
-			}
-			trimmed = u64(k)
+		// older than the age limit. One walk finds them, then they go:
+		// deleting under a cursor may make it skip an entry.
+		var drop [][]byte
+		c = replay.Cursor()
+		for k, v := c.First(); k != nil && (count > uint64(lim.Replay.MaxMessages) || int64(u64(v)) < cutoff); k, v = c.Next() {
+			drop = append(drop, append([]byte(nil), k...))
+			count--
+		}
+		for _, k := range drop {
 			if err := replay.Delete(k); err != nil {
 				return err
 			}
-			count--
+			trimmed = u64(k)
 		}
 		res.Applied = applied
 		res.RetainedMessages, res.RetainedBytes = nRetained, bytes
