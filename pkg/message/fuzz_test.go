@@ -1,6 +1,7 @@
 package message
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -40,6 +41,13 @@ func FuzzUnmarshal(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
+	if full, err := Marshal(fullMessage()); err == nil {
+		f.Add(full)
+	}
+	if js, err := json.Marshal(fullMessage()); err == nil {
+		f.Add(js)
+	}
+	f.Add([]byte{codecV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte(`{"topic":1}`))
 	f.Add([]byte(`{"payload":"!!"}`))
 	f.Add([]byte(`null`))
