@@ -9,13 +9,37 @@ import (
 // been written.
 const flushPoll = 10 * time.Millisecond
 
-func (h *Handler) track(s *session) {
+// track registers a session, and arranges once per server (srv, the
+// request's http.ServerContextKey value) for the server's shutdown to end
+// it: a hijacked connection is no longer the server's, and the session
+// runs past its handler.
+func (h *Handler) track(s *session, srv any) {
 	h.smu.Lock()
-	defer h.smu.Unlock()
 	if h.sessions == nil {
 		h.sessions = make(map[*session]struct{})
 	}
 	h.sessions[s] = struct{}{}
+	h.smu.Unlock()
+	if hs, ok := srv.(interface{ RegisterOnShutdown(func()) }); ok {
+		if _, loaded := h.servers.LoadOrStore(hs, true); !loaded {
+			hs.RegisterOnShutdown(h.EndSessions)
+		}
+	}
+}
+
+// EndSessions closes every session with 1012, service restart, and
+// returns once they have ended. The server's shutdown calls it.
+func (h *Handler) EndSessions() {
+	h.smu.Lock()
+	all := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		all = append(all, s)
+		s.cancel()
+	}
+	h.smu.Unlock()
+	for _, s := range all {
+		<-s.done
+	}
 }
 
 func (h *Handler) forget(s *session) {

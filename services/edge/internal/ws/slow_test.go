@@ -69,11 +69,8 @@ func TestSlowConsumerClose(t *testing.T) {
 	h := NewHandler(Config{QueueSize: 2}, n)
 	fc := newFakeConn()
 	h.upgrade = func(http.ResponseWriter, *http.Request, *Config, func()) (Conn, error) { return fc, nil }
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
-	}()
+	// The handler hands the session to a goroutine of its own and returns.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
 	fc.frames <- []byte(`{"op":"subscribe","id":"1","topic":"s"}`)
 	var a ack
 	select {
@@ -100,11 +97,15 @@ func TestSlowConsumerClose(t *testing.T) {
 		pub()
 	}
 	select {
-	case <-ended:
+	case <-fc.closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("connection not closed")
 	}
-	if fc.code != closeTryAgainLater || n.Hub.Len() != 0 {
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Open() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fc.code != closeTryAgainLater || n.Hub.Len() != 0 || h.Open() != 0 {
 		t.Fatalf("closed with %d, %d subscriptions left", fc.code, n.Hub.Len())
 	}
 }

@@ -105,9 +105,11 @@ type Handler struct {
 	upgrade upgrader
 	policy  stream.Policy
 
-	// sessions are the open connections, for a drain (Leavers).
+	// sessions are the open connections, for a drain (Leavers) and the
+	// server's shutdown; live counts their goroutines (see ServeHTTP).
 	smu      sync.Mutex
 	sessions map[*session]struct{}
+	servers  sync.Map // *http.Server whose shutdown ends the sessions
 }
 
 // NewHandler returns the WebSocket handler over n. cfg must be valid.
@@ -120,10 +122,14 @@ func NewHandler(cfg Config, n *node.Node) *Handler {
 	return h
 }
 
-// ServeHTTP implements http.Handler. It returns once the connection and
-// every goroutine serving it have ended: when the client leaves, the
-// connection is closed by a rule above, or the request context is
-// cancelled (edge shutdown).
+// ServeHTTP implements http.Handler. Once the connection is upgraded it is
+// served on a goroutine of its own and ServeHTTP returns: the handler's
+// goroutine carries the HTTP server's deep call chain and a stack grown by
+// the upgrade (16 KiB), which an idle WebSocket would otherwise hold for
+// its whole life. The session ends when the client leaves, a rule above
+// closes it, the request's context is cancelled before the upgrade
+// completes, or the server shuts down (http.Server.RegisterOnShutdown:
+// close 1012).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := httpapi.Authenticate(r, h.n.Auth)
 	if err != nil {
@@ -153,7 +159,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	defer s.adm.Release()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.adm.Release()
+		}
+	}()
 	epoch, err := h.n.Backbone.EnsureTenant(r.Context(), id.Tenant)
 	if err != nil {
 		h.n.Log.Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
@@ -173,18 +184,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if revoked {
 		s.close(closePolicy, "credential revoked")
 	}
-	s.ctx, s.cancel = context.WithCancel(r.Context())
+	// The session outlives the handler: its context keeps the request's
+	// values, not its end (net/http ends a hijacked request's context when
+	// the handler returns). An earlier end of the request, the server's
+	// shutdown or an internal close ends the reads through the connection.
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	unwatch := context.AfterFunc(r.Context(), s.cancel)
 	s.queue = stream.NewQueue(h.cfg.QueueSize, h.policy, s.kick)
-	// Shutdown or an internal close ends the reads through the connection.
 	stop := context.AfterFunc(s.ctx, func() { s.close(closeServiceRestart, "server shutting down") })
 	s.mu.Lock()
 	s.pinger = time.AfterFunc(h.cfg.PingInterval, s.ping)
 	s.mu.Unlock()
-	h.track(s)
-	s.serve()
-	stop()
-	h.forget(s)
-	s.end()
+	s.done = make(chan struct{})
+	h.track(s, r.Context().Value(http.ServerContextKey))
+	handedOff = true
+	go func() {
+		defer close(s.done)
+		defer s.adm.Release()
+		s.serve()
+		stop()
+		h.forget(s)
+		s.end()
+	}()
+	// From here on the request's end is not the session's: the handler
+	// returns now, and net/http then ends the request's context.
+	unwatch()
 }
 
 // session is one WebSocket connection.
@@ -205,6 +229,7 @@ type session struct {
 	conn    Conn
 	ctx     context.Context
 	cancel  context.CancelFunc
+	done    chan struct{} // closed once the session has ended
 	queue   *stream.Queue
 	pinger  *time.Timer
 

@@ -290,16 +290,16 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// TestShutdown ensures cancelling the request context (edge shutdown)
-// closes the connection with 1012 and ends the handler.
+// TestShutdown ensures a session outlives its HTTP handler (which returns
+// once the connection is upgraded) and that the server's shutdown (edge
+// shutdown) closes it with 1012 and ends it.
 func TestShutdown(t *testing.T) {
 	n := edgetest.Node(t, edgetest.NATS(t), "e1")
-	ctx, cancel := context.WithCancel(context.Background())
 	h := ws.NewHandler(ws.Config{}, n)
-	ended := make(chan struct{})
+	returned := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer close(ended)
-		h.ServeHTTP(w, r.WithContext(ctx))
+		h.ServeHTTP(w, r)
+		returned <- struct{}{}
 	}))
 	defer srv.Close()
 	dctx, dcancel := context.WithTimeout(context.Background(), wait)
@@ -309,20 +309,27 @@ func TestShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.CloseNow()
+	select {
+	case <-returned:
+	case <-time.After(wait):
+		t.Fatal("the handler did not return after the upgrade")
+	}
 	c := &client{t: t, c: conn}
 	c.send(map[string]string{"op": "subscribe", "id": "1", "topic": "s"})
 	c.expect("ack", "1")
-	cancel()
+	if h.Open() != 1 || n.Hub.Len() != 1 {
+		t.Fatalf("%d sessions, %d subscriptions after the handler returned", h.Open(), n.Hub.Len())
+	}
+	go func() { _ = srv.Config.Shutdown(dctx) }()
 	if _, err := c.read(); websocket.CloseStatus(err) != websocket.StatusServiceRestart {
 		t.Fatalf("got %v, want close 1012", err)
 	}
-	select {
-	case <-ended:
-	case <-time.After(wait):
-		t.Fatal("handler did not return")
+	deadline := time.Now().Add(wait)
+	for (h.Open() != 0 || n.Hub.Len() != 0) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	if n.Hub.Len() != 0 {
-		t.Fatalf("%d subscriptions left in the hub", n.Hub.Len())
+	if h.Open() != 0 || n.Hub.Len() != 0 {
+		t.Fatalf("%d sessions, %d subscriptions left after the shutdown", h.Open(), n.Hub.Len())
 	}
 }
 
