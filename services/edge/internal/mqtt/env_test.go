@@ -168,6 +168,20 @@ func (c *v5) publish(t *testing.T, p *paho.Publish) *paho.PublishResponse {
 	return pr
 }
 
+// expectDisconnect fails unless the server's DISCONNECT with code arrives
+// within d; what says what was expected, for the failure.
+func (c *v5) expectDisconnect(t *testing.T, code byte, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case got := <-c.disconnects:
+		if got.ReasonCode != code {
+			t.Fatalf("DISCONNECT %#x, want %#x", got.ReasonCode, code)
+		}
+	case <-time.After(d):
+		t.Fatal(what)
+	}
+}
+
 // next returns the next message received, failing after waitFor.
 func (c *v5) next(t *testing.T) *paho.Publish {
 	t.Helper()

@@ -153,14 +153,7 @@ func TestSessionTakeoverSameEdge(t *testing.T) {
 	e := newEnv(t)
 	first := e.v5("same")
 	second := e.v5("same")
-	select {
-	case d := <-first.disconnects:
-		if d.ReasonCode != codeSessionTakenOver {
-			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("the first connection was not taken over within 1s")
-	}
+	first.expectDisconnect(t, codeSessionTakenOver, time.Second, "the first connection was not taken over within 1s")
 	second.subscribe(t, paho.SubscribeOptions{Topic: "to", QoS: 1})
 	second.publish(t, &paho.Publish{Topic: "to", QoS: 1, Payload: []byte("ok")})
 	second.next(t)
@@ -195,14 +188,7 @@ func TestSessionTakeoverSoleEdge(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = true })
 	first := e.v5("same")
 	e.v5("same")
-	select {
-	case d := <-first.disconnects:
-		if d.ReasonCode != codeSessionTakenOver {
-			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("the first connection was not taken over within 1s")
-	}
+	first.expectDisconnect(t, codeSessionTakenOver, time.Second, "the first connection was not taken over within 1s")
 }
 
 // TestSessionTakeoverAcrossEdges ensures a CONNECT on one edge closes the
@@ -243,14 +229,7 @@ func TestSessionTakeoverRace(t *testing.T) {
 	if err := nc.PublishMsg(ann); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-c.disconnects:
-		if d.ReasonCode != codeSessionTakenOver {
-			t.Fatalf("DISCONNECT %#x", d.ReasonCode)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("the older connection survived a newer announcement")
-	}
+	c.expectDisconnect(t, codeSessionTakenOver, waitFor, "the older connection survived a newer announcement")
 }
 
 // TestSessionTakeoverUnconfirmed ensures a CONNECT that would resume a

@@ -538,14 +538,7 @@ func TestCloseDisconnectsClients(t *testing.T) {
 	c := e.v5("c")
 	c.subscribe(t, paho.SubscribeOptions{Topic: "x", QoS: 1})
 	e.srv.Close()
-	select {
-	case d := <-c.disconnects:
-		if d.ReasonCode != codeServerShuttingDown {
-			t.Fatalf("DISCONNECT %#x", d.ReasonCode)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("no DISCONNECT")
-	}
+	c.expectDisconnect(t, codeServerShuttingDown, waitFor, "no DISCONNECT")
 	if st := e.srv.Stats(); st.Connections != 0 {
 		t.Fatalf("%d connections after Close", st.Connections)
 	}
@@ -569,14 +562,7 @@ func TestServeContextEndsItsConnections(t *testing.T) {
 	other.addr = l.Addr().String()
 	goes := other.v5("goes")
 	cancel()
-	select {
-	case d := <-goes.disconnects:
-		if d.ReasonCode != codeServerShuttingDown {
-			t.Fatalf("DISCONNECT %#x", d.ReasonCode)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("no DISCONNECT after the listener's context ended")
-	}
+	goes.expectDisconnect(t, codeServerShuttingDown, waitFor, "no DISCONNECT after the listener's context ended")
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
