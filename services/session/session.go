@@ -696,8 +696,22 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 			continue
 		}
 		msgs := make([]*message.Message, 0, len(jms))
+		// last is the message of the highest stream sequence (a redelivery
+		// can arrive among newer messages): the consumer acknowledges
+		// cumulatively, so its ack covers the batch.
+		var last jetstream.Msg
+		var lastSeq uint64
 		for _, jm := range jms {
 			m, err := s.bb.DecodeStored(tenant, jm)
+			var seq uint64
+			if err == nil {
+				seq = m.Seq
+			} else if md, merr := jm.Metadata(); merr == nil {
+				seq = md.Sequence.Stream
+			}
+			if last == nil || seq > lastSeq {
+				last, lastSeq = jm, seq
+			}
 			if err != nil {
 				// Not a Herald message: nothing to apply, acknowledged with the batch.
 				log.Warn("skipping undecodable message", "subject", jm.Subject(), "err", err)
@@ -715,10 +729,8 @@ func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log 
 			return err
 		}
 		s.tel.Applied(tenant, msgs, applyStart)
-		// The consumer acknowledges cumulatively: one ack of the batch's
-		// highest stream sequence covers the batch. A lost ack only means a
-		// redelivery that the store skips.
-		if last := lastDelivered(jms); last != nil {
+		// A lost ack only means a redelivery that the store skips.
+		if last != nil {
 			_ = last.Ack()
 		}
 		b.reset()
@@ -1061,23 +1073,6 @@ func (s *Service) fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
 	}
 	more, err := drain(c.FetchNoWait(s.cfg.BatchSize - 1))
 	return append(msgs, more...), err
-}
-
-// lastDelivered returns the message of the highest stream sequence in jms
-// (a redelivery can arrive among newer messages), nil for none.
-func lastDelivered(jms []jetstream.Msg) jetstream.Msg {
-	var last jetstream.Msg
-	var seq uint64
-	for _, jm := range jms {
-		md, err := jm.Metadata()
-		if err != nil {
-			continue
-		}
-		if last == nil || md.Sequence.Stream > seq {
-			last, seq = jm, md.Sequence.Stream
-		}
-	}
-	return last
 }
 
 func drain(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
