@@ -3,10 +3,8 @@ package backbone_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,95 +14,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// cutProxy forwards TCP to a NATS server and can cut every connection and
-// refuse new ones, as when the server a client is attached to goes away.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns []net.Conn
-	// hole drops every byte both ways without closing anything.
-	hole atomic.Bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	t.Cleanup(func() { _ = ln.Close(); p.cut() })
-	go p.serve()
-	return p
-}
-
-func (p *cutProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			_ = c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		go p.pipe(s, c)
-		go p.pipe(c, s)
-	}
-}
-
-func (p *cutProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.hole.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
 // liveRig is a Live on its own NATS connection through a cutProxy, and a
 // publisher on a direct one, over one test server.
 type liveRig struct {
 	t     *testing.T
 	pub   *backbone.Backbone
-	proxy *cutProxy
+	proxy *testserver.CutProxy
 	nc    *nats.Conn
 	live  *backbone.Live
 	got   chan *message.Message
@@ -123,9 +38,9 @@ func newLiveRig(t *testing.T) *liveRig {
 	interval := backbone.PingInterval
 	backbone.PingInterval = 100 * time.Millisecond
 	t.Cleanup(func() { backbone.PingInterval = interval })
-	r := &liveRig{t: t, pub: pub, proxy: newCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://")),
+	r := &liveRig{t: t, pub: pub, proxy: testserver.NewCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://")),
 		got: make(chan *message.Message, 1<<16)}
-	if r.nc, err = backbone.Connect("nats://"+r.proxy.ln.Addr().String(), "test", nil); err != nil {
+	if r.nc, err = backbone.Connect("nats://"+r.proxy.Addr(), "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.nc.Close)
@@ -197,14 +112,14 @@ func (r *liveRig) waitDown() {
 func TestLiveRepairsReconnectGap(t *testing.T) {
 	r := newLiveRig(t)
 	r.expect(r.publish("a/0"))
-	r.proxy.cut()
+	r.proxy.Cut()
 	r.waitDown()
 	var missed []uint64
 	for i := 1; i <= 10; i++ {
 		missed = append(missed, r.publish(fmt.Sprintf("a/%d", i)))
 		r.publish(fmt.Sprintf("b/%d", i)) // not watched: must not be handed over
 	}
-	r.proxy.restore()
+	r.proxy.Restore()
 	r.expect(missed...)
 	// The next live message follows, with nothing handed over twice.
 	r.expect(r.publish("a/after"))
@@ -217,7 +132,7 @@ func TestLiveRepairsReconnectGap(t *testing.T) {
 func TestLiveRepairsBlackHoleGap(t *testing.T) {
 	r := newLiveRig(t)
 	r.expect(r.publish("a/0"))
-	r.proxy.hole.Store(true)
+	r.proxy.BlackHole(true)
 	var missed []uint64
 	for i := 1; i <= 10; i++ {
 		missed = append(missed, r.publish(fmt.Sprintf("a/%d", i)))
@@ -225,9 +140,9 @@ func TestLiveRepairsBlackHoleGap(t *testing.T) {
 	}
 	r.waitDown()
 	missed = append(missed, r.publish("a/late"))
-	r.proxy.cut() // drop the black-holed sockets, as a peer's reset would
-	r.proxy.restore()
-	r.proxy.hole.Store(false)
+	r.proxy.Cut() // drop the black-holed sockets, as a peer's reset would
+	r.proxy.Restore()
+	r.proxy.BlackHole(false)
 	r.expect(missed...)
 	r.expect(r.publish("a/after"))
 	r.expectNothing()
@@ -259,9 +174,9 @@ func TestLiveRepairUnderSteadyTraffic(t *testing.T) {
 	}()
 	for range 3 {
 		time.Sleep(200 * time.Millisecond)
-		r.proxy.cut()
+		r.proxy.Cut()
 		time.Sleep(300 * time.Millisecond)
-		r.proxy.restore()
+		r.proxy.Restore()
 	}
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
@@ -349,10 +264,10 @@ func TestLiveRepairsSlowConsumerGap(t *testing.T) {
 // is reported down (what /readyz checks) until the link heals.
 func TestConnectNoticesBlackHole(t *testing.T) {
 	s := testserver.NATS(t)
-	proxy := newCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 	defer func(i time.Duration) { backbone.PingInterval = i }(backbone.PingInterval)
 	backbone.PingInterval = 100 * time.Millisecond
-	nc, err := backbone.Connect("nats://"+proxy.ln.Addr().String(), "test", nil)
+	nc, err := backbone.Connect("nats://"+proxy.Addr(), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +276,7 @@ func TestConnectNoticesBlackHole(t *testing.T) {
 	if err := ready(context.Background()); err != nil {
 		t.Fatalf("not ready at start: %v", err)
 	}
-	proxy.hole.Store(true)
+	proxy.BlackHole(true)
 	start := time.Now()
 	for ready(context.Background()) == nil {
 		if time.Since(start) > 5*time.Second {
@@ -370,7 +285,7 @@ func TestConnectNoticesBlackHole(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("black hole noticed after %v", time.Since(start).Round(time.Millisecond))
-	proxy.hole.Store(false)
+	proxy.BlackHole(false)
 	for ready(context.Background()) != nil {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("not reconnected after the heal")
