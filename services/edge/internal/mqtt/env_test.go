@@ -29,6 +29,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 const waitFor = 5 * time.Second
@@ -54,7 +55,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // edges may share.
 func newEdge(t *testing.T, ns *server.Server, id string, opts ...envOption) *env {
 	t.Helper()
-	nc := testserver.NATSConn(t, ns)
+	return newEdgeOn(t, testserver.NATSConn(t, ns), id, opts...)
+}
+
+// newEdgeOn is one edge named id on the NATS connection nc.
+func newEdgeOn(t *testing.T, nc *nats.Conn, id string, opts ...envOption) *env {
+	t.Helper()
 	bb, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)

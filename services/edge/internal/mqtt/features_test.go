@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,19 +172,27 @@ func TestSessionTakeoverSameEdge(t *testing.T) {
 
 // TestSessionTakeoverSoleEdge ensures a sole edge (the all-in-one
 // process) holds no NATS subscription per connection, where an edge among
-// others holds one each, and still takes a session over locally.
+// others holds one each until the connection ended, and still takes a
+// session over locally.
 func TestSessionTakeoverSoleEdge(t *testing.T) {
 	for _, sole := range []bool{false, true} {
 		e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = sole })
 		e.v5("warm") // the first request sets up the client's reply subscription
 		before := e.bb.Conn().NumSubscriptions()
+		var cs []*v5
 		for i := range 5 {
-			e.v5(fmt.Sprintf("c%d", i))
+			cs = append(cs, e.v5(fmt.Sprintf("c%d", i)))
 		}
 		added := e.bb.Conn().NumSubscriptions() - before
 		if want := map[bool]int{false: 5, true: 0}[sole]; added != want {
 			t.Fatalf("sole edge %v: %d subscriptions for 5 connections, want %d", sole, added, want)
 		}
+		// Ended, they hold none (an ended connection's is kept briefly).
+		for _, c := range cs {
+			_ = c.Disconnect(&paho.Disconnect{})
+		}
+		waitUntil(t, func() bool { return e.bb.Conn().NumSubscriptions() == before },
+			"ended connections' control subscriptions were not unsubscribed")
 	}
 	e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = true })
 	first := e.v5("same")
@@ -254,6 +263,8 @@ func TestSessionTakeoverUnconfirmed(t *testing.T) {
 		{"previous connection still there", func(m *nats.Msg) { _ = m.RespondMsg(nats.NewMsg(m.Reply)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The previous case's connection no longer answers for itself.
+			waitUntil(t, func() bool { return retiredSubs(e.srv) == 0 }, "ended connections still subscribed")
 			// Another edge's connection holding "held", as NATS sees it.
 			other := testserver.NATSConn(t, ns)
 			sub, err := other.Subscribe(subject, func(m *nats.Msg) {
@@ -282,6 +293,135 @@ func TestSessionTakeoverUnconfirmed(t *testing.T) {
 			}
 			_ = c.Disconnect(&paho.Disconnect{})
 		})
+	}
+}
+
+// TestSessionTakeoverAfterNATSReconnect ensures a session can be resumed
+// on another edge after its previous connection ended while its edge's
+// NATS connection was down: the ended connection's control interest must
+// not outlive it on the NATS server. With the client library's
+// subscription Drain it did: no UNSUB goes out while reconnecting, the
+// reconnect subscribes the draining subscription again, and the drain then
+// removes it on the client only. Takeover requests for that client then
+// reached an edge that dropped them, and every resuming CONNECT waited out
+// the bound and was refused with 0x88 until that edge's next reconnect.
+func TestSessionTakeoverAfterNATSReconnect(t *testing.T) {
+	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	withStore := func(_ *Config, n *node.Node) { n.State = st }
+	ns := testserver.NATS(t)
+	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
+	nc, err := nats.Connect("nats://"+proxy.Addr(), nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ea := newEdgeOn(t, nc, "edge-a", withStore)
+	eb := newEdge(t, ns, "edge-b", withStore)
+	persistent := &paho.Connect{ClientID: "roamer", KeepAlive: 30, Properties: expiry(300)}
+
+	c, ack, err := ea.dialV5(persistent)
+	if err != nil {
+		t.Fatalf("connect on edge A: %v %+v", err, ack)
+	}
+	proxy.Cut()
+	waitUntil(t, func() bool { return nc.IsReconnecting() }, "edge A's NATS connection never noticed the cut")
+	_ = c.Disconnect(&paho.Disconnect{})
+	waitUntil(t, func() bool { return ea.srv.Stats().Connections == 0 }, "the connection on edge A did not end")
+	proxy.Restore()
+	waitUntil(t, func() bool { return nc.IsConnected() }, "edge A's NATS connection did not come back")
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Past the grace in which an ended connection still answers for itself.
+	time.Sleep(3 * DefaultTakeoverWait)
+
+	start := time.Now()
+	c2, ack, err := eb.dialV5(persistent)
+	if err != nil {
+		t.Fatalf("resuming on edge B after %s: %v (CONNACK %+v); want accepted", time.Since(start), err, ack)
+	}
+	if !ack.SessionPresent {
+		t.Fatal("the session was not resumed on edge B")
+	}
+	_ = c2.Disconnect(&paho.Disconnect{})
+}
+
+// TestSessionTakeoverEndedConnection ensures the control subscription of a
+// connection that just ended answers a takeover request for it ("gone", so
+// the CONNECT elsewhere goes ahead at once) only while the session record
+// names no other connection: one that does is a newer connection, which
+// must answer for itself.
+func TestSessionTakeoverEndedConnection(t *testing.T) {
+	for _, newer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("newer connection %v", newer), func(t *testing.T) {
+			st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			// A long wait: the ended connection's subscription stays for
+			// a quarter of it, longer than this test's steps take.
+			const wait = 2 * time.Second
+			opts := func(c *Config, n *node.Node) { n.State = st; c.TakeoverWait = wait }
+			ns := testserver.NATS(t)
+			ea, eb := newEdge(t, ns, "edge-a", opts), newEdge(t, ns, "edge-b", opts)
+			persistent := &paho.Connect{ClientID: "ended", KeepAlive: 30, Properties: expiry(300)}
+			c, ack, err := ea.dialV5(persistent)
+			if err != nil {
+				t.Fatalf("connect on edge A: %v %+v", err, ack)
+			}
+			_ = c.Disconnect(&paho.Disconnect{})
+			waitUntil(t, func() bool { return retiredSubs(ea.srv) == 1 }, "the connection on edge A did not end")
+			if newer {
+				// As a newer connection on a third edge writes it.
+				rec, err := st.LoadSession(context.Background(), "dev", "ended")
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec.ConnectedTo = "edge-z/newer"
+				if err := st.SaveSession(context.Background(), "dev", rec, store.Limits{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			c2, ack, err := eb.dialV5(persistent)
+			took := time.Since(start)
+			switch {
+			case !newer && err != nil:
+				t.Fatalf("resuming CONNECT refused after %s: %v %+v; want accepted", took, err, ack)
+			case !newer && took > wait/2:
+				t.Fatalf("resuming CONNECT accepted after %s; want at once", took)
+			case newer && (err == nil || ack == nil || ack.ReasonCode != codeServerUnavailable):
+				t.Fatalf("resuming CONNECT with a newer connection silent: err %v, CONNACK %+v; want refused with 0x88", err, ack)
+			}
+			if c2 != nil {
+				_ = c2.Disconnect(&paho.Disconnect{})
+			}
+		})
+	}
+}
+
+// retiredSubs is the number of ended connections' control subscriptions
+// not unsubscribed yet.
+func retiredSubs(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.retired)
+}
+
+// waitUntil polls cond for up to waitFor.
+func waitUntil(t *testing.T, cond func() bool, failure string) {
+	t.Helper()
+	for end := time.Now().Add(waitFor); !cond(); {
+		if time.Now().After(end) {
+			t.Fatal(failure)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -81,6 +81,9 @@ type sessionRecords interface {
 	DeleteSession(ctx context.Context, tenant, clientID string, revision uint64) error
 }
 
+// holder names the connection in its session record (ConnectedTo).
+func (c *conn) holder() string { return c.n.ID + "/" + c.connID }
+
 // errSessionLost ends a connection whose session record was changed by
 // another writer.
 var errSessionLost = fmt.Errorf("%w: session record changed elsewhere", ErrSessionTakenOver)
@@ -222,7 +225,7 @@ func (c *conn) loadLocked(rec *store.Session) {
 func (c *conn) recordLocked() *store.Session {
 	s := c.sess
 	rec := &store.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
-		ConnectedTo: c.n.ID + "/" + c.connID, Edge: c.s.leaseName(), Will: c.storeWill,
+		ConnectedTo: c.holder(), Edge: c.s.leaseName(), Will: c.storeWill,
 		Delivered: message.Position{Epoch: c.epoch, Seq: c.cursorLocked()}}
 	if len(s.subs) > 0 {
 		rec.Subscriptions = make(map[string]store.Subscription, len(s.subs))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/store"
 	"github.com/nats-io/nats.go"
 )
 
@@ -141,32 +142,82 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 }
 
 // controlLoop handles the control messages of this edge's connections
-// until Close.
+// until Close, and unsubscribes the control subscriptions of ended
+// connections once their grace is over (see release).
 func (s *Server) controlLoop() {
 	defer s.wg.Done()
+	grace := s.retireGrace()
+	tick := time.NewTicker(grace)
+	defer tick.Stop()
 	for {
 		select {
 		case m := <-s.ctlCh:
 			s.handleControl(m)
+		case now := <-tick.C:
+			s.unsubscribeRetired(now.Add(-grace))
 		case <-s.ctlStop:
+			s.unsubscribeRetired(time.Time{})
 			return
 		}
+	}
+}
+
+// retireGrace is how long the control subscription of an ended
+// connection keeps answering for it (release): long enough for requests
+// the NATS server routed before it had the UNSUB, many round trips; short,
+// because a "gone" answer from it may come before the answer of a newer
+// connection of the same client on another edge.
+func (s *Server) retireGrace() time.Duration { return s.cfg.TakeoverWait / 4 }
+
+// retiredSub is the control subscription of an ended connection, kept
+// answering for it until its grace is over.
+type retiredSub struct {
+	sub *nats.Subscription
+	at  time.Time
+}
+
+// unsubscribeRetired unsubscribes the retired subscriptions released
+// before cutoff; all of them when cutoff is zero.
+func (s *Server) unsubscribeRetired(cutoff time.Time) {
+	s.mu.Lock()
+	n := len(s.retired)
+	if !cutoff.IsZero() {
+		n = 0
+		for n < len(s.retired) && s.retired[n].at.Before(cutoff) {
+			n++
+		}
+	}
+	due := s.retired[:n:n]
+	s.retired = s.retired[n:]
+	if len(s.retired) == 0 {
+		s.retired = nil
+	}
+	for _, r := range due {
+		delete(s.retiredConns, r.sub)
+	}
+	s.mu.Unlock()
+	for _, r := range due {
+		_ = r.sub.Unsubscribe()
 	}
 }
 
 func (s *Server) handleControl(m *nats.Msg) {
 	s.mu.Lock()
 	c := s.ctlSubs[m.Sub]
+	ended := s.retiredConns[m.Sub]
 	s.mu.Unlock()
 	if c == nil {
-		// The connection ended meanwhile: release forgets the subscription
-		// before it unsubscribes, after the session was saved. A takeover
-		// request still gets its answer — it would otherwise wait out its
-		// bound for nothing and refuse the CONNECT.
+		// The connection ended (release), its session saved. A takeover
+		// request still gets its answer, if no newer connection holds the
+		// session — the CONNECT would otherwise wait out its bound for
+		// nothing and be refused.
 		if m.Reply != "" && m.Header.Get(hdrControl) == ctlTakeover {
-			ans := nats.NewMsg(m.Reply)
-			ans.Header.Set(hdrGone, "1")
-			_ = m.RespondMsg(ans)
+			// controlLoop, which runs this, is counted in s.wg.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.answerEnded(m, ended)
+			}()
 		}
 		return
 	}
@@ -205,6 +256,34 @@ func (s *Server) handleControl(m *nats.Msg) {
 	}
 }
 
+// answerEnded answers a takeover request that reached the control
+// subscription of an ended connection c (nil: one unsubscribed since) with
+// "gone" — unless the session record names another connection: a newer
+// connection of the client, on another edge, holds the session and
+// answers for itself once it has ended and saved it. The ended
+// connection's "gone" would come first and let the CONNECT load the
+// session before that save. If the record cannot be read, nothing is
+// answered: the CONNECT is refused after its bound and the client retries.
+func (s *Server) answerEnded(m *nats.Msg, c *conn) {
+	if c != nil && s.records != nil {
+		ctx, cancel := context.WithTimeout(s.stopCtx, s.cfg.TakeoverWait)
+		rec, err := s.records.LoadSession(ctx, c.tenant, c.clientID)
+		cancel()
+		switch {
+		case errors.Is(err, store.ErrNoSession):
+		case err != nil:
+			s.node.Log.Warn("mqtt takeover request for an ended connection not answered: session record not read",
+				"client", c.clientID, "err", err)
+			return
+		case rec.ConnectedTo != "" && rec.ConnectedTo != c.holder():
+			return
+		}
+	}
+	ans := nats.NewMsg(m.Reply)
+	ans.Header.Set(hdrGone, "1")
+	_ = m.RespondMsg(ans)
+}
+
 // waitGone returns once c has ended (true) or at deadline (false).
 func (c *conn) waitGone(deadline time.Time) bool {
 	t := time.NewTimer(time.Until(deadline))
@@ -218,6 +297,21 @@ func (c *conn) waitGone(deadline time.Time) bool {
 }
 
 // release forgets a connection that ended: it can no longer be taken over.
+//
+// Its control subscription is not dropped at once: until the NATS server
+// has the UNSUB it still routes takeover requests here, and a request to a
+// dropped subscription goes unanswered, leaving a CONNECT elsewhere to wait
+// out its bound and be refused. Kept a little longer (retireGrace), it
+// delivers them to handleControl, which answers for the ended connection;
+// then controlLoop unsubscribes it. Not the client library's Drain, which
+// does the same in one call: a Drain that starts while the NATS connection
+// is reconnecting sends no UNSUB, the reconnect subscribes the draining
+// subscription again, and the drain then removes it on the client only —
+// the server keeps routing the subject here for as long as the NATS
+// connection lasts, and that client's resuming CONNECTs are refused
+// (TestSessionTakeoverAfterNATSReconnect). A plain Unsubscribe cannot leave
+// that behind: it removes the subscription under the connection's lock, so
+// a reconnect either resubscribes nothing or is followed by the UNSUB.
 func (s *Server) release(c *conn) {
 	c.mu.Lock()
 	sub := c.ctl
@@ -227,19 +321,16 @@ func (s *Server) release(c *conn) {
 	if c.ctlSubject != "" && s.clients[c.ctlSubject] == c {
 		delete(s.clients, c.ctlSubject)
 	}
+	closed := s.closed
 	if sub != nil {
 		delete(s.ctlSubs, sub)
+		if !closed {
+			s.retired = append(s.retired, retiredSub{sub: sub, at: time.Now()})
+			s.retiredConns[sub] = c
+		}
 	}
 	s.mu.Unlock()
-	if sub != nil {
-		// Drained, not unsubscribed: until the NATS server has the UNSUB,
-		// it still routes requests here, and an unsubscribed subscription
-		// would drop them unanswered, leaving a CONNECT elsewhere to wait
-		// out its bound and be refused. Drained, they reach handleControl,
-		// which answers for the ended connection (one PING round trip in
-		// the client library's own goroutine).
-		if err := sub.Drain(); err != nil {
-			_ = sub.Unsubscribe()
-		}
+	if sub != nil && closed {
+		_ = sub.Unsubscribe()
 	}
 }
