@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // ackWait bounds one publish: longer than any fault's restart, so that a
@@ -198,13 +199,16 @@ func v5Publish(cm *autopaho.ConnectionManager) publishFn {
 // (clean session off), trying its brokers in order; the library resends
 // unacknowledged messages after a reconnect. With s set it subscribes to
 // filter at QoS 2.
-func v3Client(id string, addrs []string, filter string, s *sink) (mqtt3.Client, error) {
+func v3Client(id string, addrs []string, filter string, s *sink, st *ackStore) (mqtt3.Client, error) {
 	o := mqtt3.NewClientOptions().SetClientID(id).SetProtocolVersion(4).SetCleanSession(false).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(250 * time.Millisecond).
 		SetMaxReconnectInterval(500 * time.Millisecond).SetKeepAlive(5 * time.Second).
 		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second).SetOrderMatters(false)
 	for _, a := range addrs {
 		o.AddBroker("tcp://" + a)
+	}
+	if st != nil {
+		o.SetStore(st)
 	}
 	o.SetConnectionLostHandler(func(_ mqtt3.Client, err error) { events.add(id, "connection lost: %v", err) })
 	o.SetReconnectingHandler(func(_ mqtt3.Client, _ *mqtt3.ClientOptions) { events.add(id, "reconnecting") })
@@ -271,14 +275,92 @@ func v3Client(id string, addrs []string, filter string, s *sink) (mqtt3.Client, 
 	return c, nil
 }
 
-func v3Publish(c mqtt3.Client) publishFn {
+// v3Publish publishes through c, whose session store is st, and returns
+// nil once the broker acknowledged the message (PUBACK, or PUBCOMP at
+// QoS 2). The library's token is not enough: when it resends a message
+// after a reconnect, it completes the token of the first send without an
+// error, acknowledged or not (documented library behaviour); the store
+// sees the acknowledgement itself.
+func v3Publish(c mqtt3.Client, st *ackStore) publishFn {
 	return func(ctx context.Context, topic, payload string, qos byte) error {
+		acked := st.expect(payload)
 		tok := c.Publish(topic, qos, false, payload)
 		select {
 		case <-tok.Done():
-			return tok.Error()
+			if err := tok.Error(); err != nil {
+				st.forget(payload)
+				return err
+			}
 		case <-ctx.Done():
+			st.forget(payload)
 			return ctx.Err()
+		}
+		if qos == 0 {
+			return nil
+		}
+		select {
+		case <-acked:
+			return nil
+		case <-ctx.Done():
+			// Still in the client's session: it resends the message on
+			// its next connection, and a later acknowledgement is
+			// counted when the ledger sees the payload arrive (a
+			// duplicate at worst, never a loss).
+			st.forget(payload)
+			return ctx.Err()
+		}
+	}
+}
+
+// ackStore is an MQTT 3.1.1 client's session store (the library's memory
+// store) that tells when an outgoing message was acknowledged: the library
+// removes it from the store on its PUBACK or PUBCOMP, and only then.
+type ackStore struct {
+	*mqtt3.MemoryStore
+	mu      sync.Mutex
+	waiting map[string]chan struct{} // by payload: closed when acknowledged
+	keys    map[string]string        // outgoing store key → payload
+}
+
+func newAckStore() *ackStore {
+	return &ackStore{MemoryStore: mqtt3.NewMemoryStore(),
+		waiting: map[string]chan struct{}{}, keys: map[string]string{}}
+}
+
+// expect returns the channel closed when the message with payload is
+// acknowledged; call it before publishing.
+func (s *ackStore) expect(payload string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.waiting[payload] = ch
+	return ch
+}
+
+func (s *ackStore) forget(payload string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.waiting, payload)
+}
+
+func (s *ackStore) Put(key string, m packets.ControlPacket) {
+	if p, ok := m.(*packets.PublishPacket); ok && strings.HasPrefix(key, "o.") {
+		s.mu.Lock()
+		s.keys[key] = string(p.Payload)
+		s.mu.Unlock()
+	}
+	s.MemoryStore.Put(key, m) // a PUBREL replaces the PUBLISH under the same key
+}
+
+func (s *ackStore) Del(key string) {
+	s.MemoryStore.Del(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.keys[key]; ok {
+		delete(s.keys, key)
+		if ch := s.waiting[p]; ch != nil {
+			close(ch)
+			delete(s.waiting, p)
 		}
 	}
 }

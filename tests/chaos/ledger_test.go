@@ -57,6 +57,26 @@ func (l *ledger) ackedAfter(t time.Time) bool {
 	return false
 }
 
+// unacked returns the topics of those given with no acknowledged message
+// first sent after t.
+func (l *ledger) unacked(t time.Time, topics []string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acked := map[string]bool{}
+	for _, m := range l.msgs {
+		if m.acked && m.first.After(t) {
+			acked[m.topic] = true
+		}
+	}
+	var out []string
+	for _, tp := range topics {
+		if !acked[tp] {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
 // sink is one subscriber's record: how often each payload arrived and when
 // it first did.
 type sink struct {
