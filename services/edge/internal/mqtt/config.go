@@ -58,6 +58,13 @@ type Config struct {
 	// store: a client reconnecting through another edge would then have
 	// two live connections.
 	SoleEdge bool `yaml:"sole_edge"`
+	// retireAfter is how long the control subscription of an ended
+	// connection keeps answering for it (Server.release): long enough for
+	// the requests the NATS server routed before it had the UNSUB, many
+	// round trips; short, as its "gone" may come before the answer of a
+	// newer connection of the client elsewhere that the session record
+	// does not name yet. A quarter of TakeoverWait; set by tests only.
+	retireAfter time.Duration
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -135,6 +142,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.TakeoverWait == 0 {
 		c.TakeoverWait = DefaultTakeoverWait
+	}
+	if c.retireAfter == 0 {
+		c.retireAfter = c.TakeoverWait / 4
 	}
 	if c.SessionLease == 0 {
 		c.SessionLease = DefaultSessionLease

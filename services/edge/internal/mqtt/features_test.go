@@ -364,10 +364,11 @@ func TestSessionTakeoverEndedConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { st.Close() })
-			// A long wait: the ended connection's subscription stays for
-			// a quarter of it, longer than this test's steps take.
-			const wait = 2 * time.Second
-			opts := func(c *Config, n *node.Node) { n.State = st; c.TakeoverWait = wait }
+			const wait = 500 * time.Millisecond
+			opts := func(c *Config, n *node.Node) {
+				n.State, c.TakeoverWait = st, wait
+				c.retireAfter = time.Minute // the ended connection's subscription outlives the test's steps
+			}
 			ns := testserver.NATS(t)
 			ea, eb := newEdge(t, ns, "edge-a", opts), newEdge(t, ns, "edge-b", opts)
 			persistent := &paho.Connect{ClientID: "ended", KeepAlive: 30, Properties: expiry(300)}

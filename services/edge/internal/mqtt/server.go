@@ -93,7 +93,8 @@ func New(cfg Config, n *node.Node) (*Server, error) {
 	}
 	records, _ := n.State.(sessionRecords)
 	stopCtx, stopAll := context.WithCancel(context.Background())
-	return &Server{cfg: cfg.WithDefaults(), node: n, records: records,
+	cfg = cfg.WithDefaults()
+	return &Server{cfg: cfg, node: n, records: records,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
 		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
 		retiredConns: map[*nats.Subscription]*conn{},

@@ -146,7 +146,7 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 // connections once their grace is over (see release).
 func (s *Server) controlLoop() {
 	defer s.wg.Done()
-	grace := s.retireGrace()
+	grace := s.cfg.retireAfter
 	tick := time.NewTicker(grace)
 	defer tick.Stop()
 	for {
@@ -161,13 +161,6 @@ func (s *Server) controlLoop() {
 		}
 	}
 }
-
-// retireGrace is how long the control subscription of an ended
-// connection keeps answering for it (release): long enough for requests
-// the NATS server routed before it had the UNSUB, many round trips; short,
-// because a "gone" answer from it may come before the answer of a newer
-// connection of the same client on another edge.
-func (s *Server) retireGrace() time.Duration { return s.cfg.TakeoverWait / 4 }
 
 // retiredSub is the control subscription of an ended connection, kept
 // answering for it until its grace is over.
@@ -301,7 +294,7 @@ func (c *conn) waitGone(deadline time.Time) bool {
 // Its control subscription is not dropped at once: until the NATS server
 // has the UNSUB it still routes takeover requests here, and a request to a
 // dropped subscription goes unanswered, leaving a CONNECT elsewhere to wait
-// out its bound and be refused. Kept a little longer (retireGrace), it
+// out its bound and be refused. Kept a little longer (Config.retireAfter), it
 // delivers them to handleControl, which answers for the ended connection;
 // then controlLoop unsubscribes it. Not the client library's Drain, which
 // does the same in one call: a Drain that starts while the NATS connection
