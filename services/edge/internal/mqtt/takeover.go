@@ -265,8 +265,10 @@ func (s *Server) answerEnded(m *nats.Msg, c *conn) {
 		switch {
 		case errors.Is(err, store.ErrNoSession):
 		case err != nil:
-			s.node.Log.Warn("mqtt takeover request for an ended connection not answered: session record not read",
-				"client", c.clientID, "err", err)
+			if s.stopCtx.Err() == nil {
+				s.node.Log.Warn("mqtt takeover request for an ended connection not answered: session record not read",
+					"client", c.clientID, "err", err)
+			}
 			return
 		case rec.ConnectedTo != "" && rec.ConnectedTo != c.holder():
 			return
