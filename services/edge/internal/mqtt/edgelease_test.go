@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,11 +46,7 @@ func waitCount(t *testing.T, what string, n *atomic.Int64, want int64) {
 // connections cause no session store writes while the edge renews its one
 // lease, and that every record names that lease, which is alive.
 func TestIdleSessionsWriteNothing(t *testing.T) {
-	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := embeddedStore(t)
 	cs := &countingStore{Store: st}
 	a := newEdge(t, testserver.NATS(t), "edge-a", func(c *Config, n *node.Node) {
 		n.State = cs

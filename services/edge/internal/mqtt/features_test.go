@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -246,11 +245,7 @@ func TestSessionTakeoverRace(t *testing.T) {
 // been seen to end — an edge that does not answer, or answers that its
 // connection is still there — and that a clean start still gets through.
 func TestSessionTakeoverUnconfirmed(t *testing.T) {
-	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := embeddedStore(t)
 	const wait = 200 * time.Millisecond
 	ns := testserver.NATS(t)
 	e := newEdge(t, ns, "edge-a", func(c *Config, n *node.Node) { n.State = st; c.TakeoverWait = wait })
@@ -306,11 +301,7 @@ func TestSessionTakeoverUnconfirmed(t *testing.T) {
 // reached an edge that dropped them, and every resuming CONNECT waited out
 // the bound and was refused with 0x88 until that edge's next reconnect.
 func TestSessionTakeoverAfterNATSReconnect(t *testing.T) {
-	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := embeddedStore(t)
 	withStore := func(_ *Config, n *node.Node) { n.State = st }
 	ns := testserver.NATS(t)
 	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
@@ -359,11 +350,7 @@ func TestSessionTakeoverAfterNATSReconnect(t *testing.T) {
 func TestSessionTakeoverEndedConnection(t *testing.T) {
 	for _, newer := range []bool{false, true} {
 		t.Run(fmt.Sprintf("newer connection %v", newer), func(t *testing.T) {
-			st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st := embeddedStore(t)
 			const wait = 500 * time.Millisecond
 			opts := func(c *Config, n *node.Node) {
 				n.State, c.TakeoverWait = st, wait

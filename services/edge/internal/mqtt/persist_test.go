@@ -13,14 +13,22 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
-// twoEdges is two edges over one NATS server and one session store.
-func twoEdges(t *testing.T) (a, b *env, st store.Store) {
+// embeddedStore opens a session store in a file of the test's own; it
+// closes at the end of the test.
+func embeddedStore(t *testing.T) *store.Embedded {
 	t.Helper()
 	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// twoEdges is two edges over one NATS server and one session store.
+func twoEdges(t *testing.T) (a, b *env, st store.Store) {
+	t.Helper()
+	st = embeddedStore(t)
 	withStore := func(_ *Config, n *node.Node) { n.State = st }
 	ns := testserver.NATS(t)
 	return newEdge(t, ns, "edge-a", withStore), newEdge(t, ns, "edge-b", withStore), st

@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -38,11 +37,7 @@ func (g *gatedStore) Replay(ctx context.Context, tenant string, after uint64, ma
 // the replay owes: the next connection gets every message, the replayed
 // ones included.
 func TestResumeEndedMidReplay(t *testing.T) {
-	emb, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { emb.Close() })
+	emb := embeddedStore(t)
 	st := &gatedStore{Store: emb}
 	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = st })
 
