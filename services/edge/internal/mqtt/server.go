@@ -44,10 +44,9 @@ type Server struct {
 	// identifier); ctlSubs routes control messages to their connection.
 	clients map[string]*conn
 	ctlSubs map[*nats.Subscription]*conn
-	// retired are the control subscriptions of ended connections, oldest
-	// first, until controlLoop unsubscribes them (release).
-	retired      []retiredSub
-	retiredConns map[*nats.Subscription]*conn
+	// retired are the control subscriptions of ended connections, until
+	// controlLoop unsubscribes them (release).
+	retired map[*nats.Subscription]retiredSub
 	// wg counts accept loops, connections and control goroutines.
 	wg sync.WaitGroup
 
@@ -97,8 +96,8 @@ func New(cfg Config, n *node.Node) (*Server, error) {
 	return &Server{cfg: cfg, node: n, records: records,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
 		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
-		retiredConns: map[*nats.Subscription]*conn{},
-		ctlCh:        make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{}),
+		retired: map[*nats.Subscription]retiredSub{},
+		ctlCh:   make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{}),
 		stopCtx: stopCtx, stopAll: stopAll}, nil
 }
 

@@ -165,39 +165,31 @@ func (s *Server) controlLoop() {
 // retiredSub is the control subscription of an ended connection, kept
 // answering for it until its grace is over.
 type retiredSub struct {
-	sub *nats.Subscription
-	at  time.Time
+	c  *conn
+	at time.Time
 }
 
 // unsubscribeRetired unsubscribes the retired subscriptions released
 // before cutoff; all of them when cutoff is zero.
 func (s *Server) unsubscribeRetired(cutoff time.Time) {
+	var due []*nats.Subscription
 	s.mu.Lock()
-	n := len(s.retired)
-	if !cutoff.IsZero() {
-		n = 0
-		for n < len(s.retired) && s.retired[n].at.Before(cutoff) {
-			n++
+	for sub, r := range s.retired {
+		if cutoff.IsZero() || r.at.Before(cutoff) {
+			due = append(due, sub)
+			delete(s.retired, sub)
 		}
 	}
-	due := s.retired[:n:n]
-	s.retired = s.retired[n:]
-	if len(s.retired) == 0 {
-		s.retired = nil
-	}
-	for _, r := range due {
-		delete(s.retiredConns, r.sub)
-	}
 	s.mu.Unlock()
-	for _, r := range due {
-		_ = r.sub.Unsubscribe()
+	for _, sub := range due {
+		_ = sub.Unsubscribe()
 	}
 }
 
 func (s *Server) handleControl(m *nats.Msg) {
 	s.mu.Lock()
 	c := s.ctlSubs[m.Sub]
-	ended := s.retiredConns[m.Sub]
+	ended := s.retired[m.Sub].c
 	s.mu.Unlock()
 	if c == nil {
 		// The connection ended (release), its session saved. A takeover
@@ -320,8 +312,7 @@ func (s *Server) release(c *conn) {
 	if sub != nil {
 		delete(s.ctlSubs, sub)
 		if !closed {
-			s.retired = append(s.retired, retiredSub{sub: sub, at: time.Now()})
-			s.retiredConns[sub] = c
+			s.retired[sub] = retiredSub{c: c, at: time.Now()}
 		}
 	}
 	s.mu.Unlock()
