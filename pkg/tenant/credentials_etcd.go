@@ -59,34 +59,69 @@ func decodeRecord[T record, P recordPtr[T]](kv *mvccpb.KeyValue) (T, error) {
 func (s *Etcd) tenantDir(kind, tenantID string) string { return s.prefix + kind + tenantID + "/" }
 
 // create stores value at key if nothing is there and, with tenantID set, if
-// that tenant exists: ErrAlreadyExists, or ErrNotFound for a missing
-// tenant. It returns the new revision. The check and the write are one
+// that tenant exists, together with the owner keys of the identities it
+// claims: ErrAlreadyExists, ErrNotFound for a missing tenant, or
+// ErrIdentityTaken if another record holds one of the identities. It
+// returns the new revision. The checks and the writes are one
 // transaction, so a credential never outlives a concurrently deleted
-// tenant.
-func (s *Etcd) create(ctx context.Context, tenantID, key string, value any) (int64, error) {
+// tenant, and of two records claiming one identity at once only one is
+// stored.
+func (s *Etcd) create(ctx context.Context, tenantID, key string, value any, claims ...claim) (int64, error) {
 	data, err := json.Marshal(value)
 	if err != nil {
 		return 0, fmt.Errorf("tenant: create %s: %w", key, err)
-	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
-	if tenantID != "" {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.Key(tenantID)), ">", 0))
 	}
 	check := key
 	if tenantID != "" {
 		check = s.Key(tenantID)
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(check)).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("tenant: create %s: %w", key, err)
-	}
-	if !resp.Succeeded {
-		if tenantID != "" && len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
-			return 0, fmt.Errorf("%w: tenant %s", ErrNotFound, tenantID)
+	for attempt := 0; ; attempt++ {
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+		if tenantID != "" {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.Key(tenantID)), ">", 0))
 		}
-		return 0, fmt.Errorf("%w: %s", ErrAlreadyExists, strings.TrimPrefix(key, s.prefix))
+		ops := []clientv3.Op{clientv3.OpPut(key, string(data))}
+		if len(claims) > 0 {
+			gets := make([]clientv3.Op, len(claims))
+			for i, c := range claims {
+				gets[i] = clientv3.OpGet(c.key)
+			}
+			cur, err := s.cli.Txn(ctx).Then(gets...).Commit()
+			if err != nil {
+				return 0, fmt.Errorf("tenant: create %s: %w", key, err)
+			}
+			for i, c := range claims {
+				var kv *mvccpb.KeyValue
+				if kvs := cur.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+					kv = kvs[0]
+				}
+				guard, write, err := s.claimGuard(ctx, c, kv)
+				if err != nil {
+					return 0, err
+				}
+				cmps = append(cmps, guard...)
+				if write {
+					ops = append(ops, clientv3.OpPut(c.key, c.owner.encode()))
+				}
+			}
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(key), clientv3.OpGet(check)).Commit()
+		if err != nil {
+			return 0, fmt.Errorf("tenant: create %s: %w", key, err)
+		}
+		switch {
+		case resp.Succeeded:
+			return resp.Header.Revision, nil
+		case len(resp.Responses[0].GetResponseRange().Kvs) > 0:
+			return 0, fmt.Errorf("%w: %s", ErrAlreadyExists, strings.TrimPrefix(key, s.prefix))
+		case tenantID != "" && len(resp.Responses[1].GetResponseRange().Kvs) == 0:
+			return 0, fmt.Errorf("%w: tenant %s", ErrNotFound, tenantID)
+		case attempt == 5:
+			return 0, fmt.Errorf("%w: %s: its identities keep changing", ErrConflict, strings.TrimPrefix(key, s.prefix))
+		}
+		// An owner key changed between the read and the write: a
+		// concurrent registration. Read again: it is now taken, or free.
 	}
-	return resp.Header.Revision, nil
 }
 
 // update replaces the value at key if it exists and, with rev not 0, is

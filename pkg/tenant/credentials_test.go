@@ -191,7 +191,7 @@ func TestEtcdDeleteTenantCascades(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.CreateJWTKey(ctx, tenant.JWTKey{ID: "k1", Tenant: id, Algorithm: "ES256", PublicKeyPEM: ecPEM(t)}); err != nil {
+		if _, err := s.CreateJWTKey(ctx, tenant.JWTKey{ID: "k-" + id, Tenant: id, Algorithm: "ES256", PublicKeyPEM: ecPEM(t)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.CreateMTLSIdentity(ctx, tenant.MTLSIdentity{ID: authz.NewID(), Tenant: id, Subject: "CN=" + id}); err != nil {
@@ -218,6 +218,25 @@ func TestEtcdDeleteTenantCascades(t *testing.T) {
 	}
 	if _, _, err := s.ListAPIKeys(ctx, "a", 0, ""); !errors.Is(err, tenant.ErrNotFound) {
 		t.Fatalf("keys of a deleted tenant: %v", err)
+	}
+	// Until its data is gone (FinishDelete), the id cannot be taken again.
+	if deleting, err := s.IsDeleting(ctx, "a"); err != nil || !deleting {
+		t.Fatalf("IsDeleting(a) = %v, %v", deleting, err)
+	}
+	if err := s.Delete(ctx, "a"); !errors.Is(err, tenant.ErrNotFound) {
+		t.Fatalf("delete while deleting: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Create(ctx, tenant.Tenant{ID: "a"}); !errors.Is(err, tenant.ErrDeleting) {
+		t.Fatalf("create while deleting: %v, want ErrDeleting", err)
+	}
+	if _, err := s.Put(ctx, tenant.Tenant{ID: "a"}); !errors.Is(err, tenant.ErrDeleting) {
+		t.Fatalf("put while deleting: %v, want ErrDeleting", err)
+	}
+	if ids, err := s.Deleting(ctx); err != nil || !slices.Equal(ids, []string{"a"}) {
+		t.Fatalf("Deleting = %v, %v", ids, err)
+	}
+	if err := s.FinishDelete(ctx, "a"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := s.Create(ctx, tenant.Tenant{ID: "a"}); err != nil {
 		t.Fatal(err)

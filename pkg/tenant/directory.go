@@ -83,6 +83,13 @@ type entry struct {
 // fingerprint and subject, admin keys. Run keeps it current from one watch
 // of the prefix; lookups never do I/O. Safe for concurrent use.
 //
+// A credential never resolves to two tenants: an API key id, a
+// fingerprint or a subject that several records hold (which the ownership
+// index prevents, but records written before it or straight into etcd
+// may) resolves to none of them, and is logged, until all but one are
+// deleted. Refusing is safer than any rule picking one: whichever record
+// it picked could be the one an attacker registered.
+//
 // It is eventually consistent: a change is visible once the watch delivers
 // it, normally within milliseconds (the tests bound it at 2 s). Lookups
 // answer from the last revision applied; Revision says which.
@@ -97,11 +104,50 @@ type Directory struct {
 	rev           int64
 	entries       map[string]entry // by etcd key below the prefix
 	tenants       map[string]Tenant
-	apiKeys       map[string]APIKey
+	apiKeys       holders[APIKey]
 	jwtKeys       map[string]map[string]entry // tenant → id → entry
-	byFingerprint map[string]MTLSIdentity
-	bySubject     map[string]MTLSIdentity
+	byFingerprint holders[MTLSIdentity]
+	bySubject     holders[MTLSIdentity]
 	adminKeys     map[string]AdminKey
+}
+
+// holders maps an identity to every record holding it, by etcd key.
+type holders[T any] map[string]map[string]T
+
+// sole returns the one record holding ident; ok is false if none or
+// several do.
+func (h holders[T]) sole(ident string) (v T, ok bool) {
+	if len(h[ident]) == 1 {
+		for _, v := range h[ident] {
+			return v, true
+		}
+	}
+	return v, false
+}
+
+// add records that the record at key holds ident, and returns the keys of
+// the other records holding it.
+func (h holders[T]) add(ident, key string, v T) []string {
+	if h[ident] == nil {
+		h[ident] = map[string]T{}
+	}
+	h[ident][key] = v
+	var others []string
+	for k := range h[ident] {
+		if k != key {
+			others = append(others, k)
+		}
+	}
+	slices.Sort(others)
+	return others
+}
+
+// drop forgets that the record at key holds ident.
+func (h holders[T]) drop(ident, key string) {
+	delete(h[ident], key)
+	if len(h[ident]) == 0 {
+		delete(h, ident)
+	}
 }
 
 // NewDirectory returns a Directory over src's prefix; call Run to fill it.
@@ -114,10 +160,10 @@ func NewDirectory(src *Etcd, cfg DirectoryConfig) *Directory {
 func (d *Directory) clear() {
 	d.entries = map[string]entry{}
 	d.tenants = map[string]Tenant{}
-	d.apiKeys = map[string]APIKey{}
+	d.apiKeys = holders[APIKey]{}
 	d.jwtKeys = map[string]map[string]entry{}
-	d.byFingerprint = map[string]MTLSIdentity{}
-	d.bySubject = map[string]MTLSIdentity{}
+	d.byFingerprint = holders[MTLSIdentity]{}
+	d.bySubject = holders[MTLSIdentity]{}
 	d.adminKeys = map[string]AdminKey{}
 }
 
@@ -165,12 +211,11 @@ func (d *Directory) Limits(tenantID string) (Limits, bool) {
 }
 
 // APIKey returns the API key with the ID from a token (authz.ParseToken),
-// in whichever tenant it is.
+// in whichever tenant it is; none if several tenants hold the ID.
 func (d *Directory) APIKey(id string) (APIKey, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	k, ok := d.apiKeys[id]
-	return k, ok
+	return d.apiKeys.sole(id)
 }
 
 // JWTVerifiers returns the tenant's JWT keys in the form authz.VerifyJWT
@@ -202,20 +247,19 @@ func (d *Directory) JWKSKeys(tenantID string) []JWTKey {
 }
 
 // MTLSByFingerprint returns the identity pinned to a certificate's SHA-256
-// fingerprint (Fingerprint).
+// fingerprint (Fingerprint); none if several identities hold it.
 func (d *Directory) MTLSByFingerprint(fp string) (MTLSIdentity, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	m, ok := d.byFingerprint[fp]
-	return m, ok
+	return d.byFingerprint.sole(fp)
 }
 
-// MTLSBySubject returns the identity of a certificate subject DN.
+// MTLSBySubject returns the identity of a certificate subject DN; none if
+// several identities hold it.
 func (d *Directory) MTLSBySubject(subject string) (MTLSIdentity, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	m, ok := d.bySubject[subject]
-	return m, ok
+	return d.bySubject.sole(subject)
 }
 
 // AdminKey returns an admin key by ID.
@@ -235,9 +279,12 @@ func (d *Directory) apply(r rawEvent) []Change {
 	case EventReset:
 		old := d.entries
 		d.clear()
+		clashed := map[string]bool{}
 		for _, kv := range r.kvs {
 			if e, ok := d.decode(kv); ok {
-				d.put(string(kv.Key), e)
+				for _, k := range d.put(string(kv.Key), e) {
+					clashed[k], clashed[string(kv.Key)] = true, true
+				}
 			}
 		}
 		// Deletions first, so that a consumer never sees a stale record
@@ -249,7 +296,9 @@ func (d *Directory) apply(r rawEvent) []Change {
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(d.entries)) {
-			if e := d.entries[k]; old[k].rev != e.rev {
+			// A record in a clash counts as changed: its clients are
+			// checked again (and refused).
+			if e := d.entries[k]; old[k].rev != e.rev || clashed[k] {
 				changes = append(changes, Change{Kind: e.kind, Tenant: e.tenant, ID: e.id, Revision: e.rev})
 			}
 		}
@@ -260,8 +309,14 @@ func (d *Directory) apply(r rawEvent) []Change {
 			return nil
 		}
 		d.remove(key)
-		d.put(key, e)
+		clashes := d.put(key, e)
 		changes = append(changes, Change{Kind: e.kind, Tenant: e.tenant, ID: e.id, Revision: r.rev})
+		// The other holders of a clashing identity no longer resolve:
+		// their clients are checked again (and refused).
+		for _, k := range clashes {
+			o := d.entries[k]
+			changes = append(changes, Change{Kind: o.kind, Tenant: o.tenant, ID: o.id, Revision: r.rev})
+		}
 	case EventDelete:
 		key := string(r.kv.Key)
 		if e, ok := d.entries[key]; ok {
@@ -330,13 +385,16 @@ func (d *Directory) decode(kv *mvccpb.KeyValue) (entry, bool) {
 	return e, true
 }
 
-func (d *Directory) put(key string, e entry) {
+// put adds a record and returns the keys of the other records holding an
+// identity it holds (logged: the identity now resolves to nobody).
+func (d *Directory) put(key string, e entry) []string {
 	d.entries[key] = e
+	var clashes []string
 	switch v := e.value.(type) {
 	case Tenant:
 		d.tenants[v.ID] = v
 	case APIKey:
-		d.apiKeys[v.ID] = v
+		clashes = d.apiKeys.add(v.ID, key, v)
 	case JWTKey:
 		if d.jwtKeys[v.Tenant] == nil {
 			d.jwtKeys[v.Tenant] = map[string]entry{}
@@ -344,14 +402,23 @@ func (d *Directory) put(key string, e entry) {
 		d.jwtKeys[v.Tenant][v.ID] = e
 	case MTLSIdentity:
 		if v.FingerprintSHA256 != "" {
-			d.byFingerprint[v.FingerprintSHA256] = v
+			clashes = d.byFingerprint.add(v.FingerprintSHA256, key, v)
 		}
 		if v.Subject != "" {
-			d.bySubject[v.Subject] = v
+			for _, k := range d.bySubject.add(v.Subject, key, v) {
+				if !slices.Contains(clashes, k) {
+					clashes = append(clashes, k)
+				}
+			}
 		}
 	case AdminKey:
 		d.adminKeys[v.ID] = v
 	}
+	if len(clashes) > 0 {
+		d.src.log.Error("tenant directory: a credential identity is held by several records; it resolves to none of them until all but one are deleted",
+			"key", key, "also_held_by", clashes)
+	}
+	return clashes
 }
 
 func (d *Directory) remove(key string) {
@@ -364,21 +431,15 @@ func (d *Directory) remove(key string) {
 	case Tenant:
 		delete(d.tenants, v.ID)
 	case APIKey:
-		if d.apiKeys[v.ID].Tenant == v.Tenant {
-			delete(d.apiKeys, v.ID)
-		}
+		d.apiKeys.drop(v.ID, key)
 	case JWTKey:
 		delete(d.jwtKeys[v.Tenant], v.ID)
 		if len(d.jwtKeys[v.Tenant]) == 0 {
 			delete(d.jwtKeys, v.Tenant)
 		}
 	case MTLSIdentity:
-		if d.byFingerprint[v.FingerprintSHA256].ID == v.ID {
-			delete(d.byFingerprint, v.FingerprintSHA256)
-		}
-		if d.bySubject[v.Subject].ID == v.ID {
-			delete(d.bySubject, v.Subject)
-		}
+		d.byFingerprint.drop(v.FingerprintSHA256, key)
+		d.bySubject.drop(v.Subject, key)
 	case AdminKey:
 		delete(d.adminKeys, v.ID)
 	}

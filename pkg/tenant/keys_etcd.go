@@ -8,8 +8,9 @@ import (
 
 // CreateAPIKey stores a new key, setting CreatedAt to now if zero: ErrInvalid
 // for a bad key, ErrNotFound if its tenant does not exist, ErrAlreadyExists
-// if its ID is taken in the tenant. IDs from authz.NewID do not collide
-// across tenants in practice (80 random bits).
+// if its ID is taken in the tenant, ErrIdentityTaken if another tenant
+// holds it. IDs from authz.NewID do not collide in practice (80 random
+// bits); the ownership index makes sure.
 func (s *Etcd) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
@@ -17,7 +18,7 @@ func (s *Etcd) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	if err := k.Validate(); err != nil {
 		return APIKey{}, err
 	}
-	rev, err := s.create(ctx, k.Tenant, s.tenantDir(dirKeys, k.Tenant)+k.ID, k)
+	rev, err := s.create(ctx, k.Tenant, s.tenantDir(dirKeys, k.Tenant)+k.ID, k, s.claims(k)...)
 	k.Revision = rev
 	return k, err
 }
@@ -54,10 +55,13 @@ func (s *Etcd) DeleteAPIKey(ctx context.Context, tenantID, id string, rev int64)
 	if err := checkIDs(tenantID, id, authz.ValidKeyID); err != nil {
 		return err
 	}
-	return s.remove(ctx, s.tenantDir(dirKeys, tenantID)+id, rev)
+	return removeOwned[APIKey](ctx, s, s.tenantDir(dirKeys, tenantID)+id, rev)
 }
 
-// CreateJWTKey stores a new JWT verification key, as CreateAPIKey.
+// CreateJWTKey stores a new JWT verification key, as CreateAPIKey. Its id
+// ("kid") and its issuer, if set, belong to one tenant: ErrIdentityTaken
+// if another tenant's JWT key has that id or that issuer (the tenant's
+// own keys may share an issuer, for key rotation).
 func (s *Etcd) CreateJWTKey(ctx context.Context, k JWTKey) (JWTKey, error) {
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
@@ -65,7 +69,7 @@ func (s *Etcd) CreateJWTKey(ctx context.Context, k JWTKey) (JWTKey, error) {
 	if err := k.Validate(); err != nil {
 		return JWTKey{}, err
 	}
-	rev, err := s.create(ctx, k.Tenant, s.tenantDir(dirJWTKeys, k.Tenant)+k.ID, k)
+	rev, err := s.create(ctx, k.Tenant, s.tenantDir(dirJWTKeys, k.Tenant)+k.ID, k, s.claims(k)...)
 	k.Revision = rev
 	return k, err
 }
@@ -88,10 +92,12 @@ func (s *Etcd) DeleteJWTKey(ctx context.Context, tenantID, id string, rev int64)
 	if err := checkIDs(tenantID, id, ValidJWTKeyID); err != nil {
 		return err
 	}
-	return s.remove(ctx, s.tenantDir(dirJWTKeys, tenantID)+id, rev)
+	return removeOwned[JWTKey](ctx, s, s.tenantDir(dirJWTKeys, tenantID)+id, rev)
 }
 
-// CreateMTLSIdentity stores a new certificate identity, as CreateAPIKey.
+// CreateMTLSIdentity stores a new certificate identity, as CreateAPIKey. Its
+// fingerprint and its subject each belong to one identity of one tenant:
+// ErrIdentityTaken if another identity (of any tenant) has either.
 func (s *Etcd) CreateMTLSIdentity(ctx context.Context, m MTLSIdentity) (MTLSIdentity, error) {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = now()
@@ -99,7 +105,7 @@ func (s *Etcd) CreateMTLSIdentity(ctx context.Context, m MTLSIdentity) (MTLSIden
 	if err := m.Validate(); err != nil {
 		return MTLSIdentity{}, err
 	}
-	rev, err := s.create(ctx, m.Tenant, s.tenantDir(dirMTLS, m.Tenant)+m.ID, m)
+	rev, err := s.create(ctx, m.Tenant, s.tenantDir(dirMTLS, m.Tenant)+m.ID, m, s.claims(m)...)
 	m.Revision = rev
 	return m, err
 }
@@ -123,7 +129,7 @@ func (s *Etcd) DeleteMTLSIdentity(ctx context.Context, tenantID, id string, rev 
 	if err := checkIDs(tenantID, id, authz.ValidKeyID); err != nil {
 		return err
 	}
-	return s.remove(ctx, s.tenantDir(dirMTLS, tenantID)+id, rev)
+	return removeOwned[MTLSIdentity](ctx, s, s.tenantDir(dirMTLS, tenantID)+id, rev)
 }
 
 // CreateAdminKey stores a new admin key; one scoped to a tenant only if

@@ -84,7 +84,8 @@ func (s *Etcd) List(ctx context.Context, pageSize int, pageToken string) ([]Tena
 }
 
 // Create stores a new tenant, setting CreatedAt to now if it is zero:
-// ErrAlreadyExists if the ID is taken, ErrInvalid for negative limits.
+// ErrAlreadyExists if the ID is taken, ErrDeleting while a tenant of that
+// ID is still being deleted, ErrInvalid for negative limits.
 func (s *Etcd) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if !ValidID(t.ID) {
 		return Tenant{}, fmt.Errorf("%w: %q", ErrInvalidID, t.ID)
@@ -95,18 +96,33 @@ func (s *Etcd) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = now()
 	}
-	rev, err := s.create(ctx, "", s.Key(t.ID), t)
+	value, err := json.Marshal(t)
 	if err != nil {
-		return Tenant{}, err
+		return Tenant{}, fmt.Errorf("tenant: create %s: %w", t.ID, err)
 	}
-	t.Revision = rev
+	key, mark := s.Key(t.ID), s.deletingKey(t.ID)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), clientv3.Compare(clientv3.CreateRevision(mark), "=", 0)).
+		Then(clientv3.OpPut(key, string(value))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenant: create %s: %w", t.ID, err)
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses[0].GetResponseRange().Kvs) > 0 {
+			return Tenant{}, fmt.Errorf("%w: tenant %s", ErrAlreadyExists, t.ID)
+		}
+		return Tenant{}, fmt.Errorf("%w: %s: create it again once its deletion finished", ErrDeleting, t.ID)
+	}
+	t.Revision = resp.Header.Revision
 	return t, nil
 }
 
 // Put stores t, setting CreatedAt to now if it is zero, and returns it with
-// its new Revision. With t.Revision 0 it creates or replaces
-// unconditionally; otherwise only if the stored tenant is still at that
-// revision, else ErrConflict (also when it no longer exists).
+// its new Revision. With t.Revision 0 it creates or replaces, unless a
+// tenant of that ID is being deleted (ErrDeleting); otherwise only if the
+// stored tenant is still at that revision, else ErrConflict (also when it
+// no longer exists).
 func (s *Etcd) Put(ctx context.Context, t Tenant) (Tenant, error) {
 	if !ValidID(t.ID) {
 		return Tenant{}, fmt.Errorf("%w: %q", ErrInvalidID, t.ID)
@@ -123,9 +139,14 @@ func (s *Etcd) Put(ctx context.Context, t Tenant) (Tenant, error) {
 	}
 	key := s.Key(t.ID)
 	if t.Revision == 0 {
-		resp, err := s.cli.Put(ctx, key, string(value))
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(s.deletingKey(t.ID)), "=", 0)).
+			Then(clientv3.OpPut(key, string(value))).Commit()
 		if err != nil {
 			return Tenant{}, fmt.Errorf("tenant: put %s: %w", t.ID, err)
+		}
+		if !resp.Succeeded {
+			return Tenant{}, fmt.Errorf("%w: %s", ErrDeleting, t.ID)
 		}
 		t.Revision = resp.Header.Revision
 		return t, nil
@@ -151,11 +172,21 @@ func (s *Etcd) Delete(ctx context.Context, id string) error { return s.DeleteAt(
 // DeleteAt removes the tenant id, if rev is not 0 only while it is still at
 // that revision (else ErrConflict), together with its API keys, JWT keys,
 // certificate identities and admin keys, in one transaction: a Directory
-// sees them go at one revision. (Its messages, retained state and stream
-// are the data plane's to remove.)
+// sees them go at one revision. The same transaction marks the tenant as
+// being deleted: its data (stream, retained messages, replay buffer,
+// sessions, counters) is the data plane's to remove, and until
+// FinishDelete says that is done, the ID cannot be created again
+// (ErrDeleting). A tenant already being deleted is ErrNotFound, like one
+// that never existed (IsDeleting tells them apart). The identities its
+// credentials held are free for others to register at once (their owner
+// keys are stale).
 func (s *Etcd) DeleteAt(ctx context.Context, id string, rev int64) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	mark, err := json.Marshal(deletion{ID: id, Since: now()})
+	if err != nil {
+		return fmt.Errorf("tenant: delete %s: %w", id, err)
 	}
 	adminDir := s.prefix + dirAdminKeys
 	for attempt := 0; ; attempt++ {
@@ -166,6 +197,7 @@ func (s *Etcd) DeleteAt(ctx context.Context, id string, rev int64) error {
 			return fmt.Errorf("tenant: delete %s: %w", id, err)
 		}
 		ops := []clientv3.Op{
+			clientv3.OpPut(s.deletingKey(id), string(mark)),
 			clientv3.OpDelete(s.tenantDir(dirKeys, id), clientv3.WithPrefix()),
 			clientv3.OpDelete(s.tenantDir(dirJWTKeys, id), clientv3.WithPrefix()),
 			clientv3.OpDelete(s.tenantDir(dirMTLS, id), clientv3.WithPrefix()),
@@ -187,11 +219,65 @@ func (s *Etcd) DeleteAt(ctx context.Context, id string, rev int64) error {
 		if txn.Succeeded {
 			return nil
 		}
-		if err := s.missingOrConflict(txn, key, rev); len(txn.Responses[0].GetResponseRange().Kvs) == 0 ||
-			rev != 0 && txn.Responses[0].GetResponseRange().Kvs[0].ModRevision != rev || attempt == 5 {
+		found := txn.Responses[0].GetResponseRange().Kvs
+		if err := s.missingOrConflict(txn, key, rev); len(found) == 0 ||
+			rev != 0 && found[0].ModRevision != rev || attempt == 5 {
 			return err
 		}
 	}
+}
+
+// dirDeleting holds the tenants being deleted: deleting/<tenant>.
+const dirDeleting = "deleting/"
+
+// deletion is the record of a tenant being deleted.
+type deletion struct {
+	ID    string    `json:"id"`
+	Since time.Time `json:"since"`
+}
+
+func (s *Etcd) deletingKey(id string) string { return s.prefix + dirDeleting + id }
+
+// Deleting lists the tenants being deleted (DeleteAt done, FinishDelete
+// not yet), in ID order.
+func (s *Etcd) Deleting(ctx context.Context) ([]string, error) {
+	dir := s.prefix + dirDeleting
+	kvs, err := s.readAll(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, kv := range kvs {
+		if id := strings.TrimPrefix(string(kv.Key), dir); ValidID(id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// IsDeleting reports whether the tenant id is being deleted.
+func (s *Etcd) IsDeleting(ctx context.Context, id string) (bool, error) {
+	if !ValidID(id) {
+		return false, fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	resp, err := s.cli.Get(ctx, s.deletingKey(id), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("tenant: get %s: %w", id, err)
+	}
+	return resp.Count > 0, nil
+}
+
+// FinishDelete ends the deletion of tenant id, once its data is gone: the
+// ID can be created again. Finishing a deletion that is not in progress is
+// not an error.
+func (s *Etcd) FinishDelete(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	if _, err := s.cli.Delete(ctx, s.deletingKey(id)); err != nil {
+		return fmt.Errorf("tenant: finish deleting %s: %w", id, err)
+	}
+	return nil
 }
 
 // Watch retry delays: after a failed reload or a watch that ended early.
@@ -393,11 +479,12 @@ func (s *Etcd) decodeAll(kvs []*mvccpb.KeyValue) []Tenant {
 var _ Source = (*Etcd)(nil)
 
 // Ensure creates t if no tenant with its ID exists; an existing tenant is
-// left as it is. It serves bootstrapping (the development tenant).
+// left as it is. It serves bootstrapping (the development tenant). While a
+// tenant of that ID is being deleted it returns ErrDeleting.
 func (s *Etcd) Ensure(ctx context.Context, t Tenant) error {
-	if _, err := s.Get(ctx, t.ID); err == nil || !errors.Is(err, ErrNotFound) {
-		return err
+	_, err := s.Create(ctx, t)
+	if errors.Is(err, ErrAlreadyExists) {
+		return nil
 	}
-	_, err := s.Put(ctx, t)
 	return err
 }

@@ -45,6 +45,14 @@ var (
 	// ErrInvalid is returned, without I/O, for a value that cannot be
 	// stored: a negative limit, a malformed credential.
 	ErrInvalid = errors.New("tenant: invalid value")
+	// ErrIdentityTaken is returned when registering a credential identity
+	// (an API key id, a JWT key id or issuer, a certificate fingerprint or
+	// subject) that another record holds. The error names the identity,
+	// never the tenant holding it.
+	ErrIdentityTaken = errors.New("tenant: identity already registered")
+	// ErrDeleting is returned when creating a tenant whose previous
+	// incarnation is still being deleted (its data is being removed).
+	ErrDeleting = errors.New("tenant: still being deleted")
 )
 
 // idRE is backbone.ValidTenant's alphabet (a test keeps them equal): an ID
