@@ -136,8 +136,12 @@ type Store interface {
 	// never applied has the zero state.
 	State(ctx context.Context, tenant string) (ReplayState, error)
 
-	// DeleteTenant drops everything of a tenant, sessions and fence
-	// included. Deleting an unknown tenant is not an error.
+	// DeleteTenant drops everything of a tenant: its derived state,
+	// sessions and whatever else the store keeps for it. Only the fence
+	// stays, raised above every token issued, so that a writer that held
+	// the tenant before cannot write again (ErrFenced) and resurrect what
+	// was deleted; a new owner takes a new token with Fence. Deleting an
+	// unknown tenant is not an error; deleting twice is harmless.
 	DeleteTenant(ctx context.Context, tenant string) error
 
 	SessionStore

@@ -426,16 +426,26 @@ func stateOf(tb *bolt.Bucket) ReplayState {
 	return ReplayState{Epoch: string(tb.Get(keyEpoch)), Applied: u64(tb.Get(keyApplied)), TrimmedThrough: u64(tb.Get(keyTrimmed))}
 }
 
-// DeleteTenant implements Store.
+// DeleteTenant implements Store: in one transaction the tenant's bucket
+// goes and a new, empty one holds only the raised fence.
 func (e *Embedded) DeleteTenant(_ context.Context, tenant string) error {
 	if err := checkTenant(tenant); err != nil {
 		return err
 	}
 	return e.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket([]byte(tenant)) == nil {
+		tb := tx.Bucket([]byte(tenant))
+		if tb == nil {
 			return nil
 		}
-		return tx.DeleteBucket([]byte(tenant))
+		fence := u64(tb.Get(keyFence)) + 1
+		if err := tx.DeleteBucket([]byte(tenant)); err != nil {
+			return err
+		}
+		nb, err := tenantBucket(tx, tenant)
+		if err != nil {
+			return err
+		}
+		return nb.Put(keyFence, be(fence))
 	})
 }
 

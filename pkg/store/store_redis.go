@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -436,16 +437,70 @@ func parseState(vals []any) (ReplayState, error) {
 	return st, nil
 }
 
-// DeleteTenant implements Store.
+// deleteScanCount is the COUNT hint of DeleteTenant's SCAN and the most
+// keys one of its DEL commands names.
+const deleteScanCount = 500
+
+// DeleteTenant implements Store. It raises the fence first, so that no
+// writer that held the tenant can write while or after its keys go; then
+// it deletes the keys this store knows and every other key carrying the
+// tenant's hash tag under the prefix (the edges' connection counters and
+// replay-guard markers among them), found by SCAN on the node holding the
+// tenant's slot: a tenant's data is all of it, whoever wrote it.
 func (r *Redis) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := checkTenant(tenant); err != nil {
 		return err
 	}
 	k := r.keys(tenant)
-	if err := r.rdb.Del(ctx, append(k.apply(), k.session()...)...).Err(); err != nil {
+	if err := r.rdb.Incr(ctx, k.fence).Err(); err != nil {
+		return fmt.Errorf("store: delete %s: fence: %w", tenant, err)
+	}
+	var node redis.Cmdable = r.rdb
+	if c, ok := r.rdb.(*redis.ClusterClient); ok {
+		m, err := c.MasterForKey(ctx, k.fence)
+		if err != nil {
+			return fmt.Errorf("store: delete %s: %w", tenant, err)
+		}
+		node = m
+	}
+	var known []string
+	for _, key := range append(k.apply(), k.session()...) {
+		if key != k.fence {
+			known = append(known, key)
+		}
+	}
+	if err := node.Del(ctx, known...).Err(); err != nil {
 		return fmt.Errorf("store: delete %s: %w", tenant, err)
 	}
-	return nil
+	pattern := globEscape(r.prefix+":{"+tenant+"}:") + "*"
+	var cursor uint64
+	for {
+		found, next, err := node.Scan(ctx, cursor, pattern, deleteScanCount).Result()
+		if err != nil {
+			return fmt.Errorf("store: delete %s: scan: %w", tenant, err)
+		}
+		found = slices.DeleteFunc(found, func(key string) bool { return key == k.fence })
+		if len(found) > 0 {
+			if err := node.Del(ctx, found...).Err(); err != nil {
+				return fmt.Errorf("store: delete %s: %w", tenant, err)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern gives a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // Close implements Store; the Redis client stays open.

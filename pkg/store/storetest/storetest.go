@@ -502,11 +502,24 @@ func testTenantIsolation(t *testing.T, s store.Store) {
 	}
 }
 
-// testDeleteTenant ensures DeleteTenant drops buffer, retained messages and
-// state, is idempotent, and the tenant can start over.
+// testDeleteTenant ensures DeleteTenant drops buffer, retained messages,
+// state and sessions, is idempotent, fences out the writer that owned the
+// tenant (which would otherwise write the deleted state back), and lets a
+// new owner start the tenant over from nothing.
 func testDeleteTenant(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	apply(t, s, "t1", epoch, store.ReplayLimits{MaxMessages: 2}, append(seqRange(1, 4), retained(5, "a", "v"))...)
+	owner, err := s.Fence(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := store.Batch{Epoch: epoch, Fence: owner, Messages: append(seqRange(1, 4), retained(5, "a", "v")),
+		Limits: store.Limits{Replay: store.ReplayLimits{MaxMessages: 2}}}
+	if _, err := s.ApplyBatch(ctx, "t1", b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSession(ctx, "t1", &store.Session{ClientID: "c"}, store.Limits{}); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if err := s.DeleteTenant(ctx, "t1"); err != nil {
 			t.Fatal(err)
@@ -519,8 +532,31 @@ func testDeleteTenant(t *testing.T, s store.Store) {
 	if got := retainedTopics(t, s, "t1", "#"); len(got) != 0 {
 		t.Fatalf("retained after delete %v", got)
 	}
-	apply(t, s, "t1", epoch, store.ReplayLimits{}, msg(1, "r", ""))
-	wantState(t, s, "t1", store.ReplayState{Epoch: epoch, Applied: 1})
+	if n, err := s.CountSessions(ctx, "t1"); err != nil || n != 0 {
+		t.Fatalf("sessions after delete: %d, %v", n, err)
+	}
+	// The owner from before the deletion, applying what it had fetched
+	// (from a fresh start, or where it was), is refused.
+	for _, expect := range []uint64{0, 5} {
+		stale := b
+		stale.Expect = expect
+		if _, err := s.ApplyBatch(ctx, "t1", stale); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("stale owner (expect %d) after delete: %v, want ErrFenced", expect, err)
+		}
+	}
+	wantState(t, s, "t1", store.ReplayState{})
+	// A new owner starts over.
+	fresh, err := s.Fence(ctx, "t1")
+	if err != nil || fresh <= owner {
+		t.Fatalf("fence after delete = %d, %v; want more than %d", fresh, err, owner)
+	}
+	if _, err := s.ApplyBatch(ctx, "t1", store.Batch{Epoch: "e2", Fence: fresh, Messages: []*message.Message{msg(1, "r", "")}}); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, s, "t1", store.ReplayState{Epoch: "e2", Applied: 1})
+	if err := s.DeleteTenant(ctx, "never-written"); err != nil {
+		t.Fatalf("deleting an unknown tenant: %v", err)
+	}
 }
 
 // testInvalidArguments ensures malformed calls fail with the documented
