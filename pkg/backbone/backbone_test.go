@@ -2,6 +2,7 @@ package backbone_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -182,5 +183,55 @@ func TestRangeLeavesNoConsumer(t *testing.T) {
 	}
 	if info.State.Consumers != 0 {
 		t.Fatalf("%d consumers left behind", info.State.Consumers)
+	}
+}
+
+// TestDeleteTenant ensures DeleteTenant removes the tenant's stream and its
+// messages, is harmless when repeated, leaves other tenants alone, and that
+// the tenant's next publish starts a new history under another epoch (so
+// that no position of the old history resumes into the new one).
+func TestDeleteTenant(t *testing.T) {
+	ctx := t.Context()
+	b := newBackbone(t)
+	var old message.Position
+	for _, tn := range []string{"t1", "t2"} {
+		pos, err := b.Publish(ctx, &message.Message{Tenant: tn, Topic: "a", Payload: []byte("old")}, backbone.PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tn == "t1" {
+			old = pos
+		}
+	}
+	for range 2 {
+		if err := b.DeleteTenant(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.State(ctx, "t1"); !errors.Is(err, backbone.ErrNoStream) {
+		t.Fatalf("State after delete: %v, want ErrNoStream", err)
+	}
+	if st, err := b.State(ctx, "t2"); err != nil || st.LastSeq != 1 {
+		t.Fatalf("t2 after deleting t1: %+v, %v", st, err)
+	}
+	pos, err := b.Publish(ctx, &message.Message{Tenant: "t1", Topic: "a", Payload: []byte("new")}, backbone.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos.Seq != 1 || pos.Epoch == old.Epoch {
+		t.Fatalf("first position after delete %v; the old history was %v", pos, old)
+	}
+	var got []string
+	if err := b.Range(ctx, "t1", []string{"#"}, 0, 0, func(m *message.Message) error {
+		got = append(got, string(m.Payload))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "new" {
+		t.Fatalf("stream after delete and publish: %v", got)
+	}
+	if err := b.DeleteTenant(ctx, "bad.tenant"); !errors.Is(err, backbone.ErrBadTenant) {
+		t.Fatalf("bad tenant: %v", err)
 	}
 }

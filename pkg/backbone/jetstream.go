@@ -96,6 +96,22 @@ func (b *Backbone) Forget(tenant string) {
 	b.mu.Unlock()
 }
 
+// DeleteTenant deletes the tenant's stream, with its messages and its
+// consumers, and forgets its epoch: a stream created for the tenant later
+// starts a new history under a new epoch. A tenant without a stream is not
+// an error.
+func (b *Backbone) DeleteTenant(ctx context.Context, tenant string) error {
+	if !ValidTenant(tenant) {
+		return ErrBadTenant
+	}
+	err := b.js.DeleteStream(ctx, StreamName(tenant))
+	b.Forget(tenant)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("backbone: delete stream of %s: %w", tenant, err)
+	}
+	return nil
+}
+
 // Epoch returns the epoch of the tenant's stream without creating it.
 func (b *Backbone) Epoch(ctx context.Context, tenant string) (string, error) {
 	b.mu.Lock()
