@@ -57,6 +57,10 @@ type Config struct {
 	// for a shared deployment; a token, if configured, is still checked
 	// when presented.
 	Insecure bool `yaml:"insecure" env:"HERALD_ADMIN_INSECURE" help:"DEVELOPMENT ONLY: accept requests without a credential, with operator rights."`
+	// DeletionRetry is how often tenant deletions left unfinished (their
+	// data not yet removed, a step having failed) are resumed; default
+	// 30s. They are resumed once at start too.
+	DeletionRetry time.Duration `yaml:"deletion_retry" default:"30s" env:"HERALD_ADMIN_DELETION_RETRY" help:"How often to resume tenant deletions whose data removal failed."`
 }
 
 // Validate reports a configuration error.
@@ -71,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadyTimeout < 0 {
 		return errors.New("admin: ready_timeout is negative")
+	}
+	if c.DeletionRetry < 0 {
+		return errors.New("admin: deletion_retry is negative")
 	}
 	if c.AdminToken != "" && c.AdminTokenHash != "" {
 		return errors.New("admin: set admin_token or admin_token_hash, not both")
@@ -95,6 +102,9 @@ func (c Config) withDefaults() Config {
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 2 * time.Second
 	}
+	if c.DeletionRetry == 0 {
+		c.DeletionRetry = 30 * time.Second
+	}
 	return c
 }
 
@@ -113,6 +123,8 @@ type Server struct {
 	// Data plane, set by options; nil when not wired.
 	store store.Store
 	bb    *backbone.Backbone
+	// maint builds the identity index and finishes tenant deletions.
+	maint *maintainer
 	// telemetry, if set, wraps the HTTP handler (see WithTelemetry).
 	telemetry *telemetry.Providers
 }
@@ -152,7 +164,12 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 		opt(s)
 	}
 
-	tenants := &tenantService{store: src, log: log}
+	var erase *eraser
+	if s.store != nil && s.bb != nil {
+		erase = &eraser{tenants: src, store: s.store, bb: s.bb, log: log}
+	}
+	s.maint = &maintainer{tenants: src, erase: erase, log: log, interval: s.cfg.DeletionRetry, indexed: new(atomic.Bool)}
+	tenants := &tenantService{store: src, log: log, erase: erase}
 	creds := &credentialService{store: src, log: log, kdf: authz.DefaultArgon2}
 	adminKeys := &adminKeyService{store: src, log: log, kdf: authz.DefaultArgon2}
 	live := &liveService{tenants: src, store: s.store, bb: s.bb, log: log, edgeTimeout: EdgeReplyTimeout}
@@ -166,7 +183,7 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 	// gRPC server: no loopback hop, and nothing to dial before Run listens.
 	// So the gRPC interceptors do not apply to it; auth.http does the same
 	// for REST.
-	gw := runtime.NewServeMux()
+	gw := runtime.NewServeMux(runtime.WithErrorHandler(challenge))
 	ctx := context.Background()
 	for _, register := range []func() error{
 		func() error { return adminv1.RegisterTenantServiceHandlerServer(ctx, gw, tenants) },
@@ -228,9 +245,25 @@ func (s *Server) Run(ctx context.Context) error {
 		close(s.listening)
 		return fmt.Errorf("admin: %w", err)
 	}
+	// The identity index before the first request (the maintainer retries
+	// if etcd is down).
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	s.maint.reconcile(rctx)
+	cancel()
 	s.addr = ln.Addr().String()
 	close(s.listening)
 	s.log.Info("admin API listening", "addr", s.addr)
+
+	mctx, stopMaint := context.WithCancel(ctx)
+	maintained := make(chan struct{})
+	go func() {
+		defer close(maintained)
+		s.maint.run(mctx)
+	}()
+	defer func() {
+		stopMaint()
+		<-maintained
+	}()
 
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()

@@ -161,7 +161,7 @@ func (f fixture) must(t *testing.T, want int, method, path, token string, body a
 
 // TestRESTLifecycle ensures a tenant, its limits, API keys, capabilities, JWT keys and certificate identities go through create, get, paged list, masked update with etag conflicts, revoke and delete over plain HTTP.
 func TestRESTLifecycle(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, Config{}, wired(t)...)
 	op := operatorToken
 
 	// Tenants.
@@ -296,7 +296,7 @@ func TestRESTLifecycle(t *testing.T) {
 
 // TestGRPCLifecycle ensures the same lifecycle through the gRPC face: codes for conflicts, field masks, pagination and revocation.
 func TestGRPCLifecycle(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, Config{}, wired(t)...)
 	c := f.grpc(t, operatorToken)
 	ctx := t.Context()
 	tn, err := c.tenants.CreateTenant(ctx, &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme", DisplayName: "ACME"}})
@@ -664,8 +664,16 @@ func TestConfig(t *testing.T) {
 
 // TestRunListenError ensures Run reports an address it cannot listen on, and Addr then returns "".
 func TestRunListenError(t *testing.T) {
-	src := &tenant.Etcd{}
-	taken := start(t, Config{}, src)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	src, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := start(t, Config{ReadyTimeout: 100 * time.Millisecond}, src)
 	s, err := New(Config{Addr: taken}, src, nil)
 	if err != nil {
 		t.Fatal(err)

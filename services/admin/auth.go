@@ -84,31 +84,41 @@ type authenticator struct {
 	verify    *authz.VerifyCache
 }
 
+// errBadCredential is the answer for a credential that was presented and
+// does not verify; the REST face adds error="invalid_token" to its
+// WWW-Authenticate (RFC 6750, section 3.1).
+var errBadCredential = status.Error(codes.Unauthenticated, "wrong credential")
+
 // authenticate maps a bearer token to a principal: UNAUTHENTICATED if it is
-// missing or wrong.
+// missing or wrong. A presented credential must verify in every mode: the
+// development mode (Insecure) admits requests that present none, never
+// ones presenting a token it cannot check.
 func (a *authenticator) authenticate(ctx context.Context, authorization string) (principal, error) {
-	token, ok := strings.CutPrefix(authorization, "Bearer ")
-	token = strings.TrimSpace(token)
-	if !ok || token == "" {
+	if strings.TrimSpace(authorization) == "" {
 		if a.insecure {
 			return principal{}, nil
 		}
 		return principal{}, status.Error(codes.Unauthenticated, `missing credential: send "authorization: Bearer <token>"`)
 	}
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	token = strings.TrimSpace(token)
+	if !ok || token == "" {
+		return principal{}, status.Error(codes.Unauthenticated, `malformed credential: send "authorization: Bearer <token>"`)
+	}
 	if strings.HasPrefix(token, authz.KindAdminKey+"_") {
 		id, secret, err := authz.ParseToken(authz.KindAdminKey, token)
 		if err != nil {
-			return principal{}, status.Error(codes.Unauthenticated, "malformed admin key")
+			return principal{}, errBadCredential
 		}
 		k, err := a.store.GetAdminKey(ctx, id)
 		if errors.Is(err, tenant.ErrNotFound) {
-			return principal{}, status.Error(codes.Unauthenticated, "unknown or revoked admin key")
+			return principal{}, errBadCredential
 		}
 		if err != nil {
 			return principal{}, grpcError(a.log, err)
 		}
 		if a.verify.Verify(secret, k.Hash) != nil {
-			return principal{}, status.Error(codes.Unauthenticated, "wrong admin key secret")
+			return principal{}, errBadCredential
 		}
 		return principal{tenant: k.Tenant, keyID: k.ID}, nil
 	}
@@ -122,11 +132,39 @@ func (a *authenticator) authenticate(ctx context.Context, authorization string) 
 		if a.verify.Verify(token, a.tokenHash) == nil {
 			return principal{}, nil
 		}
-	case a.insecure:
-		return principal{}, nil
 	}
-	return principal{}, status.Error(codes.Unauthenticated, "wrong credential")
+	return principal{}, errBadCredential
 }
+
+// challenge is the gateway's error handler: the default one, but every 401
+// carries the WWW-Authenticate challenge (RFC 6750, section 3): the realm,
+// and error="invalid_token" when a credential was presented but did not
+// verify. Every error answer of the REST face goes through it. (The
+// default handler puts the status message in WWW-Authenticate, which is no
+// challenge at all: the header is set again as the status is written.)
+func challenge(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if status.Code(err) == codes.Unauthenticated {
+		v := `Bearer realm="herald-admin"`
+		if strings.TrimSpace(r.Header.Get("Authorization")) != "" {
+			v += `, error="invalid_token"`
+		}
+		w = challengeWriter{w, v}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// challengeWriter sets WWW-Authenticate as the status is written.
+type challengeWriter struct {
+	http.ResponseWriter
+	value string
+}
+
+func (c challengeWriter) WriteHeader(code int) {
+	c.Header().Set("WWW-Authenticate", c.value)
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // unary authenticates gRPC calls from the "authorization" metadata.
 func (a *authenticator) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -158,9 +196,6 @@ func (a *authenticator) http(mux *runtime.ServeMux, next http.Handler) http.Hand
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.authenticate(r.Context(), r.Header.Get("Authorization"))
 		if err != nil {
-			if status.Code(err) == codes.Unauthenticated {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
-			}
 			runtime.HTTPError(r.Context(), mux, &runtime.JSONPb{}, w, r, err)
 			return
 		}

@@ -193,6 +193,9 @@ func (c *credentialService) DeleteJwtKey(ctx context.Context, req *adminv1.Delet
 
 // CreateMtlsIdentity implements adminv1.CredentialServiceServer. The
 // fingerprint may be given in any case and with colons, as tools print it.
+// A fingerprint or subject that any identity holds already is
+// ALREADY_EXISTS, whichever tenant holds it, and the answer does not say
+// which.
 func (c *credentialService) CreateMtlsIdentity(ctx context.Context, req *adminv1.CreateMtlsIdentityRequest) (*adminv1.MtlsIdentity, error) {
 	in := req.GetIdentity()
 	if err := tenantAccess(ctx, in.GetTenant()); err != nil {

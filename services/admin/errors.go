@@ -15,7 +15,8 @@ import (
 // grpc-gateway turns those into HTTP statuses (InvalidArgument 400,
 // Unauthenticated 401, PermissionDenied 403, NotFound 404, AlreadyExists
 // and Aborted 409, Unimplemented 501, Unavailable 503, Internal 500) with a
-// JSON body {"code", "message", "details"}. Errors that already are a
+// JSON body {"code", "message", "details"}. A credential identity another
+// record holds is AlreadyExists, a tenant still being deleted Aborted. Errors that already are a
 // status of this package's making pass through; unexpected errors are
 // logged and reported without detail.
 func grpcError(log *slog.Logger, err error) error {
@@ -26,9 +27,10 @@ func grpcError(log *slog.Logger, err error) error {
 	case errors.Is(err, tenant.ErrInvalidID), errors.Is(err, tenant.ErrInvalidPage),
 		errors.Is(err, tenant.ErrInvalid), errors.Is(err, authz.ErrInvalidCapability):
 		code = codes.InvalidArgument
-	case errors.Is(err, tenant.ErrConflict):
+	case errors.Is(err, tenant.ErrConflict), errors.Is(err, tenant.ErrDeleting):
 		code = codes.Aborted
-	case errors.Is(err, tenant.ErrAlreadyExists):
+	case errors.Is(err, tenant.ErrAlreadyExists), errors.Is(err, tenant.ErrIdentityTaken):
+		// ErrIdentityTaken names the identity, never who holds it.
 		code = codes.AlreadyExists
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

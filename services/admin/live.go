@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -85,16 +86,23 @@ func pageSize(n int32) (int, error) {
 // check authorizes the caller for tenantID, reports a missing dependency,
 // and checks that the tenant exists.
 func (l *liveService) check(ctx context.Context, tenantID, what, needs string, wired bool) error {
+	_, err := l.tenant(ctx, tenantID, what, needs, wired)
+	return err
+}
+
+// tenant is check returning the tenant.
+func (l *liveService) tenant(ctx context.Context, tenantID, what, needs string, wired bool) (tenant.Tenant, error) {
 	if !wired {
-		return notWired(ctx, tenantID, what, needs)
+		return tenant.Tenant{}, notWired(ctx, tenantID, what, needs)
 	}
 	if err := tenantAccess(ctx, tenantID); err != nil {
-		return err
+		return tenant.Tenant{}, err
 	}
-	if _, err := l.tenants.Get(ctx, tenantID); err != nil {
-		return grpcError(l.log, err)
+	tn, err := l.tenants.Get(ctx, tenantID)
+	if err != nil {
+		return tenant.Tenant{}, grpcError(l.log, err)
 	}
-	return nil
+	return tn, nil
 }
 
 // storeError maps store errors.
@@ -501,14 +509,29 @@ func (l *liveService) publishError(err error) error {
 	return status.Error(codes.Unavailable, "backbone unavailable: message not stored")
 }
 
+// DefaultMaxPayload bounds a server-side publish's payload when its tenant
+// sets no MaxPayloadBytes: the edges' own default bound (their largest
+// MQTT packet and HTTP publish body), so that the admin API never stores a
+// message no client could have published.
+const DefaultMaxPayload = 1 << 20
+
 // Publish implements adminv1.LiveServiceServer: the message is stored in
-// the tenant's stream (QoS 1) before it answers.
+// the tenant's stream (QoS 1) before it answers. Its payload obeys the
+// tenant's limit, as a client's would.
 func (l *liveService) Publish(ctx context.Context, req *adminv1.PublishRequest) (*adminv1.PublishResponse, error) {
-	if err := l.check(ctx, req.GetTenant(), "server-side publish", needsBackbone, l.bb != nil); err != nil {
+	tn, err := l.tenant(ctx, req.GetTenant(), "server-side publish", needsBackbone, l.bb != nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := topic.ValidateName(req.GetTopic(), topic.Limits{}); err != nil {
 		return nil, invalid("topic: " + err.Error())
+	}
+	limit := tn.Limits.MaxPayloadBytes
+	if limit == 0 {
+		limit = DefaultMaxPayload
+	}
+	if n := int64(len(req.GetPayload())); n > limit {
+		return nil, invalid(fmt.Sprintf("payload of %d bytes is over the tenant's limit of %d bytes", n, limit))
 	}
 	m := &message.Message{
 		Tenant:      req.GetTenant(),

@@ -30,7 +30,9 @@ type liveFixture struct {
 	bb *backbone.Backbone
 }
 
-func newLiveFixture(t *testing.T) liveFixture {
+// dataPlane returns an embedded store and a backbone on an embedded NATS,
+// private to the test.
+func dataPlane(t *testing.T) (store.Store, *backbone.Backbone) {
 	t.Helper()
 	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -41,6 +43,18 @@ func newLiveFixture(t *testing.T) liveFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, bb
+}
+
+// wired returns the options giving an admin server a private data plane.
+func wired(t *testing.T) []Option {
+	st, bb := dataPlane(t)
+	return []Option{WithStore(st), WithBackbone(bb)}
+}
+
+func newLiveFixture(t *testing.T) liveFixture {
+	t.Helper()
+	st, bb := dataPlane(t)
 	f := newFixture(t, Config{}, WithStore(st), WithBackbone(bb))
 	for _, id := range []string{"acme", "beta"} {
 		if err := f.store.Ensure(t.Context(), tenant.Tenant{ID: id}); err != nil {

@@ -2,7 +2,10 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"reflect"
+	"strings"
 
 	"github.com/heraldmq/herald/pkg/tenant"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
@@ -16,6 +19,9 @@ type tenantService struct {
 	adminv1.UnimplementedTenantServiceServer
 	store *tenant.Etcd
 	log   *slog.Logger
+	// erase removes a deleted tenant's data; nil without the data plane,
+	// and then DeleteTenant is refused.
+	erase *eraser
 }
 
 // tenantMutable are the fields UpdateTenant may change.
@@ -108,6 +114,12 @@ func (t *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 	next := cur
 	next.DisplayName = merged.GetDisplayName()
 	next.Limits = limitsFrom(merged.GetLimits())
+	if p, _ := caller(ctx); p.tenant != "" {
+		if raised := raisedLimits(cur.Limits, next.Limits); len(raised) > 0 {
+			return nil, status.Errorf(codes.PermissionDenied,
+				"limits are the operator's: a tenant-scoped admin key may lower them, not raise them (raised: %s)", strings.Join(raised, ", "))
+		}
+	}
 	put, err := t.store.Put(ctx, next)
 	if err != nil {
 		return nil, grpcError(t.log, err)
@@ -115,13 +127,53 @@ func (t *tenantService) UpdateTenant(ctx context.Context, req *adminv1.UpdateTen
 	return tenantProto(put), nil
 }
 
-// DeleteTenant implements adminv1.TenantServiceServer.
+// raisedLimits names (as update-mask paths) the limits that next raises
+// above cur. 0 means unlimited, so setting a limit to 0 raises it, and any
+// value lowers an unlimited one.
+func raisedLimits(cur, next tenant.Limits) []string {
+	c, n := reflect.ValueOf(cur), reflect.ValueOf(next)
+	var out []string
+	for i := range c.NumField() {
+		old, now := c.Field(i).Int(), n.Field(i).Int()
+		if old != 0 && (now == 0 || now > old) {
+			name, _, _ := strings.Cut(c.Type().Field(i).Tag.Get("json"), ",")
+			out = append(out, "limits."+name)
+		}
+	}
+	return out
+}
+
+// DeleteTenant implements adminv1.TenantServiceServer: the tenant and its
+// credentials go from etcd at once, then its data (see eraser). Deleting
+// a tenant whose deletion did not finish resumes it.
 func (t *tenantService) DeleteTenant(ctx context.Context, req *adminv1.DeleteTenantRequest) (*adminv1.DeleteTenantResponse, error) {
 	if err := operatorOnly(ctx); err != nil {
 		return nil, err
 	}
-	if err := t.store.DeleteAt(ctx, req.GetId(), req.GetRevision()); err != nil {
+	if t.erase == nil {
+		return nil, status.Errorf(codes.Unimplemented,
+			"deleting a tenant deletes its data: it needs %s and %s, which this admin service is not connected to", needsStore, needsBackbone)
+	}
+	id := req.GetId()
+	if err := t.store.DeleteAt(ctx, id, req.GetRevision()); errors.Is(err, tenant.ErrNotFound) {
+		deleting, derr := t.store.IsDeleting(ctx, id)
+		if derr != nil {
+			return nil, grpcError(t.log, derr)
+		}
+		if !deleting {
+			return nil, grpcError(t.log, err)
+		}
+	} else if err != nil {
 		return nil, grpcError(t.log, err)
+	}
+	t.log.Info("admin API: tenant deleted; deleting its data", "tenant", id)
+	if err := t.erase.finish(ctx, id); err != nil {
+		if ctx.Err() != nil {
+			return nil, grpcError(t.log, ctx.Err())
+		}
+		t.log.Warn("admin API: deleting a tenant's data failed; retrying later", "tenant", id, "err", err)
+		return nil, status.Errorf(codes.Unavailable,
+			"tenant %s is deleted, but deleting its data failed (%v); it is retried in the background, and DeleteTenant again resumes it", id, err)
 	}
 	return &adminv1.DeleteTenantResponse{}, nil
 }
