@@ -235,3 +235,56 @@ func TestDeleteTenant(t *testing.T) {
 		t.Fatalf("bad tenant: %v", err)
 	}
 }
+
+// TestLiveAfterStreamRecreated ensures live delivery of a tenant whose
+// stream was deleted and created again (a tenant deleted and created
+// anew) starts with the new stream's first message: the sequences handed
+// over for the old stream are forgotten with the tenant's last watch, not
+// used to drop the new stream's messages as copies of old ones.
+func TestLiveAfterStreamRecreated(t *testing.T) {
+	ctx := t.Context()
+	b := newBackbone(t)
+	got := make(chan *message.Message, 16)
+	live := b.NewLive(backbone.LiveConfig{}, func(m *message.Message) { got <- m })
+	defer live.Close()
+	watch := func() func() {
+		release, err := live.Watch("t1", "#")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := live.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return release
+	}
+	publish := func(payload string) {
+		if _, err := b.Publish(ctx, &message.Message{Tenant: "t1", Topic: "a", Payload: []byte(payload)}, backbone.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() *message.Message {
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("no live message within 5 s")
+			return nil
+		}
+	}
+	release := watch()
+	publish("old")
+	if m := next(); m.Seq != 1 || string(m.Payload) != "old" {
+		t.Fatalf("first stream: %+v", m)
+	}
+	release()
+	if err := b.JetStream().DeleteStream(ctx, backbone.StreamName("t1")); err != nil {
+		t.Fatal(err)
+	}
+	b.Forget("t1")
+	release = watch()
+	defer release()
+	publish("new")
+	if m := next(); m.Seq != 1 || string(m.Payload) != "new" {
+		t.Fatalf("recreated stream: %+v", m)
+	}
+}

@@ -76,10 +76,19 @@ type Live struct {
 	watched map[string]*watchedTenant
 	closed  bool
 
+	// forgotten holds the tenants no longer watched whose sequences the
+	// dispatcher has yet to drop; forget says it is not empty.
+	forgotten map[string]struct{}
+	forget    atomic.Bool
+
 	done chan struct{}
 	// last and repaired are touched only by the dispatch goroutine: the
 	// last sequence handed over per tenant, and the sequence up to which a
-	// repair read the stream (live copies up to it are dropped).
+	// repair read the stream (live copies up to it are dropped). Both go
+	// when the tenant is no longer watched: watched again, it starts from
+	// its stream as it is then — which may be another stream, of another
+	// epoch, whose sequences start again at 1 (a tenant deleted and
+	// created again), and whose messages a stale sequence would drop.
 	last     map[string]uint64
 	repaired map[string]uint64
 }
@@ -123,7 +132,7 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 		repair: make(chan struct{}, 1),
 		subs:   map[string]*liveSub{}, shared: map[string]*liveSub{}, watched: map[string]*watchedTenant{},
 		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}),
-		last: map[string]uint64{}, repaired: map[string]uint64{}}
+		forgotten: map[string]struct{}{}, last: map[string]uint64{}, repaired: map[string]uint64{}}
 	l.stop, l.stopNow = context.WithCancel(context.Background())
 	// Chain onto the connection's reconnect handler: every owner of a
 	// Live needs the repair, and none must forget to wire it.
@@ -239,6 +248,23 @@ func (l *Live) unwatchLocked(tenant, filter string) {
 	}
 	if len(w.filters) == 0 {
 		delete(l.watched, tenant)
+		l.forgotten[tenant] = struct{}{}
+		l.forget.Store(true)
+	}
+}
+
+// dropForgotten drops the sequences of the tenants no longer watched. The
+// dispatcher calls it before handling anything, so a message is never
+// judged by the sequences of a tenant's earlier watch.
+func (l *Live) dropForgotten() {
+	l.mu.Lock()
+	ts := l.forgotten
+	l.forgotten = map[string]struct{}{}
+	l.forget.Store(false)
+	l.mu.Unlock()
+	for t := range ts {
+		delete(l.last, t)
+		delete(l.repaired, t)
 	}
 }
 
@@ -330,6 +356,9 @@ func (l *Live) dispatch() {
 			if !ok {
 				return
 			}
+			if l.forget.Load() {
+				l.dropForgotten()
+			}
 			if l.paused.Load() && (nm.Sub == nil || nm.Sub.Queue == "") {
 				// Stored, so the repair reads it back, in order with
 				// what was missed. (A shared subscription's message is
@@ -338,6 +367,9 @@ func (l *Live) dispatch() {
 			}
 			l.dispatchOne(prefix, nm)
 		case <-l.repair:
+			if l.forget.Load() {
+				l.dropForgotten()
+			}
 			l.repairGaps()
 		}
 	}
