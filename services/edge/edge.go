@@ -277,7 +277,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	}
 	s.node.Shed = shed
 	if o.tenants != nil {
-		clients := &clientsRef{}
+		clients := &clientsRef{bb: bb}
 		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
 		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant})
 		if err != nil {
@@ -340,9 +340,18 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 }
 
 // clientsRef lets the Directory's OnChange reach the Clients built after it.
-type clientsRef struct{ c *node.Clients }
+type clientsRef struct {
+	c  *node.Clients
+	bb *backbone.Backbone
+}
 
 func (r *clientsRef) onChange(ch tenant.Change) {
+	if ch.Kind == tenant.KindTenant {
+		// A tenant deleted, or created again once its deletion finished,
+		// has another stream (or none): the epoch cached for it would
+		// stamp the new stream's positions with the old history's epoch.
+		r.bb.Forget(ch.Tenant)
+	}
 	if r.c != nil {
 		r.c.OnChange(ch)
 	}
