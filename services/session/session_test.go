@@ -344,6 +344,63 @@ func TestServiceFollowsRecreatedStream(t *testing.T) {
 	}
 }
 
+// TestDeletedTenantNotResurrected ensures that deleting a tenant's data
+// while the service owns it — store, stream, store again, the admin API's
+// order — leaves nothing of it: the service lets the tenant go (its
+// worker stops and its lease is released), writes none of its state back
+// (neither the owner from before, fenced out, nor a new one rebuilding from
+// a stream that is gone), and when the tenant is used again, its new
+// stream is applied alone, under its new epoch.
+func TestDeletedTenantNotResurrected(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 5 {
+		e.publish(t, "t1", fmt.Sprintf("old/%d", i), "old", true)
+	}
+	e.publish(t, "t2", "kept", "kept", true)
+	svc, _ := e.startService(t, testConfig)
+	e.waitApplied(t, "t1", 5)
+	e.waitApplied(t, "t2", 1)
+	old, _ := e.st.State(ctx, "t1")
+	if err := e.st.SaveSession(ctx, "t1", &store.Session{ClientID: "device"}, store.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.st.DeleteTenant(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bb.DeleteTenant(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.DeleteTenant(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted tenant released", func() bool { return !slices.Contains(svc.Owned(), "t1") })
+	// Several rounds of ownership later, still nothing.
+	time.Sleep(5 * testConfig.PollInterval)
+	if st, err := e.st.State(ctx, "t1"); err != nil || st != (store.ReplayState{}) {
+		t.Fatalf("state of the deleted tenant: %+v, %v", st, err)
+	}
+	if got := retainedTopics(t, e.st, "t1", "#"); len(got) != 0 {
+		t.Fatalf("retained of the deleted tenant: %v", got)
+	}
+	if n, _ := e.st.CountSessions(ctx, "t1"); n != 0 {
+		t.Fatalf("sessions of the deleted tenant: %d", n)
+	}
+	if got := retainedTopics(t, e.st, "t2", "#"); !slices.Equal(got, []string{"kept=kept"}) {
+		t.Fatalf("t2 retained after deleting t1: %v", got)
+	}
+
+	e.publish(t, "t1", "new", "new", true)
+	waitFor(t, "the tenant's new stream applied", func() bool {
+		st, err := e.st.State(ctx, "t1")
+		return err == nil && st.Applied == 1 && st.Epoch != "" && st.Epoch != old.Epoch
+	})
+	if got := retainedTopics(t, e.st, "t1", "#"); !slices.Equal(got, []string{"new=new"}) {
+		t.Fatalf("retained of the tenant used again: %v", got)
+	}
+}
+
 // TestConfigValidate ensures defaults apply and bad values are refused.
 func TestConfigValidate(t *testing.T) {
 	if err := (session.Config{}).Validate(); err != nil {
