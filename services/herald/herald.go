@@ -116,11 +116,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	if t := cfg.Edge.AnonymousTenant; t != "" {
-		if err := tenants.Ensure(ctx, tenant.Tenant{ID: t, DisplayName: "Development tenant (anonymous access)"}); err != nil {
+		err := tenants.Ensure(ctx, tenant.Tenant{ID: t, DisplayName: "Development tenant (anonymous access)"})
+		switch {
+		case errors.Is(err, tenant.ErrDeleting):
+			// Its data is being deleted: the admin API below finishes
+			// that, and the next start creates the tenant anew.
+			log.Warn("the development tenant is still being deleted; it is created again at the next start", "tenant", t)
+		case err != nil:
 			return err
-		}
-		if _, err := bb.EnsureTenant(ctx, t); err != nil {
-			return err
+		default:
+			if _, err := bb.EnsureTenant(ctx, t); err != nil {
+				return err
+			}
 		}
 	}
 

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -145,7 +146,14 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 		return err
 	}
 	for _, id := range c.BootstrapTenants {
-		if err := src.Ensure(ctx, tenant.Tenant{ID: id, DisplayName: "Bootstrapped tenant " + id}); err != nil {
+		err := src.Ensure(ctx, tenant.Tenant{ID: id, DisplayName: "Bootstrapped tenant " + id})
+		if errors.Is(err, tenant.ErrDeleting) {
+			// The server below finishes the deletion; the next start
+			// creates the tenant anew.
+			log.Warn("bootstrap tenant is still being deleted; it is created again at the next start", "tenant", id)
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("bootstrap tenant %s: %w", id, err)
 		}
 	}
