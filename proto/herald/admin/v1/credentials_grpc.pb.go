@@ -43,6 +43,11 @@ const (
 // (capabilities). Edges watch these records and apply changes within
 // seconds: a revoked key stops authenticating and its clients are
 // disconnected.
+//
+// A credential identity that selects its tenant by itself — an API key id,
+// a certificate fingerprint or subject — and a JWT key id or issuer belong
+// to one tenant only: registering one that any record already holds is
+// ALREADY_EXISTS (409), and the answer does not say which tenant holds it.
 type CredentialServiceClient interface {
 	// CreateApiKey creates an API key and returns its token, the only time
 	// the secret is shown; Herald keeps only an argon2id hash. NOT_FOUND if
@@ -61,7 +66,9 @@ type CredentialServiceClient interface {
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
 	// CreateJwtKey adds a key that verifies the tenant's JWTs. For HMAC
 	// algorithms a secret may be given; if not, one is generated and
-	// returned in the response only. ALREADY_EXISTS if the id is taken.
+	// returned in the response only. ALREADY_EXISTS if the id is taken (in
+	// any tenant), or if another tenant's key has the issuer; the tenant's
+	// own keys may share one (key rotation).
 	CreateJwtKey(ctx context.Context, in *CreateJwtKeyRequest, opts ...grpc.CallOption) (*CreateJwtKeyResponse, error)
 	// GetJwtKey returns a JWT key (never an HMAC secret).
 	GetJwtKey(ctx context.Context, in *GetJwtKeyRequest, opts ...grpc.CallOption) (*JwtKey, error)
@@ -70,7 +77,8 @@ type CredentialServiceClient interface {
 	// DeleteJwtKey removes a JWT key; tokens only it verified stop working.
 	DeleteJwtKey(ctx context.Context, in *DeleteJwtKeyRequest, opts ...grpc.CallOption) (*DeleteJwtKeyResponse, error)
 	// CreateMtlsIdentity maps a client certificate (by SHA-256 fingerprint
-	// or subject DN) to an identity of the tenant.
+	// or subject DN) to an identity of the tenant. ALREADY_EXISTS if an
+	// identity of any tenant has the fingerprint or the subject.
 	CreateMtlsIdentity(ctx context.Context, in *CreateMtlsIdentityRequest, opts ...grpc.CallOption) (*MtlsIdentity, error)
 	// GetMtlsIdentity returns a certificate identity.
 	GetMtlsIdentity(ctx context.Context, in *GetMtlsIdentityRequest, opts ...grpc.CallOption) (*MtlsIdentity, error)
@@ -228,6 +236,11 @@ func (c *credentialServiceClient) DeleteMtlsIdentity(ctx context.Context, in *De
 // (capabilities). Edges watch these records and apply changes within
 // seconds: a revoked key stops authenticating and its clients are
 // disconnected.
+//
+// A credential identity that selects its tenant by itself — an API key id,
+// a certificate fingerprint or subject — and a JWT key id or issuer belong
+// to one tenant only: registering one that any record already holds is
+// ALREADY_EXISTS (409), and the answer does not say which tenant holds it.
 type CredentialServiceServer interface {
 	// CreateApiKey creates an API key and returns its token, the only time
 	// the secret is shown; Herald keeps only an argon2id hash. NOT_FOUND if
@@ -246,7 +259,9 @@ type CredentialServiceServer interface {
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
 	// CreateJwtKey adds a key that verifies the tenant's JWTs. For HMAC
 	// algorithms a secret may be given; if not, one is generated and
-	// returned in the response only. ALREADY_EXISTS if the id is taken.
+	// returned in the response only. ALREADY_EXISTS if the id is taken (in
+	// any tenant), or if another tenant's key has the issuer; the tenant's
+	// own keys may share one (key rotation).
 	CreateJwtKey(context.Context, *CreateJwtKeyRequest) (*CreateJwtKeyResponse, error)
 	// GetJwtKey returns a JWT key (never an HMAC secret).
 	GetJwtKey(context.Context, *GetJwtKeyRequest) (*JwtKey, error)
@@ -255,7 +270,8 @@ type CredentialServiceServer interface {
 	// DeleteJwtKey removes a JWT key; tokens only it verified stop working.
 	DeleteJwtKey(context.Context, *DeleteJwtKeyRequest) (*DeleteJwtKeyResponse, error)
 	// CreateMtlsIdentity maps a client certificate (by SHA-256 fingerprint
-	// or subject DN) to an identity of the tenant.
+	// or subject DN) to an identity of the tenant. ALREADY_EXISTS if an
+	// identity of any tenant has the fingerprint or the subject.
 	CreateMtlsIdentity(context.Context, *CreateMtlsIdentityRequest) (*MtlsIdentity, error)
 	// GetMtlsIdentity returns a certificate identity.
 	GetMtlsIdentity(context.Context, *GetMtlsIdentityRequest) (*MtlsIdentity, error)

@@ -59,6 +59,9 @@ type LiveServiceClient interface {
 	// DeleteRetained clears the retained message of one topic.
 	DeleteRetained(ctx context.Context, in *DeleteRetainedRequest, opts ...grpc.CallOption) (*DeleteRetainedResponse, error)
 	// Publish publishes a message into the tenant, answering once stored.
+	// The payload obeys the tenant's max_payload_bytes as a client's would
+	// (1 MiB, the edges' default, when the tenant sets none):
+	// INVALID_ARGUMENT (400) over it.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// GetUsage returns the tenant's usage counters against its limits.
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*Usage, error)
@@ -200,6 +203,9 @@ type LiveServiceServer interface {
 	// DeleteRetained clears the retained message of one topic.
 	DeleteRetained(context.Context, *DeleteRetainedRequest) (*DeleteRetainedResponse, error)
 	// Publish publishes a message into the tenant, answering once stored.
+	// The payload obeys the tenant's max_payload_bytes as a client's would
+	// (1 MiB, the edges' default, when the tenant sets none):
+	// INVALID_ARGUMENT (400) over it.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// GetUsage returns the tenant's usage counters against its limits.
 	GetUsage(context.Context, *GetUsageRequest) (*Usage, error)

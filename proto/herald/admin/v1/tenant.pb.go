@@ -9,8 +9,13 @@
 //
 // Every call needs a credential: "authorization: Bearer <token>" (gRPC
 // metadata or HTTP header), the operator token or an admin key. Without
-// one: UNAUTHENTICATED (HTTP 401). An admin key scoped to a tenant reaches
-// only that tenant: PERMISSION_DENIED (HTTP 403) otherwise.
+// one, or with one that does not verify (in every mode, the development
+// mode included): UNAUTHENTICATED (HTTP 401, with
+// WWW-Authenticate: Bearer realm="herald-admin", plus
+// error="invalid_token" when a credential was presented). An admin key
+// scoped to a tenant reaches only that tenant: PERMISSION_DENIED (HTTP 403)
+// otherwise. It may read its tenant's limits and lower them, never raise
+// them: limits are the operator's.
 //
 // Errors are gRPC status codes; over HTTP they map to statuses with a JSON
 // body {"code", "message", "details"}: INVALID_ARGUMENT 400,
@@ -124,7 +129,8 @@ func (x *Tenant) GetLimits() *Limits {
 	return nil
 }
 
-// Limits bound a tenant's use of the cluster. 0 means unlimited.
+// Limits bound a tenant's use of the cluster. 0 means unlimited. They are
+// the operator's: a tenant-scoped admin key may lower them only.
 type Limits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// max_connections bounds concurrent client connections across all edges.

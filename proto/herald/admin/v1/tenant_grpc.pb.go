@@ -9,8 +9,13 @@
 //
 // Every call needs a credential: "authorization: Bearer <token>" (gRPC
 // metadata or HTTP header), the operator token or an admin key. Without
-// one: UNAUTHENTICATED (HTTP 401). An admin key scoped to a tenant reaches
-// only that tenant: PERMISSION_DENIED (HTTP 403) otherwise.
+// one, or with one that does not verify (in every mode, the development
+// mode included): UNAUTHENTICATED (HTTP 401, with
+// WWW-Authenticate: Bearer realm="herald-admin", plus
+// error="invalid_token" when a credential was presented). An admin key
+// scoped to a tenant reaches only that tenant: PERMISSION_DENIED (HTTP 403)
+// otherwise. It may read its tenant's limits and lower them, never raise
+// them: limits are the operator's.
 //
 // Errors are gRPC status codes; over HTTP they map to statuses with a JSON
 // body {"code", "message", "details"}: INVALID_ARGUMENT 400,
@@ -48,8 +53,9 @@ const (
 // applies changes (limits, deletions) without restart.
 type TenantServiceClient interface {
 	// CreateTenant stores a new tenant. ALREADY_EXISTS (409) if the id is
-	// taken, INVALID_ARGUMENT (400) for a bad id or a negative limit.
-	// Operator only.
+	// taken, ABORTED (409) while a tenant of that id is still being deleted,
+	// INVALID_ARGUMENT (400) for a bad id or a negative limit. Operator
+	// only.
 	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*Tenant, error)
 	// GetTenant returns one tenant. NOT_FOUND (404) if it does not exist,
 	// INVALID_ARGUMENT (400) if the id is not a valid tenant id.
@@ -61,12 +67,21 @@ type TenantServiceClient interface {
 	// limits, or single limits such as limits.max_connections; an empty mask
 	// means every mutable field). With tenant.revision set, only if the
 	// tenant is still at that revision: ABORTED (409) otherwise. Over REST,
-	// PATCH fills the mask from the fields present in the body.
+	// PATCH fills the mask from the fields present in the body. A
+	// tenant-scoped admin key may change display_name and lower limits (a
+	// smaller value, or any value for an unlimited one); raising a limit —
+	// a larger value, or 0, which means unlimited — is PERMISSION_DENIED
+	// (403), naming the fields.
 	UpdateTenant(ctx context.Context, in *UpdateTenantRequest, opts ...grpc.CallOption) (*Tenant, error)
 	// DeleteTenant removes a tenant with its keys, JWT keys, certificate
-	// identities and admin keys, in one step; edges disconnect its clients
-	// when they see it go. With revision set, only at that revision (ABORTED
-	// otherwise). Operator only.
+	// identities and admin keys, in one step (edges disconnect its clients
+	// when they see it go), then its data: retained messages, replay buffer,
+	// sessions, counters and its stream. Until the data is gone the tenant
+	// is marked as being deleted, and its id cannot be created again. If
+	// removing the data fails: UNAVAILABLE (503); the deletion is retried in
+	// the background, and DeleteTenant again resumes it. UNIMPLEMENTED (501)
+	// on an admin service without the session store and the backbone. With
+	// revision set, only at that revision (ABORTED otherwise). Operator only.
 	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error)
 }
 
@@ -137,8 +152,9 @@ func (c *tenantServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenant
 // applies changes (limits, deletions) without restart.
 type TenantServiceServer interface {
 	// CreateTenant stores a new tenant. ALREADY_EXISTS (409) if the id is
-	// taken, INVALID_ARGUMENT (400) for a bad id or a negative limit.
-	// Operator only.
+	// taken, ABORTED (409) while a tenant of that id is still being deleted,
+	// INVALID_ARGUMENT (400) for a bad id or a negative limit. Operator
+	// only.
 	CreateTenant(context.Context, *CreateTenantRequest) (*Tenant, error)
 	// GetTenant returns one tenant. NOT_FOUND (404) if it does not exist,
 	// INVALID_ARGUMENT (400) if the id is not a valid tenant id.
@@ -150,12 +166,21 @@ type TenantServiceServer interface {
 	// limits, or single limits such as limits.max_connections; an empty mask
 	// means every mutable field). With tenant.revision set, only if the
 	// tenant is still at that revision: ABORTED (409) otherwise. Over REST,
-	// PATCH fills the mask from the fields present in the body.
+	// PATCH fills the mask from the fields present in the body. A
+	// tenant-scoped admin key may change display_name and lower limits (a
+	// smaller value, or any value for an unlimited one); raising a limit —
+	// a larger value, or 0, which means unlimited — is PERMISSION_DENIED
+	// (403), naming the fields.
 	UpdateTenant(context.Context, *UpdateTenantRequest) (*Tenant, error)
 	// DeleteTenant removes a tenant with its keys, JWT keys, certificate
-	// identities and admin keys, in one step; edges disconnect its clients
-	// when they see it go. With revision set, only at that revision (ABORTED
-	// otherwise). Operator only.
+	// identities and admin keys, in one step (edges disconnect its clients
+	// when they see it go), then its data: retained messages, replay buffer,
+	// sessions, counters and its stream. Until the data is gone the tenant
+	// is marked as being deleted, and its id cannot be created again. If
+	// removing the data fails: UNAVAILABLE (503); the deletion is retried in
+	// the background, and DeleteTenant again resumes it. UNIMPLEMENTED (501)
+	// on an admin service without the session store and the backbone. With
+	// revision set, only at that revision (ABORTED otherwise). Operator only.
 	DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
