@@ -253,15 +253,15 @@ func (s *Etcd) ReconcileOwners(ctx context.Context) (OwnersReport, error) {
 	// Read the owners first: a record created after this read either
 	// wrote its owner key after it (and is not touched below, every write
 	// being conditional on the owner key as read), or is read below.
-	owners, err := s.readAll(ctx, s.prefix+dirOwners)
+	owners, _, err := s.readAll(ctx, s.prefix+dirOwners)
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("tenant: reconcile owners: %w", err)
 	}
 	held := map[string][]claim{} // owner key → the claims of every record holding it
 	for _, dir := range []string{dirKeys, dirJWTKeys, dirMTLS} {
-		kvs, err := s.readAll(ctx, s.prefix+dir)
+		kvs, _, err := s.readAll(ctx, s.prefix+dir)
 		if err != nil {
-			return rep, err
+			return rep, fmt.Errorf("tenant: reconcile owners: %w", err)
 		}
 		for _, kv := range kvs {
 			var v any
@@ -379,32 +379,4 @@ func distinctHolders(cs []claim) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
-}
-
-// readAll reads every key under dir, a page at a time, at one revision.
-func (s *Etcd) readAll(ctx context.Context, dir string) ([]*mvccpb.KeyValue, error) {
-	var (
-		out  []*mvccpb.KeyValue
-		rev  int64
-		from = dir
-		end  = clientv3.GetPrefixRangeEnd(dir)
-	)
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(resetPageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := s.cli.Get(ctx, from, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("tenant: read %s: %w", strings.TrimPrefix(dir, s.prefix), err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		out = append(out, resp.Kvs...)
-		if !resp.More || len(resp.Kvs) == 0 {
-			return out, nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
 }

@@ -242,9 +242,9 @@ func (s *Etcd) deletingKey(id string) string { return s.prefix + dirDeleting + i
 // not yet), in ID order.
 func (s *Etcd) Deleting(ctx context.Context) ([]string, error) {
 	dir := s.prefix + dirDeleting
-	kvs, err := s.readAll(ctx, dir)
+	kvs, _, err := s.readAll(ctx, dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tenant: list deletions: %w", err)
 	}
 	var out []string
 	for _, kv := range kvs {
@@ -373,6 +373,20 @@ func (s *Etcd) watch(ctx context.Context, dir string, from int64, emit func(rawE
 // reset reads every key under dir at one revision, emits them as an
 // EventReset and returns that revision; 0 if it failed or emit refused.
 func (s *Etcd) reset(ctx context.Context, dir string, emit func(rawEvent) bool) (int64, error) {
+	kvs, rev, err := s.readAll(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	if !emit(rawEvent{typ: EventReset, rev: rev, kvs: kvs}) {
+		return 0, ctx.Err()
+	}
+	return rev, nil
+}
+
+// readAll reads every key under dir, a page of resetPageSize at a time
+// (so that a large directory never has to fit one gRPC message), all at
+// the revision of the first page, and returns them with that revision.
+func (s *Etcd) readAll(ctx context.Context, dir string) ([]*mvccpb.KeyValue, int64, error) {
 	var (
 		kvs  []*mvccpb.KeyValue
 		rev  int64
@@ -387,21 +401,17 @@ func (s *Etcd) reset(ctx context.Context, dir string, emit func(rawEvent) bool) 
 		}
 		resp, err := s.cli.Get(ctx, from, opts...)
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
 		kvs = append(kvs, resp.Kvs...)
 		if !resp.More || len(resp.Kvs) == 0 {
-			break
+			return kvs, rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	if !emit(rawEvent{typ: EventReset, rev: rev, kvs: kvs}) {
-		return 0, ctx.Err()
-	}
-	return rev, nil
 }
 
 // follow emits every change under dir after revision from until the watch

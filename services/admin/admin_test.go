@@ -490,12 +490,7 @@ func TestTenantScopedAdminKeys(t *testing.T) {
 // TestRevokeReachesDirectory ensures a key revoked through the REST API is gone from an edge-side tenant.Directory within 2 s, and a key created through gRPC appears there with its capabilities.
 func TestRevokeReachesDirectory(t *testing.T) {
 	f := newFixture(t, Config{})
-	d := tenant.NewDirectory(f.store, tenant.DirectoryConfig{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-d.Ready()
+	d := runDirectory(t, f)
 
 	c := f.grpc(t, operatorToken)
 	if _, err := c.tenants.CreateTenant(t.Context(), &adminv1.CreateTenantRequest{Tenant: &adminv1.Tenant{Id: "acme"}}); err != nil {
@@ -577,8 +572,9 @@ func TestOpenAPI(t *testing.T) {
 	}
 }
 
-// TestStoreDown ensures /readyz answers 503 and requests fail Unavailable or DeadlineExceeded while etcd is unreachable, and /healthz still 200.
-func TestStoreDown(t *testing.T) {
+// unreachableEtcd returns a tenant store over an etcd nobody listens for.
+func unreachableEtcd(t *testing.T) *tenant.Etcd {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -588,6 +584,12 @@ func TestStoreDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return src
+}
+
+// TestStoreDown ensures /readyz answers 503 and requests fail Unavailable or DeadlineExceeded while etcd is unreachable, and /healthz still 200.
+func TestStoreDown(t *testing.T) {
+	src := unreachableEtcd(t)
 	f := fixture{addr: start(t, Config{ReadyTimeout: 300 * time.Millisecond, AdminToken: operatorToken}, src)}
 	if code, _ := f.do(t, "GET", "/readyz", "", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("readyz %d, want 503", code)
@@ -595,7 +597,7 @@ func TestStoreDown(t *testing.T) {
 	f.must(t, http.StatusOK, "GET", "/healthz", "", nil)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	_, err = f.grpc(t, operatorToken).tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "dev"})
+	_, err := f.grpc(t, operatorToken).tenants.GetTenant(ctx, &adminv1.GetTenantRequest{Id: "dev"})
 	if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
 		t.Errorf("GetTenant: %v, want Unavailable or DeadlineExceeded", err)
 	}
@@ -664,15 +666,7 @@ func TestConfig(t *testing.T) {
 
 // TestRunListenError ensures Run reports an address it cannot listen on, and Addr then returns "".
 func TestRunListenError(t *testing.T) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	src, err := tenant.NewEtcd(cli, tenant.EtcdConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := unreachableEtcd(t)
 	taken := start(t, Config{ReadyTimeout: 100 * time.Millisecond}, src)
 	s, err := New(Config{Addr: taken}, src, nil)
 	if err != nil {
