@@ -120,7 +120,7 @@ type tenantCmd struct {
 	Get    tenantGetCmd    `cmd:"" help:"Show a tenant."`
 	List   tenantListCmd   `cmd:"" help:"List tenants."`
 	Update tenantUpdateCmd `cmd:"" help:"Change a tenant's name or limits."`
-	Delete tenantDeleteCmd `cmd:"" help:"Delete a tenant and all its credentials."`
+	Delete tenantDeleteCmd `cmd:"" help:"Delete a tenant, its credentials and its data (retained messages, history, sessions, stream)."`
 }
 
 type tenantCreateCmd struct {
