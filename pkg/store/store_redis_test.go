@@ -27,6 +27,7 @@ func TestRedis(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: testserver.Redis(t)})
 	t.Cleanup(func() { rdb.Close() })
 	storetest.Run(t, openRedis(rdb))
+	t.Run("DeleteTenantEveryKey", func(t *testing.T) { testDeleteTenantEveryKey(t, rdb) })
 }
 
 // TestRedisCluster ensures the Redis store meets the Store contract on a
@@ -35,60 +36,50 @@ func TestRedisCluster(t *testing.T) {
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testserver.RedisCluster(t)})
 	t.Cleanup(func() { rdb.Close() })
 	storetest.Run(t, openRedis(rdb))
+	t.Run("DeleteTenantEveryKey", func(t *testing.T) { testDeleteTenantEveryKey(t, rdb) })
 }
 
-// TestRedisDeleteTenantEveryKey ensures DeleteTenant removes every key
-// carrying the tenant's hash tag under the store's prefix — the edges'
-// connection counters and replay-guard markers as well as the store's own
-// — on a standalone server and on a Cluster, and leaves other tenants',
-// other prefixes' and look-alike tenants' keys alone.
-func TestRedisDeleteTenantEveryKey(t *testing.T) {
-	for name, dial := range map[string]func() redis.UniversalClient{
-		"standalone": func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: testserver.Redis(t)}) },
-		"cluster": func() redis.UniversalClient {
-			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: testserver.RedisCluster(t)})
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			rdb := dial()
-			t.Cleanup(func() { rdb.Close() })
-			ctx := t.Context()
-			p := fmt.Sprintf("test%d", prefixes.Add(1))
-			s := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: p})
-			for _, tn := range []string{"acme", "a*", "ab", "acmex"} {
-				if err := s.Apply(ctx, tn, "e1", []*message.Message{{Seq: 1, Topic: "r", Payload: []byte("v"), Retain: true}}, store.ReplayLimits{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// Keys other parts of Herald keep per tenant under the same
-			// prefix (services/edge: connection counts, JWT replay guard).
-			gone := []string{p + ":{acme}:conns", p + ":{acme}:conn_leases", p + ":{acme}:jti:x1", p + ":{a*}:conns"}
-			kept := []string{p + ":{acmex}:conns", p + ":{ab}:conns", "other:{acme}:conns"}
-			for _, k := range append(slices.Clone(gone), kept...) {
-				if err := rdb.Set(ctx, k, "1", 0).Err(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, tn := range []string{"acme", "a*"} {
-				if err := s.DeleteTenant(ctx, tn); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, k := range gone {
-				if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 0 {
-					t.Errorf("%s survived the deletion of its tenant (%d, %v)", k, n, err)
-				}
-			}
-			for _, k := range kept {
-				if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 1 {
-					t.Errorf("%s was deleted with another tenant (%d, %v)", k, n, err)
-				}
-			}
-			for _, tn := range []string{"ab", "acmex"} {
-				if st, err := s.State(ctx, tn); err != nil || st.Applied != 1 {
-					t.Errorf("%s after deleting others: %+v, %v", tn, st, err)
-				}
-			}
-		})
+// testDeleteTenantEveryKey ensures DeleteTenant removes every key carrying
+// the tenant's hash tag under the store's prefix — the edges' connection
+// counters and replay-guard markers as well as the store's own — and
+// leaves other tenants', other prefixes' and look-alike tenants' keys
+// alone. TestRedis and TestRedisCluster run it.
+func testDeleteTenantEveryKey(t *testing.T, rdb redis.UniversalClient) {
+	ctx := t.Context()
+	p := fmt.Sprintf("test%d", prefixes.Add(1))
+	s := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: p})
+	for _, tn := range []string{"acme", "a*", "ab", "acmex"} {
+		if err := s.Apply(ctx, tn, "e1", []*message.Message{{Seq: 1, Topic: "r", Payload: []byte("v"), Retain: true}}, store.ReplayLimits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Keys other parts of Herald keep per tenant under the same prefix
+	// (services/edge: connection counts, JWT replay guard).
+	gone := []string{p + ":{acme}:conns", p + ":{acme}:conn_leases", p + ":{acme}:jti:x1", p + ":{a*}:conns"}
+	kept := []string{p + ":{acmex}:conns", p + ":{ab}:conns", "other:{acme}:conns"}
+	for _, k := range append(slices.Clone(gone), kept...) {
+		if err := rdb.Set(ctx, k, "1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tn := range []string{"acme", "a*"} {
+		if err := s.DeleteTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range gone {
+		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("%s survived the deletion of its tenant (%d, %v)", k, n, err)
+		}
+	}
+	for _, k := range kept {
+		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 1 {
+			t.Errorf("%s was deleted with another tenant (%d, %v)", k, n, err)
+		}
+	}
+	for _, tn := range []string{"ab", "acmex"} {
+		if st, err := s.State(ctx, tn); err != nil || st.Applied != 1 {
+			t.Errorf("%s after deleting others: %+v, %v", tn, st, err)
+		}
 	}
 }
