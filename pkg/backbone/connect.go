@@ -37,6 +37,26 @@ func Connect(url, name string, onError nats.ErrHandler, extra ...nats.Option) (*
 	return nats.Connect(url, append(opts, extra...)...)
 }
 
+// Credentials are a NATS user and password given apart from the URLs, so a
+// secret store can hold them alone and the URLs stay printable. Every
+// service's command line embeds them (kong: `embed:""`): --nats-user and
+// --nats-password, HERALD_NATS_USER and HERALD_NATS_PASSWORD, or the YAML
+// keys nats-user and nats-password. User info in a URL outranks them for
+// that URL.
+type Credentials struct {
+	User     string `name:"nats-user" env:"HERALD_NATS_USER" help:"NATS user name (or put user info in --nats-url)."`
+	Password string `name:"nats-password" env:"HERALD_NATS_PASSWORD" help:"NATS password of --nats-user (prefer the environment variable to the flag)."`
+}
+
+// Options are the connection options that present c: none when c has no
+// user.
+func (c Credentials) Options() []nats.Option {
+	if c.User == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(c.User, c.Password)}
+}
+
 // Redacted returns urls (one or several, comma-separated) with the secret
 // part of any user info replaced by "xxxxx", for logs.
 func Redacted(urls string) string {
