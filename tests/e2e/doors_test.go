@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,7 @@ func TestClusterDoorsNeedCredentials(t *testing.T) {
 			checkNATSDoors(t, c)
 			checkEtcdDoors(t, c)
 			checkRedisDoors(t, c)
+			checkCommandLines(t, c)
 		})
 	}
 }
@@ -243,6 +246,35 @@ func checkRedisDoors(t *testing.T, c *localcluster.Cluster) {
 		}
 		if got := redisAnswer(t, a, "AUTH "+c.RedisPassword, "PING"); got != "+PONG" {
 			t.Errorf("redis %s with the password: %q", a, got)
+		}
+	}
+}
+
+// checkCommandLines checks that no secret is on the command line of a
+// cluster process, which any local user may read in /proc.
+func checkCommandLines(t *testing.T, c *localcluster.Cluster) {
+	secrets := map[string]string{"nats": c.NATSPassword, "redis": c.RedisPassword, "admin token": c.AdminToken}
+	for user, pw := range c.EtcdUsers {
+		secrets["etcd "+user] = pw
+	}
+	pidFiles, err := filepath.Glob(filepath.Join(c.Dir, "pids", "*.pid"))
+	if err != nil || len(pidFiles) < 7 {
+		t.Fatalf("pid files %v: %v", pidFiles, err)
+	}
+	for _, f := range pidFiles {
+		name := strings.TrimSuffix(filepath.Base(f), ".pid")
+		pid, err := c.PID(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for what, secret := range secrets {
+			if strings.Contains(string(cmdline), secret) {
+				t.Errorf("the %s secret is on the command line of %s", what, name)
+			}
 		}
 	}
 }
