@@ -121,13 +121,13 @@ func Start(c Config) (*Server, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if c.ClientAddr == "" {
-		if err := authOff(ctx, e, c.RootPassword); err != nil {
+		if err := setAuth(ctx, e, c.RootPassword, false); err != nil {
 			e.Close()
 			return nil, err
 		}
 		return &Server{e: e, cfg: c}, nil
 	}
-	err = authOn(ctx, e, c.RootPassword)
+	err = setAuth(ctx, e, c.RootPassword, true)
 	e.Close()
 	if err != nil {
 		return nil, err
@@ -191,19 +191,38 @@ func start(c Config, addr string) (*embed.Etcd, error) {
 	}
 }
 
-// authOn turns authentication on with RootUser's password set to password,
-// or checks that password verifies if it is on already.
-func authOn(ctx context.Context, e *embed.Etcd, password string) error {
+// setAuth turns etcd's authentication on, with RootUser's password set to
+// password, or off, through the in-process client. Authentication that is
+// on already stays on only if password verifies, and goes off only then:
+// without a listener it must be off, since the in-process client cannot
+// authenticate its requests (and nobody else can reach the server).
+func setAuth(ctx context.Context, e *embed.Etcd, password string, on bool) error {
 	cli := v3client.New(e.Server)
 	defer cli.Close()
 	status, err := cli.AuthStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("etcdserver: auth status: %w", err)
 	}
-	if status.Enabled {
-		if _, err := cli.Authenticate(ctx, RootUser, password); err != nil {
+	switch {
+	case status.Enabled:
+		if password == "" {
+			return fmt.Errorf("etcdserver: authentication is on in %s (a listener was asked for before): the root password is needed", e.Config().Dir)
+		}
+		resp, err := cli.Authenticate(ctx, RootUser, password)
+		if err != nil {
 			return fmt.Errorf("%w: %v", ErrWrongPassword, err)
 		}
+		if on {
+			return nil
+		}
+		// The in-process client hands its context to the server as is:
+		// the token goes where the server reads a gRPC client's.
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(rpctypes.TokenFieldNameGRPC, resp.Token))
+		if _, err := cli.AuthDisable(ctx); err != nil {
+			return fmt.Errorf("etcdserver: auth disable: %w", err)
+		}
+		return nil
+	case !on:
 		return nil
 	}
 	if _, err := cli.UserAdd(ctx, RootUser, password); errors.Is(err, rpctypes.ErrUserAlreadyExist) {
@@ -223,35 +242,6 @@ func authOn(ctx context.Context, e *embed.Etcd, password string) error {
 	}
 	if _, err := cli.AuthEnable(ctx); err != nil {
 		return fmt.Errorf("etcdserver: auth enable: %w", err)
-	}
-	return nil
-}
-
-// authOff turns authentication off if a start with a listener left it on:
-// the in-process client cannot authenticate its requests, and without a
-// listener nobody else can reach the server.
-func authOff(ctx context.Context, e *embed.Etcd, password string) error {
-	cli := v3client.New(e.Server)
-	defer cli.Close()
-	status, err := cli.AuthStatus(ctx)
-	if err != nil {
-		return fmt.Errorf("etcdserver: auth status: %w", err)
-	}
-	if !status.Enabled {
-		return nil
-	}
-	if password == "" {
-		return fmt.Errorf("etcdserver: authentication is on in %s (a listener was asked for before): the root password is needed", e.Config().Dir)
-	}
-	resp, err := cli.Authenticate(ctx, RootUser, password)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrWrongPassword, err)
-	}
-	// The in-process client hands its context to the server as is: the
-	// token goes where the server reads a gRPC client's.
-	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(rpctypes.TokenFieldNameGRPC, resp.Token))
-	if _, err := cli.AuthDisable(ctx); err != nil {
-		return fmt.Errorf("etcdserver: auth disable: %w", err)
 	}
 	return nil
 }

@@ -34,18 +34,7 @@ func TestClusterDoorsNeedCredentials(t *testing.T) {
 			if ha {
 				env = append(env, "HERALD_HA=1")
 			}
-			c, err := localcluster.Start(t.TempDir(), env...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if t.Failed() {
-					c.DumpLogs(logWriter{t})
-				}
-				if err := c.Stop(); err != nil {
-					t.Log(err)
-				}
-			})
+			c := startLocalCluster(t, env...)
 			checkNATSDoors(t, c)
 			checkEtcdDoors(t, c)
 			checkRedisDoors(t, c)
@@ -114,18 +103,25 @@ func checkNATSDoors(t *testing.T, c *localcluster.Cluster) {
 	}
 }
 
-// routeAnswer connects to a NATS route port as a server would, without
-// credentials, and returns the first line after the server's INFO: a
-// route that is let in answers the PING with PONG.
-func routeAnswer(t *testing.T, addr string) string {
+// dialLines connects to addr for a line protocol, for at most 10 s; the
+// connection closes at the end of the test.
+func dialLines(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
+	return conn, bufio.NewReader(conn)
+}
+
+// routeAnswer connects to a NATS route port as a server would, without
+// credentials, and returns the first line after the server's INFO: a
+// route that is let in answers the PING with PONG.
+func routeAnswer(t *testing.T, addr string) string {
+	t.Helper()
+	conn, r := dialLines(t, addr)
 	if info, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(info, "INFO ") {
 		t.Fatalf("route %s: %q %v", addr, info, err)
 	}
@@ -211,18 +207,13 @@ func checkEtcdDoors(t *testing.T, c *localcluster.Cluster) {
 // and returns the first line of the last answer.
 func redisAnswer(t *testing.T, addr string, commands ...string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
+	conn, r := dialLines(t, addr)
 	var line string
 	for _, cmd := range commands {
 		if _, err := io.WriteString(conn, cmd+"\r\n"); err != nil {
 			t.Fatal(err)
 		}
+		var err error
 		if line, err = r.ReadString('\n'); err != nil {
 			t.Fatalf("redis %s: %v", addr, err)
 		}

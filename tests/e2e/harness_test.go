@@ -64,7 +64,16 @@ func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
 // startCluster runs the local cluster on free ports in a temp dir.
 func startCluster(t *testing.T) *deployment {
 	t.Helper()
-	c, err := localcluster.Start(t.TempDir())
+	c := startLocalCluster(t)
+	return &deployment{A: endpoints{MQTT: c.A.MQTT, HTTP: c.A.HTTP}, B: endpoints{MQTT: c.B.MQTT, HTTP: c.B.HTTP},
+		NATSURL: c.NATSURL, Admin: c.Admin}
+}
+
+// startLocalCluster runs the local cluster on free ports in a temp dir,
+// with env added to the script's environment, until the test ends.
+func startLocalCluster(t *testing.T, env ...string) *localcluster.Cluster {
+	t.Helper()
+	c, err := localcluster.Start(t.TempDir(), env...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +85,7 @@ func startCluster(t *testing.T) *deployment {
 			t.Log(err)
 		}
 	})
-	return &deployment{A: endpoints{MQTT: c.A.MQTT, HTTP: c.A.HTTP}, B: endpoints{MQTT: c.B.MQTT, HTTP: c.B.HTTP},
-		NATSURL: c.NATSURL, Admin: c.Admin}
+	return c
 }
 
 // logWriter sends writes to the test log.
