@@ -227,7 +227,9 @@ launch() {
     sentinel)
       # Sentinel rewrites its file with what it learns (the current primary),
       # so a restarted Sentinel keeps following the failed-over primary. Its
-      # clients authenticate (requirepass), and it authenticates to Redis.
+      # clients authenticate (requirepass), and it authenticates to Redis; a
+      # file from before Sentinel had a password is made again.
+      grep -q '^requirepass' "$DIR/sentinel.conf" 2>/dev/null || rm -f "$DIR/sentinel.conf"
       [ -s "$DIR/sentinel.conf" ] || cat >"$DIR/sentinel.conf" <<CONF
 bind 127.0.0.1
 port $SENTINEL_PORT
