@@ -18,7 +18,19 @@
 # (services take the Sentinel as --redis-addrs with --redis-master-name), and
 # one etcd. EDGE_A_NATS_URL / EDGE_B_NATS_URL override one edge's NATS URLs
 # (the fault tests put a proxy there to cut the edge off).
+#
+# Nothing listens without credentials. Each secret is made at random on the
+# first `up` and kept in the state directory, mode 0600: nats-password (user
+# herald; nats-route-password for the HA routes, user route), redis-password
+# (Redis, its replica and Sentinel), etcd-root-password, etcd-admin-password
+# (user herald-admin: read and write under /herald/), etcd-edge-password
+# (user herald-edge: read only), admin-token. Services get them in their
+# environment, never on a command line (which any local user can read).
+# etcd's peer port is a unix socket in the state directory.
 set -euo pipefail
+# Every file and directory the cluster makes — state, logs, configurations
+# holding secrets, sockets — is its owner's alone.
+umask 077
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${HERALD_BIN:-$root/bin}
@@ -56,8 +68,60 @@ logs=$DIR/logs
 start() { # name cmd...
   local name=$1; shift
   # Appends: a process started again after a kill keeps its earlier log.
-  "$@" >>"$logs/$name.log" 2>&1 &
+  # The working directory is the state directory, where etcd's peer socket
+  # lives; exec keeps the pid the process's own.
+  (cd "$DIR" && exec "$@") >>"$logs/$name.log" 2>&1 &
   echo $! >"$pids/$name.pid"
+}
+
+# secret NAME: the secret kept in $DIR/NAME, made on first use.
+secret() {
+  local f=$DIR/$1
+  [ -s "$f" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f"
+  chmod 600 "$f"
+  cat "$f"
+}
+
+# secrets: every secret of the cluster, made if missing, in this script's
+# environment for the processes it starts (the services read HERALD_*).
+secrets() {
+  mkdir -p "$DIR"
+  chmod 700 "$DIR"
+  nats_password=$(secret nats-password)
+  nats_route_password=$(secret nats-route-password)
+  redis_password=$(secret redis-password)
+  etcd_root_password=$(secret etcd-root-password)
+  etcd_admin_password=$(secret etcd-admin-password)
+  etcd_edge_password=$(secret etcd-edge-password)
+  admin_token=$(secret admin-token)
+  export HERALD_NATS_USER=herald HERALD_NATS_PASSWORD=$nats_password HERALD_REDIS_PASSWORD=$redis_password
+  if [ "$HA" = 1 ]; then export HERALD_REDIS_SENTINEL_PASSWORD=$redis_password; fi
+}
+
+# nats_conf FILE [ROUTE_PORT]: the server's users, and for the HA shape its
+# cluster block: routes authenticate too, or any local process could join
+# the cluster as a server and see every message.
+nats_conf() {
+  local file=$1 route=${2:-}
+  {
+    printf 'authorization { users = [ { user: herald, password: "%s" } ] }\n' "$nats_password"
+    if [ -n "$route" ]; then
+      local m routes=()
+      for m in 1 2 3; do
+        local p; p=$(eval echo "\$NATS_ROUTE_PORT_$m")
+        [ "$p" = "$route" ] || routes+=("\"nats://route:$nats_route_password@127.0.0.1:$p\"")
+      done
+      printf 'cluster {\n  name: herald-local\n  listen: "127.0.0.1:%s"\n  no_advertise: true\n' "$route"
+      printf '  authorization { user: route, password: "%s" }\n' "$nats_route_password"
+      printf '  routes = [ %s ]\n}\n' "$(IFS=,; echo "${routes[*]}")"
+    fi
+  } >"$file"
+}
+
+# redis_conf FILE: the password of Redis and its replica (masterauth: a
+# replica, or a primary demoted by a failover, authenticates to its primary).
+redis_conf() {
+  printf 'requirepass "%s"\nmasterauth "%s"\n' "$redis_password" "$redis_password" >"$1"
 }
 
 wait_port() { # name port
@@ -86,59 +150,116 @@ fi
 etcd_addr="127.0.0.1:$ETCD_PORT"
 
 # nats_node N: one server of the HA JetStream cluster. Clients are given
-# every server's URL and told nothing else (--no_advertise), so a client's
+# every server's URL and told nothing else (no_advertise), so a client's
 # URLs are exactly the ones it was configured with.
 nats_node() {
-  local n=$1 port route routes=()
+  local n=$1 port
   port=$(port_of "nats-$n")
-  route=$(eval echo "\$NATS_ROUTE_PORT_$n")
-  for m in 1 2 3; do
-    [ "$m" = "$n" ] || routes+=("nats://127.0.0.1:$(eval echo "\$NATS_ROUTE_PORT_$m")")
-  done
   mkdir -p "$DIR/nats-$n"
-  start "nats-$n" "$BIN/nats-server" -a 127.0.0.1 -p "$port" -js -sd "$DIR/nats-$n" --server_name "herald-local-$n" \
-    --cluster_name herald-local --cluster "nats://127.0.0.1:$route" \
-    --routes "$(IFS=,; echo "${routes[*]}")" --no_advertise
+  nats_conf "$DIR/nats-$n.conf" "$(eval echo "\$NATS_ROUTE_PORT_$n")"
+  start "nats-$n" "$BIN/nats-server" -c "$DIR/nats-$n.conf" -a 127.0.0.1 -p "$port" -js -sd "$DIR/nats-$n" \
+    --server_name "herald-local-$n"
+}
+
+# etcd_flags: etcd's command line, but for its client URL. The peer port is
+# a unix socket in the state directory (etcd's unix://localhost:PORT names a
+# file in its working directory), so no other user can reach raft.
+etcd_flags() {
+  local peer="unix://localhost:$ETCD_PEER_PORT"
+  echo --name herald-local --data-dir "$DIR/etcd" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "herald-local=$peer" --log-level warn
+}
+
+# etcd_auth: turns etcd's authentication on, once per state directory, with
+# the root user, herald-admin (read and write under /herald/) and herald-edge
+# (read only). It runs before etcd ever listens on TCP: etcd is started
+# with its client URL on a unix socket in the state directory, set up
+# through its JSON gateway (passwords on curl's stdin, not its command
+# line), and stopped.
+etcd_auth() {
+  [ -f "$DIR/etcd-auth" ] && return 0
+  local sock=$DIR/etcd-setup.sock
+  # shellcheck disable=SC2046 # etcd_flags is a word list
+  start etcd "$BIN/etcd" $(etcd_flags) --listen-client-urls "unix://$sock" --advertise-client-urls "unix://$sock"
+  local pid; pid=$(cat "$pids/etcd.pid")
+  for _ in $(seq 1 150); do
+    curl -sf --unix-socket "$sock" http://localhost/health >/dev/null 2>&1 && break
+    alive "$pid" || { echo "cluster: etcd exited; last lines of $logs/etcd.log:" >&2; tail -20 "$logs/etcd.log" >&2; return 1; }
+    sleep 0.1
+  done
+  api() { curl -sSf --unix-socket "$sock" -X POST "http://localhost/v3/auth/$1" --data-binary @- >/dev/null; }
+  local prefix end
+  prefix=$(printf /herald/ | base64) end=$(printf /herald0 | base64)
+  printf '{"name":"root"}' | api role/add
+  printf '{"name":"herald-admin"}' | api role/add
+  printf '{"name":"herald-edge"}' | api role/add
+  printf '{"name":"herald-admin","perm":{"permType":"READWRITE","key":"%s","range_end":"%s"}}' "$prefix" "$end" | api role/grant
+  printf '{"name":"herald-edge","perm":{"permType":"READ","key":"%s","range_end":"%s"}}' "$prefix" "$end" | api role/grant
+  printf '{"name":"root","password":"%s"}' "$etcd_root_password" | api user/add
+  printf '{"name":"herald-admin","password":"%s"}' "$etcd_admin_password" | api user/add
+  printf '{"name":"herald-edge","password":"%s"}' "$etcd_edge_password" | api user/add
+  printf '{"user":"root","role":"root"}' | api user/grant
+  printf '{"user":"herald-admin","role":"herald-admin"}' | api user/grant
+  printf '{"user":"herald-edge","role":"herald-edge"}' | api user/grant
+  printf '{}' | api enable
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+  rm -f "$pids/etcd.pid" "$sock"
+  : >"$DIR/etcd-auth"
 }
 
 # launch NAME: start one process as `up` does.
 launch() {
   case $1 in
-    nats) start nats "$BIN/nats-server" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$DIR/nats" --server_name herald-local ;;
+    nats)
+      nats_conf "$DIR/nats.conf"
+      start nats "$BIN/nats-server" -c "$DIR/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$DIR/nats" --server_name herald-local ;;
     nats-1|nats-2|nats-3) nats_node "${1#nats-}" ;;
-    redis) start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" \
-      --appendonly yes --save '' --daemonize no ;;
+    redis)
+      redis_conf "$DIR/redis.conf"
+      start redis redis-server "$DIR/redis.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" \
+        --appendonly yes --save '' --daemonize no ;;
     redis-replica)
       mkdir -p "$DIR/redis-replica"
-      start redis-replica redis-server --bind 127.0.0.1 --port "$REDIS_REPLICA_PORT" --dir "$DIR/redis-replica" \
+      redis_conf "$DIR/redis.conf"
+      start redis-replica redis-server "$DIR/redis.conf" --bind 127.0.0.1 --port "$REDIS_REPLICA_PORT" --dir "$DIR/redis-replica" \
         --appendonly yes --save '' --daemonize no --replicaof 127.0.0.1 "$REDIS_PORT" ;;
     sentinel)
       # Sentinel rewrites its file with what it learns (the current primary),
-      # so a restarted Sentinel keeps following the failed-over primary.
+      # so a restarted Sentinel keeps following the failed-over primary. Its
+      # clients authenticate (requirepass), and it authenticates to Redis; a
+      # file from before Sentinel had a password is made again.
+      grep -q '^requirepass' "$DIR/sentinel.conf" 2>/dev/null || rm -f "$DIR/sentinel.conf"
       [ -s "$DIR/sentinel.conf" ] || cat >"$DIR/sentinel.conf" <<CONF
 bind 127.0.0.1
 port $SENTINEL_PORT
 dir $DIR
+requirepass "$redis_password"
 sentinel monitor $REDIS_MASTER_NAME 127.0.0.1 $REDIS_PORT 1
+sentinel auth-pass $REDIS_MASTER_NAME "$redis_password"
 sentinel down-after-milliseconds $REDIS_MASTER_NAME 1000
 sentinel failover-timeout $REDIS_MASTER_NAME 5000
 CONF
       start sentinel redis-server "$DIR/sentinel.conf" --sentinel ;;
-    etcd) start etcd "$BIN/etcd" --name herald-local --data-dir "$DIR/etcd" \
-      --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-      --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-      --initial-cluster "herald-local=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn ;;
-    admin) start admin env HERALD_ADMIN_TOKEN="$(cat "$DIR/admin-token")" "$BIN/herald-admin" --addr "127.0.0.1:$ADMIN_PORT" --ops-addr "127.0.0.1:$ADMIN_OPS_PORT" \
+    etcd)
+      etcd_auth
+      # shellcheck disable=SC2046 # etcd_flags is a word list
+      start etcd "$BIN/etcd" $(etcd_flags) \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" ;;
+    admin) HERALD_ADMIN_TOKEN=$admin_token HERALD_ETCD_USERNAME=herald-admin HERALD_ETCD_PASSWORD=$etcd_admin_password \
+      start admin "$BIN/herald-admin" --addr "127.0.0.1:$ADMIN_PORT" --ops-addr "127.0.0.1:$ADMIN_OPS_PORT" \
       --etcd-endpoints "$etcd_addr" --bootstrap-tenant "$ANON_TENANT" --nats-url "$nats_url" "${redis_flags[@]}" ;;
     session)
       local lease=()
       [ "$HA" = 1 ] && lease=(--lease-replicas 3)
       start session "$BIN/herald-session" --nats-url "$nats_url" "${redis_flags[@]}" "${lease[@]}" \
         --ops-addr "127.0.0.1:$SESSION_OPS_PORT" ;;
-    edge-a) start edge-a "$BIN/herald-edge" --id edge-a --nats-url "${EDGE_A_NATS_URL:-$nats_url}" "${redis_flags[@]}" "${ha_flags[@]}" \
+    edge-a) HERALD_ETCD_USERNAME=herald-edge HERALD_ETCD_PASSWORD=$etcd_edge_password \
+      start edge-a "$BIN/herald-edge" --id edge-a --nats-url "${EDGE_A_NATS_URL:-$nats_url}" "${redis_flags[@]}" "${ha_flags[@]}" \
       --mqtt-addr "127.0.0.1:$EDGE_A_MQTT" --http-addr "127.0.0.1:$EDGE_A_HTTP" --ops-addr "127.0.0.1:$EDGE_A_OPS" \
       --etcd-endpoints "$etcd_addr" --anonymous-tenant "$ANON_TENANT" ;;
-    edge-b) start edge-b "$BIN/herald-edge" --id edge-b --nats-url "${EDGE_B_NATS_URL:-$nats_url}" "${redis_flags[@]}" "${ha_flags[@]}" \
+    edge-b) HERALD_ETCD_USERNAME=herald-edge HERALD_ETCD_PASSWORD=$etcd_edge_password \
+      start edge-b "$BIN/herald-edge" --id edge-b --nats-url "${EDGE_B_NATS_URL:-$nats_url}" "${redis_flags[@]}" "${ha_flags[@]}" \
       --mqtt-addr "127.0.0.1:$EDGE_B_MQTT" --http-addr "127.0.0.1:$EDGE_B_HTTP" --ops-addr "127.0.0.1:$EDGE_B_OPS" \
       --etcd-endpoints "$etcd_addr" --anonymous-tenant "$ANON_TENANT" ;;
     *) echo "cluster: no process named $1" >&2; return 2 ;;
@@ -161,7 +282,9 @@ up() {
     [ -x "$BIN/$b" ] || { echo "cluster: $BIN/$b missing: run 'make build servers'" >&2; exit 1; }
   done
   command -v redis-server >/dev/null || { echo "cluster: redis-server missing: run 'make test-deps'" >&2; exit 1; }
-  mkdir -p "$pids" "$logs" "$DIR/nats" "$DIR/redis" "$DIR/etcd"
+  command -v curl >/dev/null || { echo "cluster: curl missing (it sets up etcd's users)" >&2; exit 1; }
+  secrets
+  mkdir -p "$pids" "$logs" "$DIR/nats" "$DIR/redis"
 
   local backing=(nats redis etcd)
   [ "$HA" = 1 ] && backing=(nats-1 nats-2 nats-3 redis redis-replica etcd)
@@ -172,9 +295,6 @@ up() {
     wait_port sentinel "$SENTINEL_PORT"
   fi
 
-  # The operator token of this cluster's admin API, made once per state dir.
-  [ -s "$DIR/admin-token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/admin-token"
-  chmod 600 "$DIR/admin-token"
   for name in admin session edge-a edge-b; do launch "$name"; done
   wait_port admin "$ADMIN_PORT"
   wait_port session "$SESSION_OPS_PORT"
@@ -191,6 +311,8 @@ Herald local cluster is up (state in $DIR, logs in $logs):
   admin    http://127.0.0.1:$ADMIN_PORT  (REST + gRPC; operator token in $DIR/admin-token:
            curl -H "Authorization: Bearer \$(cat $DIR/admin-token)" http://127.0.0.1:$ADMIN_PORT/v1/tenants)
   NATS $nats_url   Redis $redis_desc   etcd http://$etcd_addr
+  credentials (mode 0600) in $DIR: NATS user herald (nats-password), Redis (redis-password),
+  etcd users root, herald-admin, herald-edge (etcd-*-password)
 Anonymous clients land in tenant '$ANON_TENANT'. Stop with: make cluster-down
 TXT
 }
@@ -243,6 +365,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  start) [ -n "${2:-}" ] || { echo "usage: $0 start NAME" >&2; exit 2; }; mkdir -p "$pids" "$logs"; start_one "$2" ;;
+  start) [ -n "${2:-}" ] || { echo "usage: $0 start NAME" >&2; exit 2; }; secrets; mkdir -p "$pids" "$logs"; start_one "$2" ;;
   *) echo "usage: $0 up|down|status|start NAME" >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ import (
 // the backbone alone, with 64 publishes awaiting their store (an MQTT
 // connection's receive maximum), on a file-backed stream.
 func BenchmarkPublishAsyncWindow(b *testing.B) {
-	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: b.TempDir()})
+	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: b.TempDir(), NoAuth: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func BenchmarkPublishAsyncWindow(b *testing.B) {
 // acknowledgement requested, MQTT QoS 0), up to the store of the last:
 // one acknowledged publish at the end waits for everything before it.
 func BenchmarkSend(b *testing.B) {
-	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: b.TempDir()})
+	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: b.TempDir(), NoAuth: true})
 	if err != nil {
 		b.Fatal(err)
 	}

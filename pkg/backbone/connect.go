@@ -18,7 +18,10 @@ import (
 // partition, a black hole) is noticed within about 15 s instead of the
 // client library's default 4 minutes, /readyz fails meanwhile, and the
 // connection moves to a server that answers.
-func Connect(url, name string, onError nats.ErrHandler) (*nats.Conn, error) {
+//
+// extra options come after these: credentials (nats.UserInfo), or the
+// embedded server to connect to in-process (nats.InProcessServer).
+func Connect(url, name string, onError nats.ErrHandler, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.PingInterval(PingInterval),
@@ -31,7 +34,49 @@ func Connect(url, name string, onError nats.ErrHandler) (*nats.Conn, error) {
 	if onError != nil {
 		opts = append(opts, nats.ErrorHandler(onError))
 	}
-	return nats.Connect(url, opts...)
+	return nats.Connect(url, append(opts, extra...)...)
+}
+
+// Credentials are a NATS user and password given apart from the URLs, so a
+// secret store can hold them alone and the URLs stay printable. Every
+// service's command line embeds them (kong: `embed:""`): --nats-user and
+// --nats-password, HERALD_NATS_USER and HERALD_NATS_PASSWORD, or the YAML
+// keys nats-user and nats-password. User info in a URL outranks them for
+// that URL.
+type Credentials struct {
+	User     string `name:"nats-user" env:"HERALD_NATS_USER" help:"NATS user name (or put user info in --nats-url)."`
+	Password string `name:"nats-password" env:"HERALD_NATS_PASSWORD" help:"NATS password of --nats-user (prefer the environment variable to the flag)."`
+}
+
+// Options are the connection options that present c: none when c has no
+// user.
+func (c Credentials) Options() []nats.Option {
+	if c.User == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(c.User, c.Password)}
+}
+
+// Redacted returns urls (one or several, comma-separated) with the secret
+// part of any user info replaced by "xxxxx", for logs.
+func Redacted(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		at := strings.LastIndex(u, "@")
+		if at < 0 {
+			continue
+		}
+		scheme := ""
+		if k := strings.Index(u[:at], "://"); k >= 0 {
+			scheme = u[:k+3]
+		}
+		info := "xxxxx" // a token alone is the secret
+		if user, _, ok := strings.Cut(u[len(scheme):at], ":"); ok {
+			info = user + ":xxxxx"
+		}
+		parts[i] = scheme + info + u[at:]
+	}
+	return strings.Join(parts, ",")
 }
 
 // Liveness of the NATS link (see Connect).

@@ -1,5 +1,11 @@
 // Package natsserver runs a NATS server with JetStream inside a Herald
 // process: the backbone of the embedded default (`make run`) and of tests.
+//
+// By default the server has no network listener at all: the process
+// reaches it through nats-server's in-process client (ConnectOptions), so no
+// other local process can read or inject any tenant's messages. A listener
+// is opened only when asked for (Config.Addr), and then it requires a user
+// and password.
 package natsserver
 
 import (
@@ -10,20 +16,32 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
+
+// ErrNoCredentials is returned for a listener asked for without a user and
+// password.
+var ErrNoCredentials = errors.New("natsserver: a listener needs a user and password")
 
 // Config configures the embedded server.
 type Config struct {
-	// Addr is the client listen address; default "127.0.0.1:4222".
-	// Port 0 picks a free port.
+	// Addr, if set, is a TCP address where other processes may connect, with
+	// User and Password. Port 0 picks a free port. Empty (the default): no
+	// listener; connect in-process with ConnectOptions.
 	Addr string `yaml:"addr"`
-	// StoreDir holds JetStream data; required unless Memory is set.
+	// User and Password are the one user every client, the in-process one
+	// included, must present when set; required with Addr.
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// StoreDir holds JetStream data; required.
 	StoreDir string `yaml:"store_dir"`
 	// MaxMemory and MaxStore bound JetStream; defaults 256 MiB and 10 GiB.
 	MaxMemory int64 `yaml:"max_memory"`
 	MaxStore  int64 `yaml:"max_store"`
 	// Logs enables the server's own logging.
 	Logs bool `yaml:"logs"`
+	// NoAuth lets Addr serve clients without credentials. Tests only.
+	NoAuth bool `yaml:"-"`
 }
 
 // Validate reports a configuration error.
@@ -31,9 +49,15 @@ func (c Config) Validate() error {
 	if c.StoreDir == "" {
 		return errors.New("natsserver: store_dir is required")
 	}
+	if (c.User == "") != (c.Password == "") {
+		return errors.New("natsserver: user and password go together")
+	}
 	if c.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 			return fmt.Errorf("natsserver: addr: %w", err)
+		}
+		if c.User == "" && !c.NoAuth {
+			return ErrNoCredentials
 		}
 	}
 	return nil
@@ -44,17 +68,6 @@ func Start(c Config) (*server.Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:4222"
-	}
-	host, portText, _ := net.SplitHostPort(c.Addr)
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return nil, fmt.Errorf("natsserver: port: %w", err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
 	if c.MaxMemory == 0 {
 		c.MaxMemory = 256 << 20
 	}
@@ -63,8 +76,7 @@ func Start(c Config) (*server.Server, error) {
 	}
 	opts := &server.Options{
 		ServerName:         "herald-embedded",
-		Host:               host,
-		Port:               port,
+		DontListen:         c.Addr == "",
 		JetStream:          true,
 		StoreDir:           c.StoreDir,
 		JetStreamMaxMemory: c.MaxMemory,
@@ -72,6 +84,20 @@ func Start(c Config) (*server.Server, error) {
 		NoSigs:             true,
 		NoLog:              !c.Logs,
 		MaxPayload:         8 << 20,
+	}
+	if c.Addr != "" {
+		host, portText, _ := net.SplitHostPort(c.Addr)
+		port, err := strconv.Atoi(portText)
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: port: %w", err)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if c.User != "" {
+		opts.Users = []*server.User{{Username: c.User, Password: c.Password}}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -86,4 +112,16 @@ func Start(c Config) (*server.Server, error) {
 		return nil, errors.New("natsserver: not ready within 15s")
 	}
 	return s, nil
+}
+
+// ConnectOptions are the options that connect a client of this process to
+// s in-process (no socket, whether or not s listens), as c's user when it
+// has one. Pass them with s.ClientURL(), which the in-process client
+// ignores.
+func (c Config) ConnectOptions(s *server.Server) []nats.Option {
+	opts := []nats.Option{nats.InProcessServer(s)}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	return opts
 }

@@ -162,11 +162,11 @@ func TestEtcdResetPages(t *testing.T) {
 // TestEtcdWatchSurvivesRestart ensures a watch keeps delivering changes after etcd stops and starts again.
 func TestEtcdWatchSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	e, err := etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: "127.0.0.1:0", NoFsync: true})
+	e, err := etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: "127.0.0.1:0", NoFsync: true, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := etcdserver.ClientAddr(e)
+	addr := e.ClientAddr()
 	defer func() { e.Close() }()
 
 	cli := testserver.EtcdClient(t, addr)
@@ -197,7 +197,7 @@ func TestEtcdWatchSurvivesRestart(t *testing.T) {
 	}
 
 	e.Close()
-	e, err = etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: addr, NoFsync: true})
+	e, err = etcdserver.Start(etcdserver.Config{DataDir: dir, ClientAddr: addr, NoFsync: true, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,22 +9,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// Etcd starts an in-process single-member etcd on free loopback ports, with
-// its data in a temporary directory and its logging off, and returns the
-// client endpoint (host:port); it stops at the end of the test.
+// Etcd starts an in-process single-member etcd on a free loopback port,
+// without authentication, with its data in a temporary directory and its
+// logging off, and returns the client endpoint (host:port); it stops at the
+// end of the test.
 func Etcd(tb testing.TB) (endpoint string) {
 	tb.Helper()
 	e, err := etcdserver.Start(etcdserver.Config{
 		DataDir:    tb.TempDir(),
 		ClientAddr: "127.0.0.1:0",
-		PeerAddr:   "127.0.0.1:0",
 		NoFsync:    true,
+		NoAuth:     true,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(e.Close)
-	return etcdserver.ClientAddr(e)
+	return e.ClientAddr()
 }
 
 // EtcdClient connects to the etcd at endpoint; the client closes at the end

@@ -11,11 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// NATS starts an in-process NATS server with JetStream on a free port and
-// returns it; it shuts down at the end of the test.
+// NATS starts an in-process NATS server with JetStream on a free port,
+// without authentication, and returns it; it shuts down at the end of the test.
 func NATS(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: tb.TempDir()})
+	s, err := natsserver.Start(natsserver.Config{Addr: "127.0.0.1:0", StoreDir: tb.TempDir(), NoAuth: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

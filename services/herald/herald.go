@@ -4,6 +4,12 @@
 // replay buffers), and the edge, session service and admin API over them. The
 // services are the same code as in cluster mode; only their dependencies are
 // in-process, so nothing needs installing.
+//
+// The embedded NATS server and etcd listen on no socket unless asked to
+// (Config.NATSAddr, Config.EtcdAddr): the services reach them in-process,
+// and the only doors are the edge's, the admin API's and the ops port. A
+// listener asked for requires the credentials Herald keeps in the data
+// directory (mode 0600), never logged.
 package herald
 
 import (
@@ -15,7 +21,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/etcdserver"
@@ -28,17 +33,21 @@ import (
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/heraldmq/herald/services/session"
 	"github.com/nats-io/nats.go"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Config configures the embedded default.
 type Config struct {
-	// DataDir holds everything the process keeps: nats/, etcd/, session.db.
+	// DataDir holds everything the process keeps: nats/, etcd/, session.db
+	// and the credentials of the listeners below. Made with mode 0700.
 	DataDir string
-	// NATSAddr is where the embedded NATS server listens (tools may look at
-	// the backbone there).
+	// NATSAddr, if set, lets other processes (tools looking at the
+	// backbone, a second process attaching) reach the embedded NATS server
+	// there, as NATSUser with the password in DataDir/NATSPasswordFile.
+	// Empty (the default): no listener.
 	NATSAddr string
-	// EtcdAddr is where the embedded etcd listens.
+	// EtcdAddr, if set, lets other processes reach the embedded etcd there,
+	// with etcd's authentication on, as its root user with the password in
+	// DataDir/EtcdPasswordFile. Empty (the default): no listener.
 	EtcdAddr string
 	// OpsAddr serves /healthz, /readyz and pprof.
 	OpsAddr string
@@ -49,6 +58,17 @@ type Config struct {
 	// are served at /metrics on OpsAddr.
 	Telemetry *telemetry.Telemetry
 }
+
+// The credentials of the listeners Config asks for. Each password is made
+// at random the first time its listener is asked for and kept, mode 0600,
+// in the data directory, so that a process attaching again after a restart
+// uses the same one.
+const (
+	NATSUser         = "herald"
+	NATSPasswordFile = "nats-password"
+	EtcdUser         = etcdserver.RootUser
+	EtcdPasswordFile = "etcd-password"
+)
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
@@ -64,22 +84,45 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("herald: data dir: %w", err)
 	}
 
-	ns, err := natsserver.Start(natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+	natsCfg := natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats")}
+	if cfg.NATSAddr != "" {
+		pw, err := secret(filepath.Join(cfg.DataDir, NATSPasswordFile), true)
+		if err != nil {
+			return err
+		}
+		natsCfg.User, natsCfg.Password = NATSUser, pw
+	}
+	ns, err := natsserver.Start(natsCfg)
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
+	if cfg.NATSAddr != "" {
+		log.Info("embedded NATS listens for other processes", "url", ns.ClientURL(), "user", NATSUser,
+			"password_file", filepath.Join(cfg.DataDir, NATSPasswordFile))
+	}
 
-	etcd, err := etcdserver.Start(etcdserver.Config{DataDir: filepath.Join(cfg.DataDir, "etcd"), ClientAddr: cfg.EtcdAddr})
+	// Without a listener the password is still needed if a start with one
+	// left etcd's authentication on.
+	etcdPassword, err := secret(filepath.Join(cfg.DataDir, EtcdPasswordFile), cfg.EtcdAddr != "")
+	if err != nil {
+		return err
+	}
+	etcd, err := etcdserver.Start(etcdserver.Config{DataDir: filepath.Join(cfg.DataDir, "etcd"), ClientAddr: cfg.EtcdAddr,
+		RootPassword: etcdPassword})
 	if err != nil {
 		return err
 	}
 	defer etcd.Close()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdserver.ClientAddr(etcd)}, DialTimeout: 5 * time.Second})
+	if cfg.EtcdAddr != "" {
+		log.Info("embedded etcd listens for other processes", "addr", etcd.ClientAddr(), "user", EtcdUser,
+			"password_file", filepath.Join(cfg.DataDir, EtcdPasswordFile))
+	}
+	cli, err := etcd.Client()
 	if err != nil {
 		return err
 	}
@@ -100,7 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if s := edgeSrv.Load(); s != nil {
 			s.AsyncErrorHandler()(c, sub, err)
 		}
-	})
+	}, natsCfg.ConnectOptions(ns)...)
 	if err != nil {
 		return err
 	}

@@ -546,7 +546,11 @@ func streamLeader(t *testing.T, js jetstream.JetStream) (string, error) {
 // primary now.
 func redisPrimary(c *localcluster.Cluster) (string, error) {
 	_, port, _ := strings.Cut(c.SentinelAddr, ":")
-	out, err := exec.Command("redis-cli", "-p", port, "sentinel", "get-master-addr-by-name", "herald").Output()
+	cmd := exec.Command("redis-cli", "-p", port, "sentinel", "get-master-addr-by-name", "herald")
+	// Sentinel asks for the cluster's Redis password; REDISCLI_AUTH keeps
+	// it off the command line.
+	cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+c.RedisPassword)
+	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("sentinel: %w", err)
 	}

@@ -79,6 +79,7 @@ func TestChartPassesRealFlags(t *testing.T) {
 		{name: "development", overrides: map[string]any{
 			"edge.anonymousTenant": "dev", "edge.authenticated": false, "admin.liveState": false,
 			"credentials.redisPassword": "x", "credentials.etcdPassword": "y", "credentials.adminTokenHash": "z",
+			"credentials.redisSentinelPassword": "s",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

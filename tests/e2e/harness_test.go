@@ -64,7 +64,16 @@ func waitHTTP(tb testing.TB, url string, timeout time.Duration) {
 // startCluster runs the local cluster on free ports in a temp dir.
 func startCluster(t *testing.T) *deployment {
 	t.Helper()
-	c, err := localcluster.Start(t.TempDir())
+	c := startLocalCluster(t)
+	return &deployment{A: endpoints{MQTT: c.A.MQTT, HTTP: c.A.HTTP}, B: endpoints{MQTT: c.B.MQTT, HTTP: c.B.HTTP},
+		NATSURL: c.NATSURL, Admin: c.Admin}
+}
+
+// startLocalCluster runs the local cluster on free ports in a temp dir,
+// with env added to the script's environment, until the test ends.
+func startLocalCluster(t *testing.T, env ...string) *localcluster.Cluster {
+	t.Helper()
+	c, err := localcluster.Start(t.TempDir(), env...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +85,7 @@ func startCluster(t *testing.T) *deployment {
 			t.Log(err)
 		}
 	})
-	return &deployment{A: endpoints{MQTT: c.A.MQTT, HTTP: c.A.HTTP}, B: endpoints{MQTT: c.B.MQTT, HTTP: c.B.HTTP},
-		NATSURL: c.NATSURL, Admin: c.Admin}
+	return c
 }
 
 // logWriter sends writes to the test log.
@@ -86,10 +94,12 @@ type logWriter struct{ t *testing.T }
 func (w logWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // startEmbedded runs bin/herald as `make run` does — the embedded default
-// with its data directory — on free ports given through the environment.
+// with its data directory — on free ports given through the environment,
+// with its NATS listener asked for (and its credentials in NATSURL), for
+// tests that look at the backbone.
 func startEmbedded(t *testing.T) *deployment {
 	t.Helper()
-	p, err := localcluster.FreePorts(6)
+	p, err := localcluster.FreePorts(5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +116,6 @@ func startEmbedded(t *testing.T) *deployment {
 		"HERALD_ADMIN_ADDR=127.0.0.1:"+strconv.Itoa(p[2]),
 		"HERALD_NATS_ADDR=127.0.0.1:"+strconv.Itoa(p[3]),
 		"HERALD_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p[4]),
-		"HERALD_ETCD_ADDR=127.0.0.1:"+strconv.Itoa(p[5]),
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -129,8 +138,12 @@ func startEmbedded(t *testing.T) *deployment {
 		}
 	})
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", p[4]), 60*time.Second)
+	password, err := os.ReadFile(filepath.Join(dir, "data", "nats-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := endpoints{MQTT: "127.0.0.1:" + strconv.Itoa(p[0]), HTTP: "http://127.0.0.1:" + strconv.Itoa(p[1])}
-	return &deployment{A: e, B: e, NATSURL: "nats://127.0.0.1:" + strconv.Itoa(p[3]),
+	return &deployment{A: e, B: e, NATSURL: "nats://herald:" + string(password) + "@127.0.0.1:" + strconv.Itoa(p[3]),
 		Admin: "http://127.0.0.1:" + strconv.Itoa(p[2])}
 }
 

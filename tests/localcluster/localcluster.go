@@ -31,15 +31,27 @@ type Edge struct {
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	// Dir holds the cluster's state, logs (Dir/logs) and pids (Dir/pids).
-	Dir        string
-	A, B       Edge
-	NATSURL    string
-	RedisAddr  string
+	// Dir holds the cluster's state, logs (Dir/logs), pids (Dir/pids) and
+	// secrets.
+	Dir  string
+	A, B Edge
+	// NATSURL is the first NATS server's URL, with the cluster's user and
+	// password in it (NATSUser, NATSPassword).
+	NATSURL      string
+	NATSUser     string
+	NATSPassword string
+	RedisAddr    string
+	// RedisPassword is the password of Redis, its replica and Sentinel.
+	RedisPassword string
+	// EtcdAddr is etcd's client address (host:port); EtcdUsers maps each
+	// of its users (root, herald-admin, herald-edge) to its password.
+	EtcdAddr   string
+	EtcdUsers  map[string]string
 	Admin      string // http://host:port
 	AdminToken string // the admin API's operator token
 	// HA tells whether the cluster runs the HA shape (HERALD_HA=1 in Start's
-	// env): then NATSURLs has the three NATS servers (pid files nats-1..3),
+	// env): then NATSURLs has the three NATS servers (pid files nats-1..3,
+	// URLs with the user and password like NATSURL),
 	// RedisAddr is the first primary, RedisReplicaAddr its replica, and
 	// SentinelAddr the Sentinel that services ask for the primary.
 	HA               bool
@@ -116,16 +128,28 @@ func Start(dir string, env ...string) (*Cluster, error) {
 		_, _ = c.script("down")
 		return nil, fmt.Errorf("cluster up: %w\n%s", err, out)
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
-	if err != nil {
-		_ = c.Stop()
-		return nil, err
+	secrets := map[string]string{}
+	for _, name := range []string{"admin-token", "nats-password", "redis-password",
+		"etcd-root-password", "etcd-admin-password", "etcd-edge-password"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
+		secrets[name] = strings.TrimSpace(string(b))
 	}
 	const host = "127.0.0.1:"
-	c.AdminToken = strings.TrimSpace(string(tok))
+	c.AdminToken, c.NATSUser, c.NATSPassword = secrets["admin-token"], "herald", secrets["nats-password"]
+	c.RedisPassword = secrets["redis-password"]
+	c.EtcdUsers = map[string]string{"root": secrets["etcd-root-password"],
+		"herald-admin": secrets["etcd-admin-password"], "herald-edge": secrets["etcd-edge-password"]}
+	natsURL := func(port string) string {
+		return "nats://" + c.NATSUser + ":" + c.NATSPassword + "@" + host + port
+	}
 	// Addresses come from the script's environment, where env may have
 	// chosen a port.
-	c.NATSURL, c.RedisAddr, c.Admin = "nats://"+host+c.Env("NATS_PORT"), host+c.Env("REDIS_PORT"), "http://"+host+c.Env("ADMIN_PORT")
+	c.NATSURL, c.RedisAddr, c.Admin = natsURL(c.Env("NATS_PORT")), host+c.Env("REDIS_PORT"), "http://"+host+c.Env("ADMIN_PORT")
+	c.EtcdAddr = host + c.Env("ETCD_PORT")
 	c.A = Edge{ID: "edge-a", MQTT: host + c.Env("EDGE_A_MQTT"), HTTP: "http://" + host + c.Env("EDGE_A_HTTP"),
 		Ops: "http://" + host + c.Env("EDGE_A_OPS")}
 	c.B = Edge{ID: "edge-b", MQTT: host + c.Env("EDGE_B_MQTT"), HTTP: "http://" + host + c.Env("EDGE_B_HTTP"),
@@ -133,7 +157,7 @@ func Start(dir string, env ...string) (*Cluster, error) {
 	c.NATSURLs = []string{c.NATSURL}
 	if c.Env("HERALD_HA") == "1" {
 		c.HA = true
-		c.NATSURLs = append(c.NATSURLs, "nats://"+host+c.Env("NATS_PORT_2"), "nats://"+host+c.Env("NATS_PORT_3"))
+		c.NATSURLs = append(c.NATSURLs, natsURL(c.Env("NATS_PORT_2")), natsURL(c.Env("NATS_PORT_3")))
 		c.RedisReplicaAddr, c.SentinelAddr = host+c.Env("REDIS_REPLICA_PORT"), host+c.Env("SENTINEL_PORT")
 	}
 	return c, nil

@@ -235,7 +235,7 @@ func startHerald(t *testing.T) *herald {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run `make build`", bin)
 	}
-	p, err := localcluster.FreePorts(6)
+	p, err := localcluster.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func startHerald(t *testing.T) *herald {
 	}
 	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"))
 	cmd.Env = append(os.Environ(), "HERALD_MQTT_ADDR="+addr(0), "HERALD_HTTP_ADDR="+addr(1), "HERALD_ADMIN_ADDR="+addr(2),
-		"HERALD_NATS_ADDR="+addr(3), "HERALD_OPS_ADDR="+addr(4), "HERALD_ETCD_ADDR="+addr(5), "HERALD_LOG_LEVEL=warn")
+		"HERALD_OPS_ADDR="+addr(3), "HERALD_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func startHerald(t *testing.T) *herald {
 			t.Logf("--- herald log (tail)\n%s", b)
 		}
 	})
-	h := &herald{mqtt: addr(0), http: "http://" + addr(1), ops: "http://" + addr(4), pid: cmd.Process.Pid}
+	h := &herald{mqtt: addr(0), http: "http://" + addr(1), ops: "http://" + addr(3), pid: cmd.Process.Pid}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(h.ops + "/readyz")

@@ -69,7 +69,7 @@ stop "$np"
 herald() { # datadir -> sets hp, hm, hh
   local d=$1; hm=$(free_port); hh=$(free_port)
   HERALD_MQTT_ADDR=127.0.0.1:$hm HERALD_HTTP_ADDR=127.0.0.1:$hh HERALD_ADMIN_ADDR=127.0.0.1:$(free_port) \
-  HERALD_OPS_ADDR=127.0.0.1:$(free_port) HERALD_NATS_ADDR=127.0.0.1:$(free_port) HERALD_ETCD_ADDR=127.0.0.1:$(free_port) \
+  HERALD_OPS_ADDR=127.0.0.1:$(free_port) \
     "$BIN/herald" --data-dir "$d" > "$d.log" 2>&1 & hp=$!; pids+=("$hp"); wait_port "$hm"; wait_port "$hh"
 }
 herald "$OUT/herald1"

@@ -63,7 +63,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* herald.secretData: the chart-made Secret's data, only non-empty keys. */}}
 {{- define "herald.secretData" -}}
 {{- $c := .Values.credentials -}}
-{{- range $key, $v := dict "nats-url" $c.natsURL "redis-username" $c.redisUsername "redis-password" $c.redisPassword "etcd-username" $c.etcdUsername "etcd-password" $c.etcdPassword "admin-token-hash" $c.adminTokenHash "test-token" $c.testToken }}
+{{- range $key, $v := dict "nats-url" $c.natsURL "redis-username" $c.redisUsername "redis-password" $c.redisPassword "redis-sentinel-password" $c.redisSentinelPassword "etcd-username" $c.etcdUsername "etcd-password" $c.etcdPassword "admin-token-hash" $c.adminTokenHash "test-token" $c.testToken }}
 {{- if $v }}
 {{ $key }}: {{ $v | b64enc | quote }}
 {{- end }}
@@ -159,6 +159,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "herald.redisEnv" -}}
 {{- include "herald.secretEnv" (dict "ctx" . "name" "HERALD_REDIS_USERNAME" "key" "redis-username" "optional" true) }}
 {{- include "herald.secretEnv" (dict "ctx" . "name" "HERALD_REDIS_PASSWORD" "key" "redis-password" "optional" true) }}
+{{- include "herald.secretEnv" (dict "ctx" . "name" "HERALD_REDIS_SENTINEL_PASSWORD" "key" "redis-sentinel-password" "optional" true) }}
 {{- end -}}
 
 {{- define "herald.etcdEnv" -}}

@@ -54,12 +54,17 @@ type serveCmd struct {
 	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
 	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" help:"Redis ACL user name."`
 	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
+	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" help:"ACL user name for the Sentinels of --redis-master-name."`
+	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
 	RedisTLS         bool            `name:"redis-tls" env:"HERALD_REDIS_TLS" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)."`
 	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
 	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
 	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
 	Telemetry        telemetry.Flags `embed:""`
+
+	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
+	NATS backbone.Credentials `embed:""`
 }
 
 // cli is every command.
@@ -160,7 +165,8 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 	opts := []admin.Option{admin.WithTelemetry(p)}
 	if len(c.RedisAddrs) > 0 {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
+			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
+			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
 		defer rdb.Close()
 		rdb.AddHook(telemetry.RedisHook(p))
 		opts = append(opts, admin.WithStore(store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})))
@@ -168,7 +174,7 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 	if c.NATSURL != "" {
 		nc, err := backbone.Connect(c.NATSURL, "herald-admin", func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats", "err", err)
-		})
+		}, c.NATS.Options()...)
 		if err != nil {
 			return err
 		}

@@ -76,6 +76,28 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// TestCredentialsConfig ensures the NATS, Redis Sentinel and etcd
+// credentials come from the YAML file like every other flag, and the
+// environment overrides them.
+func TestCredentialsConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "admin.yaml")
+	yaml := "nats:\n  user: herald\n  password: from-file\nredis:\n  sentinel:\n    username: sentinel-user\n    password: sentinel-file\n" +
+		"etcd:\n  username: herald-admin\n  password: etcd-file\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := parse(t, "--config", file)
+	if c.NATS.User != "herald" || c.NATS.Password != "from-file" || c.SentinelUsername != "sentinel-user" ||
+		c.SentinelPassword != "sentinel-file" || c.Etcd.Username != "herald-admin" || c.Etcd.Password != "etcd-file" {
+		t.Fatalf("from file: %+v %+v %q %q", c.NATS, c.Etcd, c.SentinelUsername, c.SentinelPassword)
+	}
+	t.Setenv("HERALD_NATS_PASSWORD", "from-env")
+	t.Setenv("HERALD_REDIS_SENTINEL_PASSWORD", "sentinel-env")
+	if c := parse(t, "--config", file); c.NATS.Password != "from-env" || c.SentinelPassword != "sentinel-env" {
+		t.Fatalf("environment did not override the file: %q %q", c.NATS.Password, c.SentinelPassword)
+	}
+}
+
 // TestRun ensures herald-admin serves against a real etcd and stops when its context ends.
 func TestRun(t *testing.T) {
 	c := parse(t, "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "t")

@@ -35,6 +35,8 @@ type cli struct {
 	RedisMasterName  string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
 	RedisUsername    string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
 	RedisPassword    string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	SentinelUsername string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
+	SentinelPassword string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	MQTTAddr         string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
 	HTTPAddr         string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
@@ -71,6 +73,9 @@ type cli struct {
 	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 	Telemetry        telemetry.Flags `embed:""`
+
+	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
+	NATS backbone.Credentials `embed:""`
 }
 
 func main() {
@@ -101,7 +106,7 @@ func run(c cli) error {
 		if s := srv.Load(); s != nil {
 			s.AsyncErrorHandler()(conn, sub, err)
 		}
-	})
+	}, c.NATS.Options()...)
 	if err != nil {
 		return err
 	}
@@ -111,7 +116,8 @@ func run(c cli) error {
 		return err
 	}
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-		Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
+		Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
+		SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
 	defer rdb.Close()
 	rdb.AddHook(telemetry.RedisHook(p))
 	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})

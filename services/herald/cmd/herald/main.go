@@ -28,8 +28,8 @@ type cli struct {
 	HTTPAddr        string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
 	AdminAddr       string          `help:"Admin API listen address (REST and gRPC)." default:"127.0.0.1:8081" env:"HERALD_ADMIN_ADDR"`
 	OpsAddr         string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:8082" env:"HERALD_OPS_ADDR"`
-	NATSAddr        string          `name:"nats-addr" help:"Embedded NATS listen address." default:"127.0.0.1:4222" env:"HERALD_NATS_ADDR"`
-	EtcdAddr        string          `help:"Embedded etcd client listen address." default:"127.0.0.1:2379" env:"HERALD_ETCD_ADDR"`
+	NATSAddr        string          `name:"nats-addr" help:"Let other processes reach the embedded NATS here (e.g. 127.0.0.1:4222), as user herald with the password in <data-dir>/nats-password. Empty: no listener." env:"HERALD_NATS_ADDR"`
+	EtcdAddr        string          `help:"Let other processes reach the embedded etcd here (e.g. 127.0.0.1:2379), authentication on, as user root with the password in <data-dir>/etcd-password. Empty: no listener." env:"HERALD_ETCD_ADDR"`
 	AnonymousTenant string          `help:"Tenant that clients without credentials land in; empty refuses them (and the admin API then needs --admin-token)." default:"dev" env:"HERALD_ANONYMOUS_TENANT"`
 	AdminToken      string          `help:"Operator token for the admin API when not in development mode." env:"HERALD_ADMIN_TOKEN"`
 	MaxConnections  int             `help:"Most client connections of the edge, all tenants; more are refused as server busy (0: no bound)." env:"HERALD_MAX_CONNECTIONS"`

@@ -34,6 +34,8 @@ type cli struct {
 	RedisMasterName   string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
 	RedisUsername     string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
 	RedisPassword     string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	SentinelUsername  string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
+	SentinelPassword  string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS          bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	StorePath         string          `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
 	OpsAddr           string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
@@ -56,6 +58,9 @@ type cli struct {
 	LogFormat         string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel          string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 	Telemetry         telemetry.Flags `embed:""`
+
+	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
+	NATS backbone.Credentials `embed:""`
 }
 
 func main() {
@@ -108,7 +113,7 @@ func run(c cli) error {
 	o.Handle("GET /metrics", tel.MetricsHandler())
 	nc, err := backbone.Connect(c.NATSURL, "herald-session", func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		log.Warn("nats", "err", err)
-	})
+	}, c.NATS.Options()...)
 	if err != nil {
 		return err
 	}
@@ -129,7 +134,8 @@ func run(c cli) error {
 		st = e
 	default:
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS)})
+			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
+			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
 		defer rdb.Close()
 		rdb.AddHook(telemetry.RedisHook(p))
 		o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -165,7 +171,7 @@ func run(c cli) error {
 		opsErr <- err
 	}()
 
-	log.Info("herald-session started", "nats", c.NATSURL, "store", c.Store, "ops", c.OpsAddr, "replica", cfg.WithDefaults().ReplicaID)
+	log.Info("herald-session started", "nats", backbone.Redacted(c.NATSURL), "store", c.Store, "ops", c.OpsAddr, "replica", cfg.WithDefaults().ReplicaID)
 	err = svc.Run(ctx)
 	stop()
 	if oerr := <-opsErr; err == nil {
