@@ -115,18 +115,7 @@ func TestHTTPHostile(t *testing.T) {
 }
 
 // dialWS opens a native WebSocket of acme.
-func dialWS(t *testing.T) *websocket.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.HTTP, "http")+"/ws",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + acmeKey}}})
-	if err != nil {
-		t.Fatalf("dial /ws: %v (%v)", err, resp)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c
-}
+func dialWS(t *testing.T) *websocket.Conn { return dialWSToken(t, acmeKey) }
 
 // wsCloseCode reads until the connection ends and returns its close code.
 func wsCloseCode(ctx context.Context, c *websocket.Conn) websocket.StatusCode {

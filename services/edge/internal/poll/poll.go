@@ -44,7 +44,6 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
@@ -293,8 +292,8 @@ func (h *Handler) parse(r *http.Request) (request, error) {
 		return req, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
 	}
 	for _, f := range q["topic"] {
-		if err := topic.ValidateFilter(f, h.n.Limits); err != nil {
-			return req, fmt.Errorf("topic filter %q: %w", f, err)
+		if err := stream.ValidateFilter(f, h.n.Limits); err != nil {
+			return req, err
 		}
 		if !slices.Contains(req.filters, f) {
 			req.filters = append(req.filters, f)

@@ -409,8 +409,8 @@ func (s *session) revoke(reason error) {
 }
 
 func (s *session) subscribe(req request) {
-	if err := topic.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
-		s.fail(req.ID, fmt.Errorf("topic filter %q: %w", req.Topic, err))
+	if err := stream.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
+		s.fail(req.ID, err)
 		return
 	}
 	var from *message.Position
