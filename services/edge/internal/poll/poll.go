@@ -30,7 +30,10 @@
 // An answer comes as soon as there is something to return: at once if the
 // store holds matching messages after cursor (up to max), else with the
 // first live ones, else after timeout with no message and the cursor moved
-// past what was looked at. Errors are the JSON errors of package httpapi.
+// past what was looked at. Errors are the JSON errors of package httpapi;
+// a poll whose credential is revoked (key deleted, changed or expired,
+// tenant deleted) while it waits is answered at once with 401
+// not_authenticated, nothing of what it gathered included.
 package poll
 
 import (
@@ -170,8 +173,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := h.poll(ctx, id.Tenant, epoch, req)
-	if cause := context.Cause(ctx); err != nil && errors.Is(cause, auth.ErrRevoked) {
-		err = cause // 403
+	if cause := context.Cause(ctx); errors.Is(cause, auth.ErrRevoked) {
+		// Revoked while the poll ran (its wait ends at once): whatever it
+		// gathered is not the client's any more. 401, with the challenge.
+		err = cause
 	}
 	if err != nil {
 		if ctx.Err() == nil {
