@@ -117,6 +117,33 @@ func connectV3(addr, src, clientID, password string) (*mqttConn, error) {
 	return c, nil
 }
 
+// connectV3Will sends an MQTT 3.1.1 CONNECT with a QoS 0 will and reads
+// the CONNACK's return code.
+func connectV3Will(addr, clientID, password, willTopic string, willPayload []byte) (*mqttConn, error) {
+	c, err := dialMQTT(addr, "")
+	if err != nil {
+		return nil, err
+	}
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC0 | 0x04 | 0x02, 0, 30} // user, password, will, clean session
+	body = appendString(body, clientID)
+	body = appendString(body, willTopic)
+	body = appendString(body, string(willPayload))
+	body = appendString(body, "u")
+	body = appendString(body, password)
+	if _, err := c.Write(append(fixedHeader(0x10, len(body)), body...)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("no CONNACK: %w", err)
+	}
+	c.code = b[3]
+	return c, nil
+}
+
 // read reads the next packet, waiting at most d.
 func (c *mqttConn) read(d time.Duration) (*packets.ControlPacket, error) {
 	_ = c.SetReadDeadline(time.Now().Add(d))
