@@ -296,12 +296,16 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if hosts := cfg.CORS.Hosts(); len(hosts) > 0 {
 		wsCfg.OriginPatterns = append(slices.Clone(wsCfg.OriginPatterns), hosts...)
 	}
+	pubCfg := cfg.Publish
+	if cfg.CORS.AllowCredentials {
+		pubCfg.CookieOrigins = cfg.CORS.Hosts()
+	}
 	mux := http.NewServeMux()
 	s.drain.sse, s.drain.ws = sse.NewHandler(cfg.SSE, s.node), ws.NewHandler(wsCfg, s.node)
 	mux.Handle("GET /sse", s.drain.sse)
-	mux.Handle("GET /ws", s.drain.ws)
-	mux.Handle("GET /mqtt", s.mqtt.WebSocketHandler())
-	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(cfg.Publish, s.node))
+	mux.Handle("GET /ws", sameOrigin(wsCfg.OriginPatterns, s.drain.ws))
+	mux.Handle("GET /mqtt", sameOrigin(cfg.MQTT.WebSocketOrigins, s.mqtt.WebSocketHandler()))
+	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(pubCfg, s.node))
 	mux.Handle("GET /poll", poll.NewHandler(cfg.Poll, s.node))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	if cfg.demo() {
@@ -346,6 +350,20 @@ func (r *clientsRef) onChange(ch tenant.Change) {
 	if r.c != nil {
 		r.c.OnChange(ch)
 	}
+}
+
+// sameOrigin refuses a WebSocket upgrade from a page of a foreign origin
+// (one not matching hosts) with 403 and the JSON error of every other
+// refusal, before next (whose library would answer the same in plain
+// text) sees it.
+func sameOrigin(hosts []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cors.CheckOrigin(r, hosts); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // edgeHeader names the edge on every response.

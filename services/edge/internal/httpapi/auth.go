@@ -42,6 +42,18 @@ func Credentials(r *http.Request) (auth.Credentials, error) {
 	return c, nil
 }
 
+// CookieCredential reports whether r's credential is the herald_token
+// cookie, the one a browser adds by itself to requests other pages make:
+// requests that write with it are checked against cross-site use
+// (cors.CheckCookieWrite).
+func CookieCredential(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return false
+	}
+	ck, err := r.Cookie(TokenCookie)
+	return err == nil && ck.Value != ""
+}
+
 // Authenticate identifies the client of r with a.
 func Authenticate(r *http.Request, a auth.Authenticator) (auth.Identity, error) {
 	c, err := Credentials(r)

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -70,7 +71,7 @@ func Classify(err error) (code string, status int) {
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, limits.ErrServerBusy):
 		return CodeBusy, http.StatusServiceUnavailable
-	case errors.Is(err, auth.ErrNotAuthorized):
+	case errors.Is(err, auth.ErrNotAuthorized), errors.Is(err, cors.ErrCrossSite):
 		return CodeNotAuthorized, http.StatusForbidden
 	case errors.Is(err, ErrTooLarge), errors.As(err, &maxBytes):
 		return CodeTooLarge, http.StatusRequestEntityTooLarge

@@ -16,6 +16,13 @@
 // 401 not_authenticated, 403 not_authorized, 413 payload_too_large, 503
 // unavailable (not stored; retrying may store it twice).
 //
+// With the herald_token cookie as its credential, a publish must come from
+// the edge's own origin or an allowed one (the CORS origins, when they may
+// send credentials) and carry a Content-Type no cross-origin page can send
+// without a preflight: present, and none of application/x-www-form-
+// urlencoded, multipart/form-data and text/plain. Otherwise it is 403
+// not_authorized: a page elsewhere cannot publish with a visitor's cookie.
+//
 // # Batch
 //
 //	POST /publish                        (no ?topic)
@@ -50,6 +57,7 @@ import (
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
@@ -70,6 +78,12 @@ type PublishConfig struct {
 	MaxBatch int `yaml:"max_batch"`
 	// MaxBatchBytes bounds the body of a batch; default 8 MiB.
 	MaxBatchBytes int64 `yaml:"max_batch_bytes"`
+	// CookieOrigins are the host patterns (cors.Config.Hosts) of the
+	// origins besides the edge's own whose pages may publish with the
+	// cookie credential; the edge sets them from its CORS origins when
+	// those may send credentials. Any other origin, and any form content
+	// type, is refused with the cookie (cors.CheckCookieWrite).
+	CookieOrigins []string `yaml:"-"`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -120,6 +134,15 @@ type PublishResponse struct {
 
 // ServeHTTP implements http.Handler.
 func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A browser adds the cookie to any page's requests: a write with it
+	// must come from an allowed origin, in a form no cross-origin page can
+	// send without a preflight (checked before anything is spent on it).
+	if CookieCredential(r) {
+		if err := cors.CheckCookieWrite(r, h.cfg.CookieOrigins); err != nil {
+			WriteError(w, err)
+			return
+		}
+	}
 	id, err := Authenticate(r, h.n.Auth)
 	if err != nil {
 		WriteError(w, err)
