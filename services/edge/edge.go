@@ -85,6 +85,73 @@ type Config struct {
 	// Shed refuses new connections, whatever their tenant, when the edge
 	// holds its maximum of them or is short of memory.
 	Shed ShedConfig `yaml:"shed"`
+	// HTTP bounds the HTTP listener's connections while they read a
+	// request or wait for one, and before they authenticate.
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig bounds the HTTP listener's connections in the phases where a
+// client holds the edge's resources without having authenticated or
+// while it sends: reading a request's headers, reading a publish's body,
+// idling between requests, and being accepted at all. Established
+// streams (SSE, WebSocket) and waiting long-polls are long-lived by
+// design and are not bounded here: they are authenticated, counted
+// against their tenant, and have their own keep-alives.
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds the reading of a request's headers, from
+	// the connection's accept or its previous request; default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes a keep-alive connection that carries no request
+	// for that long (HTTP/2: no stream); default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// BodyTimeout bounds the reading of a publish's body (single or
+	// batch): slower, it is answered 408 request_timeout and the
+	// connection closed; default 30s (8 MiB, the largest batch, at
+	// ~2.2 Mbit/s).
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxUnauthenticatedPerSource bounds the connections one source (IPv4
+	// address, IPv6 /64) holds before any request on them authenticated;
+	// more are closed at accept (limits.PreAuth). Default 256; -1 for no
+	// bound. Behind a proxy that does not keep the client's address, all
+	// connections share the proxy's: raise it, or bound at the proxy.
+	MaxUnauthenticatedPerSource int `yaml:"max_unauthenticated_per_source"`
+}
+
+// Defaults of HTTPConfig.
+const (
+	DefaultHTTPReadHeaderTimeout           = 10 * time.Second
+	DefaultHTTPIdleTimeout                 = 60 * time.Second
+	DefaultHTTPBodyTimeout                 = 30 * time.Second
+	DefaultHTTPMaxUnauthenticatedPerSource = 256
+)
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c HTTPConfig) WithDefaults() HTTPConfig {
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultHTTPBodyTimeout
+	}
+	if c.MaxUnauthenticatedPerSource == 0 {
+		c.MaxUnauthenticatedPerSource = DefaultHTTPMaxUnauthenticatedPerSource
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c HTTPConfig) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.BodyTimeout < 0:
+		return errors.New("edge: http timeouts must not be negative")
+	case c.MaxUnauthenticatedPerSource < -1:
+		return errors.New("edge: http max_unauthenticated_per_source must be -1 (no bound) or more")
+	}
+	return nil
 }
 
 // ShedConfig configures the edge's load shedding; an alias, so that the
@@ -143,6 +210,7 @@ func (c Config) WithDefaults() Config {
 		c.Demo = DemoAuto
 	}
 	c.Drain = c.Drain.WithDefaults()
+	c.HTTP = c.HTTP.WithDefaults()
 	return c
 }
 
@@ -183,7 +251,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
 	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
-		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate())
+		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate())
 }
 
 // Server is one edge.
@@ -193,6 +261,8 @@ type Server struct {
 	live *backbone.Live
 	mqtt *mqtt.Server
 	http *http.Server
+	// preauth bounds the HTTP connections per source not authenticated yet.
+	preauth *limits.PreAuth
 
 	// Set by WithTenants (authenticated mode); nil otherwise.
 	dir   *tenant.Directory
@@ -297,6 +367,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		wsCfg.OriginPatterns = append(slices.Clone(wsCfg.OriginPatterns), hosts...)
 	}
 	pubCfg := cfg.Publish
+	pubCfg.BodyTimeout = cfg.HTTP.BodyTimeout
 	if cfg.CORS.AllowCredentials {
 		pubCfg.CookieOrigins = cfg.CORS.Hosts()
 	}
@@ -314,7 +385,12 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 			mux.Handle(pattern, page)
 		}
 	}
-	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, s.gate(mux))), ReadHeaderTimeout: 10 * time.Second,
+	// No ReadTimeout or WriteTimeout: they would cut SSE streams, WebSockets
+	// and long-polls, which are long-lived by design. The phases before a
+	// request is served are bounded instead (HTTPConfig).
+	s.preauth = limits.NewPreAuth(cfg.HTTP.MaxUnauthenticatedPerSource)
+	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, s.gate(mux))),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, IdleTimeout: cfg.HTTP.IdleTimeout, ConnContext: limits.ConnContext,
 		Protocols: new(http.Protocols)}
 	s.http.Protocols.SetHTTP1(true)
 	switch {
@@ -441,6 +517,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ml.Close()
 		return fmt.Errorf("edge: http listen: %w", err)
 	}
+	hl = s.preauth.Listener(hl)
 	s.mu.Lock()
 	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
 	s.drain.httpL = hl

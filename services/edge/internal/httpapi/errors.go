@@ -28,6 +28,7 @@ const (
 	CodeInvalidTopic     = "invalid_topic"     // 400: topic name or filter rejected
 	CodeNotAuthenticated = "not_authenticated" // 401: wrong, malformed, expired or revoked credentials
 	CodeNotAuthorized    = "not_authorized"    // 403: credentials valid, access refused
+	CodeTimeout          = "request_timeout"   // 408: the body came slower than the body timeout
 	CodeTooLarge         = "payload_too_large" // 413: body over the limit
 	CodeRateLimited      = "rate_limited"      // 429: a tenant limit or too many failed attempts; see Retry-After
 	CodeUnavailable      = "unavailable"       // 503: backbone unavailable, retry later
@@ -41,6 +42,9 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrTooLarge is a payload over the configured limit.
 	ErrTooLarge = errors.New("payload too large")
+	// ErrBodyTimeout is a request body that did not arrive within the
+	// body timeout.
+	ErrBodyTimeout = errors.New("request body timeout")
 )
 
 // Classify maps an error to its wire code and HTTP status. This is the one
@@ -75,6 +79,8 @@ func Classify(err error) (code string, status int) {
 		return CodeNotAuthorized, http.StatusForbidden
 	case errors.Is(err, ErrTooLarge), errors.As(err, &maxBytes):
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBodyTimeout):
+		return CodeTimeout, http.StatusRequestTimeout
 	case errors.Is(err, backbone.ErrNotStored), errors.Is(err, backbone.ErrNoStream), errors.Is(err, backbone.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),

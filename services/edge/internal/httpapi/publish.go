@@ -50,7 +50,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
@@ -84,6 +86,11 @@ type PublishConfig struct {
 	// those may send credentials. Any other origin, and any form content
 	// type, is refused with the cookie (cors.CheckCookieWrite).
 	CookieOrigins []string `yaml:"-"`
+	// BodyTimeout bounds the reading of a publish's body, from the moment
+	// the handler starts reading it: a client sending it slower is
+	// answered 408 and its connection closed. The edge sets it from its
+	// http.body_timeout; zero means no bound.
+	BodyTimeout time.Duration `yaml:"-"`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -166,7 +173,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("%w: qos must be 0 or 1", ErrBadRequest))
 		return
 	}
-	if m.Payload, err = readBody(w, r, h.cfg.MaxPayload); err != nil {
+	if m.Payload, err = h.readBody(w, r, h.cfg.MaxPayload); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -200,17 +207,32 @@ func CheckPublish(n *node.Node, id auth.Identity, m *message.Message) error {
 	return n.PublishQuota(id.Tenant, len(m.Payload))
 }
 
-// readBody reads a request body of at most max bytes.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+// readBody reads a request body of at most max bytes, within the body
+// timeout.
+func (h *PublishHandler) readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.ContentLength > max {
 		return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
 	}
+	rc := http.NewResponseController(w)
+	deadline := h.cfg.BodyTimeout > 0 && rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)) == nil
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
+		switch {
+		case errors.As(err, new(*http.MaxBytesError)):
 			return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The deadline stays, and the connection closes after the
+			// answer: the rest of a slow body is not waited for.
+			w.Header().Set("Connection", "close")
+			return nil, fmt.Errorf("%w: the body did not arrive within %v", ErrBodyTimeout, h.cfg.BodyTimeout)
 		}
 		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+	}
+	if deadline {
+		// Cleared once read: the rest of the request (the store) is not
+		// the client's to hurry, and a deadline left on the connection
+		// would end the request's context under it.
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	return b, nil
 }

@@ -60,6 +60,9 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		return err
 	}
 	c.id = id
+	// Over WebSocket, the HTTP connection no longer counts as
+	// unauthenticated against its source (limits.PreAuth).
+	limits.Authenticated(ctx)
 
 	clientID, assigned := pk.Connect.ClientIdentifier, ""
 	if clientID == "" {
