@@ -105,9 +105,10 @@ type HTTPConfig struct {
 	// for that long (HTTP/2: no stream); default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// BodyTimeout bounds the reading of a publish's body (single or
-	// batch): slower, it is answered 408 request_timeout and the
-	// connection closed; default 30s (8 MiB, the largest batch, at
-	// ~2.2 Mbit/s).
+	// batch), from the moment the publish handler has its headers:
+	// slower, it is answered 408 request_timeout (or its earlier refusal)
+	// and the connection closed; default 30s (8 MiB, the largest batch,
+	// at ~2.2 Mbit/s).
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// MaxUnauthenticatedPerSource bounds the connections one source (IPv4
 	// address, IPv6 /64) holds before any request on them authenticated;

@@ -33,7 +33,8 @@ const (
 // those are closed after the header timeout; a keep-alive connection
 // whose request was refused is closed after the idle timeout; a publish
 // body sent at 1 byte per 300 ms is answered 408 after the body timeout
-// and the connection closed. Established streams are not bounded: an SSE
+// (401 if the publish is refused before its body is read) and the
+// connection closed. Established streams are not bounded: an SSE
 // stream, a WebSocket and a long-poll outlive every bound, and
 // authenticated connections do not count against the source.
 func TestHTTPBounds(t *testing.T) {
@@ -106,51 +107,63 @@ func TestHTTPBounds(t *testing.T) {
 		t.Logf("closed %v after its last answer", time.Since(start).Round(10*time.Millisecond))
 	})
 
-	t.Run("publish body at 1 byte per 300 ms: 408 after the body timeout, connection closed", func(t *testing.T) {
-		c, err := dialFrom(host, "127.0.5.4")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /publish?topic=slow HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n", host)
-		start := time.Now()
-		answered := make(chan *http.Response, 1)
-		go func() {
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	for _, tc := range []struct {
+		name, auth string
+		status     int
+	}{
+		{"publish body at 1 byte per 300 ms: 408 after the body timeout, connection closed", "", http.StatusRequestTimeout},
+		// Refused before its body is read: net/http reads the rest
+		// before answering, under the same bound.
+		{"refused publish with a body at 1 byte per 300 ms: 401 within the body timeout, connection closed",
+			"Authorization: Bearer hk_nosuchkey_x\r\n", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := dialFrom(host, "127.0.5.4")
 			if err != nil {
-				close(answered)
-				return
+				t.Fatal(err)
 			}
-			answered <- resp
-		}()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
-		for sent := 0; ; {
-			select {
-			case resp, ok := <-answered:
-				took := time.Since(start)
-				if !ok || resp.StatusCode != http.StatusRequestTimeout {
-					t.Fatalf("answer %v after %v (%d bytes sent), want 408", resp, took, sent)
+			defer c.Close()
+			fmt.Fprintf(c, "POST /publish?topic=slow HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n",
+				host, tc.auth)
+			start := time.Now()
+			answered := make(chan *http.Response, 1)
+			go func() {
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					close(answered)
+					return
 				}
-				if took > boundBody+3*time.Second {
-					t.Fatalf("answered after %v", took)
-				}
-				if !closedWithin(c, 3*time.Second) {
-					t.Fatal("connection still open after the 408")
-				}
-				t.Logf("408 after %v, %d of 100 bytes sent", took.Round(10*time.Millisecond), sent)
-				return
-			case <-tick.C:
-				if sent < 100 {
-					_, _ = c.Write([]byte{'x'})
-					sent++
-				}
-				if time.Since(start) > boundBody+5*time.Second {
-					t.Fatalf("no answer after %v, %d bytes sent", time.Since(start), sent)
+				answered <- resp
+			}()
+			tick := time.NewTicker(300 * time.Millisecond)
+			defer tick.Stop()
+			for sent := 0; ; {
+				select {
+				case resp, ok := <-answered:
+					took := time.Since(start)
+					if !ok || resp.StatusCode != tc.status {
+						t.Fatalf("answer %v after %v (%d bytes sent), want %d", resp, took, sent, tc.status)
+					}
+					if took > boundBody+3*time.Second {
+						t.Fatalf("answered after %v", took)
+					}
+					if !closedWithin(c, 3*time.Second) {
+						t.Fatal("connection still open after the answer")
+					}
+					t.Logf("%d after %v, %d of 100 bytes sent", resp.StatusCode, took.Round(10*time.Millisecond), sent)
+					return
+				case <-tick.C:
+					if sent < 100 {
+						_, _ = c.Write([]byte{'x'})
+						sent++
+					}
+					if time.Since(start) > boundBody+5*time.Second {
+						t.Fatalf("no answer after %v, %d bytes sent", time.Since(start), sent)
+					}
 				}
 			}
-		}
-	})
+		})
+	}
 
 	t.Run("established streams outlive every bound; authenticated connections do not count", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())

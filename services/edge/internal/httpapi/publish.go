@@ -87,9 +87,10 @@ type PublishConfig struct {
 	// type, is refused with the cookie (cors.CheckCookieWrite).
 	CookieOrigins []string `yaml:"-"`
 	// BodyTimeout bounds the reading of a publish's body, from the moment
-	// the handler starts reading it: a client sending it slower is
-	// answered 408 and its connection closed. The edge sets it from its
-	// http.body_timeout; zero means no bound.
+	// the handler is called: a client sending it slower is answered 408
+	// (or the refusal it had earned before its body was read) and its
+	// connection closed. The edge sets it from its http.body_timeout;
+	// zero means no bound.
 	BodyTimeout time.Duration `yaml:"-"`
 }
 
@@ -141,6 +142,13 @@ type PublishResponse struct {
 
 // ServeHTTP implements http.Handler.
 func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The body must arrive within the body timeout from here, whoever
+	// reads it: readBody, or net/http, which reads what a refused request
+	// left unread before it answers (to keep the connection) — without a
+	// deadline, a refusal of a slowly sent body waited for all of it.
+	if h.cfg.BodyTimeout > 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
+	}
 	// A browser adds the cookie to any page's requests: a write with it
 	// must come from an allowed origin, in a form no cross-origin page can
 	// send without a preflight (checked before anything is spent on it).
@@ -208,13 +216,11 @@ func CheckPublish(n *node.Node, id auth.Identity, m *message.Message) error {
 }
 
 // readBody reads a request body of at most max bytes, within the body
-// timeout.
+// timeout set by ServeHTTP.
 func (h *PublishHandler) readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.ContentLength > max {
 		return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
 	}
-	rc := http.NewResponseController(w)
-	deadline := h.cfg.BodyTimeout > 0 && rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)) == nil
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		switch {
@@ -228,11 +234,11 @@ func (h *PublishHandler) readBody(w http.ResponseWriter, r *http.Request, max in
 		}
 		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
 	}
-	if deadline {
+	if h.cfg.BodyTimeout > 0 {
 		// Cleared once read: the rest of the request (the store) is not
 		// the client's to hurry, and a deadline left on the connection
 		// would end the request's context under it.
-		_ = rc.SetReadDeadline(time.Time{})
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	return b, nil
 }
