@@ -84,17 +84,29 @@ func connectV5From(addr, src, clientID, username, password string, mutate func(*
 
 // connectV3 sends an MQTT 3.1.1 CONNECT and reads the CONNACK's return code.
 func connectV3(addr, src, clientID, password string) (*mqttConn, error) {
+	return connectV3Will(addr, src, clientID, password, "", nil)
+}
+
+// connectV3Will sends an MQTT 3.1.1 CONNECT, with a QoS 0 will unless
+// willTopic is empty, and reads the CONNACK's return code.
+func connectV3Will(addr, src, clientID, password, willTopic string, willPayload []byte) (*mqttConn, error) {
 	c, err := dialMQTT(addr, src)
 	if err != nil {
 		return nil, err
 	}
-	var body []byte
 	flags := byte(0x02) // clean session
+	if willTopic != "" {
+		flags |= 0x04
+	}
 	if password != "" {
 		flags |= 0xC0
 	}
-	body = append(body, 0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 30)
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 30}
 	body = appendString(body, clientID)
+	if willTopic != "" {
+		body = appendString(body, willTopic)
+		body = appendString(body, string(willPayload))
+	}
 	if password != "" {
 		body = appendString(body, "u")
 		body = appendString(body, password)
@@ -112,33 +124,6 @@ func connectV3(addr, src, clientID, password string) (*mqttConn, error) {
 	if b[0] != 0x20 || b[1] != 2 {
 		c.Close()
 		return nil, fmt.Errorf("not a 3.1.1 CONNACK: % x", b)
-	}
-	c.code = b[3]
-	return c, nil
-}
-
-// connectV3Will sends an MQTT 3.1.1 CONNECT with a QoS 0 will and reads
-// the CONNACK's return code.
-func connectV3Will(addr, clientID, password, willTopic string, willPayload []byte) (*mqttConn, error) {
-	c, err := dialMQTT(addr, "")
-	if err != nil {
-		return nil, err
-	}
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC0 | 0x04 | 0x02, 0, 30} // user, password, will, clean session
-	body = appendString(body, clientID)
-	body = appendString(body, willTopic)
-	body = appendString(body, string(willPayload))
-	body = appendString(body, "u")
-	body = appendString(body, password)
-	if _, err := c.Write(append(fixedHeader(0x10, len(body)), body...)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	b := make([]byte, 4)
-	if _, err := io.ReadFull(c.r, b); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("no CONNACK: %w", err)
 	}
 	c.code = b[3]
 	return c, nil

@@ -62,7 +62,7 @@ func TestWillIsAPublish(t *testing.T) {
 		})
 	}
 	t.Run("MQTT 3.1.1 will on b/x: return code 5", func(t *testing.T) {
-		c, err := connectV3Will(srv.MQTT, "will-refused-3", limited, "b/x", []byte("w"))
+		c, err := connectV3Will(srv.MQTT, "", "will-refused-3", limited, "b/x", []byte("w"))
 		if err != nil {
 			t.Fatal(err)
 		}

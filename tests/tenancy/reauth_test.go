@@ -1,8 +1,6 @@
 package tenancy
 
 import (
-	"context"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -86,31 +84,11 @@ func TestNarrowedKeyResume(t *testing.T) {
 // expiry 300 s) and reports whether the server had one.
 func connectSession(t *testing.T, addr, clientID, token string) (*mqttClient, bool) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &mqttClient{msgs: make(chan *paho.Publish, 1024), closed: make(chan struct{})}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.msgs <- pr.Packet
-			return true, nil
-		}},
-		OnServerDisconnect: func(d *paho.Disconnect) {
-			c.once.Do(func() { c.reason = d.ReasonCode; close(c.closed) })
-		},
-		OnClientError: func(error) { c.once.Do(func() { close(c.closed) }) },
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
 	expiry := uint32(300)
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, Username: "ignored", UsernameFlag: true,
-		Password: []byte(token), PasswordFlag: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	c, ca, err := dialMQTT(t, addr, &paho.Connect{ClientID: clientID, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}, token)
 	if err != nil {
-		conn.Close()
 		t.Fatalf("connect %s: %v (%+v)", clientID, err, ca)
 	}
-	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	return c, ca.SessionPresent
 }
