@@ -85,6 +85,74 @@ type Config struct {
 	// Shed refuses new connections, whatever their tenant, when the edge
 	// holds its maximum of them or is short of memory.
 	Shed ShedConfig `yaml:"shed"`
+	// HTTP bounds the HTTP listener's connections while they read a
+	// request or wait for one, and before they authenticate.
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig bounds the HTTP listener's connections in the phases where a
+// client holds the edge's resources without having authenticated or
+// while it sends: reading a request's headers, reading a publish's body,
+// idling between requests, and being accepted at all. Established
+// streams (SSE, WebSocket) and waiting long-polls are long-lived by
+// design and are not bounded here: they are authenticated, counted
+// against their tenant, and have their own keep-alives.
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds the reading of a request's headers, from
+	// the connection's accept or its previous request; default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes a keep-alive connection that carries no request
+	// for that long (HTTP/2: no stream); default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// BodyTimeout bounds the reading of a publish's body (single or
+	// batch), from the moment the publish handler has its headers:
+	// slower, it is answered 408 request_timeout (or its earlier refusal)
+	// and the connection closed; default 30s (8 MiB, the largest batch,
+	// at ~2.2 Mbit/s).
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxUnauthenticatedPerSource bounds the connections one source (IPv4
+	// address, IPv6 /64) holds before any request on them authenticated;
+	// more are closed at accept (limits.PreAuth). Default 256; -1 for no
+	// bound. Behind a proxy that does not keep the client's address, all
+	// connections share the proxy's: raise it, or bound at the proxy.
+	MaxUnauthenticatedPerSource int `yaml:"max_unauthenticated_per_source"`
+}
+
+// Defaults of HTTPConfig.
+const (
+	DefaultHTTPReadHeaderTimeout           = 10 * time.Second
+	DefaultHTTPIdleTimeout                 = 60 * time.Second
+	DefaultHTTPBodyTimeout                 = 30 * time.Second
+	DefaultHTTPMaxUnauthenticatedPerSource = 256
+)
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c HTTPConfig) WithDefaults() HTTPConfig {
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultHTTPBodyTimeout
+	}
+	if c.MaxUnauthenticatedPerSource == 0 {
+		c.MaxUnauthenticatedPerSource = DefaultHTTPMaxUnauthenticatedPerSource
+	}
+	return c
+}
+
+// Validate reports a configuration error.
+func (c HTTPConfig) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.BodyTimeout < 0:
+		return errors.New("edge: http timeouts must not be negative")
+	case c.MaxUnauthenticatedPerSource < -1:
+		return errors.New("edge: http max_unauthenticated_per_source must be -1 (no bound) or more")
+	}
+	return nil
 }
 
 // ShedConfig configures the edge's load shedding; an alias, so that the
@@ -143,6 +211,7 @@ func (c Config) WithDefaults() Config {
 		c.Demo = DemoAuto
 	}
 	c.Drain = c.Drain.WithDefaults()
+	c.HTTP = c.HTTP.WithDefaults()
 	return c
 }
 
@@ -183,7 +252,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
 	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
-		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate())
+		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate())
 }
 
 // Server is one edge.
@@ -193,6 +262,8 @@ type Server struct {
 	live *backbone.Live
 	mqtt *mqtt.Server
 	http *http.Server
+	// preauth bounds the HTTP connections per source not authenticated yet.
+	preauth *limits.PreAuth
 
 	// Set by WithTenants (authenticated mode); nil otherwise.
 	dir   *tenant.Directory
@@ -296,12 +367,17 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if hosts := cfg.CORS.Hosts(); len(hosts) > 0 {
 		wsCfg.OriginPatterns = append(slices.Clone(wsCfg.OriginPatterns), hosts...)
 	}
+	pubCfg := cfg.Publish
+	pubCfg.BodyTimeout = cfg.HTTP.BodyTimeout
+	if cfg.CORS.AllowCredentials {
+		pubCfg.CookieOrigins = cfg.CORS.Hosts()
+	}
 	mux := http.NewServeMux()
 	s.drain.sse, s.drain.ws = sse.NewHandler(cfg.SSE, s.node), ws.NewHandler(wsCfg, s.node)
 	mux.Handle("GET /sse", s.drain.sse)
-	mux.Handle("GET /ws", s.drain.ws)
-	mux.Handle("GET /mqtt", s.mqtt.WebSocketHandler())
-	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(cfg.Publish, s.node))
+	mux.Handle("GET /ws", sameOrigin(wsCfg.OriginPatterns, s.drain.ws))
+	mux.Handle("GET /mqtt", sameOrigin(cfg.MQTT.WebSocketOrigins, s.mqtt.WebSocketHandler()))
+	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(pubCfg, s.node))
 	mux.Handle("GET /poll", poll.NewHandler(cfg.Poll, s.node))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	if cfg.demo() {
@@ -310,7 +386,12 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 			mux.Handle(pattern, page)
 		}
 	}
-	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, s.gate(mux))), ReadHeaderTimeout: 10 * time.Second,
+	// No ReadTimeout or WriteTimeout: they would cut SSE streams, WebSockets
+	// and long-polls, which are long-lived by design. The phases before a
+	// request is served are bounded instead (HTTPConfig).
+	s.preauth = limits.NewPreAuth(cfg.HTTP.MaxUnauthenticatedPerSource)
+	s.http = &http.Server{Handler: edgeHeader(cfg.ID, cors.Middleware(cfg.CORS, s.gate(mux))),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, IdleTimeout: cfg.HTTP.IdleTimeout, ConnContext: limits.ConnContext,
 		Protocols: new(http.Protocols)}
 	s.http.Protocols.SetHTTP1(true)
 	switch {
@@ -355,6 +436,20 @@ func (r *clientsRef) onChange(ch tenant.Change) {
 	if r.c != nil {
 		r.c.OnChange(ch)
 	}
+}
+
+// sameOrigin refuses a WebSocket upgrade from a page of a foreign origin
+// (one not matching hosts) with 403 and the JSON error of every other
+// refusal, before next (whose library would answer the same in plain
+// text) sees it.
+func sameOrigin(hosts []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cors.CheckOrigin(r, hosts); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // edgeHeader names the edge on every response.
@@ -432,6 +527,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ml.Close()
 		return fmt.Errorf("edge: http listen: %w", err)
 	}
+	hl = s.preauth.Listener(hl)
 	s.mu.Lock()
 	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
 	s.drain.httpL = hl

@@ -254,8 +254,9 @@ func TestDemoPage(t *testing.T) {
 	}
 }
 
-// TestConfigValidate ensures inconsistent TLS, h2c, demo and CORS settings
-// are refused.
+// TestConfigValidate ensures inconsistent TLS, h2c, demo, CORS and HTTP
+// bound settings are refused, and that the HTTP bounds have their
+// documented defaults.
 func TestConfigValidate(t *testing.T) {
 	bad := []edge.Config{
 		{TLS: edge.TLSConfig{CertFile: "c.pem"}},
@@ -268,6 +269,9 @@ func TestConfigValidate(t *testing.T) {
 	c = edge.Config{}
 	c.CORS.AllowedOrigins = []string{"app.example"}
 	bad = append(bad, c)
+	for _, h := range []edge.HTTPConfig{{ReadHeaderTimeout: -1}, {IdleTimeout: -1}, {BodyTimeout: -1}, {MaxUnauthenticatedPerSource: -2}} {
+		bad = append(bad, edge.Config{HTTP: h})
+	}
 	for _, c := range bad {
 		if c.Validate() == nil {
 			t.Errorf("%+v accepted", c)
@@ -275,6 +279,14 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (edge.Config{}).Validate(); err != nil {
 		t.Fatal(err)
+	}
+	if err := (edge.Config{HTTP: edge.HTTPConfig{MaxUnauthenticatedPerSource: -1}}).Validate(); err != nil {
+		t.Fatalf("no bound on unauthenticated connections refused: %v", err)
+	}
+	if h := (edge.HTTPConfig{}).WithDefaults(); h.ReadHeaderTimeout != edge.DefaultHTTPReadHeaderTimeout ||
+		h.IdleTimeout != edge.DefaultHTTPIdleTimeout || h.BodyTimeout != edge.DefaultHTTPBodyTimeout ||
+		h.MaxUnauthenticatedPerSource != edge.DefaultHTTPMaxUnauthenticatedPerSource {
+		t.Fatalf("HTTP defaults %+v", h)
 	}
 }
 

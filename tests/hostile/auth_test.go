@@ -3,7 +3,9 @@ package hostile
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -52,6 +54,8 @@ func TestCredentialsHostile(t *testing.T) {
 		{"API key id of acme with beta's secret", "hk_" + acmeID + "_" + betaSecret, false, []byte{0x86}, []int{401}},
 		{"API key with an unknown id", "hk_nosuchkey_" + betaSecret, false, []byte{0x86}, []int{401}},
 		{"garbage token", "garbage.token.x", false, []byte{0x86}, []int{401}},
+		{"JWT with a malformed capability claim", signJWT(with("caps", []string{"publish:a/#/b"})), false, []byte{0x86}, []int{401}},
+		{"JWT with a capability of an unknown action", signJWT(with("caps", []string{"delete:a/#"})), false, []byte{0x86}, []int{401}},
 		{"no credentials", "", false, []byte{0x86, 0x87}, []int{401, 403}},
 	}
 	for i, row := range rows {
@@ -70,15 +74,163 @@ func TestCredentialsHostile(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			status, _, body, err := httpGet(ctx, clientFrom(t, src), srv.HTTP+"/sse?topic=a", row.token)
+			status, hdr, body, err := httpGet(ctx, clientFrom(t, src), srv.HTTP+"/sse?topic=a", row.token)
 			if err != nil && !row.admit {
 				t.Fatal(err)
 			}
 			if !slices.Contains(row.statuses, status) {
 				t.Fatalf("GET /sse: %d %s, want one of %v", status, body, row.statuses)
 			}
+			if status == http.StatusUnauthorized && hdr.Get("WWW-Authenticate") != wwwAuthenticate {
+				t.Fatalf("401 with WWW-Authenticate %q, want %q", hdr.Get("WWW-Authenticate"), wwwAuthenticate)
+			}
 			t.Logf("CONNACK %#x, GET /sse %d", c.code, status)
 		})
+	}
+}
+
+// wwwAuthenticate is the challenge docs/protocols.md documents for every
+// 401 of the edge.
+const wwwAuthenticate = `Bearer realm="herald", error="invalid_token"`
+
+// TestUnauthorizedAnswers ensures every HTTP endpoint of the edge answers
+// a refused credential with 401, the JSON code not_authenticated and the
+// documented WWW-Authenticate challenge (the WebSocket endpoints before
+// the upgrade). Each request comes from its own address: failures are
+// limited per source.
+func TestUnauthorizedAnswers(t *testing.T) {
+	acmeID, _, _ := strings.Cut(strings.TrimPrefix(acmeKey, "hk_"), "_")
+	wrong := "hk_" + acmeID + "_" + strings.Repeat("A", 43)
+	for i, r := range []struct{ method, path, contentType string }{
+		{"GET", "/sse?topic=a", ""},
+		{"GET", "/poll?topic=a&timeout=0", ""},
+		{"POST", "/publish?topic=a", "application/octet-stream"},
+		{"POST", "/publish", "application/json"},
+		{"GET", "/ws", ""},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			req, err := http.NewRequest(r.method, srv.HTTP+r.path, strings.NewReader(`{"messages":[]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+wrong)
+			if r.contentType != "" {
+				req.Header.Set("Content-Type", r.contentType)
+			}
+			if r.path == "/ws" {
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			}
+			resp, err := clientFrom(t, fmt.Sprintf("127.0.4.%d", i+1)).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusUnauthorized || json.Unmarshal(b, &body) != nil || body.Error.Code != "not_authenticated" {
+				t.Fatalf("%d %s, want 401 not_authenticated", resp.StatusCode, b)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != wwwAuthenticate {
+				t.Fatalf("WWW-Authenticate %q, want %q", got, wwwAuthenticate)
+			}
+		})
+	}
+}
+
+// TestRevokedLongPoll ensures a long-poll waiting for messages is answered
+// 401 (not_authenticated, with the challenge) as soon as its key is
+// revoked, not 200 with nothing at the end of its wait.
+func TestRevokedLongPoll(t *testing.T) {
+	id, token := createKey(t, "acme", grant("revoke/#", "subscribe", "history"))
+	// The poll's cursor: the stream's current end.
+	var first struct{ Cursor string }
+	if status := getJSON(t, "/poll?topic=revoke/x&timeout=0", token, &first); status != http.StatusOK || first.Cursor == "" {
+		t.Fatalf("first poll: %d %+v", status, first)
+	}
+	type answer struct {
+		status int
+		hdr    http.Header
+		body   string
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, srv.HTTP+"/poll?topic=revoke/x&timeout=30&cursor="+first.Cursor, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- answer{resp.StatusCode, resp.Header, string(b), nil}
+	}()
+	// Revoked once the poll waits: it is listed among the tenant's
+	// connections.
+	waitConnections(t, "acme", "poll", 1)
+	start := time.Now()
+	if err := admin(http.MethodDelete, "/v1/tenants/acme/keys/"+id, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-done:
+		if a.err != nil || a.status != http.StatusUnauthorized || !strings.Contains(a.body, `"not_authenticated"`) ||
+			a.hdr.Get("WWW-Authenticate") != wwwAuthenticate {
+			t.Fatalf("revoked poll: %d %s %v (WWW-Authenticate %q), want 401 not_authenticated", a.status, a.body, a.err,
+				a.hdr.Get("WWW-Authenticate"))
+		}
+		t.Logf("revoked poll answered 401 after %v", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("revoked poll not answered within 10s")
+	}
+}
+
+// getJSON sends a GET with the bearer token and decodes a JSON answer.
+func getJSON(t *testing.T, path, token string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, srv.HTTP+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// waitConnections waits until the admin API lists at least n connections
+// of the protocol in the tenant.
+func waitConnections(t *testing.T, tenant, protocol string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var list struct {
+			Connections []struct{ Protocol string } `json:"connections"`
+		}
+		if err := admin(http.MethodGet, "/v1/tenants/"+tenant+"/connections", nil, &list); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, c := range list.Connections {
+			if c.Protocol == protocol {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s connections of %s listed after 10s, want %d", got, protocol, tenant, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -338,3 +338,54 @@ func fillPath(p, v string) string {
 		p = p[j+1:]
 	}
 }
+
+// capability is a capability of the admin API: a filter and its actions
+// (publish, subscribe, history).
+type capability struct {
+	Filter  string   `json:"filter"`
+	Actions []string `json:"actions"`
+}
+
+func grant(filter string, actions ...string) capability {
+	c := capability{Filter: filter}
+	for _, a := range actions {
+		c.Actions = append(c.Actions, "ACTION_"+strings.ToUpper(a))
+	}
+	return c
+}
+
+// createKey creates an API key of tenant with the capabilities and waits
+// until the edge admits it; it returns the key's id and token.
+func createKey(t *testing.T, tenant string, caps ...capability) (id, token string) {
+	t.Helper()
+	var out struct {
+		Key struct {
+			ID string `json:"id"`
+		} `json:"key"`
+		Token string `json:"token"`
+	}
+	if err := admin(http.MethodPost, "/v1/tenants/"+tenant+"/keys", map[string]any{"description": t.Name(), "capabilities": caps}, &out); err != nil {
+		t.Fatal(err)
+	}
+	waitAdmitted(t, out.Token)
+	return out.Key.ID, out.Token
+}
+
+// waitAdmitted waits until the edge's Directory, which follows etcd by a
+// watch, admits token.
+func waitAdmitted(t *testing.T, token string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := connectV5(srv.MQTT, "", "", token, nil)
+		if err == nil {
+			c.Close()
+			if c.code == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key not admitted after 10s: %v (CONNACK %v)", err, c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

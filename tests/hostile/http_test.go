@@ -1,8 +1,10 @@
 package hostile
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,6 +102,33 @@ func TestHTTPHostile(t *testing.T) {
 			t.Fatalf("close %v, want 1008", code)
 		}
 	})
+	// Raw frames no client library sends, each after a ping the server
+	// answers: the close code comes at once, not after the idle timeout.
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		code  int
+	}{
+		{"WebSocket text frame of invalid UTF-8: close 1007", clientFrame(0x1, []byte("{\"op\":\"ping\",\"id\":\"\xff\"}"), true, -1), 1007},
+		{"WebSocket unmasked client frame: close 1002", clientFrame(0x1, []byte(`{"op":"ping","id":"1"}`), false, -1), 1002},
+		{"WebSocket frame header claiming 1 GiB, then nothing: close 1009 at once", clientFrame(0x1, nil, true, 1<<30), 1009},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRawWS(t)
+			ping := clientFrame(0x1, []byte(`{"op":"ping","id":"p"}`), true, -1)
+			if _, err := c.Write(append(ping, tc.frame...)); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			code, texts := c.closeCode(5 * time.Second)
+			if code != tc.code || len(texts) != 1 || !strings.Contains(texts[0], `"pong"`) {
+				t.Fatalf("close %d after %v (frames %q), want the pong then %d within 5s", code, time.Since(start), texts, tc.code)
+			}
+			if err := srv.alive(); err != nil {
+				t.Fatalf("server after the attack: %v", err)
+			}
+		})
+	}
 	t.Run("HTTP headers never finished (slowloris): closed after the header timeout", func(t *testing.T) {
 		t.Parallel()
 		c, err := net.Dial("tcp", strings.TrimPrefix(srv.HTTP, "http://"))
@@ -115,18 +144,7 @@ func TestHTTPHostile(t *testing.T) {
 }
 
 // dialWS opens a native WebSocket of acme.
-func dialWS(t *testing.T) *websocket.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.HTTP, "http")+"/ws",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + acmeKey}}})
-	if err != nil {
-		t.Fatalf("dial /ws: %v (%v)", err, resp)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c
-}
+func dialWS(t *testing.T) *websocket.Conn { return dialWSToken(t, acmeKey) }
 
 // wsCloseCode reads until the connection ends and returns its close code.
 func wsCloseCode(ctx context.Context, c *websocket.Conn) websocket.StatusCode {
@@ -152,4 +170,100 @@ func batch(n int) []byte {
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()
+}
+
+// rawWS is a native WebSocket of acme written frame by frame: the attacks
+// need frames no client library sends.
+type rawWS struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// dialRawWS upgrades a TCP connection to /ws with acme's key.
+func dialRawWS(t *testing.T) *rawWS {
+	t.Helper()
+	host := strings.TrimPrefix(srv.HTTP, "http://")
+	c, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := "GET /ws HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + acmeKey +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return &rawWS{Conn: c, r: r}
+}
+
+// clientFrame encodes a final frame of opcode, masked or not, its length
+// claimed (claim >= 0) instead of the payload's own.
+func clientFrame(opcode byte, payload []byte, masked bool, claim int64) []byte {
+	n := int64(len(payload))
+	if claim >= 0 {
+		n = claim
+	}
+	var bit byte
+	if masked {
+		bit = 0x80
+	}
+	b := []byte{0x80 | opcode}
+	switch {
+	case n < 126:
+		b = append(b, bit|byte(n))
+	case n < 1<<16:
+		b = binary.BigEndian.AppendUint16(append(b, bit|126), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, bit|127), uint64(n))
+	}
+	if !masked {
+		return append(b, payload...)
+	}
+	key := []byte{1, 2, 3, 4}
+	b = append(b, key...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// closeCode reads the server's frames until its close frame and returns
+// the close code (-1: the connection ended, or d passed, without one) and
+// the text frames before it.
+func (c *rawWS) closeCode(d time.Duration) (int, []string) {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	var texts []string
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.r, h[:]); err != nil {
+			return -1, texts
+		}
+		n := int(h[1] & 0x7f)
+		if n == 126 {
+			var l [2]byte
+			if _, err := io.ReadFull(c.r, l[:]); err != nil {
+				return -1, texts
+			}
+			n = int(binary.BigEndian.Uint16(l[:]))
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(c.r, p); err != nil {
+			return -1, texts
+		}
+		switch h[0] & 0x0f {
+		case 0x8:
+			if len(p) < 2 {
+				return 1005, texts
+			}
+			return int(binary.BigEndian.Uint16(p)), texts
+		case 0x1:
+			texts = append(texts, string(p))
+		}
+	}
 }

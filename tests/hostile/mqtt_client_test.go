@@ -84,17 +84,29 @@ func connectV5From(addr, src, clientID, username, password string, mutate func(*
 
 // connectV3 sends an MQTT 3.1.1 CONNECT and reads the CONNACK's return code.
 func connectV3(addr, src, clientID, password string) (*mqttConn, error) {
+	return connectV3Will(addr, src, clientID, password, "", nil)
+}
+
+// connectV3Will sends an MQTT 3.1.1 CONNECT, with a QoS 0 will unless
+// willTopic is empty, and reads the CONNACK's return code.
+func connectV3Will(addr, src, clientID, password, willTopic string, willPayload []byte) (*mqttConn, error) {
 	c, err := dialMQTT(addr, src)
 	if err != nil {
 		return nil, err
 	}
-	var body []byte
 	flags := byte(0x02) // clean session
+	if willTopic != "" {
+		flags |= 0x04
+	}
 	if password != "" {
 		flags |= 0xC0
 	}
-	body = append(body, 0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 30)
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 30}
 	body = appendString(body, clientID)
+	if willTopic != "" {
+		body = appendString(body, willTopic)
+		body = appendString(body, string(willPayload))
+	}
 	if password != "" {
 		body = appendString(body, "u")
 		body = appendString(body, password)

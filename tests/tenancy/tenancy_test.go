@@ -46,6 +46,20 @@ type mqttClient struct {
 // client, or the CONNACK's reason code if refused.
 func connectMQTT(t *testing.T, addr, clientID, token string) (*mqttClient, byte) {
 	t.Helper()
+	c, ca, err := dialMQTT(t, addr, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30}, token)
+	if err != nil {
+		if ca == nil {
+			t.Fatalf("connect %s to %s: %v", clientID, addr, err)
+		}
+		return nil, ca.ReasonCode
+	}
+	return c, 0
+}
+
+// dialMQTT connects a Paho MQTT 5 client with cp, the token (if any) as
+// the password; on success it is disconnected at the end of the test.
+func dialMQTT(t *testing.T, addr string, cp *paho.Connect, token string) (*mqttClient, *paho.Connack, error) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, waitFor)
 	if err != nil {
 		t.Fatal(err)
@@ -64,20 +78,16 @@ func connectMQTT(t *testing.T, addr, clientID, token string) (*mqttClient, byte)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	cp := &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30}
 	if token != "" {
 		cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = "ignored", true, []byte(token), true
 	}
 	ca, err := c.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
-		if ca == nil {
-			t.Fatalf("connect %s to %s: %v", clientID, addr, err)
-		}
-		return nil, ca.ReasonCode
+		return nil, ca, err
 	}
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, 0
+	return c, ca, nil
 }
 
 func mustConnect(t *testing.T, addr, clientID, token string) *mqttClient {

@@ -58,6 +58,10 @@ type cli struct {
 	SSEQueueSize     int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
 	WSQueueSize      int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
 	WSSlowConsumer   string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
+	HTTPReadHeader   time.Duration   `name:"http-read-header-timeout" help:"Bound on reading an HTTP request's headers." default:"10s" env:"HERALD_HTTP_READ_HEADER_TIMEOUT"`
+	HTTPIdle         time.Duration   `name:"http-idle-timeout" help:"An HTTP keep-alive connection without a request for this long is closed." default:"60s" env:"HERALD_HTTP_IDLE_TIMEOUT"`
+	HTTPBody         time.Duration   `name:"http-body-timeout" help:"Bound on reading a publish's body; slower is 408 and the connection closed." default:"30s" env:"HERALD_HTTP_BODY_TIMEOUT"`
+	HTTPMaxUnauth    int             `name:"http-max-unauthenticated-per-source" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)." default:"256" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
 	DrainTimeout     time.Duration   `name:"drain-timeout" help:"On SIGTERM or SIGINT: readiness turns false, listeners close, clients are asked to leave over the first half of this, and the edge exits when they are gone or at its end; a second signal exits at once." default:"20s" env:"HERALD_DRAIN_TIMEOUT"`
 	DrainReference   string          `name:"drain-reference" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)." env:"HERALD_DRAIN_REFERENCE"`
@@ -136,6 +140,8 @@ func run(c cli) error {
 	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
 	cfg.WS.QueueSize, cfg.WS.SlowConsumer = c.WSQueueSize, c.WSSlowConsumer
 	cfg.Shed = edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit}
+	cfg.HTTP = edge.HTTPConfig{ReadHeaderTimeout: c.HTTPReadHeader, IdleTimeout: c.HTTPIdle, BodyTimeout: c.HTTPBody,
+		MaxUnauthenticatedPerSource: c.HTTPMaxUnauth}
 	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/authz"
@@ -111,6 +112,27 @@ func (a Anonymous) Authenticate(_ context.Context, c Credentials) (Identity, err
 }
 
 var _ Authenticator = Anonymous{}
+
+// SourceKey reduces a client's address ("ip:port" or "ip") to the source
+// that per-source bounds count by: the IP for IPv4, the /64 for IPv6 (one
+// host usually owns a whole /64). "" for "".
+func SourceKey(remote string) string {
+	if remote == "" {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.To4() != nil:
+		return ip.To4().String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
 
 // RateLimitError is the error of a refused attempt: it wraps
 // ErrRateLimited and says when to retry (HTTP Retry-After).

@@ -38,3 +38,21 @@ func TestSentinels(t *testing.T) {
 		t.Fatalf("RetryAfter(other) = %v", d)
 	}
 }
+
+// TestSourceKey ensures per-source bounds count an IPv4 address as itself
+// and an IPv6 address by its /64, with or without a port.
+func TestSourceKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"192.0.2.7:4321":        "192.0.2.7",
+		"192.0.2.7":             "192.0.2.7",
+		"[2001:db8:1:2:3::9]:1": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1":  "2001:db8:1:2::/64",
+		"[::ffff:192.0.2.7]:80": "192.0.2.7",
+		"pipe":                  "pipe",
+	} {
+		if got := auth.SourceKey(in); got != want {
+			t.Errorf("SourceKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

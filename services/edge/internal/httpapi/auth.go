@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
@@ -42,13 +43,31 @@ func Credentials(r *http.Request) (auth.Credentials, error) {
 	return c, nil
 }
 
-// Authenticate identifies the client of r with a.
+// CookieCredential reports whether r's credential is the herald_token
+// cookie, the one a browser adds by itself to requests other pages make:
+// requests that write with it are checked against cross-site use
+// (cors.CheckCookieWrite).
+func CookieCredential(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return false
+	}
+	ck, err := r.Cookie(TokenCookie)
+	return err == nil && ck.Value != ""
+}
+
+// Authenticate identifies the client of r with a. Once it has, r's
+// connection no longer counts as unauthenticated against its source
+// (limits.PreAuth).
 func Authenticate(r *http.Request, a auth.Authenticator) (auth.Identity, error) {
 	c, err := Credentials(r)
 	if err != nil {
 		return auth.Identity{}, err
 	}
-	return a.Authenticate(r.Context(), c)
+	id, err := a.Authenticate(r.Context(), c)
+	if err == nil {
+		limits.Authenticated(r.Context())
+	}
+	return id, err
 }
 
 // AuthorizeStream reports whether id may subscribe to every filter and,

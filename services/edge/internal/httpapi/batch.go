@@ -46,7 +46,7 @@ type BatchResult struct {
 // each store is awaited.
 func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 	tenant := id.Tenant
-	body, err := readBody(w, r, h.cfg.MaxBatchBytes)
+	body, err := h.readBody(w, r, h.cfg.MaxBatchBytes)
 	if err != nil {
 		WriteError(w, err)
 		return

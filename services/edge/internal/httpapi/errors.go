@@ -12,6 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -25,8 +26,9 @@ import (
 const (
 	CodeBadRequest       = "bad_request"       // 400: malformed request
 	CodeInvalidTopic     = "invalid_topic"     // 400: topic name or filter rejected
-	CodeNotAuthenticated = "not_authenticated" // 401: missing or wrong credentials
+	CodeNotAuthenticated = "not_authenticated" // 401: wrong, malformed, expired or revoked credentials
 	CodeNotAuthorized    = "not_authorized"    // 403: credentials valid, access refused
+	CodeTimeout          = "request_timeout"   // 408: the body came slower than the body timeout
 	CodeTooLarge         = "payload_too_large" // 413: body over the limit
 	CodeRateLimited      = "rate_limited"      // 429: a tenant limit or too many failed attempts; see Retry-After
 	CodeUnavailable      = "unavailable"       // 503: backbone unavailable, retry later
@@ -40,6 +42,9 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrTooLarge is a payload over the configured limit.
 	ErrTooLarge = errors.New("payload too large")
+	// ErrBodyTimeout is a request body that did not arrive within the
+	// body timeout.
+	ErrBodyTimeout = errors.New("request body timeout")
 )
 
 // Classify maps an error to its wire code and HTTP status. This is the one
@@ -51,6 +56,14 @@ func Classify(err error) (code string, status int) {
 	switch {
 	case err == nil:
 		return "", http.StatusOK
+	// A refused credential is 401 whatever else its error wraps: a JWT
+	// whose capability claim holds a malformed filter wraps the topic
+	// error that made it malformed, and is still a bad credential, not a
+	// bad request. A revoked credential (its key deleted, changed or
+	// expired, its tenant deleted, while the request ran) is 401 too: the
+	// client must authenticate again.
+	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrRevoked):
+		return CodeNotAuthenticated, http.StatusUnauthorized
 	case errors.Is(err, ErrBadRequest), errors.Is(err, message.ErrBadPosition), errors.Is(err, stream.ErrBadEncoding):
 		return CodeBadRequest, http.StatusBadRequest
 	case errors.Is(err, node.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidFilter), isTopicError(err):
@@ -62,12 +75,12 @@ func Classify(err error) (code string, status int) {
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, limits.ErrServerBusy):
 		return CodeBusy, http.StatusServiceUnavailable
-	case errors.Is(err, auth.ErrBadCredentials):
-		return CodeNotAuthenticated, http.StatusUnauthorized
-	case errors.Is(err, auth.ErrNotAuthorized):
+	case errors.Is(err, auth.ErrNotAuthorized), errors.Is(err, cors.ErrCrossSite):
 		return CodeNotAuthorized, http.StatusForbidden
 	case errors.Is(err, ErrTooLarge), errors.As(err, &maxBytes):
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBodyTimeout):
+		return CodeTimeout, http.StatusRequestTimeout
 	case errors.Is(err, backbone.ErrNotStored), errors.Is(err, backbone.ErrNoStream), errors.Is(err, backbone.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
@@ -103,6 +116,13 @@ func Describe(err error) (code, msg string, status int) {
 	return code, "internal error", status
 }
 
+// WWWAuthenticate is the challenge of every 401 answer of the edge (RFC
+// 6750 §3): a 401 always means that a credential was presented and
+// refused — wrong, malformed, expired or revoked — so its error is
+// invalid_token. A request without any credential is 403 (no anonymous
+// access), as MQTT's CONNACK 0x87.
+const WWWAuthenticate = `Bearer realm="herald", error="invalid_token"`
+
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
@@ -120,7 +140,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	code, msg, status := Describe(err)
 	switch status {
 	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		w.Header().Set("WWW-Authenticate", WWWAuthenticate)
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 	case http.StatusServiceUnavailable:

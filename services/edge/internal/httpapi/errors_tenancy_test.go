@@ -6,12 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 )
 
 // TestClassifyTenancy pins the HTTP statuses of authorization and tenant
-// limits, and the Retry-After of a 429.
+// limits, the Retry-After of a 429 and the challenge of a 401: a refused
+// or revoked credential is 401 whatever else its error wraps.
 func TestClassifyTenancy(t *testing.T) {
 	for _, tc := range []struct {
 		err        error
@@ -20,8 +23,13 @@ func TestClassifyTenancy(t *testing.T) {
 		retryAfter string
 	}{
 		{fmt.Errorf("x: %w", auth.ErrForbidden), CodeNotAuthorized, 403, ""},
-		{auth.ErrRevoked, CodeNotAuthorized, 403, ""},
+		{auth.ErrRevoked, CodeNotAuthenticated, 401, ""},
+		{fmt.Errorf("%w: API key deleted", auth.ErrRevoked), CodeNotAuthenticated, 401, ""},
+		{auth.ErrNotAuthorized, CodeNotAuthorized, 403, ""},
 		{auth.ErrBadCredentials, CodeNotAuthenticated, 401, ""},
+		// A JWT whose capability claim holds a malformed filter.
+		{fmt.Errorf("%w: %w", auth.ErrBadCredentials, fmt.Errorf("%w: claim caps: %w", authz.ErrClaims, topic.ErrBadWildcard)),
+			CodeNotAuthenticated, 401, ""},
 		{&auth.RateLimitError{What: "key", RetryAfter: 2500 * time.Millisecond}, CodeRateLimited, 429, "3"},
 		{limits.ErrRateLimited, CodeRateLimited, 429, "1"},
 		{limits.ErrConnectionLimit, CodeRateLimited, 429, "1"},
@@ -35,6 +43,9 @@ func TestClassifyTenancy(t *testing.T) {
 		}
 		if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
 			t.Errorf("%v: Retry-After %q, want %q", tc.err, got, tc.retryAfter)
+		}
+		if got := w.Header().Get("WWW-Authenticate"); (tc.status == 401) != (got == WWWAuthenticate) {
+			t.Errorf("%v: WWW-Authenticate %q", tc.err, got)
 		}
 	}
 }

@@ -16,6 +16,13 @@
 // 401 not_authenticated, 403 not_authorized, 413 payload_too_large, 503
 // unavailable (not stored; retrying may store it twice).
 //
+// With the herald_token cookie as its credential, a publish must come from
+// the edge's own origin or an allowed one (the CORS origins, when they may
+// send credentials) and carry a Content-Type no cross-origin page can send
+// without a preflight: present, and none of application/x-www-form-
+// urlencoded, multipart/form-data and text/plain. Otherwise it is 403
+// not_authorized: a page elsewhere cannot publish with a visitor's cookie.
+//
 // # Batch
 //
 //	POST /publish                        (no ?topic)
@@ -43,13 +50,16 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
 
@@ -70,6 +80,18 @@ type PublishConfig struct {
 	MaxBatch int `yaml:"max_batch"`
 	// MaxBatchBytes bounds the body of a batch; default 8 MiB.
 	MaxBatchBytes int64 `yaml:"max_batch_bytes"`
+	// CookieOrigins are the host patterns (cors.Config.Hosts) of the
+	// origins besides the edge's own whose pages may publish with the
+	// cookie credential; the edge sets them from its CORS origins when
+	// those may send credentials. Any other origin, and any form content
+	// type, is refused with the cookie (cors.CheckCookieWrite).
+	CookieOrigins []string `yaml:"-"`
+	// BodyTimeout bounds the reading of a publish's body, from the moment
+	// the handler is called: a client sending it slower is answered 408
+	// (or the refusal it had earned before its body was read) and its
+	// connection closed. The edge sets it from its http.body_timeout;
+	// zero means no bound.
+	BodyTimeout time.Duration `yaml:"-"`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -120,6 +142,22 @@ type PublishResponse struct {
 
 // ServeHTTP implements http.Handler.
 func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The body must arrive within the body timeout from here, whoever
+	// reads it: readBody, or net/http, which reads what a refused request
+	// left unread before it answers (to keep the connection) — without a
+	// deadline, a refusal of a slowly sent body waited for all of it.
+	if h.cfg.BodyTimeout > 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
+	}
+	// A browser adds the cookie to any page's requests: a write with it
+	// must come from an allowed origin, in a form no cross-origin page can
+	// send without a preflight (checked before anything is spent on it).
+	if CookieCredential(r) {
+		if err := cors.CheckCookieWrite(r, h.cfg.CookieOrigins); err != nil {
+			WriteError(w, err)
+			return
+		}
+	}
 	id, err := Authenticate(r, h.n.Auth)
 	if err != nil {
 		WriteError(w, err)
@@ -143,7 +181,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("%w: qos must be 0 or 1", ErrBadRequest))
 		return
 	}
-	if m.Payload, err = readBody(w, r, h.cfg.MaxPayload); err != nil {
+	if m.Payload, err = h.readBody(w, r, h.cfg.MaxPayload); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -177,17 +215,30 @@ func CheckPublish(n *node.Node, id auth.Identity, m *message.Message) error {
 	return n.PublishQuota(id.Tenant, len(m.Payload))
 }
 
-// readBody reads a request body of at most max bytes.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+// readBody reads a request body of at most max bytes, within the body
+// timeout set by ServeHTTP.
+func (h *PublishHandler) readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.ContentLength > max {
 		return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
+		switch {
+		case errors.As(err, new(*http.MaxBytesError)):
 			return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, max)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The deadline stays, and the connection closes after the
+			// answer: the rest of a slow body is not waited for.
+			w.Header().Set("Connection", "close")
+			return nil, fmt.Errorf("%w: the body did not arrive within %v", ErrBodyTimeout, h.cfg.BodyTimeout)
 		}
 		return nil, fmt.Errorf("%w: reading body: %w", ErrBadRequest, err)
+	}
+	if h.cfg.BodyTimeout > 0 {
+		// Cleared once read: the rest of the request (the store) is not
+		// the client's to hurry, and a deadline left on the connection
+		// would end the request's context under it.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	return b, nil
 }

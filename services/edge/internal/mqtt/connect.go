@@ -14,6 +14,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -59,6 +60,9 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		return err
 	}
 	c.id = id
+	// Over WebSocket, the HTTP connection no longer counts as
+	// unauthenticated against its source (limits.PreAuth).
+	limits.Authenticated(ctx)
 
 	clientID, assigned := pk.Connect.ClientIdentifier, ""
 	if clientID == "" {
@@ -120,6 +124,17 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		if v == 5 {
 			c.willTTL = applyProperties(c.will, &pk.Connect.WillProperties)
 			c.willDelay = time.Duration(pk.Connect.WillProperties.WillDelayInterval) * time.Second
+		}
+		// A will is a publish the client makes now, to be delivered later:
+		// judged now, by the publish path's own checks, so that nobody can
+		// leave a message where it may not publish (its topic, "$" topics
+		// included, against its capabilities; its payload against the
+		// tenant's limit; its message against the rates). It is judged
+		// once, as a PUBLISH is: what was accepted is delivered.
+		if err := c.publishRefusal(c.will); err != nil {
+			err = willRefused(err)
+			c.refuse(v, err)
+			return err
 		}
 		c.storeWill = store.WillOf(c.will, c.willDelay, c.willTTL)
 	}
@@ -223,15 +238,29 @@ func (c *conn) revoke(reason error) {
 	c.disconnect(reason)
 }
 
+// willRefused wraps why a will is refused for its CONNACK: 0x87 outside
+// the capabilities, 0x95 (packet too large) over the payload limit, 0x97
+// (quota exceeded) over a rate; MQTT 3.1.1 return code 5 (not
+// authorized) for each, the closest it has.
+func willRefused(err error) error {
+	if errors.Is(err, limits.ErrPayloadTooLarge) {
+		err = errors.Join(ErrPacketTooLarge, err)
+	}
+	return fmt.Errorf("%w: %w", errWillRefused, err)
+}
+
 // refuse writes a CONNACK refusing the client for err. It writes directly:
 // no writer runs before the CONNECT is accepted.
 func (c *conn) refuse(v byte, err error) {
 	code := reasonCode(err)
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
-	if v == 5 || (v > 5 && errors.Is(err, ErrUnsupportedVersion)) {
+	switch {
+	case v == 5 || (v > 5 && errors.Is(err, ErrUnsupportedVersion)):
 		ack.ProtocolVersion, ack.ReasonCode = 5, code
 		ack.Properties.ReasonString = reasonString(err)
-	} else {
+	case errors.Is(err, errWillRefused):
+		ack.ProtocolVersion, ack.ReasonCode = 4, 0x05
+	default:
 		ack.ProtocolVersion, ack.ReasonCode = 4, connackCodeV3(code)
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))

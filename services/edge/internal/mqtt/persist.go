@@ -12,6 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -29,7 +30,9 @@ import (
 // Offline messages are not queued anywhere: the record holds the stream
 // position the client has been given everything up to (Delivered, the
 // cursor) and its subscriptions. A CONNECT that resumes the session, on any
-// edge, takes live interest in the subscriptions first (deliveries held),
+// edge, authorizes the subscriptions again for the credential it presents
+// (those it no longer may hold are left out, and so are their messages),
+// takes live interest in the subscriptions first (deliveries held),
 // replays the tenant stream after the cursor filtered by them (node.Replay:
 // replay buffer, then JetStream), QoS downgraded to each subscription's and
 // QoS 0 messages left out as MQTT allows, then releases the live messages
@@ -415,9 +418,22 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	c.replaying, c.replayFrom = true, rec.Delivered.Seq
 	c.mu.Unlock()
 	var filters []string
+	revoked := 0
 	for f, o := range rec.Subscriptions {
 		group, filter, err := parseShared(f)
 		if err != nil || topic.ValidateFilter(filter, c.n.Limits) != nil {
+			continue
+		}
+		// Re-authorized as a SUBSCRIBE of this credential would be: the
+		// key may have been narrowed since the session was saved, or the
+		// client id reused by another key of the tenant. A refused filter
+		// is left out, with its offline messages, and the record saved
+		// without it (c.changes, below); MQTT has no packet to tell the
+		// client, which may SUBSCRIBE again and get 0x87.
+		if err := node.AuthorizeSubscribe(c.id, f); err != nil {
+			revoked++
+			c.n.Log.Info("mqtt session subscription dropped on resume: no longer authorized", "client", c.clientID,
+				"tenant", c.tenant, "filter", f, "err", err)
 			continue
 		}
 		sub := &subscription{retainHandling: o.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter,
@@ -493,6 +509,9 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 			return fmt.Errorf("%w: replaying the session's messages: %w", ErrServerUnavailable, err)
 		}
 		res.last, res.epoch = r.Last, r.Epoch
+	}
+	if revoked > 0 {
+		c.s.stats.unauthorizedDropped.Add(uint64(revoked))
 	}
 	if skipped > 0 {
 		c.s.stats.offlineDropped.Add(uint64(skipped))

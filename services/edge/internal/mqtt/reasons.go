@@ -54,6 +54,9 @@ var (
 	errQoS0RateTooHigh = errors.New("mqtt: message rate too high")
 	// ErrShuttingDown is returned when the server closes its connections.
 	ErrShuttingDown = errors.New("mqtt: server shutting down")
+	// errWillRefused wraps why a CONNECT's will was refused (willRefused),
+	// so that an MQTT 3.1.1 client gets return code 5 whatever the reason.
+	errWillRefused = errors.New("mqtt: will refused")
 )
 
 // MQTT 5 reason codes used by the server (MQTT 5 §2.4).

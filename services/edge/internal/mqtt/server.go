@@ -74,12 +74,16 @@ type Stats struct {
 	// OfflineDropped counts messages of resumed sessions skipped beyond
 	// MaxOfflineMessages.
 	OfflineDropped uint64
+	// UnauthorizedDropped counts subscriptions of resumed sessions left
+	// out because the credential no longer allows them.
+	UnauthorizedDropped uint64
 }
 
 type counters struct {
-	dropped        atomic.Uint64
-	slowConsumers  atomic.Uint64
-	offlineDropped atomic.Uint64
+	dropped             atomic.Uint64
+	slowConsumers       atomic.Uint64
+	offlineDropped      atomic.Uint64
+	unauthorizedDropped atomic.Uint64
 }
 
 // New returns a server over n.
@@ -107,7 +111,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.Unlock()
 	return Stats{Dropped: s.stats.dropped.Load(), SlowConsumers: s.stats.slowConsumers.Load(), Connections: n,
-		OfflineDropped: s.stats.offlineDropped.Load()}
+		OfflineDropped: s.stats.offlineDropped.Load(), UnauthorizedDropped: s.stats.unauthorizedDropped.Load()}
 }
 
 // Serve accepts MQTT connections on l until ctx is done or Close is called,

@@ -30,7 +30,10 @@
 // An answer comes as soon as there is something to return: at once if the
 // store holds matching messages after cursor (up to max), else with the
 // first live ones, else after timeout with no message and the cursor moved
-// past what was looked at. Errors are the JSON errors of package httpapi.
+// past what was looked at. Errors are the JSON errors of package httpapi;
+// a poll whose credential is revoked (key deleted, changed or expired,
+// tenant deleted) while it waits is answered at once with 401
+// not_authenticated, nothing of what it gathered included.
 package poll
 
 import (
@@ -44,7 +47,6 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
@@ -171,8 +173,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := h.poll(ctx, id.Tenant, epoch, req)
-	if cause := context.Cause(ctx); err != nil && errors.Is(cause, auth.ErrRevoked) {
-		err = cause // 403
+	if cause := context.Cause(ctx); errors.Is(cause, auth.ErrRevoked) {
+		// Revoked while the poll ran (its wait ends at once): whatever it
+		// gathered is not the client's any more. 401, with the challenge.
+		err = cause
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -293,8 +297,8 @@ func (h *Handler) parse(r *http.Request) (request, error) {
 		return req, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
 	}
 	for _, f := range q["topic"] {
-		if err := topic.ValidateFilter(f, h.n.Limits); err != nil {
-			return req, fmt.Errorf("topic filter %q: %w", f, err)
+		if err := stream.ValidateFilter(f, h.n.Limits); err != nil {
+			return req, err
 		}
 		if !slices.Contains(req.filters, f) {
 			req.filters = append(req.filters, f)

@@ -93,7 +93,6 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -341,8 +340,8 @@ func (h *Handler) filters(raw []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(raw))
 	for _, f := range raw {
-		if err := topic.ValidateFilter(f, h.n.Limits); err != nil {
-			return nil, fmt.Errorf("topic filter %q: %w", f, err)
+		if err := stream.ValidateFilter(f, h.n.Limits); err != nil {
+			return nil, err
 		}
 		if !slices.Contains(out, f) {
 			out = append(out, f)

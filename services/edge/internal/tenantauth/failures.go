@@ -1,7 +1,6 @@
 package tenantauth
 
 import (
-	"net"
 	"sync"
 	"time"
 )
@@ -98,24 +97,4 @@ func (l *failureLimiter) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)
-}
-
-// sourceKey reduces a remote address to what failures are counted by: the
-// IP for IPv4, the /64 for IPv6 (one host usually owns a whole /64).
-func sourceKey(remote string) string {
-	if remote == "" {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip := net.ParseIP(host)
-	switch {
-	case ip == nil:
-		return host
-	case ip.To4() != nil:
-		return ip.To4().String()
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

@@ -172,7 +172,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	}
 
 	now := a.now()
-	src := sourceKey(c.RemoteAddr)
+	src := auth.SourceKey(c.RemoteAddr)
 	if src != "" {
 		if ok, wait := a.failures.take("ip:"+src, now); !ok {
 			return auth.Identity{}, &auth.RateLimitError{What: "address", RetryAfter: wait}

@@ -2,7 +2,9 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -14,8 +16,11 @@ type closeCode int
 const (
 	closeNormal          closeCode = 1000
 	closeGoingAway       closeCode = 1001 // idle timeout
+	closeProtocolError   closeCode = 1002 // unmasked client frame
 	closeUnsupportedData closeCode = 1003 // binary frame without ?binary=1
+	closeInvalidData     closeCode = 1007 // invalid UTF-8 in a text frame
 	closePolicy          closeCode = 1008 // repeated malformed frames
+	closeTooBig          closeCode = 1009 // a frame over max_frame_size
 	closeInternal        closeCode = 1011
 	closeServiceRestart  closeCode = 1012 // edge shutting down: reconnect elsewhere
 	closeTryAgainLater   closeCode = 1013 // slow consumer
@@ -28,7 +33,10 @@ const (
 // Write calls itself.
 type Conn interface {
 	// Read returns the next data message; it also answers pings and
-	// records pongs, so it must be running for Ping to return.
+	// records pongs, so it must be running for Ping to return. A text
+	// message is valid UTF-8. A client that broke a rule of RFC 6455 (an
+	// unmasked frame, a frame over MaxFrameSize, invalid UTF-8 in a text
+	// message) gets an error that closeOf maps to the close code to send.
 	Read(ctx context.Context) (binary bool, data []byte, err error)
 	// Write sends one text message, or a binary one if binary is set. A
 	// write that does not complete before ctx ends breaks the connection.
@@ -44,11 +52,16 @@ type Conn interface {
 // (pings and pongs included), for the idle timeout.
 type upgrader func(w http.ResponseWriter, r *http.Request, cfg *Config, onFrame func()) (Conn, error)
 
-// coderConn is Conn over github.com/coder/websocket.
-type coderConn struct{ c *websocket.Conn }
+// coderConn is Conn over github.com/coder/websocket, reading the client's
+// frames through a frameGuard (frames.go).
+type coderConn struct {
+	c *websocket.Conn
+	g *frameGuard
+}
 
 func upgradeCoder(w http.ResponseWriter, r *http.Request, cfg *Config, onFrame func()) (Conn, error) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	g := &frameGuard{limit: cfg.MaxFrameSize}
+	c, err := websocket.Accept(&guardedWriter{ResponseWriter: w, guard: g}, r, &websocket.AcceptOptions{
 		OriginPatterns:  cfg.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 		OnPingReceived:  func(context.Context, []byte) bool { onFrame(); return true },
@@ -58,12 +71,32 @@ func upgradeCoder(w http.ResponseWriter, r *http.Request, cfg *Config, onFrame f
 		return nil, err
 	}
 	c.SetReadLimit(cfg.MaxFrameSize)
-	return coderConn{c}, nil
+	return coderConn{c, g}, nil
 }
 
 func (c coderConn) Read(ctx context.Context) (bool, []byte, error) {
 	typ, b, err := c.c.Read(ctx)
-	return typ == websocket.MessageBinary, b, err
+	if err != nil {
+		if v := c.g.violation(); v != nil {
+			return false, nil, v
+		}
+		return false, nil, err
+	}
+	// The library does not check the UTF-8 of text messages (RFC 6455
+	// §8.1: the connection fails with 1007).
+	if typ == websocket.MessageText && !utf8.Valid(b) {
+		return false, nil, &closeError{closeInvalidData, "invalid UTF-8 in a text frame"}
+	}
+	return typ == websocket.MessageBinary, b, nil
+}
+
+// closeOf returns the close code and reason a Read error calls for, if
+// the client broke a rule of the protocol.
+func closeOf(err error) (closeCode, string, bool) {
+	if e, ok := errors.AsType[*closeError](err); ok {
+		return e.code, e.reason, true
+	}
+	return 0, "", false
 }
 
 func (c coderConn) Write(ctx context.Context, binary bool, data []byte) error {

@@ -63,7 +63,10 @@
 //
 // Without ?binary=1 a binary frame closes the connection with 1003.
 // Malformed JSON is answered with an error frame; max_bad_frames of them in
-// a row close with 1008. Frames over max_frame_size close with 1009. The
+// a row close with 1008. Frames over max_frame_size close with 1009, on
+// their header, before their payload is waited for; an unmasked client
+// frame closes with 1002, a text frame that is not UTF-8 with 1007 (RFC
+// 6455 §5.1, §8.1; frames.go says why Herald checks these itself). The
 // server pings every ping_interval and closes with 1001 when nothing
 // (frame or pong) arrived for idle_timeout. Each connection holds at most
 // queue_size messages not yet sent: under slow_consumer "close" (default)
@@ -300,6 +303,9 @@ func (s *session) serve() {
 	for {
 		binary, data, err := s.conn.Read(context.Background())
 		if err != nil {
+			if code, reason, ok := closeOf(err); ok {
+				s.close(code, reason)
+			}
 			return
 		}
 		s.touch()
@@ -409,8 +415,8 @@ func (s *session) revoke(reason error) {
 }
 
 func (s *session) subscribe(req request) {
-	if err := topic.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
-		s.fail(req.ID, fmt.Errorf("topic filter %q: %w", req.Topic, err))
+	if err := stream.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
+		s.fail(req.ID, err)
 		return
 	}
 	var from *message.Position

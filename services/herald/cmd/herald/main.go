@@ -35,6 +35,10 @@ type cli struct {
 	MaxConnections  int             `help:"Most client connections of the edge, all tenants; more are refused as server busy (0: no bound)." env:"HERALD_MAX_CONNECTIONS"`
 	MemoryLimit     int64           `help:"Heap bytes past which new connections are refused as server busy (0: 0.8 of GOMEMLIMIT if set, else none)." env:"HERALD_MEMORY_LIMIT"`
 	DrainTimeout    time.Duration   `name:"drain-timeout" help:"On SIGTERM or SIGINT the edge drains first: clients are asked to leave over the first half of this, then everything stops; a second signal stops at once." default:"20s" env:"HERALD_DRAIN_TIMEOUT"`
+	HTTPReadHeader  time.Duration   `name:"http-read-header-timeout" help:"Bound on reading an HTTP request's headers." default:"10s" env:"HERALD_HTTP_READ_HEADER_TIMEOUT"`
+	HTTPIdle        time.Duration   `name:"http-idle-timeout" help:"An HTTP keep-alive connection without a request for this long is closed." default:"60s" env:"HERALD_HTTP_IDLE_TIMEOUT"`
+	HTTPBody        time.Duration   `name:"http-body-timeout" help:"Bound on reading a publish's body; slower is 408 and the connection closed." default:"30s" env:"HERALD_HTTP_BODY_TIMEOUT"`
+	HTTPMaxUnauth   int             `name:"http-max-unauthenticated-per-source" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)." default:"256" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE"`
 	LogFormat       string          `help:"Log format: text or json." default:"text" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 	Telemetry       telemetry.Flags `embed:""`
@@ -69,7 +73,9 @@ func main() {
 		OpsAddr:   c.OpsAddr,
 		Edge: edge.Config{ID: "herald", MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
 			Shed:  edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit},
-			Drain: edge.DrainConfig{Timeout: c.DrainTimeout}},
+			Drain: edge.DrainConfig{Timeout: c.DrainTimeout},
+			HTTP: edge.HTTPConfig{ReadHeaderTimeout: c.HTTPReadHeader, IdleTimeout: c.HTTPIdle, BodyTimeout: c.HTTPBody,
+				MaxUnauthenticatedPerSource: c.HTTPMaxUnauth}},
 		// In development mode the admin API answers without a credential,
 		// as the banner says; otherwise it needs the operator token.
 		Admin:   admin.Config{Addr: c.AdminAddr, Insecure: c.AnonymousTenant != "", AdminToken: c.AdminToken},
