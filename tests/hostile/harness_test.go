@@ -97,7 +97,7 @@ func startHerald(dir string, env ...string) (*herald, error) {
 	h.cmd = exec.Command(bin, "--data-dir", filepath.Join(dir, "data"))
 	h.cmd.Env = append(os.Environ(),
 		"HERALD_MQTT_ADDR="+addr(0), "HERALD_HTTP_ADDR="+addr(1), "HERALD_ADMIN_ADDR="+addr(2),
-		"HERALD_NATS_ADDR="+addr(3), "HERALD_OPS_ADDR="+addr(4), "HERALD_ETCD_ADDR="+addr(5),
+		"HERALD_OPS_ADDR="+addr(4),
 		"HERALD_ANONYMOUS_TENANT=", "HERALD_ADMIN_TOKEN="+operatorToken)
 	h.cmd.Env = append(h.cmd.Env, env...)
 	h.cmd.Stdout, h.cmd.Stderr = logFile, logFile
