@@ -9,11 +9,11 @@
 package authz
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/topic"
 )
 
@@ -23,19 +23,19 @@ import (
 var (
 	// ErrInvalidCapability is returned for a capability whose filter is not
 	// a valid MQTT topic filter or which names no or unknown actions.
-	ErrInvalidCapability = errors.New("authz: invalid capability")
+	ErrInvalidCapability = fault.New(fault.Invalid, "authz: invalid capability")
 	// ErrBadToken is returned for a credential that is malformed: not an
 	// API-key token, or a JWT that does not parse.
-	ErrBadToken = errors.New("authz: malformed token")
+	ErrBadToken = fault.New(fault.Unauthenticated, "authz: malformed token")
 	// ErrBadSecret is returned when a secret does not match its hash, or a
 	// JWT's signature does not verify with any candidate key.
-	ErrBadSecret = errors.New("authz: secret does not match")
+	ErrBadSecret = fault.New(fault.Unauthenticated, "authz: secret does not match")
 	// ErrExpired is returned for a credential used outside its validity
 	// period (JWT exp/nbf/iat, or a key's expiry).
-	ErrExpired = errors.New("authz: credential expired or not yet valid")
+	ErrExpired = fault.New(fault.Unauthenticated, "authz: credential expired or not yet valid")
 	// ErrClaims is returned for a JWT whose issuer, audience, tenant or
 	// capabilities claim is wrong or missing.
-	ErrClaims = errors.New("authz: token claims rejected")
+	ErrClaims = fault.New(fault.Unauthenticated, "authz: token claims rejected")
 )
 
 // Action is something a client does to a topic. Actions combine as a bit

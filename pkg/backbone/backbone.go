@@ -22,19 +22,36 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Sentinel errors.
 var (
 	// ErrBadTenant is returned for a tenant id that is not [a-z0-9][a-z0-9_-]{0,62}.
-	ErrBadTenant = errors.New("backbone: invalid tenant id")
+	ErrBadTenant = fault.New(fault.Invalid, "backbone: invalid tenant id")
 	// ErrNotStored is returned when JetStream did not acknowledge a publish;
 	// the message must be treated as not accepted.
-	ErrNotStored = errors.New("backbone: message not stored")
+	ErrNotStored = fault.New(fault.Unavailable, "backbone: message not stored")
+	// ErrUnavailable wraps every error of NATS and JetStream that a
+	// backbone call returns: the backbone classifies them at its boundary,
+	// so that its callers need not know NATS to tell a client to retry.
+	ErrUnavailable = fault.New(fault.Unavailable, "backbone: unavailable")
 	// ErrNoStream is returned when a tenant has no stream yet.
-	ErrNoStream = errors.New("backbone: tenant has no stream")
+	ErrNoStream = fault.New(fault.Unavailable, "backbone: tenant has no stream")
 )
+
+// unavailable classifies an error of NATS or JetStream as ErrUnavailable;
+// errors of Herald's own (declaring a fault kind) pass as they are.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if fault.Declared(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
 
 var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 

@@ -75,7 +75,7 @@ func (b *Backbone) EnsureTenant(ctx context.Context, tenant string) (string, err
 	}
 	info, err := ensureStream(ctx, b.js, b.cfg, tenant)
 	if err != nil {
-		return "", err
+		return "", unavailable(err)
 	}
 	return b.remember(tenant, info), nil
 }
@@ -107,7 +107,7 @@ func (b *Backbone) DeleteTenant(ctx context.Context, tenant string) error {
 	err := b.js.DeleteStream(ctx, StreamName(tenant))
 	b.Forget(tenant)
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("backbone: delete stream of %s: %w", tenant, err)
+		return fmt.Errorf("%w: delete stream of %s: %w", ErrUnavailable, tenant, err)
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func (b *Backbone) State(ctx context.Context, tenant string) (StreamState, error
 		return StreamState{}, ErrNoStream
 	}
 	if err != nil {
-		return StreamState{}, err
+		return StreamState{}, unavailable(err)
 	}
 	info := s.CachedInfo()
 	return StreamState{Epoch: b.remember(tenant, info), FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq}, nil
@@ -288,7 +288,7 @@ func (b *Backbone) Tenants(ctx context.Context) ([]string, error) {
 			out = append(out, t)
 		}
 	}
-	return out, names.Err()
+	return out, unavailable(names.Err())
 }
 
 func cutStreamName(name string) (string, bool) {
@@ -326,7 +326,7 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
 	// Delete the consumer at once: a stream allows a bounded number of
 	// consumers (1,000 by default), and resumes may be many per second.
@@ -340,14 +340,14 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
-			return err
+			return unavailable(err)
 		}
 		n := 0
 		for jm := range batch.Messages() {
 			n++
 			md, err := jm.Metadata()
 			if err != nil {
-				return err
+				return unavailable(err)
 			}
 			if md.Sequence.Stream > upto {
 				return nil
@@ -367,7 +367,7 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return err
+			return unavailable(err)
 		}
 		if n == 0 {
 			// Nothing left that matches the filters.

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/nats-io/nats.go"
@@ -117,7 +118,7 @@ type liveSub struct {
 }
 
 // ErrClosed is returned when using a closed Live.
-var ErrClosed = errors.New("backbone: live interest closed")
+var ErrClosed = fault.New(fault.Unavailable, "backbone: live interest closed")
 
 // NewLive starts a dispatcher calling handler for each live message. The
 // handler must not block for long: it holds up every other delivery.
@@ -219,7 +220,7 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 		if err != nil {
 			l.releaseLocked(taken)
 			l.unwatchLocked(tenant, filter)
-			return nil, err
+			return nil, unavailable(err)
 		}
 		// The channel bounds the buffer; the per-subscription limits would
 		// only duplicate it.
@@ -288,7 +289,7 @@ func (l *Live) Flush(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, l.b.cfg.PublishTimeout)
 		defer cancel()
 	}
-	return l.b.nc.FlushWithContext(ctx)
+	return unavailable(l.b.nc.FlushWithContext(ctx))
 }
 
 // Subjects returns the number of NATS subscriptions held.
@@ -565,7 +566,7 @@ func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.M
 		sub, err := l.b.nc.ChanQueueSubscribe(s, queue, l.ch)
 		if err != nil {
 			l.releaseSharedLocked(taken)
-			return nil, err
+			return nil, unavailable(err)
 		}
 		_ = sub.SetPendingLimits(-1, -1)
 		l.shared[key] = &liveSub{sub: sub, refs: 1}

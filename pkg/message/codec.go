@@ -3,8 +3,9 @@ package message
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"time"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // Marshal encodes a message for a store (retained messages, replay buffers).
@@ -85,7 +86,7 @@ const (
 )
 
 // ErrBadEncoding is returned by Unmarshal for bytes that are not a message.
-var ErrBadEncoding = errors.New("message: malformed stored message")
+var ErrBadEncoding = fault.New(fault.Internal, "message: malformed stored message")
 
 func appendTime(b []byte, t time.Time) []byte {
 	b = binary.AppendVarint(b, t.Unix())

@@ -7,10 +7,11 @@
 package message
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // UserProperty is one MQTT 5 user property (a name may repeat).
@@ -68,7 +69,7 @@ type Position struct {
 }
 
 // ErrBadPosition is returned by ParsePosition for text that is not a position.
-var ErrBadPosition = errors.New("message: malformed position")
+var ErrBadPosition = fault.New(fault.Invalid, "message: malformed position")
 
 // String formats the position as "<epoch>-<seq>", or "<seq>" without an
 // epoch. This is the SSE event id and the WebSocket resume cursor.

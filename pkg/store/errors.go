@@ -1,44 +1,46 @@
 package store
 
-import "errors"
+import (
+	"github.com/heraldmq/herald/pkg/fault"
+)
 
 // Sentinel errors; implementations wrap them with %w.
 var (
 	// ErrBadTenant is returned for an empty tenant id, one containing '{' or
 	// '}', or a message whose Tenant is not the tenant being applied.
-	ErrBadTenant = errors.New("store: invalid tenant")
+	ErrBadTenant = fault.New(fault.Invalid, "store: invalid tenant")
 	// ErrNoEpoch is returned by Apply without an epoch.
-	ErrNoEpoch = errors.New("store: missing epoch")
+	ErrNoEpoch = fault.New(fault.Invalid, "store: missing epoch")
 	// ErrOutOfOrder is returned by Apply for a batch whose sequences are not
 	// strictly ascending, or contain a zero sequence.
-	ErrOutOfOrder = errors.New("store: batch not in ascending sequence order")
+	ErrOutOfOrder = fault.New(fault.Invalid, "store: batch not in ascending sequence order")
 	// ErrBadLimits is returned for negative limits.
-	ErrBadLimits = errors.New("store: negative limit")
+	ErrBadLimits = fault.New(fault.Invalid, "store: negative limit")
 	// ErrBadFilter is returned by Retained for an invalid topic filter.
-	ErrBadFilter = errors.New("store: invalid topic filter")
+	ErrBadFilter = fault.New(fault.InvalidFilter, "store: invalid topic filter")
 	// ErrCorrupt is returned when a stored record cannot be decoded.
-	ErrCorrupt = errors.New("store: corrupt record")
+	ErrCorrupt = fault.New(fault.Internal, "store: corrupt record")
 	// ErrFenced is returned by ApplyBatch when a writer with a newer fence
 	// token (a newer owner of the tenant) has written: the caller lost its
 	// ownership and must stop writing.
-	ErrFenced = errors.New("store: fenced by a newer owner")
+	ErrFenced = fault.New(fault.Conflict, "store: fenced by a newer owner")
 	// ErrStateLost is returned by ApplyBatch when the store holds less than
 	// the writer knows it applied (Batch.Expect): the store lost data (a
 	// flush, a restart without persistence, a failover to a lagging replica)
 	// and the tenant must be rebuilt from its stream. Nothing is written.
-	ErrStateLost = errors.New("store: tenant state lost")
+	ErrStateLost = fault.New(fault.Unavailable, "store: tenant state lost")
 	// ErrNoSession is returned by LoadSession for an unknown session.
-	ErrNoSession = errors.New("store: no such session")
+	ErrNoSession = fault.New(fault.NotFound, "store: no such session")
 	// ErrConflict is returned by SaveSession and DeleteSession when the
 	// stored session's revision is not the one the caller read: another
 	// writer changed it in between.
-	ErrConflict = errors.New("store: session revision conflict")
+	ErrConflict = fault.New(fault.Conflict, "store: session revision conflict")
 	// ErrSessionLimit is returned by SaveSession creating a session beyond
 	// the tenant's Limits.Sessions; nothing is written.
-	ErrSessionLimit = errors.New("store: tenant session limit reached")
+	ErrSessionLimit = fault.New(fault.Quota, "store: tenant session limit reached")
 	// ErrBadSession is returned for a session without a client id, or with
 	// an invalid subscription filter.
-	ErrBadSession = errors.New("store: invalid session")
+	ErrBadSession = fault.New(fault.Invalid, "store: invalid session")
 	// ErrBadEdge is returned for an empty edge name, or one containing NUL.
-	ErrBadEdge = errors.New("store: invalid edge name")
+	ErrBadEdge = fault.New(fault.Invalid, "store: invalid edge name")
 )

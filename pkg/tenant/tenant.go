@@ -5,9 +5,10 @@ package tenant
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"time"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // Tenant is one tenant as stored (as JSON) in etcd.
@@ -30,29 +31,29 @@ type Tenant struct {
 
 var (
 	// ErrNotFound is returned when no tenant has the requested ID.
-	ErrNotFound = errors.New("tenant: not found")
+	ErrNotFound = fault.New(fault.NotFound, "tenant: not found")
 	// ErrInvalidID is returned, without I/O, for an ID that ValidID rejects.
-	ErrInvalidID = errors.New("tenant: invalid id")
+	ErrInvalidID = fault.New(fault.Invalid, "tenant: invalid id")
 	// ErrInvalidPage is returned by List for a negative page size or a page
 	// token the source did not issue.
-	ErrInvalidPage = errors.New("tenant: invalid page size or token")
+	ErrInvalidPage = fault.New(fault.Invalid, "tenant: invalid page size or token")
 	// ErrConflict is returned by a conditional write when the tenant has
 	// changed since the revision the writer read.
-	ErrConflict = errors.New("tenant: revision conflict")
+	ErrConflict = fault.New(fault.Conflict, "tenant: revision conflict")
 	// ErrAlreadyExists is returned when creating something whose ID is
 	// taken.
-	ErrAlreadyExists = errors.New("tenant: already exists")
+	ErrAlreadyExists = fault.New(fault.AlreadyExists, "tenant: already exists")
 	// ErrInvalid is returned, without I/O, for a value that cannot be
 	// stored: a negative limit, a malformed credential.
-	ErrInvalid = errors.New("tenant: invalid value")
+	ErrInvalid = fault.New(fault.Invalid, "tenant: invalid value")
 	// ErrIdentityTaken is returned when registering a credential identity
 	// (an API key id, a JWT key id or issuer, a certificate fingerprint or
 	// subject) that another record holds. The error names the identity,
 	// never the tenant holding it.
-	ErrIdentityTaken = errors.New("tenant: identity already registered")
+	ErrIdentityTaken = fault.New(fault.AlreadyExists, "tenant: identity already registered")
 	// ErrDeleting is returned when creating a tenant whose previous
 	// incarnation is still being deleted (its data is being removed).
-	ErrDeleting = errors.New("tenant: still being deleted")
+	ErrDeleting = fault.New(fault.Conflict, "tenant: still being deleted")
 )
 
 // idRE is backbone.ValidTenant's alphabet (a test keeps them equal): an ID

@@ -8,26 +8,27 @@
 package topic
 
 import (
-	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // Sentinel errors returned by ValidateName and ValidateFilter. They are mapped
 // to protocol reason codes in one place by each transport.
 var (
 	// ErrEmpty is returned for a zero-length topic name or filter [MQTT-4.7.3-1].
-	ErrEmpty = errors.New("topic: empty")
+	ErrEmpty = fault.New(fault.InvalidFilter, "topic: empty")
 	// ErrTooLong is returned when a topic exceeds the configured maximum length.
-	ErrTooLong = errors.New("topic: too long")
+	ErrTooLong = fault.New(fault.InvalidFilter, "topic: too long")
 	// ErrTooDeep is returned when a topic has more levels than allowed.
-	ErrTooDeep = errors.New("topic: too many levels")
+	ErrTooDeep = fault.New(fault.InvalidFilter, "topic: too many levels")
 	// ErrInvalidUTF8 is returned for malformed UTF-8 or a U+0000 character [MQTT-4.7.3-2].
-	ErrInvalidUTF8 = errors.New("topic: invalid UTF-8")
+	ErrInvalidUTF8 = fault.New(fault.InvalidFilter, "topic: invalid UTF-8")
 	// ErrWildcardInName is returned when a topic name (not a filter) contains + or # [MQTT-3.3.2-2].
-	ErrWildcardInName = errors.New("topic: wildcard in topic name")
+	ErrWildcardInName = fault.New(fault.InvalidFilter, "topic: wildcard in topic name")
 	// ErrBadWildcard is returned when + or # do not occupy a whole level, or # is not last [MQTT-4.7.1-1, MQTT-4.7.1-2].
-	ErrBadWildcard = errors.New("topic: misplaced wildcard")
+	ErrBadWildcard = fault.New(fault.InvalidFilter, "topic: misplaced wildcard")
 )
 
 // Limits bound the size of names and filters. Zero values take the defaults.

@@ -1,52 +1,37 @@
 package admin
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 
-	"github.com/heraldmq/herald/pkg/authz"
-	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/fault"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// grpcError is the one place that maps Herald's errors to gRPC status codes;
-// grpc-gateway turns those into HTTP statuses (InvalidArgument 400,
-// Unauthenticated 401, PermissionDenied 403, NotFound 404, AlreadyExists
-// and Aborted 409, Unimplemented 501, Unavailable 503, Internal 500) with a
-// JSON body {"code", "message", "details"}. A credential identity another
-// record holds is AlreadyExists, a tenant still being deleted Aborted. Errors that already are a
-// status of this package's making pass through; unexpected errors are
-// logged and reported without detail.
+// grpcError maps Herald's errors to gRPC status codes through pkg/fault's
+// table (the kind each sentinel declares); grpc-gateway turns those into
+// HTTP statuses (InvalidArgument 400, Unauthenticated 401,
+// PermissionDenied 403, NotFound 404, AlreadyExists and Aborted 409,
+// Unimplemented 501, Unavailable 503, Internal 500) with a JSON body
+// {"code", "message", "details"}. A credential identity another record
+// holds is AlreadyExists, a tenant still being deleted Aborted. The etcd
+// client's errors are classified here, at the admin API's boundary with
+// it: an unreachable cluster (gRPC status Unavailable) stays retryable.
+// Errors of no kind are logged and reported without detail.
 func grpcError(log *slog.Logger, err error) error {
-	var code codes.Code
-	switch {
-	case errors.Is(err, tenant.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, tenant.ErrInvalidID), errors.Is(err, tenant.ErrInvalidPage),
-		errors.Is(err, tenant.ErrInvalid), errors.Is(err, authz.ErrInvalidCapability):
-		code = codes.InvalidArgument
-	case errors.Is(err, tenant.ErrConflict), errors.Is(err, tenant.ErrDeleting):
-		code = codes.Aborted
-	case errors.Is(err, tenant.ErrAlreadyExists), errors.Is(err, tenant.ErrIdentityTaken):
-		// ErrIdentityTaken names the identity, never who holds it.
-		code = codes.AlreadyExists
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	default:
-		// The etcd client reports an unreachable cluster as gRPC status
-		// Unavailable; keep that retryable.
+	k := fault.KindOf(err)
+	switch k {
+	case fault.Internal:
 		if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
 			log.Warn("admin API: tenant store unavailable", "err", err)
 			return status.Error(codes.Unavailable, "tenant store unavailable")
 		}
 		log.Error("admin API: internal error", "err", err)
 		return status.Error(codes.Internal, "internal error")
+	case fault.Unavailable:
+		log.Warn("admin API: unavailable", "err", err)
 	}
-	return status.Error(code, err.Error())
+	return status.Error(k.Codes().GRPC, err.Error())
 }
 
 // invalid is an INVALID_ARGUMENT status for a request the API itself

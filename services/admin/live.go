@@ -15,6 +15,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/tenant"
@@ -105,17 +106,15 @@ func (l *liveService) tenant(ctx context.Context, tenantID, what, needs string, 
 	return tn, nil
 }
 
-// storeError maps store errors.
+// storeError maps the session store's errors (pkg/fault's table, by
+// kind); anything the store did not classify is its own failure, reported
+// as unavailable without detail.
 func (l *liveService) storeError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNoSession):
+	switch k := fault.KindOf(err); k {
+	case fault.NotFound:
 		return status.Error(codes.NotFound, "no such session")
-	case errors.Is(err, store.ErrBadSession), errors.Is(err, store.ErrBadTenant):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, store.ErrConflict):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return grpcError(l.log, err)
+	case fault.Invalid, fault.Conflict, fault.Canceled, fault.Deadline:
+		return status.Error(k.Codes().GRPC, err.Error())
 	}
 	l.log.Warn("admin API: session store failed", "err", err)
 	return status.Error(codes.Unavailable, "session store unavailable")
@@ -499,11 +498,9 @@ func (l *liveService) DeleteRetained(ctx context.Context, req *adminv1.DeleteRet
 }
 
 func (l *liveService) publishError(err error) error {
-	switch {
-	case errors.Is(err, backbone.ErrBadTenant):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return grpcError(l.log, err)
+	switch k := fault.KindOf(err); k {
+	case fault.Invalid, fault.Canceled, fault.Deadline:
+		return status.Error(k.Codes().GRPC, err.Error())
 	}
 	l.log.Warn("admin API: publish failed", "err", err)
 	return status.Error(codes.Unavailable, "backbone unavailable: message not stored")

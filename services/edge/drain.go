@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/sse"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
@@ -238,7 +239,7 @@ func (s *Server) gate(next http.Handler) http.Handler {
 			w.Header().Set("Retry-After", strconv.Itoa(drainRetryAfter))
 			w.Header().Set("Connection", "close")
 			httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.ErrorBody{Error: httpapi.ErrorDetail{
-				Code: httpapi.CodeUnavailable, Message: "this edge is shutting down: retry, on another edge"}})
+				Code: fault.CodeUnavailable, Message: "this edge is shutting down: retry, on another edge"}})
 			return
 		}
 		if r.URL.Path == "/poll" {

@@ -16,17 +16,18 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
-// Sentinel errors, mapped to protocol refusals by each transport in one
-// place (MQTT reasons.go, httpapi.Classify).
+// Sentinel errors. Each declares its fault kind, which pkg/fault's table
+// maps to every protocol's refusal.
 var (
 	// ErrBadCredentials means the credentials are malformed or wrong:
 	// MQTT CONNACK 0x86, HTTP 401, WebSocket close 1008.
-	ErrBadCredentials = errors.New("auth: bad credentials")
+	ErrBadCredentials = fault.New(fault.Unauthenticated, "auth: bad credentials")
 	// ErrNotAuthorized means the client may not connect: MQTT CONNACK
 	// 0x87, HTTP 403, WebSocket close 1008.
-	ErrNotAuthorized = errors.New("auth: not authorized")
+	ErrNotAuthorized = fault.New(fault.Forbidden, "auth: not authorized")
 	// ErrForbidden means an authenticated client may not do what it asked:
 	// publish to a topic or subscribe to (or read the history of) a filter
 	// outside its capabilities. It wraps ErrNotAuthorized, so mappings of
@@ -37,13 +38,13 @@ var (
 	// credential was revoked, changed or expired, or its tenant deleted. It
 	// wraps ErrNotAuthorized: MQTT 5 DISCONNECT 0x87, WebSocket close 1008,
 	// SSE end of stream.
-	ErrRevoked = fmt.Errorf("%w: credential revoked", ErrNotAuthorized)
+	ErrRevoked = fault.Sub(fault.Revoked, ErrNotAuthorized, "credential revoked")
 	// ErrRateLimited means the client's address or key failed to
 	// authenticate too often and is refused for a while without checking:
 	// MQTT 5 CONNACK 0x9F (connection rate exceeded; 3.1.1: return code 3,
 	// server unavailable), HTTP 429 with Retry-After, WebSocket close 1008.
 	// It does not wrap ErrBadCredentials: the credentials may be right.
-	ErrRateLimited = errors.New("auth: too many failed attempts")
+	ErrRateLimited = fault.New(fault.AuthRate, "auth: too many failed attempts")
 )
 
 // Credentials are what a client presents; transports fill what they have.

@@ -1,7 +1,6 @@
 package cors
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -9,13 +8,15 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // ErrCrossSite is the refusal of a request a page of another origin made
 // with the visitor's credentials (HTTP 403 not_authorized): a WebSocket
 // opened from a foreign origin, a publish with the cookie credential from
 // one or with a content type any page can send.
-var ErrCrossSite = errors.New("cors: cross-site request refused")
+var ErrCrossSite = fault.New(fault.Forbidden, "cors: cross-site request refused")
 
 // CheckOrigin reports whether a request's Origin may act on this edge: nil
 // when it has none (not a browser's cross-origin request), when it names

@@ -1,103 +1,36 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"net/http"
 	"strconv"
 
-	"github.com/heraldmq/herald/pkg/backbone"
-	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/topic"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/cors"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
-	"github.com/heraldmq/herald/services/edge/internal/node"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-)
-
-// Error codes: stable strings, part of the wire protocol of HTTP publish,
-// SSE and the WebSocket protocol (its error frames carry the same codes).
-const (
-	CodeBadRequest       = "bad_request"       // 400: malformed request
-	CodeInvalidTopic     = "invalid_topic"     // 400: topic name or filter rejected
-	CodeNotAuthenticated = "not_authenticated" // 401: wrong, malformed, expired or revoked credentials
-	CodeNotAuthorized    = "not_authorized"    // 403: credentials valid, access refused
-	CodeTimeout          = "request_timeout"   // 408: the body came slower than the body timeout
-	CodeTooLarge         = "payload_too_large" // 413: body over the limit
-	CodeRateLimited      = "rate_limited"      // 429: a tenant limit or too many failed attempts; see Retry-After
-	CodeUnavailable      = "unavailable"       // 503: backbone unavailable, retry later
-	CodeBusy             = "server_busy"       // 503: the edge sheds load; see Retry-After
-	CodeInternal         = "internal"          // 500: a bug or a misconfiguration
 )
 
 // Sentinel errors for request faults the transports detect themselves.
 var (
 	// ErrBadRequest is a malformed request (query, position, frame).
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = fault.New(fault.Invalid, "bad request")
 	// ErrTooLarge is a payload over the configured limit.
-	ErrTooLarge = errors.New("payload too large")
+	ErrTooLarge = fault.New(fault.TooLarge, "payload too large")
 	// ErrBodyTimeout is a request body that did not arrive within the
 	// body timeout.
-	ErrBodyTimeout = errors.New("request body timeout")
+	ErrBodyTimeout = fault.New(fault.Timeout, "request body timeout")
 )
 
-// Classify maps an error to its wire code and HTTP status. This is the one
-// place where domain errors become protocol errors for HTTP, SSE and the
-// WebSocket protocol.
+// Classify returns err's JSON error code and HTTP status, from the one
+// table of pkg/fault (err's kind); HTTP, SSE, long-poll and the WebSocket
+// protocol's error frames answer with them.
 func Classify(err error) (code string, status int) {
-	var maxBytes *http.MaxBytesError
-	var jsErr jetstream.JetStreamError
-	switch {
-	case err == nil:
+	if err == nil {
 		return "", http.StatusOK
-	// A refused credential is 401 whatever else its error wraps: a JWT
-	// whose capability claim holds a malformed filter wraps the topic
-	// error that made it malformed, and is still a bad credential, not a
-	// bad request. A revoked credential (its key deleted, changed or
-	// expired, its tenant deleted, while the request ran) is 401 too: the
-	// client must authenticate again.
-	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrRevoked):
-		return CodeNotAuthenticated, http.StatusUnauthorized
-	case errors.Is(err, ErrBadRequest), errors.Is(err, message.ErrBadPosition), errors.Is(err, stream.ErrBadEncoding):
-		return CodeBadRequest, http.StatusBadRequest
-	case errors.Is(err, node.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidFilter), isTopicError(err):
-		return CodeInvalidTopic, http.StatusBadRequest
-	case errors.Is(err, auth.ErrRateLimited), errors.Is(err, limits.ErrRateLimited),
-		errors.Is(err, limits.ErrConnectionLimit), errors.Is(err, limits.ErrSubscriptionLimit):
-		return CodeRateLimited, http.StatusTooManyRequests
-	case errors.Is(err, limits.ErrPayloadTooLarge):
-		return CodeTooLarge, http.StatusRequestEntityTooLarge
-	case errors.Is(err, limits.ErrServerBusy):
-		return CodeBusy, http.StatusServiceUnavailable
-	case errors.Is(err, auth.ErrNotAuthorized), errors.Is(err, cors.ErrCrossSite):
-		return CodeNotAuthorized, http.StatusForbidden
-	case errors.Is(err, ErrTooLarge), errors.As(err, &maxBytes):
-		return CodeTooLarge, http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrBodyTimeout):
-		return CodeTimeout, http.StatusRequestTimeout
-	case errors.Is(err, backbone.ErrNotStored), errors.Is(err, backbone.ErrNoStream), errors.Is(err, backbone.ErrClosed),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrNoServers), errors.As(err, &jsErr):
-		return CodeUnavailable, http.StatusServiceUnavailable
 	}
-	return CodeInternal, http.StatusInternalServerError
-}
-
-func isTopicError(err error) bool {
-	for _, e := range []error{topic.ErrEmpty, topic.ErrTooLong, topic.ErrTooDeep, topic.ErrInvalidUTF8,
-		topic.ErrWildcardInName, topic.ErrBadWildcard} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	c := fault.Of(err)
+	return c.Code, c.HTTP
 }
 
 // Describe returns the code and the client-facing message of err. Client
@@ -108,9 +41,9 @@ func Describe(err error) (code, msg string, status int) {
 	switch {
 	case status < 500:
 		return code, err.Error(), status
-	case code == CodeUnavailable:
+	case code == fault.CodeUnavailable:
 		return code, "the message backbone is unavailable, retry later", status
-	case code == CodeBusy:
+	case code == fault.CodeBusy:
 		return code, "the server is busy, retry later", status
 	}
 	return code, "internal error", status

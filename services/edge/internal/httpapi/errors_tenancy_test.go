@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
@@ -22,19 +23,19 @@ func TestClassifyTenancy(t *testing.T) {
 		status     int
 		retryAfter string
 	}{
-		{fmt.Errorf("x: %w", auth.ErrForbidden), CodeNotAuthorized, 403, ""},
-		{auth.ErrRevoked, CodeNotAuthenticated, 401, ""},
-		{fmt.Errorf("%w: API key deleted", auth.ErrRevoked), CodeNotAuthenticated, 401, ""},
-		{auth.ErrNotAuthorized, CodeNotAuthorized, 403, ""},
-		{auth.ErrBadCredentials, CodeNotAuthenticated, 401, ""},
+		{fmt.Errorf("x: %w", auth.ErrForbidden), fault.CodeNotAuthorized, 403, ""},
+		{auth.ErrRevoked, fault.CodeNotAuthenticated, 401, ""},
+		{fmt.Errorf("%w: API key deleted", auth.ErrRevoked), fault.CodeNotAuthenticated, 401, ""},
+		{auth.ErrNotAuthorized, fault.CodeNotAuthorized, 403, ""},
+		{auth.ErrBadCredentials, fault.CodeNotAuthenticated, 401, ""},
 		// A JWT whose capability claim holds a malformed filter.
 		{fmt.Errorf("%w: %w", auth.ErrBadCredentials, fmt.Errorf("%w: claim caps: %w", authz.ErrClaims, topic.ErrBadWildcard)),
-			CodeNotAuthenticated, 401, ""},
-		{&auth.RateLimitError{What: "key", RetryAfter: 2500 * time.Millisecond}, CodeRateLimited, 429, "3"},
-		{limits.ErrRateLimited, CodeRateLimited, 429, "1"},
-		{limits.ErrConnectionLimit, CodeRateLimited, 429, "1"},
-		{limits.ErrSubscriptionLimit, CodeRateLimited, 429, "1"},
-		{limits.ErrPayloadTooLarge, CodeTooLarge, 413, ""},
+			fault.CodeNotAuthenticated, 401, ""},
+		{&auth.RateLimitError{What: "key", RetryAfter: 2500 * time.Millisecond}, fault.CodeRateLimited, 429, "3"},
+		{limits.ErrRateLimited, fault.CodeRateLimited, 429, "1"},
+		{limits.ErrConnectionLimit, fault.CodeRateLimited, 429, "1"},
+		{limits.ErrSubscriptionLimit, fault.CodeRateLimited, 429, "1"},
+		{limits.ErrPayloadTooLarge, fault.CodeTooLarge, 413, ""},
 	} {
 		w := httptest.NewRecorder()
 		WriteError(w, tc.err)

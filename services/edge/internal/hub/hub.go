@@ -10,9 +10,9 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"sync"
 
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 )
@@ -69,10 +69,10 @@ type SharedInterest interface {
 // Sentinel errors of Subscribe.
 var (
 	// ErrInvalidFilter is returned by Subscribe for a malformed filter.
-	ErrInvalidFilter = errors.New("hub: invalid topic filter")
+	ErrInvalidFilter = fault.New(fault.InvalidFilter, "hub: invalid topic filter")
 	// ErrSharedUnsupported is returned for a shared subscription when the
 	// interest cannot balance across edges.
-	ErrSharedUnsupported = errors.New("hub: shared subscriptions not supported")
+	ErrSharedUnsupported = fault.New(fault.Unsupported, "hub: shared subscriptions not supported")
 )
 
 // Hub is the local fan-out. It is safe for concurrent use.

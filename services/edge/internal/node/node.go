@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
@@ -28,7 +29,7 @@ type StateReader interface {
 }
 
 // ErrInvalidTopic wraps a topic validation error on publish.
-var ErrInvalidTopic = errors.New("invalid topic")
+var ErrInvalidTopic = fault.New(fault.InvalidTopic, "invalid topic")
 
 // Node is the shared core of one edge.
 type Node struct {

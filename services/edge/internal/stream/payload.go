@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"unicode/utf8"
+
+	"github.com/heraldmq/herald/pkg/fault"
 )
 
 // Payload encodings on the JSON wire of SSE and the WebSocket protocol.
@@ -16,7 +18,7 @@ const (
 
 // ErrBadEncoding is returned by DecodePayload for an unknown encoding or
 // malformed base64.
-var ErrBadEncoding = errors.New("stream: bad payload encoding")
+var ErrBadEncoding = fault.New(fault.Invalid, "stream: bad payload encoding")
 
 // EncodePayload returns the payload as text: as is when it is valid UTF-8,
 // else base64. JSON can carry any valid UTF-8 string, so this is lossless.
