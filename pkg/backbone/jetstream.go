@@ -210,17 +210,33 @@ func (b *Backbone) Publish(ctx context.Context, m *message.Message, opts Publish
 	return message.Position{Epoch: epoch, Seq: ack.Sequence}, nil
 }
 
-// Pending is a publish sent to JetStream whose store is not yet confirmed.
+// Pending is a publish sent to the backbone whose store is not yet
+// confirmed, or a settled one (Settled).
 type Pending struct {
-	fut   jetstream.PubAckFuture
+	fut   jetstream.PubAckFuture // nil once settled
 	tel   *telemetry.Backbone
 	op    telemetry.StoreOp
 	epoch string
+	// The outcome of a settled publish.
+	pos message.Position
+	err error
 }
 
-// Wait returns the message's position once JetStream stored it; an error
-// means it must be treated as not accepted.
+// Settled returns a Pending whose outcome is known already: the position
+// pos, or the error err. Backbones that store synchronously (the in-memory
+// one, Memory) answer PublishAsync with one.
+func Settled(pos message.Position, err error) *Pending { return &Pending{pos: pos, err: err} }
+
+// Wait returns the message's position once the backbone stored it; an
+// error means it must be treated as not accepted. A nil Pending (a publish
+// sent without asking for an acknowledgement) waits for nothing.
 func (p *Pending) Wait(ctx context.Context) (message.Position, error) {
+	if p == nil {
+		return message.Position{}, nil
+	}
+	if p.fut == nil {
+		return p.pos, p.err
+	}
 	select {
 	case ack := <-p.fut.Ok():
 		p.tel.EndStore(p.op, nil)
