@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/heraldmq/herald/pkg/backbone"
-	"github.com/nats-io/nats.go"
+	"github.com/heraldmq/herald/pkg/control"
 )
 
 // errKicked is the reason a connection closed by an administrator gets.
@@ -14,13 +14,13 @@ var errKicked = errors.New("connection closed by an administrator")
 
 // startAdminControl answers the admin API's control requests about live
 // connections (backbone.AdminConnections, backbone.AdminKick) from the
-// edge's connection registry, for every tenant. It needs authenticated mode
-// (node.Clients); the returned function unsubscribes.
+// edge's connection registry, for every tenant, over the backbone's
+// control plane. It needs authenticated mode (node.Clients); the returned
+// function unsubscribes.
 func (s *Server) startAdminControl() (stop func(), err error) {
-	bb := s.node.Backbone
-	nc := bb.Conn()
-	cfg := bb.Config()
-	clients := s.node.Clients
+	ctl := s.bb.Control()
+	cfg := s.bb.Config()
+	clients := s.clients
 	tenantOf := func(subject string) string {
 		// <prefix>.ctl.<tenant>.admin.<what>; the prefix is one token.
 		tok := strings.Split(subject, ".")
@@ -29,16 +29,16 @@ func (s *Server) startAdminControl() (stop func(), err error) {
 		}
 		return tok[2]
 	}
-	reply := func(m *nats.Msg, v any) {
+	reply := func(m *control.Msg, v any) {
 		b, err := json.Marshal(v)
 		if err == nil {
-			err = m.Respond(b)
+			err = m.Respond(nil, b)
 		}
 		if err != nil {
-			s.node.Log.Warn("admin control: reply failed", "subject", m.Subject, "err", err)
+			s.log.Warn("admin control: reply failed", "subject", m.Subject, "err", err)
 		}
 	}
-	list, err := nc.Subscribe(cfg.AdminControlSubject("*", backbone.AdminConnections), func(m *nats.Msg) {
+	list, err := ctl.Subscribe(cfg.AdminControlSubject("*", backbone.AdminConnections), func(m *control.Msg) {
 		tenant := tenantOf(m.Subject)
 		var req backbone.ConnectionsRequest
 		if len(m.Data) > 0 && json.Unmarshal(m.Data, &req) != nil {
@@ -64,22 +64,22 @@ func (s *Server) startAdminControl() (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	kick, err := nc.Subscribe(cfg.AdminControlSubject("*", backbone.AdminKick), func(m *nats.Msg) {
+	kick, err := ctl.Subscribe(cfg.AdminControlSubject("*", backbone.AdminKick), func(m *control.Msg) {
 		var req backbone.KickRequest
 		if json.Unmarshal(m.Data, &req) != nil || req.Edge != s.cfg.ID {
 			return
 		}
 		tenant := tenantOf(m.Subject)
 		n := clients.Kick(tenant, req.ID, errKicked)
-		s.node.Log.Info("admin control: kicked", "tenant", tenant, "id", req.ID, "connections", n)
+		s.log.Info("admin control: kicked", "tenant", tenant, "id", req.ID, "connections", n)
 		reply(m, backbone.KickReply{Kicked: n})
 	})
 	if err != nil {
-		list.Unsubscribe()
+		_ = list.Unsubscribe()
 		return nil, err
 	}
 	return func() {
-		list.Unsubscribe()
-		kick.Unsubscribe()
+		_ = list.Unsubscribe()
+		_ = kick.Unsubscribe()
 	}, nil
 }

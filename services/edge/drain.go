@@ -137,7 +137,7 @@ func (s *Server) Drain(ctx context.Context) DrainReport {
 	leave = append(leave, s.drain.ws.Leavers()...)
 	leave = append(leave, s.drain.sse.Leavers(func() []byte { return sse.RetryField(randomIn(cfg.RetryMin, cfg.RetryMax)) })...)
 	leave = append(leave, s.pollLeavers()...)
-	s.node.Log.Info("edge draining", "clients", len(leave), "timeout", cfg.Timeout)
+	s.log.Info("edge draining", "clients", len(leave), "timeout", cfg.Timeout)
 
 	// One timer walks the schedule; a leave runs on a goroutine of its
 	// own only while it saves and writes.
@@ -160,7 +160,7 @@ walk:
 	wg.Wait()
 	left := s.waitClientsGone(ctx)
 	r := DrainReport{Clients: len(leave), Left: left, Took: time.Since(start)}
-	s.node.Log.Info("edge drained", "clients", r.Clients, "left", r.Left, "took", r.Took)
+	s.log.Info("edge drained", "clients", r.Clients, "left", r.Left, "took", r.Took)
 	return r
 }
 

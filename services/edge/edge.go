@@ -28,7 +28,6 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/mqtt"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -258,6 +257,8 @@ func (c Config) Validate() error {
 // Server is one edge.
 type Server struct {
 	cfg  Config
+	log  *slog.Logger
+	bb   *backbone.Backbone
 	node *node.Node
 	live *backbone.Live
 	mqtt *mqtt.Server
@@ -266,8 +267,9 @@ type Server struct {
 	preauth *limits.PreAuth
 
 	// Set by WithTenants (authenticated mode); nil otherwise.
-	dir   *tenant.Directory
-	quota *limits.Limits
+	dir     *tenant.Directory
+	quota   *limits.Limits
+	clients *node.Clients
 
 	mu        sync.Mutex
 	mqttAddr  net.Addr
@@ -326,27 +328,26 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		log = slog.Default()
 	}
 	log = log.With("edge", cfg.ID)
-	s := &Server{cfg: cfg, listening: make(chan struct{})}
-	var h *hub.Hub
+	s := &Server{cfg: cfg, log: log, bb: bb, listening: make(chan struct{})}
+	var n *node.Node
 	var tel *telemetry.Edge
 	if o.tel != nil {
-		tel = telemetry.NewEdge(*o.tel, func() int { return h.Len() }, func() int { return s.live.Queued() })
+		tel = telemetry.NewEdge(*o.tel, func() int { return n.Subscriptions() }, func() int { return s.live.Queued() })
 	}
 	s.live = bb.NewLive(backbone.LiveConfig{Buffer: cfg.LiveBuffer, Log: log, OnDrop: func() {
 		tel.LiveDropped()
 		log.Warn("live messages dropped (edge too slow for its subscriptions, or its NATS connection broke): reading them back from the streams")
 	}}, func(m *message.Message) {
 		span := tel.StartDeliver(m)
-		tel.EndDeliver(span, h.Dispatch(m))
+		tel.EndDeliver(span, n.Dispatch(m))
 	})
-	h = hub.New(s.live)
-	s.node = &node.Node{ID: cfg.ID, Backbone: bb, Hub: h, State: state, Telemetry: tel,
+	ncfg := node.Config{ID: cfg.ID, Stream: bb, Interest: s.live, State: state, Telemetry: tel,
 		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log}
 	shed, err := limits.NewShedder(cfg.Shed)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	s.node.Shed = shed
+	ncfg.Shed = shed
 	if o.tenants != nil {
 		clients := &clientsRef{bb: bb}
 		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
@@ -358,8 +359,13 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		if s.quota, err = limits.New(limits.Config{EdgeID: cfg.ID, Source: s.dir, Redis: o.redis, Log: log}); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
-		s.node.Auth, s.node.Clients, s.node.Quota = a, clients.c, s.quota
+		ncfg.Auth, ncfg.Clients, ncfg.Quota = a, clients.c, s.quota
+		s.clients = clients.c
 	}
+	if n, err = node.New(ncfg); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	s.node = n
 	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
 		return nil, err
 	}
@@ -493,13 +499,13 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer bg.Done()
 			if err := s.dir.Run(bgCtx); err != nil {
-				s.node.Log.Error("tenant directory stopped", "err", err)
+				s.log.Error("tenant directory stopped", "err", err)
 			}
 		}()
 		go func() {
 			defer bg.Done()
 			if err := s.quota.Run(bgCtx); err != nil {
-				s.node.Log.Error("limits stopped", "err", err)
+				s.log.Error("limits stopped", "err", err)
 			}
 		}()
 		t := time.NewTimer(DirectoryReadyTimeout)
@@ -507,7 +513,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-s.dir.Ready():
 			t.Stop()
 		case <-t.C:
-			s.node.Log.Warn("tenant directory not loaded yet: accepting clients anyway", "waited", DirectoryReadyTimeout)
+			s.log.Warn("tenant directory not loaded yet: accepting clients anyway", "waited", DirectoryReadyTimeout)
 		case <-ctx.Done():
 			t.Stop()
 			return nil
@@ -533,7 +539,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.drain.httpL = hl
 	s.mu.Unlock()
 	close(s.listening)
-	s.node.Log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String(),
+	s.log.Info("edge listening", "mqtt", ml.Addr().String(), "http", hl.Addr().String(),
 		"tls", s.cfg.TLS.Enabled(), "h2c", s.cfg.H2C, "demo", s.cfg.demo())
 
 	// Long-lived handlers (SSE, WebSocket) watch the request context, which
@@ -547,7 +553,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err != nil {
 			errc <- fmt.Errorf("edge: mqtt tls listen: %w", err)
 		} else {
-			s.node.Log.Info("edge listening for MQTT over TLS", "addr", tl.Addr().String())
+			s.log.Info("edge listening for MQTT over TLS", "addr", tl.Addr().String())
 			// The handshake runs on the connection's own goroutine, at its
 			// first read, under the CONNECT timeout.
 			tl = tls.NewListener(tl, s.http.TLSConfig.Clone())

@@ -3,14 +3,16 @@
 package edgetest
 
 import (
+	"context"
 	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -25,18 +27,100 @@ func NATS(tb testing.TB) *server.Server {
 }
 
 // Node returns an edge node named id over s, with its own NATS connection,
-// backbone, live interest and hub, admitting anonymous clients into Tenant.
-// It has no session store: replays read the stream. Everything is released
+// backbone and live interest, admitting anonymous clients into Tenant. It
+// has no session store unless an option gives one: replays read the
+// stream. Options refine the node's configuration. Everything is released
 // at the end of the test.
-func Node(tb testing.TB, s *server.Server, id string) *node.Node {
+func Node(tb testing.TB, s *server.Server, id string, opts ...func(*node.Config)) *node.Node {
 	tb.Helper()
 	bb, err := backbone.New(testserver.NATSConn(tb, s), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var h *hub.Hub
-	live := bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) { h.Dispatch(m) })
+	var n *node.Node
+	live := bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) { n.Dispatch(m) })
 	tb.Cleanup(live.Close)
-	h = hub.New(live)
-	return &node.Node{ID: id, Backbone: bb, Hub: h, Auth: auth.Anonymous{Tenant: Tenant}, Log: slog.Default()}
+	cfg := node.Config{ID: id, Stream: bb, Interest: live, Auth: auth.Anonymous{Tenant: Tenant}, Log: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if n, err = node.New(cfg); err != nil {
+		tb.Fatal(err)
+	}
+	backbones.Store(n, bb)
+	tb.Cleanup(func() { backbones.Delete(n) })
+	return n
+}
+
+// backbones are the backbones of the nodes built here.
+var backbones sync.Map // *node.Node → *backbone.Backbone
+
+// Backbone returns the backbone of a node built by Node, for tests that
+// act on the stream behind the core's back (purging it, say).
+func Backbone(n *node.Node) *backbone.Backbone {
+	bb, _ := backbones.Load(n)
+	return bb.(*backbone.Backbone)
+}
+
+// Anonymous is the identity of the anonymous clients of Tenant.
+var Anonymous = auth.Identity{Tenant: Tenant, Anonymous: true}
+
+// Admit admits a connection of the anonymous identity on n, released at the
+// end of the test.
+func Admit(tb testing.TB, n *node.Node) *node.Admission {
+	tb.Helper()
+	a, err := n.Admit(context.Background(), node.ClientInfo{ID: "test", Protocol: "test", Identity: Anonymous}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(a.Release)
+	return a
+}
+
+// Publish publishes m as the anonymous identity of Tenant, waiting for its
+// store, and returns it as stored (sequence and time set).
+func Publish(tb testing.TB, n *node.Node, m *message.Message) *message.Message {
+	tb.Helper()
+	r, err := n.Publish(context.Background(), node.Caller{Identity: Anonymous}, m, node.PublishOptions{Wait: node.WaitStored})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pos, err := r.Wait(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stored := *m
+	stored.Seq, stored.Time = pos.Seq, time.Now()
+	return &stored
+}
+
+// Refusing is an option of Node: an authenticator without an anonymous
+// tenant, which refuses everyone.
+func Refusing(c *node.Config) { c.Auth = auth.Anonymous{} }
+
+// Position returns the position of a message Publish stored.
+func Position(tb testing.TB, n *node.Node, m *message.Message) message.Position {
+	tb.Helper()
+	head, err := n.Head(context.Background(), Tenant)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return message.Position{Epoch: head.Epoch, Seq: m.Seq}
+}
+
+// MemoryNode returns an edge node over an in-memory backbone (no NATS),
+// for tests of pure logic (fuzzing a transport's input, say), admitting
+// anonymous clients into Tenant.
+func MemoryNode(tb testing.TB) *node.Node {
+	tb.Helper()
+	mem := backbone.NewMemory()
+	var n *node.Node
+	live := mem.NewLive(func(m *message.Message) { n.Dispatch(m) })
+	tb.Cleanup(live.Close)
+	n, err := node.New(node.Config{ID: "mem", Stream: mem, Interest: live, Auth: auth.Anonymous{Tenant: Tenant},
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }

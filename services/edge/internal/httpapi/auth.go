@@ -70,29 +70,11 @@ func Authenticate(r *http.Request, a auth.Authenticator) (auth.Identity, error) 
 	return id, err
 }
 
-// AuthorizeStream reports whether id may subscribe to every filter and,
-// when history is set (a resume from a position, a replay), read the
-// stored messages of every filter: nil, or an error wrapping
-// auth.ErrForbidden (403 not_authorized).
-func AuthorizeStream(id auth.Identity, filters []string, history bool) error {
-	for _, f := range filters {
-		if err := node.AuthorizeSubscribe(id, f); err != nil {
-			return err
-		}
-		if history {
-			if err := node.AuthorizeHistory(id, f); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// Admit authorizes nothing: it counts the request's connection against its
-// tenant's limit (429 when full) and registers it with the edge's clients,
-// returning a context that is cancelled, with the revocation as its cause,
-// when the credential is revoked or the tenant deleted. Release the
-// admission and call cancel when the request ends.
+// Admit counts the request's connection against its tenant's limit (429
+// when full) and registers it with the edge's clients, returning a context
+// that is cancelled, with the revocation as its cause, when the credential
+// is revoked or the tenant deleted. Release the admission and call cancel
+// when the request ends.
 func Admit(r *http.Request, n *node.Node, protocol string, id auth.Identity) (context.Context, *node.Admission, context.CancelFunc, error) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	adm, err := n.Admit(ctx, node.ClientInfo{ID: NewConnID(), Protocol: protocol, Remote: r.RemoteAddr, Identity: id},

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 // BatchRequest is the body of a batch publish.
@@ -45,7 +45,6 @@ type BatchResult struct {
 // in order without waiting (so the batch costs about one round trip), then
 // each store is awaited.
 func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	tenant := id.Tenant
 	body, err := h.readBody(w, r, h.cfg.MaxBatchBytes)
 	if err != nil {
 		WriteError(w, err)
@@ -67,28 +66,24 @@ func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id a
 	}
 
 	ctx := r.Context()
-	opts := backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI}
+	opts := node.PublishOptions{TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI}
+	caller := node.Caller{Identity: id}
 	results := make([]BatchResult, len(req.Messages))
-	pending := make([]*backbone.Pending, len(req.Messages))
+	pending := make([]*node.Receipt, len(req.Messages))
 	fail := func(i int, err error) {
 		code, msg, status := Describe(err)
 		if status >= 500 && ctx.Err() == nil {
-			h.n.Log.Warn("http batch publish failed", "tenant", tenant, "err", err)
+			h.n.Logger().Warn("http batch publish failed", "tenant", id.Tenant, "err", err)
 		}
 		results[i].Error = &ErrorDetail{Code: code, Message: msg}
 	}
 	for i := range req.Messages {
-		m, err := h.batchMessage(tenant, &req.Messages[i])
+		m, err := h.batchMessage(&req.Messages[i])
 		req.Messages[i] = BatchMessage{}
+		if err == nil {
+			pending[i], err = h.n.Publish(ctx, caller, m, opts)
+		}
 		if err != nil {
-			fail(i, fmt.Errorf("message %d: %w", i, err))
-			continue
-		}
-		if err := CheckPublish(h.n, id, m); err != nil {
-			fail(i, fmt.Errorf("message %d: %w", i, err))
-			continue
-		}
-		if pending[i], err = h.n.PublishAsync(ctx, m, opts); err != nil {
 			fail(i, fmt.Errorf("message %d: %w", i, err))
 		}
 	}
@@ -106,19 +101,19 @@ func (h *PublishHandler) serveBatch(w http.ResponseWriter, r *http.Request, id a
 	WriteJSON(w, http.StatusOK, BatchResponse{Results: results})
 }
 
-// batchMessage validates one message of a batch (its topic is validated by
-// the node when it is published).
-func (h *PublishHandler) batchMessage(tenant string, bm *BatchMessage) (*message.Message, error) {
+// batchMessage decodes one message of a batch (the core checks the rest
+// when it is published).
+func (h *PublishHandler) batchMessage(bm *BatchMessage) (*message.Message, error) {
 	if bm.QoS != 0 && bm.QoS != 1 {
 		return nil, fmt.Errorf("%w: qos must be 0 or 1", ErrBadRequest)
 	}
-	payload, err := stream.DecodePayload(bm.Payload, bm.Encoding)
+	payload, err := wire.DecodePayload(bm.Payload, bm.Encoding)
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(payload)) > h.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: at most %d bytes", ErrTooLarge, h.cfg.MaxPayload)
 	}
-	return &message.Message{Tenant: tenant, Topic: bm.Topic, Payload: payload, QoS: byte(bm.QoS), Retain: bm.Retain,
-		ContentType: bm.ContentType, PayloadUTF8: bm.Encoding != stream.EncodingBase64}, nil
+	return &message.Message{Topic: bm.Topic, Payload: payload, QoS: byte(bm.QoS), Retain: bm.Retain,
+		ContentType: bm.ContentType, PayloadUTF8: bm.Encoding != wire.EncodingBase64}, nil
 }

@@ -45,6 +45,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -54,10 +55,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -158,7 +157,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id, err := Authenticate(r, h.n.Auth)
+	id, err := Authenticate(r, h.n)
 	if err != nil {
 		WriteError(w, err)
 		return
@@ -168,7 +167,7 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveBatch(w, r, id)
 		return
 	}
-	m := &message.Message{Tenant: id.Tenant, Topic: q.Get("topic"), ContentType: r.Header.Get("Content-Type")}
+	m := &message.Message{Topic: q.Get("topic"), ContentType: r.Header.Get("Content-Type")}
 	if m.Retain, err = parseFlag(q.Get("retain")); err != nil {
 		WriteError(w, fmt.Errorf("%w: retain: %w", ErrBadRequest, err))
 		return
@@ -185,34 +184,28 @@ func (h *PublishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	if err := CheckPublish(h.n, id, m); err != nil {
-		WriteError(w, err)
-		return
-	}
-	pos, err := h.n.Publish(r.Context(), m, backbone.PublishOptions{TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI})
+	pos, err := h.publish(r.Context(), id, m, node.PublishOptions{Wait: node.WaitStored,
+		TraceParent: r.Header.Get("Traceparent"), Protocol: telemetry.ProtocolHTTPAPI})
 	if err != nil {
-		if _, status := Classify(err); status >= 500 {
-			h.n.Log.Warn("http publish failed", "tenant", id.Tenant, "err", err)
-		}
 		WriteError(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, PublishResponse{Seq: pos.Seq, Position: pos.String()})
 }
 
-// CheckPublish reports whether id may publish m over HTTP: within its
-// capabilities (else an error wrapping auth.ErrForbidden: 403) and its
-// tenant's rates and payload limit (limits.ErrRateLimited: 429 with
-// Retry-After; limits.ErrPayloadTooLarge: 413). An invalid topic name is
-// left to the publish, which reports it.
-func CheckPublish(n *node.Node, id auth.Identity, m *message.Message) error {
-	if topic.ValidateName(m.Topic, n.Limits) != nil {
-		return nil
+// publish publishes m for id through the core (which checks it: topic,
+// capabilities, the tenant's rates and payload limit) and waits for its
+// store; a failure of the backbone is logged.
+func (h *PublishHandler) publish(ctx context.Context, id auth.Identity, m *message.Message, opts node.PublishOptions) (message.Position, error) {
+	r, err := h.n.Publish(ctx, node.Caller{Identity: id}, m, opts)
+	var pos message.Position
+	if err == nil {
+		pos, err = r.Wait(ctx)
 	}
-	if err := node.AuthorizePublish(id, m.Topic); err != nil {
-		return err
+	if _, status := Classify(err); status >= 500 && ctx.Err() == nil {
+		h.n.Logger().Warn("http publish failed", "tenant", id.Tenant, "err", err)
 	}
-	return n.PublishQuota(id.Tenant, len(m.Payload))
+	return pos, err
 }
 
 // readBody reads a request body of at most max bytes, within the body

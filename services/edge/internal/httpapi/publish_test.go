@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 )
@@ -20,8 +19,7 @@ func TestPublish(t *testing.T) {
 	n := edgetest.Node(t, ns, "e1")
 	srv := httptest.NewServer(httpapi.NewPublishHandler(n))
 	defer srv.Close()
-	closed := edgetest.Node(t, ns, "e2")
-	closed.Auth = auth.Anonymous{}
+	closed := edgetest.Node(t, ns, "e2", edgetest.Refusing)
 	refusing := httptest.NewServer(httpapi.NewPublishHandler(closed))
 	defer refusing.Close()
 

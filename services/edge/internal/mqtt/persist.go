@@ -139,7 +139,7 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 			// use, so that it is stored once whoever publishes it.
 			if rec.Will != nil && !rec.DisconnectedAt.IsZero() {
 				m := rec.Will.Message(c.tenant, now)
-				if _, err := c.n.Publish(sctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec)}); err != nil {
+				if _, err := c.n.PublishChecked(sctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec)}); err != nil {
 					return nil, fmt.Errorf("publishing the ended session's will: %w", err)
 				}
 			}
@@ -400,7 +400,7 @@ func (c *conn) publishWill(ctx context.Context, now time.Time) {
 		w.ExpiresAt = now.Add(c.willTTL)
 	}
 	id := store.WillMsgID(c.tenant, &store.Session{ClientID: c.clientID, DisconnectedAt: now})
-	if _, err := c.n.Publish(ctx, w, backbone.PublishOptions{MsgID: id}); err != nil {
+	if _, err := c.n.PublishChecked(ctx, w, backbone.PublishOptions{MsgID: id}); err != nil {
 		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
 	}
 }

@@ -2,20 +2,30 @@ package node
 
 import (
 	"context"
+	"sync"
 
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 )
 
 // Admission is one live connection's hold on the edge's shared
-// enforcement: its registration with Clients (so that a revoked credential
-// or a deleted tenant closes it) and its slot in the tenant's limits. The
-// zero and nil Admissions hold nothing and allow everything. Release it
-// when the connection ends.
+// enforcement: its identity, its registration with Clients (so that a
+// revoked credential or a deleted tenant closes it) and its slot in the
+// tenant's limits. The zero and nil Admissions hold nothing and allow
+// everything. Release it when the connection ends.
 type Admission struct {
+	id     auth.Identity
+	origin string
 	client *Client
 	conn   *limits.Conn
 	shed   func()
 	tel    *admissionTelemetry
+
+	// watchers are told of a revocation (the connection's feeds); guarded
+	// by mu, revoked once it happened.
+	mu       sync.Mutex
+	watchers map[*func(error)]struct{}
+	revoked  error
 }
 
 // Admit takes a slot of the edge's Shed (an error wrapping
@@ -24,30 +34,32 @@ type Admission struct {
 // (an error wrapping limits.ErrConnectionLimit) and registers it with
 // Clients (an error wrapping auth.ErrRevoked if the identity no longer
 // holds); close is called at most once, with a reason wrapping
-// auth.ErrRevoked, when the connection must end, and must not block. Without
+// auth.ErrRevoked, when the connection must end, and must not block. The
+// connection's feeds stop delivering before close is called. Without
 // Clients or Quota (anonymous mode) the corresponding part is skipped.
 func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason error)) (_ *Admission, err error) {
-	a := &Admission{}
-	close = n.watchAdmission(a, info, close)
+	n.adoptLegacy()
+	a := &Admission{id: info.Identity, origin: n.Origin(info.ID)}
+	close = n.watchAdmission(a, info, a.revocation(close))
 	defer func() { a.tel.admitted(err) }()
 	// Shedding comes first: a busy edge spends nothing on the connection.
-	if n.Shed != nil {
-		release, err := n.Shed.Admit()
+	if n.shed != nil {
+		release, err := n.shed.Admit()
 		if err != nil {
 			return nil, err
 		}
 		a.shed = release
 	}
-	if n.Quota != nil {
-		c, err := n.Quota.Connect(ctx, info.Identity.Tenant)
+	if n.quota != nil {
+		c, err := n.quota.Connect(ctx, info.Identity.Tenant)
 		if err != nil {
 			a.Release()
 			return nil, err
 		}
 		a.conn = c
 	}
-	if n.Clients != nil {
-		c, err := n.Clients.Register(info, close)
+	if n.clients != nil {
+		c, err := n.clients.Register(info, close)
 		if err != nil {
 			a.Release()
 			return nil, err
@@ -55,6 +67,64 @@ func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason err
 		a.client = c
 	}
 	return a, nil
+}
+
+// Identity returns the admitted identity; nil-safe (the zero identity).
+func (a *Admission) Identity() auth.Identity {
+	if a == nil {
+		return auth.Identity{}
+	}
+	return a.id
+}
+
+// Caller returns the admission as the caller of a publish.
+func (a *Admission) Caller() Caller { return Caller{Identity: a.Identity(), Conn: a} }
+
+// revocation wraps a connection's close callback so that the watchers
+// (its feeds) stop first.
+func (a *Admission) revocation(close func(reason error)) func(reason error) {
+	return func(reason error) {
+		a.mu.Lock()
+		if a.revoked == nil {
+			a.revoked = reason
+		}
+		ws := make([]func(error), 0, len(a.watchers))
+		for w := range a.watchers {
+			ws = append(ws, *w)
+		}
+		a.mu.Unlock()
+		for _, w := range ws {
+			w(reason)
+		}
+		if close != nil {
+			close(reason)
+		}
+	}
+}
+
+// watch calls w with the reason when the connection's credential is
+// revoked (at once if it was already); the returned function stops
+// watching. Nil-safe.
+func (a *Admission) watch(w func(error)) (unwatch func()) {
+	if a == nil {
+		return func() {}
+	}
+	a.mu.Lock()
+	if reason := a.revoked; reason != nil {
+		a.mu.Unlock()
+		w(reason)
+		return func() {}
+	}
+	if a.watchers == nil {
+		a.watchers = map[*func(error)]struct{}{}
+	}
+	a.watchers[&w] = struct{}{}
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		delete(a.watchers, &w)
+		a.mu.Unlock()
+	}
 }
 
 // Release unregisters the connection and frees its limits slot. Idempotent;
@@ -92,13 +162,4 @@ func (a *Admission) Subscriptions(n int) error {
 		return nil
 	}
 	return a.conn.Subscriptions(n)
-}
-
-// PublishQuota checks a publish outside any connection (HTTP publish) of n
-// payload bytes against the tenant's rates and payload limit.
-func (n *Node) PublishQuota(tenantID string, size int) error {
-	if n.Quota == nil {
-		return nil
-	}
-	return n.Quota.Publish(tenantID, size)
 }

@@ -19,7 +19,7 @@ func TestAdmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{Clients: NewClients(ClientsConfig{}), Quota: q}
+	n := &Node{clients: NewClients(ClientsConfig{}), quota: q}
 	id := auth.Identity{Tenant: "acme", Credential: "key:k1"}
 	var reason error
 	a, err := n.Admit(context.Background(), ClientInfo{ID: "c1", Protocol: "mqtt", Identity: id}, func(r error) { reason = r })
@@ -35,7 +35,7 @@ func TestAdmit(t *testing.T) {
 	if err := a.Publish(1); !errors.Is(err, limits.ErrRateLimited) {
 		t.Fatalf("second publish: %v, want ErrRateLimited", err)
 	}
-	n.Clients.OnChange(tenant.Change{Kind: tenant.KindAPIKey, Tenant: "acme", ID: "k1", Deleted: true})
+	n.clients.OnChange(tenant.Change{Kind: tenant.KindAPIKey, Tenant: "acme", ID: "k1", Deleted: true})
 	if !errors.Is(reason, auth.ErrRevoked) {
 		t.Fatalf("revoke reason %v", reason)
 	}

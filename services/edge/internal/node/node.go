@@ -1,7 +1,24 @@
-// Package node holds what every transport of an edge shares: the backbone to
-// publish on, the hub to subscribe through, the session store to read
-// retained messages and replay buffers from, and the authenticator. Each
-// transport (MQTT, SSE, WebSocket, HTTP) is a thin protocol mapping over it.
+// Package node is the edge's core: what every transport of an edge shares,
+// behind two verbs.
+//
+//   - Publish (publish.go) takes a message from a client: it validates the
+//     topic, authorizes the publisher, applies its admission's limits, starts
+//     the message's trace and stores it on the backbone. It is the one
+//     publish path of the edge.
+//   - Subscribe (feed.go) gives a client a Feed: it validates and authorizes
+//     the filters, takes live interest in them through the hub, replays what
+//     the client is owed from the session store and the stream's tail,
+//     hands over to live messages without duplicates, stamps every message
+//     with its position (epoch and sequence), holds what the client has not
+//     read in a bounded queue under a documented overflow policy, and stops
+//     delivering the moment the client's credential is revoked. It is where
+//     a subscriber's replay happens, for every transport.
+//
+// The transports (MQTT, SSE, the WebSocket protocol, long-poll, HTTP
+// publish) are decoders of publishes and encoders of Feeds: framing, their
+// protocol's rules and its reason codes. None of them reaches the backbone,
+// the hub or the store; the core's state is its own. Admit (admission.go)
+// counts and registers a connection for revocation and limits.
 package node
 
 import (
@@ -20,8 +37,29 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 )
 
-// StateReader is what the edge reads from the session store. The session
-// service is its only writer.
+// Stream is the backbone as the core uses it: one append-only stream per
+// tenant, each message at a position (the stream's epoch and the message's
+// sequence). Publishes sent from one goroutine are stored in the order
+// sent, whichever method sends them; a nil error from Publish, or from a
+// Pending's Wait, means the message is durable. Range reads back, in stream
+// order, exactly the stored messages matching a filter in a span of
+// sequences. Errors are classified (pkg/fault): backbone.ErrNoStream for a
+// tenant without a stream, backbone.ErrBadTenant for an invalid tenant id,
+// backbone.ErrUnavailable and ErrNotStored otherwise. backbone.Backbone
+// (JetStream) and backbone.Memory implement it; both pass the conformance
+// suite of pkg/backbone/backbonetest.
+type Stream interface {
+	EnsureTenant(ctx context.Context, tenant string) (epoch string, err error)
+	Epoch(ctx context.Context, tenant string) (string, error)
+	State(ctx context.Context, tenant string) (backbone.StreamState, error)
+	Publish(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (message.Position, error)
+	PublishAsync(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (*backbone.Pending, error)
+	Send(ctx context.Context, m *message.Message, opts backbone.PublishOptions) error
+	Range(ctx context.Context, tenant string, filters []string, after, upto uint64, fn func(*message.Message) error) error
+}
+
+// StateReader is what the edge reads from the session store: retained
+// messages and replay buffers. The session service is its only writer.
 type StateReader interface {
 	Retained(ctx context.Context, tenant, filter string) ([]*message.Message, error)
 	Replay(ctx context.Context, tenant string, after uint64, max int) (store.ReplayPage, error)
@@ -31,66 +69,123 @@ type StateReader interface {
 // ErrInvalidTopic wraps a topic validation error on publish.
 var ErrInvalidTopic = fault.New(fault.InvalidTopic, "invalid topic")
 
-// Node is the shared core of one edge.
-type Node struct {
+// Config configures a Node.
+type Config struct {
 	// ID names this edge in message origins ("<ID>/<client>").
-	ID       string
-	Backbone *backbone.Backbone
-	Hub      *hub.Hub
-	State    StateReader
-	Auth     auth.Authenticator
-	Log      *slog.Logger
-	Limits   topic.Limits
+	ID string
+	// Stream is the backbone's tenant streams; required.
+	Stream Stream
+	// Interest is the backbone's live interest, through which the hub
+	// watches the filters of the edge's subscriptions; required.
+	Interest hub.Interest
+	// State reads the session store; nil: replays read the stream only.
+	State StateReader
+	// Auth authenticates clients; required.
+	Auth auth.Authenticator
+	// Log is the edge's logger; default slog.Default().
+	Log *slog.Logger
+	// Limits bound topic names and filters; zero means topic's defaults.
+	Limits topic.Limits
 	// Clients, if set, registers live connections so that a revoked
 	// credential or a deleted tenant closes them (see Admit).
 	Clients *Clients
 	// Quota, if set, enforces tenants' connection, rate, payload and
-	// subscription limits (see Admit and PublishQuota).
+	// subscription limits.
 	Quota *limits.Limits
 	// Shed, if set, refuses new connections while the edge holds its
-	// maximum of them or is short of memory (see Admit).
+	// maximum of them or is short of memory.
 	Shed *limits.Shedder
 	// Telemetry, if set, records the edge's metrics and message spans.
 	Telemetry *telemetry.Edge
 }
 
-// Publish validates m's topic and stores m on the backbone; a nil error
-// means the message is durable and will be delivered.
-func (n *Node) Publish(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (message.Position, error) {
-	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
-		return message.Position{}, errors.Join(ErrInvalidTopic, err)
-	}
-	ctx, span := n.startPublish(ctx, m, &opts)
-	pos, err := n.Backbone.Publish(ctx, m, opts)
-	n.Telemetry.EndPublish(span, err)
-	return pos, err
+// Node is the core of one edge. Its state is its own: transports use its
+// methods.
+type Node struct {
+	id      string
+	stream  Stream
+	hub     *hub.Hub
+	state   StateReader
+	auth    auth.Authenticator
+	log     *slog.Logger
+	limits  topic.Limits
+	clients *Clients
+	quota   *limits.Limits
+	shed    *limits.Shedder
+	tel     *telemetry.Edge
+
+	// Legacy fields, read by the MQTT server alone until it moves onto
+	// Publish and the Feed: they go with that move (legacy.go).
+	legacy    legacy
+	ID        string
+	Backbone  *backbone.Backbone
+	Hub       *hub.Hub
+	State     StateReader
+	Auth      auth.Authenticator
+	Log       *slog.Logger
+	Limits    topic.Limits
+	Telemetry *telemetry.Edge
 }
 
-// PublishAsync validates m's topic and sends m to the backbone without
-// waiting for the store; publishes sent from one goroutine are stored in
-// that order. Wait on the result before acknowledging to the client.
-func (n *Node) PublishAsync(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (*backbone.Pending, error) {
-	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
-		return nil, errors.Join(ErrInvalidTopic, err)
+// New returns the core of an edge.
+func New(cfg Config) (*Node, error) {
+	if cfg.Stream == nil || cfg.Interest == nil || cfg.Auth == nil {
+		return nil, errors.New("node: a stream, live interest and an authenticator are required")
 	}
-	ctx, span := n.startPublish(ctx, m, &opts)
-	p, err := n.Backbone.PublishAsync(ctx, m, opts)
-	n.Telemetry.EndPublish(span, err)
-	return p, err
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	n := &Node{id: cfg.ID, stream: cfg.Stream, hub: hub.New(cfg.Interest), state: cfg.State, auth: cfg.Auth,
+		log: cfg.Log, limits: cfg.Limits, clients: cfg.Clients, quota: cfg.Quota, shed: cfg.Shed, tel: cfg.Telemetry}
+	n.legacy.once.Do(func() {}) // nothing to adopt: see legacy.go
+	bb, _ := cfg.Stream.(*backbone.Backbone)
+	n.ID, n.Backbone, n.Hub, n.State, n.Auth, n.Log, n.Limits, n.Telemetry =
+		n.id, bb, n.hub, n.state, n.auth, n.log, n.limits, n.tel
+	return n, nil
 }
 
-// Send validates m's topic and hands m to the backbone without asking for
-// an acknowledgement (backbone.Send): the at-most-once publish of MQTT
-// QoS 0. It keeps the order of PublishAsync calls from the same goroutine.
-func (n *Node) Send(ctx context.Context, m *message.Message, opts backbone.PublishOptions) error {
-	if err := topic.ValidateName(m.Topic, n.Limits); err != nil {
-		return errors.Join(ErrInvalidTopic, err)
-	}
-	ctx, span := n.startPublish(ctx, m, &opts)
-	err := n.Backbone.Send(ctx, m, opts)
-	n.Telemetry.EndPublish(span, err)
-	return err
+// EdgeID returns the edge's id.
+func (n *Node) EdgeID() string { return n.id }
+
+// Logger returns the edge's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// TopicLimits returns the bounds of topic names and filters.
+func (n *Node) TopicLimits() topic.Limits { return n.limits }
+
+// Telemetry returns the edge's metrics and spans (nil-safe methods); nil
+// without telemetry.
+func (n *Node) Metrics() *telemetry.Edge { return n.tel }
+
+// Authenticate identifies a client by the credentials it presented.
+func (n *Node) Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+	return n.auth.Authenticate(ctx, c)
 }
 
 // Origin returns the origin tag of a client of this edge.
-func (n *Node) Origin(client string) string { return n.ID + "/" + client }
+func (n *Node) Origin(client string) string {
+	n.adoptLegacy()
+	return n.id + "/" + client
+}
+
+// Dispatch hands a live message to the edge's subscribers and returns how
+// many it reached; the backbone's live interest calls it, from its one
+// dispatching goroutine, in stream order.
+func (n *Node) Dispatch(m *message.Message) int { return n.hub.Dispatch(m) }
+
+// Subscriptions returns the number of live subscriptions on the edge.
+func (n *Node) Subscriptions() int { return n.hub.Len() }
+
+// Head returns the position of the tenant stream's end: what a client
+// that wants only what comes next starts from. The stream is created if
+// it does not exist, so that the position has an epoch.
+func (n *Node) Head(ctx context.Context, tenant string) (message.Position, error) {
+	if _, err := n.stream.EnsureTenant(ctx, tenant); err != nil {
+		return message.Position{}, err
+	}
+	st, err := n.stream.State(ctx, tenant)
+	if err != nil {
+		return message.Position{}, err
+	}
+	return message.Position{Epoch: st.Epoch, Seq: st.LastSeq}, nil
+}

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
@@ -19,30 +17,43 @@ import (
 // service, to control exactly how far behind the stream the store is.
 func setup(t *testing.T) (*node.Node, *store.Embedded, string) {
 	t.Helper()
-	n := edgetest.Node(t, edgetest.NATS(t), "e1")
 	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	n.State = st
-	epoch, err := n.Backbone.EnsureTenant(context.Background(), edgetest.Tenant)
+	n := edgetest.Node(t, edgetest.NATS(t), "e1", func(c *node.Config) { c.State = st })
+	head, err := n.Head(context.Background(), edgetest.Tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n, st, epoch
+	return n, st, head.Epoch
 }
 
 func publish(t *testing.T, n *node.Node, topic, payload string, retain bool) *message.Message {
 	t.Helper()
-	m := &message.Message{Tenant: edgetest.Tenant, Topic: topic, Payload: []byte(payload), Retain: retain, QoS: 1}
-	pos, err := n.Publish(context.Background(), m, backbone.PublishOptions{})
+	return edgetest.Publish(t, n, &message.Message{Topic: topic, Payload: []byte(payload), Retain: retain, QoS: 1})
+}
+
+// replay subscribes to filters after from and replays, calling emit for
+// each message and gap for each gap.
+func replay(t *testing.T, n *node.Node, filters []string, from message.Position,
+	emit func(*message.Message) error, gap func(bool) error) (node.Replayed, error) {
+	t.Helper()
+	f, err := n.Subscribe(t.Context(), edgetest.Admit(t, n), filters, node.After(from), node.Policy{Queue: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := *m
-	stored.Seq, stored.Time = pos.Seq, time.Now()
-	return &stored
+	defer f.Close()
+	return f.Replay(t.Context(), func(it node.Item) error {
+		if it.Gap() {
+			return gap(it.EpochChanged)
+		}
+		if it.Pos.Seq != it.Msg.Seq || it.Pos.Epoch == "" {
+			t.Fatalf("message %d at position %v", it.Msg.Seq, it.Pos)
+		}
+		return emit(it.Msg)
+	})
 }
 
 // TestRetainedFoldsUnappliedTail ensures Retained answers what the stream
@@ -75,7 +86,7 @@ func TestRetainedFoldsUnappliedTail(t *testing.T) {
 	}
 }
 
-// TestReplayBufferThenStreamTail ensures Replay serves the store's buffer
+// TestReplayBufferThenStreamTail ensures a resume replays the store's buffer
 // and then the part of the stream the store has not applied, in order,
 // filtered, exactly once.
 func TestReplayBufferThenStreamTail(t *testing.T) {
@@ -93,7 +104,7 @@ func TestReplayBufferThenStreamTail(t *testing.T) {
 	}
 	var seqs []uint64
 	gaps := 0
-	res, err := n.Replay(ctx, edgetest.Tenant, []string{"x/1"}, message.Position{Epoch: epoch, Seq: 2},
+	res, err := replay(t, n, []string{"x/1"}, message.Position{Epoch: epoch, Seq: 2},
 		func(m *message.Message) error { seqs = append(seqs, m.Seq); return nil },
 		func(bool) error { gaps++; return nil })
 	if err != nil {
@@ -118,7 +129,7 @@ func TestReplayTrimmedBufferFallsBackToStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seqs []uint64
-	res, err := n.Replay(ctx, edgetest.Tenant, []string{"y"}, message.Position{Epoch: epoch, Seq: 1},
+	res, err := replay(t, n, []string{"y"}, message.Position{Epoch: epoch, Seq: 1},
 		func(m *message.Message) error { seqs = append(seqs, m.Seq); return nil },
 		func(bool) error { t.Fatal("gap reported while the stream holds everything"); return nil })
 	if err != nil {
@@ -161,7 +172,7 @@ func TestReplayBufferTrimmedWhilePaging(t *testing.T) {
 		}
 		return nil
 	}
-	res, err := n.Replay(ctx, edgetest.Tenant, []string{"z"}, message.Position{Epoch: epoch}, emit,
+	res, err := replay(t, n, []string{"z"}, message.Position{Epoch: epoch}, emit,
 		func(bool) error { t.Error("gap reported while the stream holds everything"); return nil })
 	if err != nil {
 		t.Fatal(err)

@@ -10,31 +10,15 @@ import (
 	"github.com/heraldmq/herald/pkg/topic"
 )
 
-// ReplayResult says what a Replay covered.
-type ReplayResult struct {
-	// Epoch is the tenant stream's current epoch.
-	Epoch string
-	// Last is the stream's last sequence when Replay started: every message
-	// up to it that matched was emitted (unless Gap), so live deliveries
-	// with Seq <= Last are duplicates and must be dropped.
-	Last uint64
-	// Gap is true when messages after the requested position may be
-	// missing: they left both the replay buffer and the stream, or the
-	// position belongs to another epoch. Transports tell the client.
-	Gap bool
-	// EpochChanged is true when the position came from another epoch; the
-	// replay then starts at the current end (live only).
-	EpochChanged bool
-}
-
 const replayPage = 512
 
-// Replay emits, in order, every stored message of tenant after position
-// from that matches one of the filters and has not expired.
+// replay emits, in order, every stored message of tenant after position
+// from that matches one of the filters and has not expired, with the
+// stream's epoch.
 //
-// It is the gap-free half of a resume: the caller takes live interest first
-// (hub.Subscribe returns once it is in effect), buffers live deliveries,
-// calls Replay, then passes live messages with Seq > result.Last. Messages
+// It is the gap-free half of a resume (Sub.Replay): live interest is taken
+// first (hub.Subscribe returns once it is in effect), live deliveries are
+// buffered, replay runs, then live messages with Seq > Replayed.Last pass. Messages
 // stored before the live interest took effect have Seq <= Last and come from
 // here; later ones come live. Replay reads the session service's replay
 // buffer and fills from the JetStream stream whatever the buffer does not
@@ -43,17 +27,17 @@ const replayPage = 512
 //
 // When messages after from may be missing, gap is called at the point of the
 // hole: before any message that follows it is emitted.
-func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from message.Position,
-	emit func(*message.Message) error, gap func(epochChanged bool) error) (ReplayResult, error) {
-	st, err := n.Backbone.State(ctx, tenant)
+func (n *Node) replay(ctx context.Context, tenant string, filters []string, from message.Position,
+	emit func(m *message.Message, epoch string) error, gap func(epochChanged bool) error) (Replayed, error) {
+	st, err := n.stream.State(ctx, tenant)
 	if errors.Is(err, backbone.ErrNoStream) {
 		// Nothing was ever published: everything will come live.
-		return ReplayResult{}, nil
+		return Replayed{}, nil
 	}
 	if err != nil {
-		return ReplayResult{}, err
+		return Replayed{}, err
 	}
-	res := ReplayResult{Epoch: st.Epoch, Last: st.LastSeq}
+	res := Replayed{Epoch: st.Epoch, Last: st.LastSeq}
 	after := from.Seq
 	if from.Epoch != "" && from.Epoch != st.Epoch {
 		res.Gap, res.EpochChanged = true, true
@@ -72,7 +56,7 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 		if m.Expired(now) || !matchAny(filters, m.Topic) {
 			return nil
 		}
-		return emit(m)
+		return emit(m, st.Epoch)
 	}
 
 	// The replay buffer first, while it covers the position in this epoch.
@@ -80,12 +64,12 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 	// the buffer while a long replay pages through it, and a page that
 	// starts past where the previous one ended would skip the trimmed
 	// messages. The stream fills from wherever the buffer stopped covering.
-	if n.State != nil {
+	if n.state != nil {
 		from := after
 		for {
-			page, err := n.State.Replay(ctx, tenant, from, replayPage)
+			page, err := n.state.Replay(ctx, tenant, from, replayPage)
 			if err != nil {
-				n.Log.Warn("replay buffer unavailable, reading the stream", "tenant", tenant, "err", err)
+				n.log.Warn("replay buffer unavailable, reading the stream", "tenant", tenant, "err", err)
 				break
 			}
 			if page.Epoch != st.Epoch || page.TrimmedThrough > from {
@@ -118,7 +102,7 @@ func (n *Node) Replay(ctx context.Context, tenant string, filters []string, from
 		}
 		emitted = st.FirstSeq - 1
 	}
-	err = n.Backbone.Range(ctx, tenant, filters, emitted, st.LastSeq, send)
+	err = n.stream.Range(ctx, tenant, filters, emitted, st.LastSeq, send)
 	return res, err
 }
 

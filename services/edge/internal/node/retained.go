@@ -28,7 +28,8 @@ type RetainedResult struct {
 // the store has not applied yet and folds its retained messages (and
 // deletions) in. Call it after taking live interest.
 func (n *Node) Retained(ctx context.Context, tenant, filter string) (RetainedResult, error) {
-	st, err := n.Backbone.State(ctx, tenant)
+	n.adoptLegacy()
+	st, err := n.stream.State(ctx, tenant)
 	if errors.Is(err, backbone.ErrNoStream) {
 		return RetainedResult{}, nil
 	}
@@ -38,13 +39,13 @@ func (n *Node) Retained(ctx context.Context, tenant, filter string) (RetainedRes
 	res := RetainedResult{Last: st.LastSeq}
 	byTopic := map[string]*message.Message{}
 	applied := uint64(0)
-	if n.State != nil {
-		rs, err := n.State.State(ctx, tenant)
+	if n.state != nil {
+		rs, err := n.state.State(ctx, tenant)
 		if err != nil {
 			return res, err
 		}
 		if rs.Epoch == st.Epoch {
-			msgs, err := n.State.Retained(ctx, tenant, filter)
+			msgs, err := n.state.Retained(ctx, tenant, filter)
 			if err != nil {
 				return res, err
 			}
@@ -61,7 +62,7 @@ func (n *Node) Retained(ctx context.Context, tenant, filter string) (RetainedRes
 			// from before FirstSeq, the store is as good as it gets.
 			applied = st.FirstSeq - 1
 		}
-		err := n.Backbone.Range(ctx, tenant, []string{filter}, applied, st.LastSeq, func(m *message.Message) error {
+		err := n.stream.Range(ctx, tenant, []string{filter}, applied, st.LastSeq, func(m *message.Message) error {
 			if !m.Retain {
 				return nil
 			}

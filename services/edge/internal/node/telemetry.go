@@ -33,7 +33,7 @@ func (n *Node) startPublish(ctx context.Context, m *message.Message, opts *backb
 	if protocol == "" {
 		protocol = telemetry.ProtocolInternal
 	}
-	ctx, span, tp := n.Telemetry.StartPublish(ctx, protocol, m, parent)
+	ctx, span, tp := n.tel.StartPublish(ctx, protocol, m, parent)
 	opts.TraceParent = tp
 	return ctx, span
 }
@@ -51,10 +51,10 @@ type admissionTelemetry struct {
 // watchAdmission attaches telemetry to a (nil without Telemetry) and wraps
 // close so that a revocation is told apart from an ordinary close.
 func (n *Node) watchAdmission(a *Admission, info ClientInfo, close func(reason error)) func(reason error) {
-	if n.Telemetry == nil {
+	if n.tel == nil {
 		return close
 	}
-	t := &admissionTelemetry{e: n.Telemetry, protocol: info.Protocol, tenant: info.Identity.Tenant}
+	t := &admissionTelemetry{e: n.tel, protocol: info.Protocol, tenant: info.Identity.Tenant}
 	a.tel = t
 	return func(reason error) {
 		t.revoked.Store(true)

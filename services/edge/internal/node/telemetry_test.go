@@ -19,7 +19,7 @@ import (
 // and that a refused one never enters the gauge.
 func TestAdmissionTelemetry(t *testing.T) {
 	rec := telemetrytest.New(t, "herald-edge", "n")
-	n := &Node{Telemetry: telemetry.NewEdge(rec.Providers(), nil, nil), Clients: NewClients(ClientsConfig{})}
+	n := &Node{tel: telemetry.NewEdge(rec.Providers(), nil, nil), clients: NewClients(ClientsConfig{})}
 	id := auth.Identity{Tenant: "t1", Credential: "k1"}
 	a, err := n.Admit(context.Background(), ClientInfo{ID: "c1", Protocol: "ws", Identity: id}, func(error) {})
 	if err != nil {
@@ -33,8 +33,8 @@ func TestAdmissionTelemetry(t *testing.T) {
 	if got, _ := rec.Sum(t, telemetry.MetricEdgeConnections, ws...); got != 2 {
 		t.Fatalf("connections = %v, want 2", got)
 	}
-	n.Clients.Kick("t1", "c1", errors.New("kicked"))
-	n.Clients.Kick("t1", "c2", errors.New("kicked"))
+	n.clients.Kick("t1", "c1", errors.New("kicked"))
+	n.clients.Kick("t1", "c2", errors.New("kicked"))
 	a.Release()
 	a.Release()
 	b.Release()
@@ -53,7 +53,7 @@ func TestAdmissionTelemetry(t *testing.T) {
 // the publish span's parent and the carried traceparent is the span's own.
 func TestStartPublishParent(t *testing.T) {
 	rec := telemetrytest.New(t, "herald-edge", "n")
-	n := &Node{Telemetry: telemetry.NewEdge(rec.Providers(), nil, nil)}
+	n := &Node{tel: telemetry.NewEdge(rec.Providers(), nil, nil)}
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	m := &message.Message{Tenant: "t1", Topic: "a", UserProperties: []message.UserProperty{{Key: "traceparent", Value: parent}}}
 	opts := backbone.PublishOptions{Protocol: telemetry.ProtocolMQTT}

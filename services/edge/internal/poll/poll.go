@@ -19,7 +19,8 @@
 //	     "cursor":"<epoch>-42","gap":false}
 //
 // Messages are those stored after cursor that match a filter, in order, as
-// on SSE. cursor is where the next poll starts: the position of the last
+// on SSE: the poll goes through the edge's one subscription pipeline
+// (package node), the SSE and WebSocket resume's. cursor is where the next poll starts: the position of the last
 // message returned, or further when the stream holds nothing else
 // matching. Without a cursor the answer is immediate and empty, and its
 // cursor is the stream's current end: polling from it yields every message
@@ -41,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -49,9 +49,8 @@ import (
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 // Config configures GET /poll. The zero value is valid.
@@ -103,10 +102,10 @@ func (c Config) Validate() error {
 
 // Response is the answer to a poll.
 type Response struct {
-	Messages     []stream.WireMessage `json:"messages"`
-	Cursor       string               `json:"cursor"`
-	Gap          bool                 `json:"gap"`
-	EpochChanged bool                 `json:"epoch_changed,omitempty"`
+	Messages     []wire.Message `json:"messages"`
+	Cursor       string         `json:"cursor"`
+	Gap          bool           `json:"gap"`
+	EpochChanged bool           `json:"epoch_changed,omitempty"`
 }
 
 // Handler serves GET /poll.
@@ -133,19 +132,13 @@ type request struct {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.Authenticate(r, h.n.Auth)
+	id, err := httpapi.Authenticate(r, h.n)
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
 	req, err := h.parse(r)
 	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	// A cursor reads the stored messages after it: history. The first
-	// poll (no cursor) only takes the current position.
-	if err := httpapi.AuthorizeStream(id, req.filters, req.cursor != nil); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
@@ -156,23 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cancel()
 	defer adm.Release()
-	epoch, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant)
-	if err != nil {
-		h.n.Log.Warn("poll: backbone unavailable", "tenant", id.Tenant, "err", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	if req.cursor == nil {
-		st, err := h.n.Backbone.State(ctx, id.Tenant)
-		if err != nil {
-			httpapi.WriteError(w, err)
-			return
-		}
-		httpapi.WriteJSON(w, http.StatusOK, Response{Messages: []stream.WireMessage{},
-			Cursor: message.Position{Epoch: st.Epoch, Seq: st.LastSeq}.String()})
-		return
-	}
-	resp, err := h.poll(ctx, id.Tenant, epoch, req)
+	resp, err := h.poll(ctx, adm, req)
 	if cause := context.Cause(ctx); errors.Is(cause, auth.ErrRevoked) {
 		// Revoked while the poll ran (its wait ends at once): whatever it
 		// gathered is not the client's any more. 401, with the challenge.
@@ -180,7 +157,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			h.n.Log.Info("poll failed", "tenant", id.Tenant, "err", err)
+			h.n.Logger().Info("poll failed", "tenant", id.Tenant, "err", err)
 		}
 		httpapi.WriteError(w, err)
 		return
@@ -188,55 +165,50 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
-// poll answers a poll from a cursor: live interest first, then the replay
-// after the cursor, then, if that found nothing, a wait for live messages —
-// the order that makes SSE resumes gap-free, so nothing stored after the
-// cursor escapes both.
-func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (Response, error) {
+// poll answers a poll through the core's subscription pipeline: live
+// interest first, then the replay after the cursor, then, if that found
+// nothing, a wait for live messages — so nothing stored after the cursor
+// escapes both. Without a cursor it answers at once with the stream's end.
+func (h *Handler) poll(ctx context.Context, adm *node.Admission, req request) (Response, error) {
+	resp := Response{Messages: []wire.Message{}}
 	wake := make(chan struct{}, 1)
-	// PolicyDrop: live messages beyond max are dropped (with a gap marker,
-	// ignored here); the cursor stays at the last one returned, so the next
-	// poll replays them.
-	queue := stream.NewQueue(req.max, stream.PolicyDrop, func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	})
-	sub := queue.NewSubscriber("", "")
-	subs := make([]*hub.Subscription, 0, len(req.filters))
-	defer func() {
-		for _, s := range subs {
-			h.n.Hub.Unsubscribe(s)
-		}
-		sub.Stop()
-		queue.Close()
-	}()
-	for _, f := range req.filters {
-		s := &hub.Subscription{Tenant: tenant, Filter: f, Subscriber: sub}
-		if err := h.n.Hub.Subscribe(ctx, s); err != nil {
-			return Response{}, err
-		}
-		subs = append(subs, s)
+	start := node.Live()
+	if req.cursor != nil {
+		// A cursor reads the stored messages after it: history.
+		start = node.After(*req.cursor)
 	}
-
-	resp := Response{Messages: []stream.WireMessage{}}
-	res, err := h.n.Replay(ctx, tenant, req.filters, *req.cursor,
-		func(m *message.Message) error {
-			resp.Messages = append(resp.Messages, wire(m, epoch))
-			h.n.Telemetry.Delivered(telemetry.ProtocolPoll, m, false)
-			if len(resp.Messages) >= req.max {
-				return errFull
+	// OverflowDrop: live messages beyond max are dropped (with a gap,
+	// which ends the answer); the cursor stays at the last one returned,
+	// so the next poll replays them.
+	feed, err := h.n.Subscribe(ctx, adm, req.filters, start, node.Policy{Queue: req.max, Overflow: node.OverflowDrop,
+		MaxFilters: h.cfg.MaxFilters, Wake: func() {
+			select {
+			case wake <- struct{}{}:
+			default:
 			}
-			return nil
-		},
-		func(changed bool) error {
-			resp.Gap, resp.EpochChanged = true, changed
-			return nil
-		})
-	if res.Epoch != "" {
-		epoch = res.Epoch
+		}})
+	if err != nil {
+		return resp, err
 	}
+	defer feed.Close()
+	if req.cursor == nil {
+		head, err := h.n.Head(ctx, adm.Identity().Tenant)
+		resp.Cursor = head.String()
+		return resp, err
+	}
+	tel := h.n.Metrics()
+	res, err := feed.Replay(ctx, func(it node.Item) error {
+		if it.Gap() {
+			resp.Gap, resp.EpochChanged = true, it.EpochChanged
+			return nil
+		}
+		resp.Messages = append(resp.Messages, wireAt(it))
+		tel.Delivered(telemetry.ProtocolPoll, it.Msg, false)
+		if len(resp.Messages) >= req.max {
+			return errFull
+		}
+		return nil
+	})
 	switch {
 	case errors.Is(err, errFull):
 		resp.Cursor = resp.Messages[len(resp.Messages)-1].Position
@@ -250,12 +222,11 @@ func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (
 	if !res.EpochChanged {
 		last = max(last, req.cursor.Seq)
 	}
-	resp.Cursor = message.Position{Epoch: epoch, Seq: last}.String()
+	resp.Cursor = message.Position{Epoch: res.Epoch, Seq: last}.String()
 	if len(resp.Messages) > 0 || resp.Gap || req.timeout <= 0 {
 		return resp, nil
 	}
 
-	sub.Live(res.Last)
 	timer := time.NewTimer(req.timeout)
 	defer timer.Stop()
 	select {
@@ -265,17 +236,15 @@ func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (
 	case <-ctx.Done():
 		return resp, nil
 	}
-	if e, err := h.n.Backbone.Epoch(ctx, tenant); err == nil {
-		epoch = e
-	}
-	items, _ := queue.Drain(nil)
+	items, _ := feed.Drain(ctx, nil)
 	for _, it := range items {
-		if it.Gap {
+		if it.Gap() {
 			// Dropped for lack of room (or a recreated stream): the next
 			// poll, from the cursor, replays what follows.
 			break
 		}
-		resp.Messages = append(resp.Messages, wire(it.Msg, epoch))
+		resp.Messages = append(resp.Messages, wireAt(it))
+		tel.Delivered(telemetry.ProtocolPoll, it.Msg, true)
 	}
 	if n := len(resp.Messages); n > 0 {
 		resp.Cursor = resp.Messages[n-1].Position
@@ -283,9 +252,10 @@ func (h *Handler) poll(ctx context.Context, tenant, epoch string, req request) (
 	return resp, nil
 }
 
-func wire(m *message.Message, epoch string) stream.WireMessage {
-	w := stream.Wire(m)
-	w.Position = message.Position{Epoch: epoch, Seq: m.Seq}.String()
+// wireAt is the JSON form of an item's message, with its position.
+func wireAt(it node.Item) wire.Message {
+	w := wire.Of(it.Msg)
+	w.Position = it.Pos.String()
 	return w
 }
 
@@ -296,17 +266,7 @@ func (h *Handler) parse(r *http.Request) (request, error) {
 	if len(q["topic"]) == 0 {
 		return req, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
 	}
-	for _, f := range q["topic"] {
-		if err := stream.ValidateFilter(f, h.n.Limits); err != nil {
-			return req, err
-		}
-		if !slices.Contains(req.filters, f) {
-			req.filters = append(req.filters, f)
-		}
-	}
-	if len(req.filters) > h.cfg.MaxFilters {
-		return req, fmt.Errorf("%w: at most %d topic filters", httpapi.ErrBadRequest, h.cfg.MaxFilters)
-	}
+	req.filters = q["topic"]
 	if v := q.Get("cursor"); v != "" {
 		p, err := message.ParsePosition(v)
 		if err != nil {

@@ -22,11 +22,8 @@ import (
 
 func publish(t *testing.T, n *node.Node, topic, payload string) message.Position {
 	t.Helper()
-	pos, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: topic, Payload: []byte(payload)}, backbone.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pos
+	m := edgetest.Publish(t, n, &message.Message{Topic: topic, Payload: []byte(payload)})
+	return edgetest.Position(t, n, m)
 }
 
 // get polls srv with query and decodes the answer.
@@ -103,7 +100,7 @@ func TestPollWaitsForLive(t *testing.T) {
 	go func() { got <- get(t, srv, "topic=live&timeout=20&cursor="+url.QueryEscape(cursor)) }()
 	// The poll holds: its interest shows in the hub. Then publish.
 	deadline := time.Now().Add(10 * time.Second)
-	for n.Hub.Len() == 0 {
+	for n.Subscriptions() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("poll took no interest")
 		}
@@ -125,8 +122,8 @@ func TestPollWaitsForLive(t *testing.T) {
 	if len(r.Messages) != 0 || r.Cursor != p.String() || time.Since(begin) < 200*time.Millisecond {
 		t.Fatalf("timeout poll %+v after %s", r, time.Since(begin))
 	}
-	if n.Hub.Len() != 0 {
-		t.Fatalf("%d subscriptions left after the polls", n.Hub.Len())
+	if n.Subscriptions() != 0 {
+		t.Fatalf("%d subscriptions left after the polls", n.Subscriptions())
 	}
 }
 
@@ -139,7 +136,7 @@ func TestPollGap(t *testing.T) {
 	for i := range 6 {
 		pos = append(pos, publish(t, n, "g", strconv.Itoa(i)))
 	}
-	s, err := n.Backbone.JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.Backbone(n).JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,11 +33,11 @@ func TestClientGoneReleasesStream(t *testing.T) {
 	n := edgetest.Node(t, edgetest.NATS(t), "e1")
 	srv := serve(t, sse.Config{Heartbeat: time.Hour}, n)
 	c := open(t, srv, "topic=a&topic=b", nil)
-	if got := n.Hub.Len(); got != 2 {
+	if got := n.Subscriptions(); got != 2 {
 		t.Fatalf("hub holds %d subscriptions, want 2", got)
 	}
 	c.cancel()
-	waitUntil(t, "subscriptions released", func() bool { return n.Hub.Len() == 0 })
+	waitUntil(t, "subscriptions released", func() bool { return n.Subscriptions() == 0 })
 }
 
 // TestEndStreams ensures EndStreams ends every detached stream in order:
@@ -77,7 +77,7 @@ func TestEndStreams(t *testing.T) {
 	if !strings.HasSuffix(string(rest), "retry: 4321\n\n") {
 		t.Fatalf("stream ended with %q", rest)
 	}
-	waitUntil(t, "subscription released", func() bool { return n.Hub.Len() == 0 })
+	waitUntil(t, "subscription released", func() bool { return n.Subscriptions() == 0 })
 }
 
 // TestHTTP2Stream ensures a stream over HTTP/2, which cannot be hijacked,
@@ -121,5 +121,5 @@ func TestHTTP2Stream(t *testing.T) {
 		}
 	}
 	cancel()
-	waitUntil(t, "subscription released", func() bool { return n.Hub.Len() == 0 })
+	waitUntil(t, "subscription released", func() bool { return n.Subscriptions() == 0 })
 }

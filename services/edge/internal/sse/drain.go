@@ -6,21 +6,20 @@ import (
 	"time"
 )
 
-// Leavers returns, per detached (HTTP/1) stream open now, a function that
-// ends it for a drain, with tail() as its last data (see EndStreams); a
-// drain calls them spread over time, so that clients do not all reconnect
-// at once. HTTP/2 streams end with their request context instead.
+// Leavers returns, per stream open now, a function that ends it for a
+// drain, with tail() as its last data (see EndStreams); a drain calls them
+// spread over time, so that clients do not all reconnect at once.
 func (h *Handler) Leavers(tail func() []byte) []func(context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	leave := make([]func(context.Context), 0, len(h.streams))
-	for d := range h.streams {
+	for s := range h.streams {
 		leave = append(leave, func(context.Context) {
 			var t []byte
 			if tail != nil {
 				t = tail()
 			}
-			d.end(t)
+			s.end(t)
 		})
 	}
 	return leave
@@ -33,7 +32,7 @@ func RetryField(d time.Duration) []byte {
 	return append(b, "\n\n"...)
 }
 
-// Open returns the number of detached streams open.
+// Open returns the number of streams open.
 func (h *Handler) Open() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -1,12 +1,14 @@
 package sse
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"testing"
 
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
@@ -21,7 +23,9 @@ func FuzzRequest(f *testing.F) {
 		{"a-b-18446744073709551616", "lastEventId=1"}, {"", "topic=%24SYS/%23"}} {
 		f.Add(s[0], s[1])
 	}
-	h := NewHandler(Config{}, &node.Node{})
+	n := edgetest.MemoryNode(f)
+	h := NewHandler(Config{}, n)
+	adm := edgetest.Admit(f, n)
 	f.Fuzz(func(t *testing.T, header, query string) {
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -34,18 +38,23 @@ func FuzzRequest(f *testing.F) {
 				t.Fatalf("position(%q, %q): %v is not ErrBadPosition", header, query, err)
 			}
 			badRequest(t, err)
-		case p != nil:
-			if again, err := message.ParsePosition(p.String()); err != nil || again != *p {
-				t.Fatalf("position %+v formats as %q, parsed back as %+v, %v", *p, p.String(), again, err)
+		default:
+			if p, ok := p.Position(); ok {
+				if again, err := message.ParsePosition(p.String()); err != nil || again != p {
+					t.Fatalf("position %+v formats as %q, parsed back as %+v, %v", p, p.String(), again, err)
+				}
 			}
 		}
-		filters, err := h.filters(q["topic"])
+		// The filters are the core's to check, as a subscription of this
+		// handler's policy.
+		feed, err := n.Subscribe(context.Background(), adm, q["topic"], node.Live(), node.Policy{Queue: 1, MaxFilters: h.cfg.MaxFilters})
 		if err != nil {
 			badRequest(t, err)
 			return
 		}
-		if len(filters) == 0 || len(filters) > h.cfg.MaxFilters {
-			t.Fatalf("%q: %d filters accepted", query, len(filters))
+		defer feed.Close()
+		if got := n.Subscriptions(); got == 0 || got > h.cfg.MaxFilters {
+			t.Fatalf("%q: %d filters accepted", query, got)
 		}
 	})
 }

@@ -57,15 +57,24 @@
 // reconnects after the retry delay with its Last-Event-ID and the resume
 // replays what it missed: nothing is lost, the client only lags.
 //
+// # The pipeline and the writer
+//
+// The stream is a Feed of the edge's core (package node), which takes live
+// interest, replays after the position and hands over to live messages
+// without duplicates; this package encodes its items as events. One writer
+// (stream.go) writes them, over HTTP/1 and HTTP/2 alike: the feed's
+// wakeups and a heartbeat timer each start a writer goroutine only while
+// there is something to write, with a pooled buffer, into a sink — the
+// response (HTTP/2), or the hijacked connection with its chunked framing
+// (HTTP/1).
+//
 // # Idle streams
 //
 // Once its head and replay are written, an HTTP/1 stream's connection is
 // hijacked and the handler returns: net/http's two goroutines per stream
 // (the handler's and its background reader) and its buffered reader and
-// writer go away. The stream then runs on its subscription's wakeups and a
-// heartbeat timer, each of which starts a writer goroutine only while
-// there is something to write, with a pooled buffer; the body keeps its
-// chunked encoding. One goroutine stays parked reading the connection:
+// writer go away; the body keeps its chunked encoding. One goroutine stays
+// parked reading the connection:
 // Go offers no readiness callback, and a read is the only prompt way to
 // learn that a client left (else its slot, subscription and socket would
 // be held until a heartbeat write failed, up to two heartbeats later).
@@ -74,8 +83,9 @@
 // stream before, 10.5–12.2 KB with the parked reader, 7.4 KB without it
 // (one run); the reader's ≈ 3.5 KB buys prompt release within the 12 KiB
 // budget. Streams over
-// HTTP/2 cannot be hijacked and keep a handler goroutine. EndStreams ends
-// the hijacked streams (the server's shutdown calls it).
+// HTTP/2 cannot be hijacked and keep a handler goroutine, which waits for
+// the stream's end. EndStreams ends the streams (the server's shutdown
+// calls it).
 package sse
 
 import (
@@ -84,19 +94,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 const gapEvent = "gap"
@@ -110,8 +115,8 @@ type Handler struct {
 	n   *node.Node
 
 	mu      sync.Mutex
-	streams map[*detached]struct{} // live HTTP/1 streams, for EndStreams
-	servers sync.Map               // *http.Server → true once its shutdown ends streams
+	streams map[*stream]struct{} // open streams, for EndStreams and Leavers
+	servers sync.Map             // *http.Server → true once its shutdown ends streams
 }
 
 // NewHandler returns the SSE handler over n. cfg must be valid.
@@ -122,26 +127,23 @@ func NewHandler(cfg Config, n *node.Node) *Handler {
 // bufs holds event buffers between batches, so that an idle stream holds none.
 var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// ServeHTTP implements http.Handler. It returns when the client goes away,
-// the request context is cancelled (edge shutdown) or the queue overflows.
+// ServeHTTP implements http.Handler. An HTTP/1 stream returns once its
+// connection is hijacked; an HTTP/2 one when the stream ends (the client
+// goes away, the request context is cancelled, the queue overflows, the
+// credential is revoked, or EndStreams).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.Authenticate(r, h.n.Auth)
+	id, err := httpapi.Authenticate(r, h.n)
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
 	q := r.URL.Query()
-	filters, err := h.filters(q["topic"])
-	if err != nil {
-		httpapi.WriteError(w, err)
+	if len(q["topic"]) == 0 {
+		httpapi.WriteError(w, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest))
 		return
 	}
-	from, err := position(r.Header.Get("Last-Event-ID"), q)
+	start, err := position(r.Header.Get("Last-Event-ID"), q)
 	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	if err := httpapi.AuthorizeStream(id, filters, from != nil); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
@@ -163,55 +165,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	// Until the stream is detached, its resources are this call's to free.
-	var d *detached
-	defer func() {
-		if d == nil {
-			unlink()
-			cancel()
-			scancel(context.Canceled)
-			adm.Release()
-		}
-	}()
-	// Create the stream now, so that a backbone failure is still an HTTP
-	// error and every event id carries an epoch.
-	if _, err := h.n.Backbone.EnsureTenant(ctx, id.Tenant); err != nil {
-		h.n.Log.Warn("sse: backbone unavailable", "tenant", id.Tenant, "err", err)
+	s := &stream{h: h, tenant: id.Tenant, adm: adm, ctx: ctx, cancel: scancel, uncount: cancel,
+		finished: make(chan struct{})}
+	s.feed, err = h.n.Subscribe(ctx, adm, q["topic"], start, node.Policy{Queue: h.cfg.QueueSize,
+		Overflow: node.OverflowClose, MaxFilters: h.cfg.MaxFilters, Wake: func() { s.wake(false) }})
+	if err != nil {
+		unlink()
+		cancel()
+		scancel(err)
+		adm.Release()
+		h.n.Logger().Debug("sse: subscription refused", "tenant", id.Tenant, "err", err)
 		httpapi.WriteError(w, err)
 		return
-	}
-
-	ready := make(chan struct{}, 1)
-	var live atomic.Pointer[detached]
-	queue := stream.NewQueue(h.cfg.QueueSize, stream.PolicyClose, func() {
-		if d := live.Load(); d != nil {
-			d.wake(false)
-			return
-		}
-		select {
-		case ready <- struct{}{}:
-		default:
-		}
-	})
-	sub := queue.NewSubscriber("", "")
-	subs := make([]*hub.Subscription, 0, len(filters))
-	defer func() {
-		if d != nil {
-			return
-		}
-		for _, s := range subs {
-			h.n.Hub.Unsubscribe(s)
-		}
-		sub.Stop()
-		queue.Close()
-	}()
-	for _, f := range filters {
-		s := &hub.Subscription{Tenant: id.Tenant, Filter: f, Subscriber: sub}
-		if err := h.n.Hub.Subscribe(ctx, s); err != nil {
-			httpapi.WriteError(w, err)
-			return
-		}
-		subs = append(subs, s)
 	}
 
 	hdr := w.Header()
@@ -219,206 +184,115 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	c := &conn{cfg: &h.cfg, w: w, rc: http.NewResponseController(w)}
-	defer c.release()
-	c.begin()
-	c.buf.WriteString("retry: ")
-	c.buf.WriteString(strconv.FormatInt(h.cfg.Retry.Milliseconds(), 10))
-	c.buf.WriteString("\n\n")
-	if c.flush() != nil {
-		return
-	}
-
-	epoch, err := stream.Resume(ctx, h.n, id.Tenant, filters, from, sub,
-		func(g stream.Gap) error {
-			c.begin()
-			return c.gap(g.From.String(), g.EpochChanged)
-		},
-		func(m *message.Message, epoch string) error {
-			c.begin()
-			if err := c.message(m, epoch); err != nil {
-				return err
-			}
-			if c.pending++; c.pending >= replayFlushEvery {
-				return c.flush()
-			}
-			return nil
-		})
-	if err == nil {
-		c.begin()
-		err = c.flush()
-	}
-	if err != nil {
+	s.out = &responseSink{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout}
+	if err := s.head(ctx); err != nil {
 		if ctx.Err() == nil {
-			h.n.Log.Info("sse: resume failed, closing stream", "tenant", id.Tenant, "err", err)
+			h.n.Logger().Info("sse: resume failed, closing stream", "tenant", id.Tenant, "err", err)
 		}
+		unlink()
+		s.close()
 		return
 	}
-
-	if detach {
-		if d = h.detach(w, r, unlink, &detached{h: h, chunked: r.ProtoAtLeast(1, 1), tenant: id.Tenant,
-			queue: queue, sub: sub, subs: subs, adm: adm, ctx: ctx, cancel: scancel, epoch: epoch}); d != nil {
-			live.Store(d)
-			d.start()
-			return
-		}
+	if detach && s.detach(w, r, unlink) {
+		return
 	}
-
-	heartbeat := time.NewTicker(h.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	var items []stream.Item
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-heartbeat.C:
-			c.begin()
-			c.buf.WriteString(": ping\n\n")
-		case <-ready:
-			var overflow bool
-			items, overflow = queue.Drain(items)
-			if overflow {
-				// The client resumes from its Last-Event-ID: nothing is lost.
-				h.n.Log.Info("sse: slow client, closing stream", "tenant", id.Tenant)
-				return
-			}
-			if len(items) == 0 {
-				continue
-			}
-			if e, err := h.n.Backbone.Epoch(ctx, id.Tenant); err == nil {
-				epoch = e
-			}
-			c.begin()
-			for _, it := range items {
-				if it.Gap {
-					err = c.gap(message.Position{Epoch: epoch, Seq: it.After}.String(), it.Reset)
-				} else if err = c.message(it.Msg, epoch); err == nil {
-					h.n.Telemetry.Delivered(telemetry.ProtocolSSE, it.Msg, true)
-				}
-				if err != nil {
-					break
-				}
-			}
-			clear(items)
-			heartbeat.Reset(h.cfg.Heartbeat)
-		}
-		if err != nil || c.flush() != nil {
-			return
-		}
-	}
+	// On this call until the stream ends (HTTP/2, or a connection that
+	// cannot be hijacked): the request's end ends the stream.
+	stop := context.AfterFunc(r.Context(), s.close)
+	defer stop()
+	s.start()
+	<-s.finished
 }
 
 // detach hijacks the connection of a stream whose head and replay are
-// written and hands the stream to d, which from then on owns its
-// subscription, admission and connection; it returns nil (the stream stays
-// on this call) when the connection cannot be hijacked, or when the
-// request already ended.
-func (h *Handler) detach(w http.ResponseWriter, r *http.Request, unlink func() bool, d *detached) *detached {
+// written and starts the stream on it; false (the stream stays on this
+// call) when the connection cannot be hijacked.
+func (s *stream) detach(w http.ResponseWriter, r *http.Request, unlink func() bool) bool {
 	if !unlink() {
-		return nil
+		// The request ended already.
+		s.close()
+		return true
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// Not hijackable after all (a wrapped writer): stay on this call,
 		// ending with the request again.
-		context.AfterFunc(r.Context(), func() { d.cancel(context.Cause(r.Context())) })
-		return nil
+		return false
 	}
 	// The client sends nothing after its request, and the response's
 	// buffered writer was flushed: neither buffer is kept.
 	_ = brw
-	d.conn = conn
-	context.AfterFunc(d.ctx, d.close)
-	h.track(d, r.Context().Value(http.ServerContextKey))
-	return d
+	s.out = &connSink{conn: conn, chunked: r.ProtoAtLeast(1, 1), timeout: s.h.cfg.WriteTimeout}
+	s.srv = r.Context().Value(http.ServerContextKey)
+	go s.read(conn)
+	s.start()
+	return true
 }
 
-// filters validates and deduplicates the requested filters.
-func (h *Handler) filters(raw []string) ([]string, error) {
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
+// head writes the stream's retry field and replays what the position is
+// owed, flushing every replayFlushEvery events.
+func (s *stream) head(ctx context.Context) error {
+	buf := s.buffer()
+	buf.WriteString("retry: ")
+	buf.WriteString(strconv.FormatInt(s.h.cfg.Retry.Milliseconds(), 10))
+	buf.WriteString("\n\n")
+	if err := s.flush(buf); err != nil {
+		return err
 	}
-	out := make([]string, 0, len(raw))
-	for _, f := range raw {
-		if err := stream.ValidateFilter(f, h.n.Limits); err != nil {
-			return nil, err
+	pending := 0
+	_, err := s.feed.Replay(ctx, func(it node.Item) error {
+		if err := s.h.cfg.event(buf, it); err != nil {
+			return err
 		}
-		if !slices.Contains(out, f) {
-			out = append(out, f)
+		if pending++; pending >= replayFlushEvery {
+			pending = 0
+			return s.flush(buf)
 		}
+		return nil
+	})
+	if err == nil {
+		err = s.flush(buf)
 	}
-	if len(out) > h.cfg.MaxFilters {
-		return nil, fmt.Errorf("%w: at most %d topic filters", httpapi.ErrBadRequest, h.cfg.MaxFilters)
-	}
-	return out, nil
+	s.release(buf)
+	return err
 }
 
 // position reads the resume position: the Last-Event-ID header, else the
-// lastEventId query parameter; nil when there is none.
-func position(header string, q url.Values) (*message.Position, error) {
+// lastEventId query parameter; without either, the stream is live only.
+func position(header string, q url.Values) (node.Start, error) {
 	v := header
 	if v == "" {
 		v = q.Get("lastEventId")
 	}
 	if v == "" {
-		return nil, nil
+		return node.Live(), nil
 	}
 	p, err := message.ParsePosition(v)
 	if err != nil {
-		return nil, fmt.Errorf("last event id %q: %w", v, err)
+		return node.Start{}, fmt.Errorf("last event id %q: %w", v, err)
 	}
-	return &p, nil
+	return node.After(p), nil
 }
 
-// conn writes events to one stream. Events accumulate in a pooled buffer
-// taken by begin and written out and returned by flush.
-type conn struct {
-	cfg     *Config
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	buf     *bytes.Buffer
-	pending int
-}
-
-func (c *conn) begin() {
-	if c.buf == nil {
-		c.buf = bufs.Get().(*bytes.Buffer)
-	}
-}
-
-func (c *conn) release() {
-	if c.buf != nil {
-		c.buf.Reset()
-		bufs.Put(c.buf)
-		c.buf = nil
-	}
-}
-
-// flush writes the buffered events under the write timeout and flushes them
-// to the client.
-func (c *conn) flush() error {
-	defer c.release()
-	c.pending = 0
-	if c.buf == nil || c.buf.Len() == 0 {
+// event appends an item's event to buf: a message, or a gap.
+func (c *Config) event(buf *bytes.Buffer, it node.Item) error {
+	if it.Gap() {
+		buf.WriteString("event: " + gapEvent + "\ndata: ")
+		if err := wire.AppendJSON(buf, gapData{From: it.Pos.String(), EpochChanged: it.EpochChanged}); err != nil {
+			return err
+		}
+		buf.WriteString("\n\n")
 		return nil
 	}
-	_ = c.rc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	if _, err := c.w.Write(c.buf.Bytes()); err != nil {
+	buf.WriteString("id: ")
+	buf.WriteString(it.Pos.String())
+	buf.WriteString("\nevent: ")
+	buf.WriteString(c.eventName(it.Msg.Topic))
+	buf.WriteString("\ndata: ")
+	if err := wire.AppendJSON(buf, wire.Of(it.Msg)); err != nil {
 		return err
 	}
-	return c.rc.Flush()
-}
-
-func (c *conn) message(m *message.Message, epoch string) error {
-	c.buf.WriteString("id: ")
-	c.buf.WriteString(message.Position{Epoch: epoch, Seq: m.Seq}.String())
-	c.buf.WriteString("\nevent: ")
-	c.buf.WriteString(c.cfg.eventName(m.Topic))
-	c.buf.WriteString("\ndata: ")
-	if err := stream.AppendJSON(c.buf, stream.Wire(m)); err != nil {
-		return err
-	}
-	c.buf.WriteString("\n\n")
+	buf.WriteString("\n\n")
 	return nil
 }
 
@@ -434,15 +308,6 @@ func (c *Config) eventName(name string) string {
 type gapData struct {
 	From         string `json:"from"`
 	EpochChanged bool   `json:"epoch_changed"`
-}
-
-func (c *conn) gap(from string, epochChanged bool) error {
-	c.buf.WriteString("event: " + gapEvent + "\ndata: ")
-	if err := stream.AppendJSON(c.buf, gapData{From: from, EpochChanged: epochChanged}); err != nil {
-		return err
-	}
-	c.buf.WriteString("\n\n")
-	return nil
 }
 
 var _ http.Handler = (*Handler)(nil)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -160,11 +159,7 @@ func (c *client) message() (event, data) {
 
 func publish(t *testing.T, n *node.Node, topic string, payload []byte) message.Position {
 	t.Helper()
-	pos, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: topic, Payload: payload}, backbone.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pos
+	return edgetest.Position(t, n, edgetest.Publish(t, n, &message.Message{Topic: topic, Payload: payload}))
 }
 
 // TestLive ensures messages published through the node and through POST
@@ -204,11 +199,8 @@ func TestBinaryPayload(t *testing.T) {
 	n := edgetest.Node(t, edgetest.NATS(t), "e1")
 	c := open(t, serve(t, sse.Config{}, n), "topic=bin", nil)
 	payload := []byte{0xff, 0x00, 0xfe}
-	_, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: "bin", Payload: payload,
-		UserProperties: []message.UserProperty{{Key: "k", Value: "v"}}}, backbone.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	edgetest.Publish(t, n, &message.Message{Topic: "bin", Payload: payload,
+		UserProperties: []message.UserProperty{{Key: "k", Value: "v"}}})
 	_, d := c.message()
 	if d.Encoding != "base64" || d.Payload != "/wD+" || len(d.UserProperties) != 1 || d.UserProperties[0].Key != "k" {
 		t.Fatalf("data %+v", d)
@@ -236,8 +228,9 @@ func TestResumeWhilePublishing(t *testing.T) {
 			published := make(chan error, 1)
 			go func() {
 				for i := range more {
-					m := &message.Message{Tenant: edgetest.Tenant, Topic: "r/t", Payload: []byte(strconv.Itoa(20 + i))}
-					if _, err := n.Publish(context.Background(), m, backbone.PublishOptions{}); err != nil {
+					m := &message.Message{Topic: "r/t", Payload: []byte(strconv.Itoa(20 + i))}
+					if _, err := n.Publish(context.Background(), node.Caller{Identity: edgetest.Anonymous}, m,
+						node.PublishOptions{Wait: node.WaitStored}); err != nil {
 						published <- err
 						return
 					}
@@ -287,7 +280,7 @@ func TestResumeGap(t *testing.T) {
 		pos = append(pos, publish(t, n, "g", []byte(strconv.Itoa(i))))
 	}
 	ctx := context.Background()
-	s, err := n.Backbone.JetStream().Stream(ctx, backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.Backbone(n).JetStream().Stream(ctx, backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,8 +369,7 @@ func TestHeartbeat(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	ns := edgetest.NATS(t)
 	n := edgetest.Node(t, ns, "e1")
-	closed := edgetest.Node(t, ns, "e2")
-	closed.Auth = auth.Anonymous{}
+	closed := edgetest.Node(t, ns, "e2", edgetest.Refusing)
 	for _, tc := range []struct {
 		name, query, code string
 		n                 *node.Node

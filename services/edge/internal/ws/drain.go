@@ -67,15 +67,7 @@ func (h *Handler) Leavers() []func(context.Context) {
 // leave ends the session for a drain; see Leavers. The flush is bounded by
 // the write timeout and ctx.
 func (s *session) leave(ctx context.Context) {
-	s.mu.Lock()
-	subs := make([]*subscription, 0, len(s.subs))
-	for _, sub := range s.subs {
-		subs = append(subs, sub)
-	}
-	s.mu.Unlock()
-	for _, sub := range subs {
-		s.h.n.Hub.Unsubscribe(sub.hs)
-	}
+	s.feed.Leave()
 	ctx, cancel := context.WithTimeout(ctx, s.h.cfg.WriteTimeout)
 	defer cancel()
 	t := time.NewTicker(flushPoll)
@@ -95,7 +87,7 @@ func (s *session) leave(ctx context.Context) {
 func (s *session) flushed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ended || (!s.draining && s.queue.Len() == 0)
+	return s.ended || (!s.draining && s.feed.Pending() == 0)
 }
 
 // Open returns the number of connections open.

@@ -10,7 +10,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 // FuzzClientFrame ensures a client frame, text (JSON) or binary (length,
@@ -50,7 +50,7 @@ func FuzzClientFrame(f *testing.F) {
 			if err := json.Unmarshal(data, &req); err != nil {
 				return
 			}
-			p, err := stream.DecodePayload(req.Payload, req.Encoding)
+			p, err := wire.DecodePayload(req.Payload, req.Encoding)
 			if err != nil {
 				clientError(t, "payload", err)
 				return

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 // Frame types and ops of the protocol (see the package documentation).
@@ -74,16 +74,16 @@ const encodingBinary = "binary"
 // binaryHeader is the JSON header of a binary message frame: the fields of
 // a text message frame but the payload, which follows the header raw.
 type binaryHeader struct {
-	Type           string                    `json:"type"`
-	Filter         string                    `json:"filter,omitempty"`
-	Topic          string                    `json:"topic"`
-	Encoding       string                    `json:"encoding"`
-	QoS            byte                      `json:"qos"`
-	Retain         bool                      `json:"retain"`
-	Seq            uint64                    `json:"seq"`
-	Position       string                    `json:"position,omitempty"`
-	ContentType    string                    `json:"content_type,omitempty"`
-	UserProperties []stream.WireUserProperty `json:"user_properties,omitempty"`
+	Type           string              `json:"type"`
+	Filter         string              `json:"filter,omitempty"`
+	Topic          string              `json:"topic"`
+	Encoding       string              `json:"encoding"`
+	QoS            byte                `json:"qos"`
+	Retain         bool                `json:"retain"`
+	Seq            uint64              `json:"seq"`
+	Position       string              `json:"position,omitempty"`
+	ContentType    string              `json:"content_type,omitempty"`
+	UserProperties []wire.UserProperty `json:"user_properties,omitempty"`
 }
 
 // binaryFrame is a frame to send as a binary message: the 4-byte big-endian
@@ -98,10 +98,10 @@ func encodeFrame(buf *bytes.Buffer, v any) (isBinary bool, err error) {
 	buf.Reset()
 	f, ok := v.(binaryFrame)
 	if !ok {
-		return false, stream.AppendJSON(buf, v)
+		return false, wire.AppendJSON(buf, v)
 	}
 	buf.Write([]byte{0, 0, 0, 0})
-	if err := stream.AppendJSON(buf, f.header); err != nil {
+	if err := wire.AppendJSON(buf, f.header); err != nil {
 		return true, err
 	}
 	b := buf.Bytes()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 )
@@ -83,9 +82,7 @@ func TestSlowConsumerClose(t *testing.T) {
 	}
 	pub := func() {
 		t.Helper()
-		if _, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: "s"}, backbone.PublishOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		edgetest.Publish(t, n, &message.Message{Topic: "s"})
 	}
 	pub()
 	select {
@@ -105,7 +102,7 @@ func TestSlowConsumerClose(t *testing.T) {
 	for h.Open() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if fc.code != closeTryAgainLater || n.Hub.Len() != 0 || h.Open() != 0 {
-		t.Fatalf("closed with %d, %d subscriptions left", fc.code, n.Hub.Len())
+	if fc.code != closeTryAgainLater || n.Subscriptions() != 0 || h.Open() != 0 {
+		t.Fatalf("closed with %d, %d subscriptions left", fc.code, n.Subscriptions())
 	}
 }

@@ -89,24 +89,21 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
-	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
-	"github.com/heraldmq/herald/services/edge/internal/stream"
+	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
 // Handler serves GET /ws.
 type Handler struct {
-	cfg     Config
-	n       *node.Node
-	upgrade upgrader
-	policy  stream.Policy
+	cfg      Config
+	n        *node.Node
+	upgrade  upgrader
+	overflow node.Overflow
 
 	// sessions are the open connections, for a drain (Leavers) and the
 	// server's shutdown; live counts their goroutines (see ServeHTTP).
@@ -118,9 +115,9 @@ type Handler struct {
 // NewHandler returns the WebSocket handler over n. cfg must be valid.
 func NewHandler(cfg Config, n *node.Node) *Handler {
 	cfg = cfg.WithDefaults()
-	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, policy: stream.PolicyClose}
+	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, overflow: node.OverflowClose}
 	if cfg.SlowConsumer == SlowConsumerDrop {
-		h.policy = stream.PolicyDrop
+		h.overflow = node.OverflowDrop
 	}
 	return h
 }
@@ -134,7 +131,7 @@ func NewHandler(cfg Config, n *node.Node) *Handler {
 // completes, or the server shuts down (http.Server.RegisterOnShutdown:
 // close 1012).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.Authenticate(r, h.n.Auth)
+	id, err := httpapi.Authenticate(r, h.n)
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
@@ -150,11 +147,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and registered: a revoked credential closes the connection (1008).
 	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: "ws", Remote: r.RemoteAddr,
 		Identity: id}, s.revoke)
-	if errors.Is(err, limits.ErrServerBusy) {
+	if fault.Is(err, fault.Busy) {
 		// A shedding edge answers in the protocol: close 1013 (try again
 		// later), which WebSocket clients surface, unlike a refused upgrade.
 		if conn, err := h.upgrade(w, r, &h.cfg, func() {}); err == nil {
-			_ = conn.Close(closeTryAgainLater, "server busy")
+			_ = conn.Close(closeCode(fault.Of(err).WS), "server busy")
 		}
 		return
 	}
@@ -168,13 +165,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.adm.Release()
 		}
 	}()
-	epoch, err := h.n.Backbone.EnsureTenant(r.Context(), id.Tenant)
+	// The connection's feed: a backbone that cannot serve fails the
+	// upgrade (503), before the client is told it is connected.
+	s.feed, err = h.n.NewFeed(r.Context(), s.adm, node.Policy{Queue: h.cfg.QueueSize, Overflow: h.overflow, Wake: s.kick})
 	if err != nil {
-		h.n.Log.Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
+		h.n.Logger().Warn("ws: backbone unavailable", "tenant", id.Tenant, "err", err)
 		httpapi.WriteError(w, err)
 		return
 	}
-	s.epoch.Store(&epoch)
+	defer func() {
+		if !handedOff {
+			s.feed.Close()
+		}
+	}()
 	s.touch()
 	conn, err := h.upgrade(w, r, &h.cfg, s.touch)
 	if err != nil {
@@ -185,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	revoked := s.revoked != nil
 	s.mu.Unlock()
 	if revoked {
-		s.close(closePolicy, "credential revoked")
+		s.close(closeCode(fault.Table[fault.Revoked].WS), "credential revoked")
 	}
 	// The session outlives the handler: its context keeps the request's
 	// values, not its end (net/http ends a hijacked request's context when
@@ -193,7 +196,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// shutdown or an internal close ends the reads through the connection.
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
 	unwatch := context.AfterFunc(r.Context(), s.cancel)
-	s.queue = stream.NewQueue(h.cfg.QueueSize, h.policy, s.kick)
 	stop := context.AfterFunc(s.ctx, func() { s.close(closeServiceRestart, "server shutting down") })
 	s.mu.Lock()
 	s.pinger = time.AfterFunc(h.cfg.PingInterval, s.ping)
@@ -233,13 +235,12 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once the session has ended
-	queue   *stream.Queue
+	feed    *node.Feed
 	pinger  *time.Timer
 
 	// binary is the client's opt-in (?binary=1) to binary frames.
 	binary bool
 
-	epoch    atomic.Pointer[string]
 	activity atomic.Int64 // unix nanoseconds of the last frame received
 
 	closeOnce sync.Once
@@ -267,14 +268,13 @@ type session struct {
 // set instead of pending when it failed before being sent.
 type inflight struct {
 	id      string
-	pending *backbone.Pending
+	pending *node.Receipt
 	err     error
 }
 
 // subscription is one filter of the session.
 type subscription struct {
-	hs  *hub.Subscription
-	sub *stream.Subscriber
+	sub *node.Sub
 	// stopReplay cancels a running replay; replayed is closed when it ended.
 	stopReplay context.CancelFunc
 	replayed   chan struct{}
@@ -337,7 +337,7 @@ func (s *session) end() {
 	for _, sub := range subs {
 		s.drop(sub)
 	}
-	s.queue.Close()
+	s.feed.Close()
 	s.wg.Wait()
 	s.close(closeNormal, "")
 }
@@ -355,12 +355,12 @@ func (s *session) handle(data []byte) bool {
 	case opUnsubscribe:
 		s.unsubscribe(req)
 	case opPublish:
-		payload, err := stream.DecodePayload(req.Payload, req.Encoding)
+		payload, err := wire.DecodePayload(req.Payload, req.Encoding)
 		if err != nil {
 			s.publishFailed(req.ID, err)
 			return true
 		}
-		s.publish(req, payload, req.Encoding != stream.EncodingBase64)
+		s.publish(req, payload, req.Encoding != wire.EncodingBase64)
 	case opPing:
 		s.send(pong{Type: typePong, ID: req.ID})
 	default:
@@ -401,42 +401,34 @@ func (s *session) badFrame(err error) bool {
 }
 
 // revoke closes the connection because its credential was revoked or its
-// tenant deleted (node.Clients): close 1008. It runs on the Directory's
-// goroutine, so the close handshake runs on its own.
+// tenant deleted (node.Clients): close 1008 (the fault table's code for a
+// revocation). The feed stopped delivering already. It runs on the
+// Directory's goroutine, so the close handshake runs on its own.
 func (s *session) revoke(reason error) {
 	s.mu.Lock()
 	s.revoked = reason
 	conn := s.conn
 	s.mu.Unlock()
-	s.h.n.Log.Info("ws connection closed: credential revoked", "tenant", s.id.Tenant, "reason", reason)
+	s.h.n.Logger().Info("ws connection closed: credential revoked", "tenant", s.id.Tenant, "reason", reason)
 	if conn != nil {
-		go s.close(closePolicy, "credential revoked")
+		go s.close(closeCode(fault.Of(reason).WS), "credential revoked")
 	}
 }
 
 func (s *session) subscribe(req request) {
-	if err := stream.ValidateFilter(req.Topic, s.h.n.Limits); err != nil {
-		s.fail(req.ID, err)
-		return
-	}
-	var from *message.Position
+	from := node.Live()
 	if req.From != "" {
 		p, err := message.ParsePosition(req.From)
 		if err != nil {
 			s.fail(req.ID, fmt.Errorf("from %q: %w", req.From, err))
 			return
 		}
-		from = &p
-	}
-	if err := httpapi.AuthorizeStream(s.id, []string{req.Topic}, from != nil); err != nil {
-		s.fail(req.ID, err) // not_authorized
-		return
+		from = node.After(p)
 	}
 	s.mu.Lock()
 	old := s.subs[req.Topic]
 	delete(s.subs, req.Topic)
-	held := len(s.subs)
-	full := held >= s.h.cfg.MaxSubscriptions
+	full := len(s.subs) >= s.h.cfg.MaxSubscriptions
 	s.mu.Unlock()
 	if old != nil {
 		s.drop(old)
@@ -445,26 +437,22 @@ func (s *session) subscribe(req request) {
 		s.fail(req.ID, fmt.Errorf("%w: at most %d subscriptions", httpapi.ErrBadRequest, s.h.cfg.MaxSubscriptions))
 		return
 	}
-	if err := s.adm.Subscriptions(held + 1); err != nil {
-		s.fail(req.ID, err) // rate_limited
-		return
-	}
-
-	sub := &subscription{sub: s.queue.NewSubscriber(req.Topic, "")}
-	sub.hs = &hub.Subscription{Tenant: s.id.Tenant, Filter: req.Topic, Subscriber: sub.sub}
-	if err := s.h.n.Hub.Subscribe(s.ctx, sub.hs); err != nil {
-		sub.sub.Stop()
+	// The core validates the filter (invalid_topic), authorizes it
+	// (not_authorized), applies the connection's subscription limit
+	// (rate_limited) and takes live interest.
+	fs, err := s.feed.Subscribe(s.ctx, []string{req.Topic}, from, req.Topic)
+	if err != nil {
 		s.fail(req.ID, err)
 		return
 	}
+	sub := &subscription{sub: fs}
 	s.mu.Lock()
 	s.subs[req.Topic] = sub
 	s.mu.Unlock()
 	s.send(ack{Type: typeAck, ID: req.ID})
-	if from == nil {
-		// Live only: the tenant's stream exists since connect, so this
-		// does not touch the network.
-		if _, err := stream.Resume(s.ctx, s.h.n, s.id.Tenant, []string{req.Topic}, nil, sub.sub, nil, nil); err != nil {
+	if !from.History() {
+		// Live only: nothing to replay, nothing touches the network.
+		if _, err := fs.Replay(s.ctx, nil); err != nil {
 			s.replayFailed(req, sub, err)
 		}
 		return
@@ -480,22 +468,18 @@ func (s *session) subscribe(req request) {
 		defer s.wg.Done()
 		defer close(sub.replayed)
 		defer cancel()
-		s.replay(ctx, req, from, sub)
+		s.replay(ctx, req, sub)
 	}()
 }
 
-// replay sends the stored messages of sub after from, then makes it live.
-// ctx stops it (unsubscribe); writes use the session's context, since
+// replay sends the stored messages of sub after its start, then makes it
+// live. ctx stops it (unsubscribe); writes use the session's context, since
 // abandoning a write half-way would break the connection.
-func (s *session) replay(ctx context.Context, req request, from *message.Position, sub *subscription) {
+func (s *session) replay(ctx context.Context, req request, sub *subscription) {
 	var buf bytes.Buffer
-	_, err := stream.Resume(ctx, s.h.n, s.id.Tenant, []string{req.Topic}, from, sub.sub,
-		func(g stream.Gap) error {
-			return s.write(ctx, &buf, gap{Type: typeGap, Topic: req.Topic, From: g.From.String(), EpochChanged: g.EpochChanged})
-		},
-		func(m *message.Message, epoch string) error {
-			return s.write(ctx, &buf, s.wire(m, req.Topic, epoch))
-		})
+	_, err := sub.sub.Replay(ctx, func(it node.Item) error {
+		return s.write(ctx, &buf, s.frame(it))
+	})
 	if err != nil && ctx.Err() == nil {
 		s.replayFailed(req, sub, err)
 	}
@@ -509,9 +493,8 @@ func (s *session) replayFailed(req request, sub *subscription, err error) {
 		delete(s.subs, req.Topic)
 	}
 	s.mu.Unlock()
-	s.h.n.Hub.Unsubscribe(sub.hs)
-	sub.sub.Stop()
-	s.h.n.Log.Info("ws: resume failed", "tenant", s.id.Tenant, "filter", req.Topic, "err", err)
+	sub.sub.Close()
+	s.h.n.Logger().Info("ws: resume failed", "tenant", s.id.Tenant, "filter", req.Topic, "err", err)
 	s.fail(req.ID, err)
 }
 
@@ -533,11 +516,11 @@ func (s *session) drop(sub *subscription) {
 		sub.stopReplay()
 		<-sub.replayed
 	}
-	s.h.n.Hub.Unsubscribe(sub.hs)
-	// A drain writes a message of sub holding wmu and checking Stopped
-	// under it: stopping under wmu means none is written afterwards.
+	sub.sub.Close()
+	// A drain writes a message of sub holding wmu and checking Closed
+	// under it: once wmu was free after the close, none is written.
 	s.wmu.Lock()
-	sub.sub.Stop()
+	//lint:ignore SA2001 an empty critical section is the barrier
 	s.wmu.Unlock()
 }
 
@@ -550,24 +533,16 @@ func (s *session) publish(req request, payload []byte, utf8 bool) {
 		s.publishFailed(req.ID, fmt.Errorf("%w: qos must be 0 or 1", httpapi.ErrBadRequest))
 		return
 	}
-	m := &message.Message{Tenant: s.id.Tenant, Topic: req.Topic, Payload: payload, QoS: byte(req.QoS),
-		Retain: req.Retain, ContentType: req.ContentType, PayloadUTF8: utf8}
-	if topic.ValidateName(m.Topic, s.h.n.Limits) == nil { // an invalid name is reported by the publish
-		err := node.AuthorizePublish(s.id, m.Topic) // not_authorized
-		if err == nil {
-			err = s.adm.Publish(len(payload)) // rate_limited, payload_too_large
-		}
-		if err != nil {
-			s.publishFailed(req.ID, err)
-			return
-		}
-	}
+	m := &message.Message{Topic: req.Topic, Payload: payload, QoS: byte(req.QoS), Retain: req.Retain,
+		ContentType: req.ContentType, PayloadUTF8: utf8}
 	select {
 	case s.pubSlots <- struct{}{}:
 	case <-s.ctx.Done():
 		return
 	}
-	pending, err := s.h.n.PublishAsync(s.ctx, m, backbone.PublishOptions{Protocol: telemetry.ProtocolWS})
+	// The core checks it (invalid_topic, not_authorized, rate_limited,
+	// payload_too_large); a refusal is answered in its turn, as a store.
+	pending, err := s.h.n.Publish(s.ctx, s.adm.Caller(), m, node.PublishOptions{Protocol: telemetry.ProtocolWS})
 	s.enqueue(inflight{id: req.ID, pending: pending, err: err})
 }
 
@@ -633,7 +608,7 @@ func (s *session) confirm() {
 		}
 		if err != nil {
 			if _, status := httpapi.Classify(err); status >= 500 && s.ctx.Err() == nil {
-				s.h.n.Log.Warn("ws: publish failed", "tenant", s.id.Tenant, "err", err)
+				s.h.n.Logger().Warn("ws: publish failed", "tenant", s.id.Tenant, "err", err)
 			}
 			s.fail(p.id, err)
 		} else {
@@ -680,29 +655,35 @@ func (s *session) writeLocked(binary bool, b []byte) error {
 	return s.conn.Write(ctx, binary, b)
 }
 
-// wire returns the frame of m for the subscription filter: a text frame,
-// or a binary one when the client opted in and the payload is not UTF-8.
-func (s *session) wire(m *message.Message, filter, epoch string) any {
-	pos := message.Position{Epoch: epoch, Seq: m.Seq}.String()
+// frame returns the frame of an item: a gap, or a message of the
+// subscription's filter — a text frame, or a binary one when the client
+// opted in and the payload is not UTF-8.
+func (s *session) frame(it node.Item) any {
+	filter := it.Sub.Key()
+	if it.Gap() {
+		return gap{Type: typeGap, Topic: filter, From: it.Pos.String(), EpochChanged: it.EpochChanged}
+	}
+	m, pos := it.Msg, it.Pos.String()
 	if s.binary && !utf8.Valid(m.Payload) {
-		w := stream.Wire(&message.Message{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Seq: m.Seq,
+		w := wire.Of(&message.Message{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Seq: m.Seq,
 			ContentType: m.ContentType, UserProperties: m.UserProperties})
 		return binaryFrame{header: binaryHeader{Type: typeMessage, Filter: filter, Topic: w.Topic, Encoding: encodingBinary,
 			QoS: w.QoS, Retain: w.Retain, Seq: w.Seq, Position: pos, ContentType: w.ContentType,
 			UserProperties: w.UserProperties}, payload: m.Payload}
 	}
-	w := stream.Wire(m)
+	w := wire.Of(m)
 	w.Type, w.Filter, w.Position = typeMessage, filter, pos
 	return w
 }
 
-// kick is the queue's wake-up, called from the hub's dispatch goroutine: it
+// kick is the feed's wake-up, called from the hub's dispatch goroutine: it
 // starts the drain goroutine unless one runs. On overflow it closes the
 // connection at once, from a goroutine of its own (closing blocks), rather
-// than after the drain's current write, which a slow client may hold up.
+// than after the drain's current write, which a slow client may hold up. A
+// revocation closes the connection through revoke.
 func (s *session) kick() {
-	if s.queue.Overflowed() {
-		if s.enter() {
+	if err := s.feed.Err(); err != nil {
+		if errors.Is(err, node.ErrSlowConsumer) && s.enter() {
 			go func() {
 				defer s.wg.Done()
 				s.closeSlow()
@@ -724,23 +705,26 @@ func (s *session) kick() {
 	}()
 }
 
-// drain sends what the queue holds until it is empty, then exits.
+// drain sends what the feed holds until it is empty, then exits.
 func (s *session) drain() {
-	var items []stream.Item
+	var items []node.Item
 	var buf bytes.Buffer
+	tel := s.h.n.Metrics()
 	for {
-		var overflow bool
-		items, overflow = s.queue.Drain(items)
-		if overflow {
-			s.closeSlow()
+		var err error
+		items, err = s.feed.Drain(s.ctx, items)
+		if err != nil {
+			if errors.Is(err, node.ErrSlowConsumer) {
+				s.closeSlow()
+			}
 			s.stopDraining()
 			return
 		}
 		if len(items) == 0 {
 			s.mu.Lock()
 			// Deliveries queued after Drain kick, which sees draining
-			// set until here and the queue non-empty after.
-			if s.queue.Len() == 0 || s.ended {
+			// set until here and the feed non-empty after.
+			if s.feed.Pending() == 0 || s.ended {
 				s.draining = false
 				s.mu.Unlock()
 				return
@@ -748,31 +732,15 @@ func (s *session) drain() {
 			s.mu.Unlock()
 			continue
 		}
-		prev := *s.epoch.Load()
-		epoch := prev
-		if e, err := s.h.n.Backbone.Epoch(s.ctx, s.id.Tenant); err == nil && e != prev {
-			epoch = e
-			s.epoch.Store(&e)
-		}
 		for _, it := range items {
-			var v any
-			if it.Gap {
-				e := epoch
-				if it.Reset {
-					e = prev
-				}
-				v = gap{Type: typeGap, Topic: it.Sub.Key(), From: message.Position{Epoch: e, Seq: it.After}.String(), EpochChanged: it.Reset}
-			} else {
-				v = s.wire(it.Msg, it.Sub.Key(), epoch)
-			}
-			if err := s.writeItem(&buf, it.Sub, v); err != nil {
+			if err := s.writeItem(&buf, it.Sub, s.frame(it)); err != nil {
 				clear(items)
 				s.close(closeInternal, "write failed")
 				s.stopDraining()
 				return
 			}
-			if !it.Gap {
-				s.h.n.Telemetry.Delivered(telemetry.ProtocolWS, it.Msg, true)
+			if !it.Gap() {
+				tel.Delivered(telemetry.ProtocolWS, it.Msg, true)
 			}
 		}
 		clear(items)
@@ -781,7 +749,7 @@ func (s *session) drain() {
 
 func (s *session) closeSlow() {
 	// Like nats-server's "Slow Consumer Detected", worth an operator's eye.
-	s.h.n.Log.Info("ws: slow consumer, closing", "tenant", s.id.Tenant, "code", s.h.cfg.CloseCode)
+	s.h.n.Logger().Info("ws: slow consumer, closing", "tenant", s.id.Tenant, "code", s.h.cfg.CloseCode)
 	s.close(closeCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
 }
 
@@ -792,14 +760,14 @@ func (s *session) stopDraining() {
 }
 
 // writeItem writes v for sub unless sub was dropped meanwhile.
-func (s *session) writeItem(buf *bytes.Buffer, sub *stream.Subscriber, v any) error {
+func (s *session) writeItem(buf *bytes.Buffer, sub *node.Sub, v any) error {
 	binary, err := encodeFrame(buf, v)
 	if err != nil {
 		return err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if sub.Stopped() {
+	if sub.Closed() {
 		return nil
 	}
 	return s.writeLocked(binary, buf.Bytes())

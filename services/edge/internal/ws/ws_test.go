@@ -13,7 +13,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
@@ -120,11 +119,7 @@ func (c *client) sync() {
 
 func publish(t *testing.T, n *node.Node, topic, payload string) message.Position {
 	t.Helper()
-	pos, err := n.Publish(context.Background(), &message.Message{Tenant: edgetest.Tenant, Topic: topic, Payload: []byte(payload)}, backbone.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pos
+	return edgetest.Position(t, n, edgetest.Publish(t, n, &message.Message{Topic: topic, Payload: []byte(payload)}))
 }
 
 // TestSubscribePublish ensures a subscriber receives what a client publishes,
@@ -180,7 +175,7 @@ func TestResume(t *testing.T) {
 	c.sync()
 
 	// Messages up to pos[2] leave the stream: a resume from pos[0] has a hole.
-	s, err := n.Backbone.JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.Backbone(n).JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,8 +273,7 @@ func TestBinaryFrame(t *testing.T) {
 // TestRefused ensures a client the authenticator refuses gets a JSON 403
 // before any upgrade.
 func TestRefused(t *testing.T) {
-	n := edgetest.Node(t, edgetest.NATS(t), "e1")
-	n.Auth = auth.Anonymous{} // no tenant: refuses everyone
+	n := edgetest.Node(t, edgetest.NATS(t), "e1", edgetest.Refusing) // no tenant: refuses everyone
 	srv := httptest.NewServer(ws.NewHandler(ws.Config{}, n))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -317,19 +311,19 @@ func TestShutdown(t *testing.T) {
 	c := &client{t: t, c: conn}
 	c.send(map[string]string{"op": "subscribe", "id": "1", "topic": "s"})
 	c.expect("ack", "1")
-	if h.Open() != 1 || n.Hub.Len() != 1 {
-		t.Fatalf("%d sessions, %d subscriptions after the handler returned", h.Open(), n.Hub.Len())
+	if h.Open() != 1 || n.Subscriptions() != 1 {
+		t.Fatalf("%d sessions, %d subscriptions after the handler returned", h.Open(), n.Subscriptions())
 	}
 	go func() { _ = srv.Config.Shutdown(dctx) }()
 	if _, err := c.read(); websocket.CloseStatus(err) != websocket.StatusServiceRestart {
 		t.Fatalf("got %v, want close 1012", err)
 	}
 	deadline := time.Now().Add(wait)
-	for (h.Open() != 0 || n.Hub.Len() != 0) && time.Now().Before(deadline) {
+	for (h.Open() != 0 || n.Subscriptions() != 0) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if h.Open() != 0 || n.Hub.Len() != 0 {
-		t.Fatalf("%d sessions, %d subscriptions left after the shutdown", h.Open(), n.Hub.Len())
+	if h.Open() != 0 || n.Subscriptions() != 0 {
+		t.Fatalf("%d sessions, %d subscriptions left after the shutdown", h.Open(), n.Subscriptions())
 	}
 }
 

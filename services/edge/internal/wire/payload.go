@@ -1,4 +1,4 @@
-package stream
+package wire
 
 import (
 	"encoding/base64"
@@ -18,7 +18,7 @@ const (
 
 // ErrBadEncoding is returned by DecodePayload for an unknown encoding or
 // malformed base64.
-var ErrBadEncoding = fault.New(fault.Invalid, "stream: bad payload encoding")
+var ErrBadEncoding = fault.New(fault.Invalid, "wire: bad payload encoding")
 
 // EncodePayload returns the payload as text: as is when it is valid UTF-8,
 // else base64. JSON can carry any valid UTF-8 string, so this is lossless.

@@ -1,4 +1,4 @@
-package stream
+package node
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 )
 
-// TestValidateFilter ensures the streaming transports' filter check
+// TestValidateStreamFilter ensures the streaming transports' filter check
 // refuses shared-subscription prefixes as invalid filters, refuses what
 // MQTT refuses, and passes plain filters, "$" topics and levels merely
 // named like the prefixes.
-func TestValidateFilter(t *testing.T) {
+func TestValidateStreamFilter(t *testing.T) {
 	for _, tc := range []struct {
 		filter  string
 		ok      bool
@@ -32,7 +32,7 @@ func TestValidateFilter(t *testing.T) {
 		{"a/#/b", false, false},
 		{"", false, false},
 	} {
-		err := ValidateFilter(tc.filter, topic.Limits{})
+		err := validateStreamFilter(tc.filter, topic.Limits{})
 		if (err == nil) != tc.ok || errors.Is(err, hub.ErrInvalidFilter) != tc.invalid {
 			t.Errorf("%q: %v (ok %v, invalid filter %v)", tc.filter, err, tc.ok, tc.invalid)
 		}

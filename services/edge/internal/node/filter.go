@@ -1,4 +1,4 @@
-package stream
+package node
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 // default group.
 var sharedPrefixes = []string{"$share/", "$queue/"}
 
-// ValidateFilter checks a topic filter of an SSE stream, a WebSocket
+// validateStreamFilter checks a topic filter of an SSE stream, a WebSocket
 // subscription or a long-poll: the rules of an MQTT filter (topic.Limits),
 // and no shared-subscription prefix. Shared subscriptions are MQTT's (the
 // MQTT server balances them across a group); these transports have no
@@ -24,7 +24,7 @@ var sharedPrefixes = []string{"$share/", "$queue/"}
 // cover. So they are refused here, in the one check all three transports
 // apply, with an error wrapping hub.ErrInvalidFilter (HTTP 400
 // invalid_topic, WebSocket error frame invalid_topic).
-func ValidateFilter(filter string, l topic.Limits) error {
+func validateStreamFilter(filter string, l topic.Limits) error {
 	if err := topic.ValidateFilter(filter, l); err != nil {
 		return fmt.Errorf("topic filter %q: %w", filter, err)
 	}
