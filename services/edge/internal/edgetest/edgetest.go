@@ -111,16 +111,27 @@ func Position(tb testing.TB, n *node.Node, m *message.Message) message.Position 
 // MemoryNode returns an edge node over an in-memory backbone (no NATS),
 // for tests of pure logic (fuzzing a transport's input, say), admitting
 // anonymous clients into Tenant.
-func MemoryNode(tb testing.TB) *node.Node {
+func MemoryNode(tb testing.TB, opts ...func(*node.Config)) *node.Node {
 	tb.Helper()
-	mem := backbone.NewMemory()
+	n, _ := MemoryNodeOn(tb, backbone.NewMemory(), opts...)
+	return n
+}
+
+// MemoryNodeOn returns an edge node over the in-memory backbone mem (edges
+// may share one), and the backbone.
+func MemoryNodeOn(tb testing.TB, mem *backbone.Memory, opts ...func(*node.Config)) (*node.Node, *backbone.Memory) {
+	tb.Helper()
 	var n *node.Node
 	live := mem.NewLive(func(m *message.Message) { n.Dispatch(m) })
 	tb.Cleanup(live.Close)
-	n, err := node.New(node.Config{ID: "mem", Stream: mem, Interest: live, Auth: auth.Anonymous{Tenant: Tenant},
-		Log: slog.New(slog.DiscardHandler)})
+	cfg := node.Config{ID: "mem", Stream: mem, Interest: live, Auth: auth.Anonymous{Tenant: Tenant},
+		Log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := node.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return n
+	return n, mem
 }

@@ -123,3 +123,42 @@ func TestHTTP2Stream(t *testing.T) {
 	cancel()
 	waitUntil(t, "subscription released", func() bool { return n.Subscriptions() == 0 })
 }
+
+// TestHTTP2StreamLeaves ensures a drain ends an HTTP/2 stream as it ends
+// an HTTP/1 one — the one writer writes the tail (a retry: field) as the
+// stream's last data and ends the response — rather than leaving it to
+// the end of the request.
+func TestHTTP2StreamLeaves(t *testing.T) {
+	n := edgetest.Node(t, edgetest.NATS(t), "e1")
+	h := sse.NewHandler(sse.Config{Heartbeat: time.Hour}, n)
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL + "/sse?topic=h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "retry: ") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	waitUntil(t, "stream open", func() bool { return h.Open() == 1 })
+	leave := h.Leavers(func() []byte { return []byte("retry: 4321\n\n") })
+	if len(leave) != 1 {
+		t.Fatalf("%d streams to leave, want 1", len(leave))
+	}
+	leave[0](context.Background())
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("body after the drain: %v (read %q)", err, rest)
+	}
+	if !strings.HasSuffix(string(rest), "retry: 4321\n\n") {
+		t.Fatalf("stream ended with %q", rest)
+	}
+	waitUntil(t, "subscription released", func() bool { return n.Subscriptions() == 0 })
+}
