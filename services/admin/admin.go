@@ -173,6 +173,9 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 	creds := &credentialService{store: src, log: log, kdf: authz.DefaultArgon2}
 	adminKeys := &adminKeyService{store: src, log: log, kdf: authz.DefaultArgon2}
 	live := &liveService{tenants: src, store: s.store, bb: s.bb, log: log, edgeTimeout: EdgeReplyTimeout}
+	if s.bb != nil {
+		live.edges = s.bb.Control()
+	}
 	adminv1.RegisterTenantServiceServer(s.grpc, tenants)
 	adminv1.RegisterCredentialServiceServer(s.grpc, creds)
 	adminv1.RegisterAdminKeyServiceServer(s.grpc, adminKeys)

@@ -15,13 +15,13 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/control"
 	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/tenant"
 	"github.com/heraldmq/herald/pkg/topic"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -49,6 +49,7 @@ type liveService struct {
 	tenants *tenant.Etcd
 	store   store.Store        // nil: not wired
 	bb      *backbone.Backbone // nil: not wired
+	edges   edges              // bb's control plane
 	log     *slog.Logger
 	// edgeTimeout bounds the wait for the edges' replies.
 	edgeTimeout time.Duration
@@ -125,42 +126,40 @@ func (l *liveService) storeError(err error) error {
 // takes that long.
 const EdgeReplyTimeout = 500 * time.Millisecond
 
+// edges is the backbone's control plane as the admin API uses it: a
+// request whose answers are gathered from every edge for a while, and a
+// request one edge answers. backbone.Control implements it (and
+// backbone.MemoryControl), both checked by the conformance suite of
+// pkg/backbone/backbonetest.
+type edges interface {
+	Gather(ctx context.Context, subject string, data []byte, window time.Duration) ([]*control.Msg, error)
+	Request(ctx context.Context, subject string, header map[string]string, data []byte) (*control.Msg, error)
+}
+
 // gather publishes a control request about tenant to every edge and
 // returns the replies that arrive within l.edgeTimeout.
 func (l *liveService) gather(ctx context.Context, tenantID string, req backbone.ConnectionsRequest) ([]backbone.ConnectionsReply, error) {
-	nc := l.bb.Conn()
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(inbox, ch)
+	msgs, err := l.edges.Gather(ctx, l.bb.Config().AdminControlSubject(tenantID, backbone.AdminConnections), data, l.edgeTimeout)
 	if err != nil {
-		return nil, l.natsError(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(l.bb.Config().AdminControlSubject(tenantID, backbone.AdminConnections), inbox, data); err != nil {
-		return nil, l.natsError(err)
-	}
-	timer := time.NewTimer(l.edgeTimeout)
-	defer timer.Stop()
-	var out []backbone.ConnectionsReply
-	for {
-		select {
-		case m := <-ch:
-			var r backbone.ConnectionsReply
-			if err := json.Unmarshal(m.Data, &r); err != nil {
-				l.log.Warn("admin API: bad reply from an edge", "err", err)
-				continue
-			}
-			out = append(out, r)
-		case <-timer.C:
-			return out, nil
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return nil, grpcError(l.log, ctx.Err())
 		}
+		return nil, l.natsError(err)
 	}
+	var out []backbone.ConnectionsReply
+	for _, m := range msgs {
+		var r backbone.ConnectionsReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			l.log.Warn("admin API: bad reply from an edge", "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func (l *liveService) natsError(err error) error {
@@ -194,9 +193,9 @@ func (l *liveService) kick(ctx context.Context, tenantID, edge, id string) (int,
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*l.edgeTimeout)
 	defer cancel()
-	m, err := l.bb.Conn().RequestWithContext(rctx, l.bb.Config().AdminControlSubject(tenantID, backbone.AdminKick), data)
+	m, err := l.edges.Request(rctx, l.bb.Config().AdminControlSubject(tenantID, backbone.AdminKick), nil, data)
 	switch {
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+	case errors.Is(err, control.ErrNoResponders), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return 0, status.Errorf(codes.NotFound, "edge %q did not answer: no such connection", edge)
 	case err != nil:
 		return 0, l.natsError(err)
