@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +35,9 @@ type Memory struct {
 	// order; taken before mu is released (see publish).
 	deliver sync.Mutex
 
-	ctl     memControl
-	buckets map[string]*memBucket
+	ctl      memControl
+	buckets  map[string]*memBucket
+	durables map[string]*memCons // by tenant and name
 }
 
 type memStream struct {
@@ -115,6 +117,11 @@ func (m *Memory) DeleteTenant(_ context.Context, tenant string) error {
 	}
 	m.mu.Lock()
 	delete(m.streams, tenant)
+	for k := range m.durables {
+		if strings.HasPrefix(k, tenant+"\x00") {
+			delete(m.durables, k)
+		}
+	}
 	m.mu.Unlock()
 	return nil
 }

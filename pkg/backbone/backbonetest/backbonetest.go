@@ -33,6 +33,8 @@ type Streams interface {
 	Send(ctx context.Context, m *message.Message, opts backbone.PublishOptions) error
 	Range(ctx context.Context, tenant string, filters []string, after, upto uint64, fn func(*message.Message) error) error
 	DeleteTenant(ctx context.Context, tenant string) error
+	Tenants(ctx context.Context) ([]string, error)
+	Durable(ctx context.Context, tenant string, cfg backbone.DurableConfig) (backbone.Consumer, error)
 }
 
 // Interest is live interest: the messages stored after a Watch (and its
@@ -79,6 +81,7 @@ type Backbone struct {
 // Run runs every suite on the backbones open returns, one per test.
 func Run(t *testing.T, open func(t *testing.T) Backbone) {
 	t.Run("Streams", func(t *testing.T) { TestStreams(t, open) })
+	t.Run("Durable", func(t *testing.T) { TestDurable(t, open) })
 	t.Run("Live", func(t *testing.T) { TestLive(t, open) })
 	t.Run("Control", func(t *testing.T) { TestControl(t, open) })
 	t.Run("Bucket", func(t *testing.T) { TestBucket(t, open) })
@@ -243,6 +246,94 @@ func TestStreams(t *testing.T, open func(t *testing.T) Backbone) {
 	again := publish(t, s, "t1", "a/b", "new")
 	if again.Seq != 1 || again.Epoch == epoch {
 		t.Fatalf("recreated stream: %v (old epoch %q)", again, epoch)
+	}
+}
+
+// fetchAll fetches from c until n messages came (5 s at most) and returns
+// their sequences, acknowledging each batch when ack is set.
+func fetchAll(t *testing.T, c backbone.Consumer, n int, ack bool) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	deadline := time.Now().Add(5 * time.Second)
+	for len(seqs) < n && time.Now().Before(deadline) {
+		b, err := c.Fetch(3, 50*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range b.Messages {
+			seqs = append(seqs, m.Seq)
+		}
+		if ack {
+			if err := b.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return seqs
+}
+
+// TestDurable ensures a durable consumer delivers a tenant's stream in
+// order, in batches of at most the asked size, from after the position its
+// owner gives; opened again under the same name after an acknowledgement
+// it goes on from there, and one that delivered beyond the owner's
+// position starts again after it. Tenants lists the tenants with a stream,
+// and a consumer of a deleted stream says so.
+func TestDurable(t *testing.T, open func(t *testing.T) Backbone) {
+	ctx := t.Context()
+	s := open(t).Streams
+	if _, err := s.Durable(ctx, "none", backbone.DurableConfig{Name: "d"}); !errors.Is(err, backbone.ErrNoStream) {
+		t.Fatalf("durable of a tenant without a stream: %v", err)
+	}
+	for i := range 7 {
+		publish(t, s, "t1", "x", fmt.Sprint(i))
+	}
+	publish(t, s, "t2", "x", "other")
+	if ts, err := s.Tenants(ctx); err != nil || !slices.Contains(ts, "t1") || !slices.Contains(ts, "t2") {
+		t.Fatalf("tenants %v %v", ts, err)
+	}
+	cfg := backbone.DurableConfig{Name: "d", AckWait: time.Minute, MaxAckPending: 64}
+	c, err := s.Durable(ctx, "t1", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Fetch(3, time.Second)
+	if err != nil || len(b.Messages) != 3 || b.Messages[0].Seq != 1 || b.Messages[2].Seq != 3 || b.Pending != 4 || b.Fetched != 3 {
+		t.Fatalf("first batch %d messages, pending %d, %v", len(b.Messages), b.Pending, err)
+	}
+	if m := b.Messages[0]; m.Tenant != "t1" || m.Topic != "x" || string(m.Payload) != "0" {
+		t.Fatalf("decoded %+v", m)
+	}
+	if err := b.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// The owner applied through 3: the same consumer goes on at 4.
+	c, err = s.Durable(ctx, "t1", backbone.DurableConfig{Name: "d", After: 3, AckWait: time.Minute, MaxAckPending: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(fetchAll(t, c, 4, false)); got != "[4 5 6 7]" {
+		t.Fatalf("after reopening: %s", got)
+	}
+	// Delivered through 7 and never acknowledged: an owner that applied
+	// through 5 gets 6 and 7 again, at once.
+	c, err = s.Durable(ctx, "t1", backbone.DurableConfig{Name: "d", After: 5, AckWait: time.Minute, MaxAckPending: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(fetchAll(t, c, 2, true)); got != "[6 7]" {
+		t.Fatalf("after a crash: %s", got)
+	}
+	if b, err := c.Fetch(3, 50*time.Millisecond); err != nil || b.Fetched != 0 {
+		t.Fatalf("nothing left: %d, %v", b.Fetched, err)
+	}
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTenant(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(ctx); !errors.Is(err, backbone.ErrNoStream) {
+		t.Fatalf("check after the stream's deletion: %v", err)
 	}
 }
 
