@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	edgeSrv.Store(es)
-	ss, err := session.New(cfg.Session, bb, st, log)
+	ss, err := session.New(cfg.Session, bb, bb.Bucket(cfg.Session.LeaseBucket()), st, log)
 	if err != nil {
 		return err
 	}

@@ -82,8 +82,9 @@ func TestTelemetryAcrossEdges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := session.New(session.Config{ReplicaID: "session-1", PollInterval: 100 * time.Millisecond, FetchWait: 50 * time.Millisecond,
-		Telemetry: recS.Providers()}, sbb, st, nil)
+	scfg := session.Config{ReplicaID: "session-1", PollInterval: 100 * time.Millisecond, FetchWait: 50 * time.Millisecond,
+		Telemetry: recS.Providers()}
+	svc, err := session.New(scfg, sbb, sbb.Bucket(scfg.LeaseBucket()), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

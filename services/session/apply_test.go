@@ -68,7 +68,7 @@ func TestServiceRecreatesPerMessageAckConsumer(t *testing.T) {
 	for i := range 10 {
 		e.publish(t, "t1", "a", fmt.Sprint(i), false)
 	}
-	if _, err := e.bb.JetStream().CreateOrUpdateConsumer(ctx, backbone.StreamName("t1"), jetstream.ConsumerConfig{
+	if _, err := e.js.CreateOrUpdateConsumer(ctx, backbone.StreamName("t1"), jetstream.ConsumerConfig{
 		Durable: session.DefaultDurable, AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 	}); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestServiceRecreatesPerMessageAckConsumer(t *testing.T) {
 	}
 	e.waitApplied(t, "t1", 20)
 	e.checkReplay(t, "t1", 20, nil)
-	c, err := e.bb.JetStream().Consumer(ctx, backbone.StreamName("t1"), session.DefaultDurable)
+	c, err := e.js.Consumer(ctx, backbone.StreamName("t1"), session.DefaultDurable)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,17 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/heraldmq/herald/pkg/backbone"
 )
 
-// leases keeps tenant ownership in a NATS JetStream key-value bucket, so
+// leases keeps tenant ownership in a key-value bucket of the backbone
+// (LeaseBucket; NATS JetStream key-value in memory on the servers: leases
+// are ephemeral, and fencing covers a NATS restart that loses them), so
 // replicas need nothing but the NATS they already consume from.
 //
 // Keys, in bucket "<durable>-leases" whose TTL is the lease TTL:
@@ -30,82 +30,27 @@ import (
 // every replica computes the same answer from the same view, and a joining
 // or leaving replica moves only the tenants it wins or held.
 type leases struct {
-	js       jetstream.JetStream
-	bucket   string
-	ttl      time.Duration
-	replicas int
-	id       string
-
-	mu sync.Mutex
-	kv jetstream.KeyValue // nil until opened, and again after the bucket vanished
-}
-
-func newLeases(js jetstream.JetStream, bucket string, ttl time.Duration, replicas int, id string) *leases {
-	return &leases{js: js, bucket: bucket, ttl: ttl, replicas: replicas, id: id}
+	b  LeaseBucket
+	id string
 }
 
 func tenantKey(tenant string) string { return "tenant." + tenant }
 func replicaKey(id string) string    { return "replica." + id }
 
-// store returns the bucket, creating it if needed (in memory: leases are
-// ephemeral, and fencing covers a NATS restart that loses them).
-func (l *leases) store(ctx context.Context) (jetstream.KeyValue, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.kv != nil {
-		return l.kv, nil
-	}
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      l.bucket,
-		Description: "Herald session service: replica heartbeats and tenant ownership",
-		TTL:         l.ttl,
-		History:     1,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    l.replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lease bucket: %w", err)
-	}
-	l.kv = kv
-	return kv, nil
-}
-
-// check forgets the bucket after an error that says it is gone.
-func (l *leases) check(err error) error {
-	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		l.mu.Lock()
-		l.kv = nil
-		l.mu.Unlock()
-	}
-	return err
-}
-
 // heartbeat announces this replica for another TTL.
 func (l *leases) heartbeat(ctx context.Context) error {
-	kv, err := l.store(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = kv.Put(ctx, replicaKey(l.id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
-	return l.check(err)
+	_, err := l.b.Put(ctx, replicaKey(l.id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return err
 }
 
 // live lists the replicas with a current heartbeat, this one included.
 func (l *leases) live(ctx context.Context) ([]string, error) {
-	kv, err := l.store(ctx)
+	keys, err := l.b.Keys(ctx, replicaKey(">"))
 	if err != nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeysFiltered(ctx, replicaKey(">"))
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return []string{l.id}, nil
-		}
-		return nil, l.check(err)
-	}
-	defer lister.Stop()
 	out := []string{l.id}
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		if id, ok := strings.CutPrefix(k, "replica."); ok && id != l.id {
 			out = append(out, id)
 		}
@@ -118,65 +63,49 @@ func (l *leases) live(ctx context.Context) ([]string, error) {
 // another replica holds it. A lease held under this replica's id (left by
 // its previous incarnation, killed before releasing) is taken over at once.
 func (l *leases) acquire(ctx context.Context, tenant string) (uint64, error) {
-	kv, err := l.store(ctx)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := kv.Create(ctx, tenantKey(tenant), []byte(l.id))
+	rev, err := l.b.Create(ctx, tenantKey(tenant), []byte(l.id))
 	if err == nil {
 		return rev, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, l.check(err)
-	}
-	e, err := kv.Get(ctx, tenantKey(tenant))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return 0, nil // expired in between: the next round creates it
-	case err != nil:
-		return 0, l.check(err)
-	case string(e.Value()) != l.id:
-		return 0, nil
-	}
-	rev, err = kv.Update(ctx, tenantKey(tenant), []byte(l.id), e.Revision())
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, nil
-	}
-	return rev, l.check(err)
-}
-
-// renew extends a held lease; it fails if the lease is no longer the one at
-// rev (expired, or taken by another replica).
-func (l *leases) renew(ctx context.Context, tenant string, rev uint64) (uint64, error) {
-	kv, err := l.store(ctx)
-	if err != nil {
+	if !errors.Is(err, backbone.ErrKeyExists) {
 		return 0, err
 	}
-	rev, err = kv.Update(ctx, tenantKey(tenant), []byte(l.id), rev)
-	return rev, l.check(err)
+	holder, rev, err := l.b.Get(ctx, tenantKey(tenant))
+	switch {
+	case errors.Is(err, backbone.ErrKeyNotFound):
+		return 0, nil // expired in between: the next round creates it
+	case err != nil:
+		return 0, err
+	case string(holder) != l.id:
+		return 0, nil
+	}
+	rev, err = l.b.Update(ctx, tenantKey(tenant), []byte(l.id), rev)
+	if errors.Is(err, backbone.ErrRevision) {
+		return 0, nil
+	}
+	return rev, err
+}
+
+// renew extends a held lease; it fails (backbone.ErrRevision,
+// backbone.ErrKeyNotFound) if the lease is no longer the one at rev
+// (expired, or taken by another replica).
+func (l *leases) renew(ctx context.Context, tenant string, rev uint64) (uint64, error) {
+	return l.b.Update(ctx, tenantKey(tenant), []byte(l.id), rev)
 }
 
 // release gives a held lease up so that the desired owner can take it at
 // once; a lease that moved on already is left alone.
 func (l *leases) release(ctx context.Context, tenant string, rev uint64) error {
-	kv, err := l.store(ctx)
-	if err != nil {
-		return err
-	}
-	err = kv.Delete(ctx, tenantKey(tenant), jetstream.LastRevision(rev))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	err := l.b.Delete(ctx, tenantKey(tenant), rev)
+	if errors.Is(err, backbone.ErrRevision) {
 		return nil
 	}
-	return l.check(err)
+	return err
 }
 
 // leave removes this replica's heartbeat, so others rebalance at once.
 func (l *leases) leave(ctx context.Context) error {
-	kv, err := l.store(ctx)
-	if err != nil {
-		return err
-	}
-	return l.check(kv.Delete(ctx, replicaKey(l.id)))
+	return l.b.Delete(ctx, replicaKey(l.id), 0)
 }
 
 // owner is the desired owner of tenant among replicas: the one with the

@@ -16,7 +16,7 @@ import (
 // startService runs a service and returns it; it stops at the end of the test.
 func (e env) startService(t *testing.T, cfg session.Config) (*session.Service, func()) {
 	t.Helper()
-	svc, err := session.New(cfg, e.bb, e.st, testLogger(t))
+	svc, err := session.New(cfg, e.bb, e.bb.Bucket(cfg.LeaseBucket()), e.st, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,10 +74,16 @@
 // expiry interval. Records with a lease of their own (Session.LeaseUntil)
 // lapse the same way through DueSessions. Every write is conditional on the
 // revision read, so a session that reconnected meanwhile is left alone.
+//
+// # Files
+//
+// Ownership (ownership.go, lease.go): which replica holds which tenant.
+// Consumption (consume.go): a held tenant's stream, read in order. Writing
+// (write.go): a tenant's batches applied to the store under its fence.
+// Sweeping (sweep.go): expired sessions, due wills and dead edges.
 package session
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,7 +99,6 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config configures the session service.
@@ -297,10 +302,47 @@ type counters struct {
 	leasesLapsed, willsPublished, willsFailed                                        atomic.Uint64
 }
 
+// Streams is the backbone as the session service reads it: the tenants
+// that have a stream, each stream's bounds, durable consumers that deliver
+// a stream in order from where the service left off, and the publish of
+// wills. backbone.Backbone (JetStream) and backbone.Memory implement it;
+// both pass the conformance suite of pkg/backbone/backbonetest.
+type Streams interface {
+	Tenants(ctx context.Context) ([]string, error)
+	State(ctx context.Context, tenant string) (backbone.StreamState, error)
+	Durable(ctx context.Context, tenant string, cfg backbone.DurableConfig) (backbone.Consumer, error)
+	Publish(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (message.Position, error)
+}
+
+// LeaseBucket is the key-value bucket the replicas keep their leases in
+// (see leases): keys expire one TTL after their last write; Create fails
+// with backbone.ErrKeyExists on a present key, Update and a Delete at a
+// revision with backbone.ErrRevision when the key moved on, Get with
+// backbone.ErrKeyNotFound on an absent one. backbone.Bucket (JetStream
+// key-value) and backbone.MemoryBucket implement it, both checked by the
+// conformance suite of pkg/backbone/backbonetest. Config.LeaseBucket
+// configures it.
+type LeaseBucket interface {
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	Get(ctx context.Context, key string) ([]byte, uint64, error)
+	Delete(ctx context.Context, key string, rev uint64) error
+	Keys(ctx context.Context, filter string) ([]string, error)
+}
+
+// LeaseBucket returns the configuration of the replicas' lease bucket,
+// "<durable>-leases": replicas with the same durable share the tenants.
+func (c Config) LeaseBucket() backbone.BucketConfig {
+	c = c.WithDefaults()
+	return backbone.BucketConfig{Name: c.Durable + "-leases", TTL: c.LeaseTTL, Replicas: c.LeaseReplicas,
+		Description: "Herald session service: replica heartbeats and tenant ownership"}
+}
+
 // Service consumes the tenant streams it owns into a store.
 type Service struct {
 	cfg    Config
-	bb     *backbone.Backbone
+	bb     Streams
 	st     store.Store
 	log    *slog.Logger
 	leases *leases
@@ -328,17 +370,15 @@ func (w *worker) stop() {
 	<-w.done
 }
 
-// errEpochChanged ends a tenant's consumption when its stream was recreated.
-var errEpochChanged = errors.New("session: stream epoch changed")
-
-// New returns a service; Run starts it. The backbone and the store remain
-// the caller's.
-func New(cfg Config, bb *backbone.Backbone, st store.Store, log *slog.Logger) (*Service, error) {
+// New returns a service over the backbone's streams and its lease bucket
+// (configured by cfg.LeaseBucket); Run starts it. The backbone, the bucket
+// and the store remain the caller's.
+func New(cfg Config, bb Streams, bucket LeaseBucket, st store.Store, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if bb == nil || st == nil {
-		return nil, errors.New("session: backbone and store are required")
+	if bb == nil || bucket == nil || st == nil {
+		return nil, errors.New("session: backbone streams, a lease bucket and a store are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -346,7 +386,7 @@ func New(cfg Config, bb *backbone.Backbone, st store.Store, log *slog.Logger) (*
 	cfg = cfg.WithDefaults()
 	s := &Service{
 		cfg: cfg, bb: bb, st: st, log: log.With("replica", cfg.ReplicaID),
-		leases: newLeases(bb.JetStream(), cfg.Durable+"-leases", cfg.LeaseTTL, cfg.LeaseReplicas, cfg.ReplicaID),
+		leases: &leases{b: bucket, id: cfg.ReplicaID},
 		owned:  map[string]*worker{},
 	}
 	s.tel = s.instrument()
@@ -422,668 +462,10 @@ func (s *Service) shutdown() {
 	_ = s.leases.leave(ctx)
 }
 
-// reconcile is one round of ownership: heartbeat, list replicas and
-// tenants, renew or release what is held, take what this replica should
-// hold.
-func (s *Service) reconcile(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL/2)
-	defer cancel()
-	s.reap(rctx)
-	if err := s.leases.heartbeat(rctx); err != nil {
-		s.warn(ctx, "lease heartbeat failed", err)
-		s.expire()
-		return
-	}
-	replicas, err := s.leases.live(rctx)
-	if err != nil {
-		s.warn(ctx, "listing replicas failed", err)
-		s.expire()
-		return
-	}
-	tenants, err := s.bb.Tenants(rctx)
-	if err != nil {
-		s.warn(ctx, "listing tenants failed", err)
-		s.expire()
-		return
-	}
-	s.ready.Store(true)
-	exists := make(map[string]bool, len(tenants))
-	for _, t := range tenants {
-		exists[t] = true
-	}
-
-	s.mu.Lock()
-	owned := maps(s.owned)
-	s.mu.Unlock()
-	for t, w := range owned {
-		if !exists[t] || owner(t, replicas) != s.cfg.ReplicaID {
-			s.drop(rctx, t, w, "released", !exists[t])
-			continue
-		}
-		rev, err := s.leases.renew(rctx, t, w.rev)
-		if err == nil {
-			s.mu.Lock()
-			w.rev, w.renewed = rev, time.Now()
-			s.mu.Unlock()
-			continue
-		}
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
-			s.stats.lost.Add(1)
-			s.drop(rctx, t, w, "lost", false)
-			continue
-		}
-		s.warn(ctx, "renewing a lease failed", err, "tenant", t)
-	}
-	s.expire()
-
-	for _, t := range tenants {
-		if _, ok := owned[t]; ok || owner(t, replicas) != s.cfg.ReplicaID || ctx.Err() != nil {
-			continue
-		}
-		rev, err := s.leases.acquire(rctx, t)
-		if err != nil {
-			s.warn(ctx, "taking a lease failed", err, "tenant", t)
-			continue
-		}
-		if rev == 0 {
-			continue // still held by its previous owner: it releases it or it expires
-		}
-		s.start(ctx, t, rev)
-	}
-}
-
-// start runs the worker of a tenant whose lease was just taken.
-func (s *Service) start(ctx context.Context, tenant string, rev uint64) {
-	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{rev: rev, renewed: time.Now(), cancel: cancel, done: make(chan struct{})}
-	s.mu.Lock()
-	s.owned[tenant] = w
-	s.mu.Unlock()
-	s.stats.acquired.Add(1)
-	s.log.Info("took tenant", "tenant", tenant, "lease", rev)
-	go func() {
-		defer close(w.done)
-		s.runTenant(wctx, tenant)
-	}()
-}
-
-// drop stops a tenant's worker and, unless the lease is lost already,
-// releases it.
-func (s *Service) drop(ctx context.Context, tenant string, w *worker, why string, gone bool) {
-	w.stop()
-	s.tel.Released(tenant)
-	s.mu.Lock()
-	if s.owned[tenant] == w {
-		delete(s.owned, tenant)
-	}
-	s.mu.Unlock()
-	if why == "lost" {
-		s.log.Warn("lost tenant lease", "tenant", tenant)
-		return
-	}
-	if err := s.leases.release(ctx, tenant, w.rev); err != nil {
-		s.warn(ctx, "releasing a lease failed", err, "tenant", tenant)
-	}
-	s.stats.released.Add(1)
-	s.log.Info("released tenant", "tenant", tenant, "stream_gone", gone)
-}
-
-// reap releases the tenants whose worker ended by itself (fenced out, or
-// its stream went away).
-func (s *Service) reap(ctx context.Context) {
-	s.mu.Lock()
-	owned := maps(s.owned)
-	s.mu.Unlock()
-	for t, w := range owned {
-		select {
-		case <-w.done:
-			s.drop(ctx, t, w, "released", false)
-		default:
-		}
-	}
-}
-
-// expire stops the workers whose lease was not renewed for a LeaseTTL:
-// another replica may hold it by now (fencing covers the moment between).
-func (s *Service) expire() {
-	s.mu.Lock()
-	var stale []string
-	for t, w := range s.owned {
-		if time.Since(w.renewed) >= s.cfg.LeaseTTL {
-			stale = append(stale, t)
-		}
-	}
-	s.mu.Unlock()
-	for _, t := range stale {
-		s.mu.Lock()
-		w := s.owned[t]
-		delete(s.owned, t)
-		s.mu.Unlock()
-		if w != nil {
-			s.stats.lost.Add(1)
-			s.log.Warn("tenant lease not renewed in time; stopping", "tenant", t)
-			w.stop()
-		}
-	}
-}
-
 func (s *Service) warn(ctx context.Context, msg string, err error, args ...any) {
 	if ctx.Err() == nil {
 		s.log.Warn(msg, append(args, "err", err)...)
 	}
-}
-
-func maps(m map[string]*worker) map[string]*worker {
-	out := make(map[string]*worker, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// runTenant consumes one owned tenant until ctx is done (the lease was
-// released or lost), its stream is gone, or a newer owner fenced it out.
-func (s *Service) runTenant(ctx context.Context, tenant string) {
-	log := s.log.With("tenant", tenant)
-	fence, err := s.fence(ctx, tenant)
-	if err != nil {
-		return
-	}
-	b := backoff{}
-	for {
-		err := s.consume(ctx, tenant, fence, log, &b)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, backbone.ErrNoStream):
-			log.Info("tenant stream gone; stopping")
-			return
-		case errors.Is(err, store.ErrFenced):
-			s.stats.fenced.Add(1)
-			log.Warn("a newer owner fenced this replica out of the tenant; stopping")
-			return
-		case errors.Is(err, errEpochChanged):
-			log.Info("tenant stream recreated; restarting from its start")
-			continue
-		case errors.Is(err, store.ErrStateLost):
-			continue // rebuild at once
-		}
-		log.Warn("consuming tenant failed; retrying", "err", err)
-		if !sleep(ctx, b.next()) {
-			return
-		}
-	}
-}
-
-// fence obtains the tenant's fence token, retrying until ctx is done.
-func (s *Service) fence(ctx context.Context, tenant string) (uint64, error) {
-	b := backoff{}
-	for {
-		f, err := s.st.Fence(ctx, tenant)
-		if err == nil {
-			return f, nil
-		}
-		s.warn(ctx, "obtaining a fence token failed; retrying", err, "tenant", tenant)
-		if !sleep(ctx, b.next()) {
-			return 0, ctx.Err()
-		}
-	}
-}
-
-// consume sets up the tenant's consumer and applies batches until an error.
-func (s *Service) consume(ctx context.Context, tenant string, fence uint64, log *slog.Logger, b *backoff) error {
-	ss, err := s.bb.State(ctx, tenant)
-	if err != nil {
-		return err
-	}
-	cons, applied, err := s.consumer(ctx, tenant, ss.Epoch, log)
-	if err != nil {
-		return err
-	}
-	// Deleting a stream deletes its consumers: if the epoch is unchanged
-	// now, the consumer reads the stream of that epoch.
-	if err := s.checkEpoch(ctx, tenant, ss.Epoch); err != nil {
-		return err
-	}
-	// The first write raises the fence, records the epoch and marks what the
-	// stream no longer holds, so that readers see it as trimmed.
-	var skip uint64
-	if ss.FirstSeq > applied+1 {
-		skip = ss.FirstSeq - 1
-	}
-	w := &tenantWriter{s: s, tenant: tenant, epoch: ss.Epoch, fence: fence, applied: applied, log: log}
-	if err := w.apply(ctx, nil, skip); err != nil {
-		return err
-	}
-	lastCheck, lastSweep, lastDue := time.Now(), time.Now(), time.Time{}
-	for ctx.Err() == nil {
-		if time.Since(lastDue) >= s.cfg.DueInterval {
-			lastDue = time.Now()
-			s.sweepEdges(ctx, tenant, log)
-			s.sweepDue(ctx, tenant, log)
-		}
-		if time.Since(lastSweep) >= s.cfg.SweepInterval {
-			lastSweep = time.Now()
-			// Expired sessions go; an empty batch trims an idle buffer by
-			// age and sweeps expired retained messages.
-			s.sweepSessions(ctx, tenant, log)
-			if err := w.apply(ctx, nil, 0); err != nil {
-				return err
-			}
-		}
-		jms, err := s.fetch(cons)
-		if err != nil {
-			return err
-		}
-		s.observeLag(tenant, jms)
-		if len(jms) == 0 {
-			if time.Since(lastCheck) < s.cfg.PollInterval {
-				continue
-			}
-			// Idle: make sure the consumer, the stream and the store's state
-			// are still there (a fetch on a deleted consumer just times out;
-			// a flushed store would otherwise go unnoticed until traffic).
-			lastCheck = time.Now()
-			if err := s.checkEpoch(ctx, tenant, ss.Epoch); err != nil {
-				return err
-			}
-			if _, err := cons.Info(ctx); err != nil {
-				return fmt.Errorf("consumer info: %w", err)
-			}
-			if err := w.check(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		msgs := make([]*message.Message, 0, len(jms))
-		// last is the message of the highest stream sequence (a redelivery
-		// can arrive among newer messages): the consumer acknowledges
-		// cumulatively, so its ack covers the batch.
-		var last jetstream.Msg
-		var lastSeq uint64
-		for _, jm := range jms {
-			m, err := s.bb.DecodeStored(tenant, jm)
-			var seq uint64
-			if err == nil {
-				seq = m.Seq
-			} else if md, merr := jm.Metadata(); merr == nil {
-				seq = md.Sequence.Stream
-			}
-			if last == nil || seq > lastSeq {
-				last, lastSeq = jm, seq
-			}
-			if err != nil {
-				// Not a Herald message: nothing to apply, acknowledged with the batch.
-				log.Warn("skipping undecodable message", "subject", jm.Subject(), "err", err)
-				continue
-			}
-			msgs = append(msgs, m)
-		}
-		// A redelivery (after a lost ack) can arrive among newer messages;
-		// the store wants ascending sequences and skips the already applied.
-		slices.SortFunc(msgs, func(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) })
-		msgs = slices.CompactFunc(msgs, func(a, b *message.Message) bool { return a.Seq == b.Seq })
-		applyStart := time.Now()
-		if err := w.apply(ctx, msgs, 0); err != nil {
-			// Not applied, so not acknowledged: it is redelivered.
-			return err
-		}
-		s.tel.Applied(tenant, msgs, applyStart)
-		// A lost ack only means a redelivery that the store skips.
-		if last != nil {
-			_ = last.Ack()
-		}
-		b.reset()
-		if len(jms) < s.cfg.BatchSize {
-			// Less than a batch was waiting: let the next one gather.
-			if d := time.Until(applyStart.Add(s.cfg.ApplyInterval)); d > 0 && !sleep(ctx, d) {
-				return ctx.Err()
-			}
-		}
-	}
-	return ctx.Err()
-}
-
-// tenantWriter applies one tenant's batches under a fence, keeping the
-// Applied it last saw so that a store that lost data is noticed.
-type tenantWriter struct {
-	s       *Service
-	tenant  string
-	epoch   string
-	fence   uint64
-	applied uint64
-	log     *slog.Logger
-}
-
-// apply applies msgs, retrying transient failures with backoff until it
-// succeeds or ctx is done. It returns store.ErrFenced and
-// store.ErrStateLost at once: retrying cannot help.
-func (w *tenantWriter) apply(ctx context.Context, msgs []*message.Message, skip uint64) error {
-	s := w.s
-	batch := store.Batch{Epoch: w.epoch, Messages: msgs, Fence: w.fence, Expect: w.applied, SkipThrough: skip, Limits: s.cfg.limitsFor(w.tenant)}
-	b := backoff{}
-	for {
-		res, err := s.st.ApplyBatch(ctx, w.tenant, batch)
-		if err == nil {
-			w.done(msgs, res)
-			return nil
-		}
-		if errors.Is(err, store.ErrStateLost) {
-			return w.lost(ctx, "store refused a batch")
-		}
-		if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
-			return err
-		}
-		w.log.Warn("applying batch failed; retrying", "messages", len(msgs), "err", err)
-		if !sleep(ctx, b.next()) {
-			return ctx.Err()
-		}
-	}
-}
-
-func (w *tenantWriter) done(msgs []*message.Message, res store.ApplyResult) {
-	c := &w.s.stats
-	var fresh uint64
-	for _, m := range msgs {
-		if m.Seq > w.applied {
-			fresh++
-		}
-	}
-	c.messages.Add(fresh)
-	w.applied = res.Applied
-	if res.RetainedDropped > 0 {
-		c.retainedDropped.Add(uint64(res.RetainedDropped))
-		w.log.Warn("retained messages refused by the tenant's limits", "dropped", res.RetainedDropped)
-	}
-	c.retainedExpired.Add(uint64(res.RetainedExpired))
-	w.s.tel.Retained(w.tenant, res.RetainedMessages, res.RetainedBytes)
-}
-
-// check compares the store's state with what this writer applied.
-func (w *tenantWriter) check(ctx context.Context) error {
-	st, err := w.s.st.State(ctx, w.tenant)
-	if err != nil {
-		return fmt.Errorf("store state: %w", err)
-	}
-	if st.Epoch != w.epoch || st.Applied < w.applied {
-		return w.lost(ctx, "store state behind")
-	}
-	return nil
-}
-
-// lost reports a loss of stored state and returns store.ErrStateLost, which
-// makes the caller rebuild the tenant from its stream. A store that moved to
-// another epoch was not lost: the stream was recreated.
-func (w *tenantWriter) lost(ctx context.Context, how string) error {
-	st, err := w.s.st.State(ctx, w.tenant)
-	if err == nil && st.Epoch != "" && st.Epoch != w.epoch {
-		return errEpochChanged
-	}
-	w.s.stats.storeLosses.Add(1)
-	w.log.Error("store lost the tenant's state; rebuilding it from the stream",
-		"how", how, "applied_before", w.applied, "applied_now", st.Applied, "epoch", w.epoch, "store_epoch", st.Epoch)
-	return store.ErrStateLost
-}
-
-// sweepSessions deletes the tenant's sessions past their expiry interval
-// and publishes the wills they still held (due at the end of the session at
-// the latest).
-func (s *Service) sweepSessions(ctx context.Context, tenant string, log *slog.Logger) {
-	for ctx.Err() == nil {
-		gone, err := s.st.ExpireSessions(ctx, tenant, time.Now(), sessionSweepPage)
-		if err != nil {
-			s.warn(ctx, "expiring sessions failed", err, "tenant", tenant)
-			return
-		}
-		for _, g := range gone {
-			log.Info("session expired", "client_id", g.ClientID, "will", g.Will != nil)
-			if g.Will != nil {
-				// The record is gone: a failed publish is not retried.
-				_ = s.publishWill(ctx, tenant, g, log)
-			}
-		}
-		s.stats.sessionsExpired.Add(uint64(len(gone)))
-		if len(gone) < sessionSweepPage {
-			return
-		}
-	}
-}
-
-// sweepDue acts on the tenant's sessions that are due (see "Wills and
-// leases" in the package documentation).
-func (s *Service) sweepDue(ctx context.Context, tenant string, log *slog.Logger) {
-	for ctx.Err() == nil {
-		now := time.Now()
-		due, err := s.st.DueSessions(ctx, tenant, now, sessionSweepPage)
-		if err != nil {
-			s.warn(ctx, "reading due sessions failed", err, "tenant", tenant)
-			return
-		}
-		settled := 0
-		for _, d := range due {
-			if err := s.settle(ctx, tenant, d, now, log); err != nil && !errors.Is(err, store.ErrConflict) {
-				s.warn(ctx, "settling a due session failed", err, "tenant", tenant, "client_id", d.ClientID)
-				continue
-			}
-			settled++
-		}
-		// A page with failures is retried at the next round, not now.
-		if len(due) < sessionSweepPage || settled < len(due) {
-			return
-		}
-	}
-}
-
-// edgeLeaseRetention is how long a lapsed edge lease is kept before the
-// session service deletes it: long enough for every tenant's sweep to have
-// settled the edge's sessions. A session that still names an edge without
-// a lease after that is taken as disconnected when found.
-const edgeLeaseRetention = 24 * time.Hour
-
-// sweepEdges settles the tenant's connected sessions whose edge's lease
-// lapsed (see "Wills and leases" in the package documentation): each is
-// disconnected at the lease's end, its will fires after its delay and its
-// expiry starts. Sessions of a live edge cost nothing here.
-func (s *Service) sweepEdges(ctx context.Context, tenant string, log *slog.Logger) {
-	edges, err := s.st.SessionEdges(ctx, tenant)
-	if err != nil {
-		s.warn(ctx, "reading session edges failed", err, "tenant", tenant)
-		return
-	}
-	if len(edges) == 0 {
-		return
-	}
-	leases, err := s.st.EdgeLeases(ctx)
-	if err != nil {
-		s.warn(ctx, "reading edge leases failed", err, "tenant", tenant)
-		return
-	}
-	now := time.Now()
-	for edge, until := range leases {
-		if now.Sub(until) > edgeLeaseRetention {
-			if err := s.st.DeleteEdgeLease(ctx, edge); err != nil {
-				s.warn(ctx, "deleting a lapsed edge lease failed", err, "edge", edge)
-			}
-		}
-	}
-	for _, edge := range edges {
-		until, known := leases[edge]
-		if known && until.After(now) {
-			continue
-		}
-		if !known {
-			until = now
-		}
-		log.Info("edge lease lapsed: the edge is presumed dead and its sessions disconnected",
-			"edge", edge, "lease", until)
-		s.settleEdge(ctx, tenant, edge, until, now, log)
-	}
-}
-
-// settleEdge disconnects the tenant's sessions held by edge at lapsed, and
-// settles each from there.
-func (s *Service) settleEdge(ctx context.Context, tenant, edge string, lapsed, now time.Time, log *slog.Logger) {
-	after := ""
-	for ctx.Err() == nil {
-		page, err := s.st.EdgeSessions(ctx, tenant, edge, after, sessionSweepPage)
-		if err != nil {
-			s.warn(ctx, "reading an edge's sessions failed", err, "tenant", tenant, "edge", edge)
-			return
-		}
-		for _, sess := range page {
-			after = sess.ClientID
-			s.stats.leasesLapsed.Add(1)
-			sess.DisconnectedAt, sess.ConnectedTo, sess.Edge = lapsed, "", ""
-			if err := s.settle(ctx, tenant, sess, now, log); err != nil && !errors.Is(err, store.ErrConflict) {
-				// Still listed under the edge: retried at the next round.
-				s.warn(ctx, "settling a session of a lapsed edge failed", err, "tenant", tenant, "client_id", sess.ClientID)
-			}
-		}
-		if len(page) < sessionSweepPage {
-			return
-		}
-	}
-}
-
-// settle brings one due session up to now: a lapsed lease becomes a
-// disconnect at its end; a will due (delay passed, or the session over) is
-// published and dropped; an expired session is deleted. Every write is
-// conditional on the revision read (store.ErrConflict: the session changed,
-// typically a reconnect, and is left alone).
-func (s *Service) settle(ctx context.Context, tenant string, sess *store.Session, now time.Time, log *slog.Logger) error {
-	if sess.DisconnectedAt.IsZero() {
-		if sess.LeaseUntil.IsZero() || sess.LeaseUntil.After(now) {
-			return nil // renewed since it was listed
-		}
-		log.Info("session's connection lease lapsed: its edge is presumed dead",
-			"client_id", sess.ClientID, "connection", sess.ConnectedTo, "lease", sess.LeaseUntil)
-		s.stats.leasesLapsed.Add(1)
-		sess.DisconnectedAt, sess.ConnectedTo, sess.LeaseUntil = sess.LeaseUntil, "", time.Time{}
-	}
-	exp, expires := sess.ExpiresAt()
-	over := expires && !exp.After(now)
-	if sess.Will != nil && (over || !sess.DisconnectedAt.Add(sess.Will.Delay).After(now)) {
-		if err := s.publishWill(ctx, tenant, sess, log); err != nil {
-			return err
-		}
-		sess.Will = nil
-	}
-	if over {
-		if err := s.st.DeleteSession(ctx, tenant, sess.ClientID, sess.Revision); err != nil {
-			return err
-		}
-		s.stats.sessionsExpired.Add(1)
-		return nil
-	}
-	return s.st.SaveSession(ctx, tenant, sess, s.cfg.limitsFor(tenant))
-}
-
-// publishWill publishes the will of sess on the backbone, under its
-// deduplicating id.
-func (s *Service) publishWill(ctx context.Context, tenant string, sess *store.Session, log *slog.Logger) error {
-	m := sess.Will.Message(tenant, time.Now())
-	if _, err := s.bb.Publish(ctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(tenant, sess)}); err != nil {
-		s.stats.willsFailed.Add(1)
-		return fmt.Errorf("publish will: %w", err)
-	}
-	s.stats.willsPublished.Add(1)
-	log.Info("will published", "client_id", sess.ClientID, "topic", m.Topic)
-	return nil
-}
-
-// consumer returns the tenant's durable consumer, positioned so that the next
-// message delivered is the first one the store has not applied, and the
-// store's Applied for epoch.
-func (s *Service) consumer(ctx context.Context, tenant, epoch string, log *slog.Logger) (jetstream.Consumer, uint64, error) {
-	js, stream := s.bb.JetStream(), backbone.StreamName(tenant)
-	rs, err := s.st.State(ctx, tenant)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store state: %w", err)
-	}
-	var applied uint64
-	if rs.Epoch == epoch {
-		applied = rs.Applied
-	}
-	want := jetstream.ConsumerConfig{
-		Durable:       s.cfg.Durable,
-		Description:   "Herald session service: retained messages and replay buffers",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 2 * s.cfg.BatchSize,
-	}
-	if applied > 0 {
-		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		want.OptStartSeq = applied + 1
-	}
-	c, err := js.Consumer(ctx, stream, s.cfg.Durable)
-	switch {
-	case err == nil:
-		info := c.CachedInfo()
-		if info.Delivered.Stream <= applied && info.Config.AckPolicy == want.AckPolicy {
-			// Nothing delivered beyond the checkpoint: continue where it is
-			// (the start policy of an existing consumer cannot change).
-			want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
-			c, err := js.CreateOrUpdateConsumer(ctx, stream, want)
-			return c, applied, err
-		}
-		// Ahead of the store, or of an older version that acknowledged
-		// each message (an ack policy cannot be updated).
-		log.Info("recreating the consumer", "delivered", info.Delivered.Stream, "applied", applied, "ack_policy", info.Config.AckPolicy.String())
-		if err := js.DeleteConsumer(ctx, stream, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, 0, fmt.Errorf("delete consumer: %w", err)
-		}
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return nil, 0, backbone.ErrNoStream
-	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return nil, 0, fmt.Errorf("consumer: %w", err)
-	}
-	c, err = js.CreateOrUpdateConsumer(ctx, stream, want)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, 0, backbone.ErrNoStream
-	}
-	return c, applied, err
-}
-
-// checkEpoch fails with errEpochChanged when the tenant's stream is no longer
-// the one of epoch, or with backbone.ErrNoStream when it is gone.
-func (s *Service) checkEpoch(ctx context.Context, tenant, epoch string) error {
-	ss, err := s.bb.State(ctx, tenant)
-	if err != nil {
-		return err
-	}
-	if ss.Epoch != epoch {
-		return errEpochChanged
-	}
-	return nil
-}
-
-// fetch returns the next batch: what is available now, or else, waiting up
-// to FetchWait, the first message to arrive and what is available with it.
-// It never abandons a pull request early, so no message is left delivered
-// but unseen (that one would only come back after AckWait).
-func (s *Service) fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
-	msgs, err := drain(c.FetchNoWait(s.cfg.BatchSize))
-	if err != nil || len(msgs) > 0 || s.cfg.BatchSize == 1 {
-		return msgs, err
-	}
-	if msgs, err = drain(c.Fetch(1, jetstream.FetchMaxWait(s.cfg.FetchWait))); err != nil || len(msgs) == 0 {
-		return msgs, err
-	}
-	more, err := drain(c.FetchNoWait(s.cfg.BatchSize - 1))
-	return append(msgs, more...), err
-}
-
-func drain(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
-	if err != nil {
-		return nil, err
-	}
-	var out []jetstream.Msg
-	for m := range batch.Messages() {
-		out = append(out, m)
-	}
-	return out, batch.Error()
 }
 
 // backoff doubles a delay from retryMin up to retryMax.

@@ -21,7 +21,9 @@ import (
 var prefixes atomic.Int64
 
 type env struct {
-	bb        *backbone.Backbone
+	bb *backbone.Backbone
+	// js acts on the streams behind the backbone (as another process would).
+	js        jetstream.JetStream
 	st        store.Store
 	rdb       *redis.Client
 	natsURL   string
@@ -34,7 +36,12 @@ type env struct {
 func newEnv(t *testing.T) env {
 	t.Helper()
 	ns := testserver.NATS(t)
-	bb, err := backbone.New(testserver.NATSConn(t, ns), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	nc := testserver.NATSConn(t, ns)
+	bb, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +50,7 @@ func newEnv(t *testing.T) env {
 	t.Cleanup(func() { rdb.Close() })
 	prefix := fmt.Sprintf("session%d", prefixes.Add(1))
 	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: prefix})
-	return env{bb: bb, st: st, rdb: rdb, natsURL: ns.ClientURL(), redisAddr: addr, prefix: prefix}
+	return env{bb: bb, js: js, st: st, rdb: rdb, natsURL: ns.ClientURL(), redisAddr: addr, prefix: prefix}
 }
 
 var testConfig = session.Config{PollInterval: 100 * time.Millisecond, FetchWait: 100 * time.Millisecond, BatchSize: 7}
@@ -268,7 +275,7 @@ func TestServiceRecoversUnackedDeliveries(t *testing.T) {
 	for i := range 10 {
 		e.publish(t, "t1", "a", fmt.Sprint(10+i), i == 9)
 	}
-	cons, err := e.bb.JetStream().Consumer(ctx, backbone.StreamName("t1"), session.DefaultDurable)
+	cons, err := e.js.Consumer(ctx, backbone.StreamName("t1"), session.DefaultDurable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +334,7 @@ func TestServiceFollowsRecreatedStream(t *testing.T) {
 	e.start(t, testConfig)
 	e.waitApplied(t, "t1", 5)
 	old, _ := e.st.State(ctx, "t1")
-	if err := e.bb.JetStream().DeleteStream(ctx, backbone.StreamName("t1")); err != nil {
+	if err := e.js.DeleteStream(ctx, backbone.StreamName("t1")); err != nil {
 		t.Fatal(err)
 	}
 	e.bb.Forget("t1")

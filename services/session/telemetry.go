@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // countSessionsTimeout bounds the store calls one metrics collection makes
@@ -30,15 +29,4 @@ func (s *Service) instrument() *telemetry.Session {
 		}
 		return out
 	})
-}
-
-// observeLag records the consumer's pending count as the batch's last
-// message reports it (JetStream puts it in every message's metadata).
-func (s *Service) observeLag(tenant string, jms []jetstream.Msg) {
-	if len(jms) == 0 {
-		return
-	}
-	if md, err := jms[len(jms)-1].Metadata(); err == nil {
-		s.tel.Pending(tenant, md.NumPending)
-	}
 }

@@ -143,7 +143,7 @@ func run(c cli) error {
 	}
 	defer st.Close()
 
-	svc, err := session.New(cfg, bb, st, log)
+	svc, err := session.New(cfg, bb, bb.Bucket(cfg.LeaseBucket()), st, log)
 	if err != nil {
 		return err
 	}
