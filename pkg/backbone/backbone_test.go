@@ -10,16 +10,30 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/testserver"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func newBackbone(t *testing.T) *backbone.Backbone {
 	t.Helper()
+	b, _ := newBackboneJS(t)
+	return b
+}
+
+// newBackboneJS returns a backbone and a JetStream context of its own on
+// the same server, for tests that act on the streams behind the backbone.
+func newBackboneJS(t *testing.T) (*backbone.Backbone, jetstream.JetStream) {
+	t.Helper()
 	s := testserver.NATS(t)
-	b, err := backbone.New(testserver.NATSConn(t, s), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	nc := testserver.NATSConn(t, s)
+	b, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, js
 }
 
 // TestPublishLiveRange ensures a stored message reaches live interest with its
@@ -164,7 +178,7 @@ func TestPublishAsyncKeepsOrder(t *testing.T) {
 // more resumes than a stream's consumer limit can run in a short time.
 func TestRangeLeavesNoConsumer(t *testing.T) {
 	ctx := context.Background()
-	b := newBackbone(t)
+	b, js := newBackboneJS(t)
 	if _, err := b.Publish(ctx, &message.Message{Tenant: "t4", Topic: "a"}, backbone.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +187,7 @@ func TestRangeLeavesNoConsumer(t *testing.T) {
 			t.Fatalf("range %d: %v", i, err)
 		}
 	}
-	s, err := b.JetStream().Stream(ctx, backbone.StreamName("t4"))
+	s, err := js.Stream(ctx, backbone.StreamName("t4"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +257,7 @@ func TestDeleteTenant(t *testing.T) {
 // used to drop the new stream's messages as copies of old ones.
 func TestLiveAfterStreamRecreated(t *testing.T) {
 	ctx := t.Context()
-	b := newBackbone(t)
+	b, js := newBackboneJS(t)
 	got := make(chan *message.Message, 16)
 	live := b.NewLive(backbone.LiveConfig{}, func(m *message.Message) { got <- m })
 	defer live.Close()
@@ -277,7 +291,7 @@ func TestLiveAfterStreamRecreated(t *testing.T) {
 		t.Fatalf("first stream: %+v", m)
 	}
 	release()
-	if err := b.JetStream().DeleteStream(ctx, backbone.StreamName("t1")); err != nil {
+	if err := js.DeleteStream(ctx, backbone.StreamName("t1")); err != nil {
 		t.Fatal(err)
 	}
 	b.Forget("t1")

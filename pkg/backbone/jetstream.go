@@ -59,9 +59,6 @@ func New(nc *nats.Conn, cfg Config, opts ...Option) (*Backbone, error) {
 // Config returns the effective configuration.
 func (b *Backbone) Config() Config { return b.cfg }
 
-// JetStream returns the JetStream context, for the session service's consumers.
-func (b *Backbone) JetStream() jetstream.JetStream { return b.js }
-
 // Conn returns the NATS connection.
 func (b *Backbone) Conn() *nats.Conn { return b.nc }
 

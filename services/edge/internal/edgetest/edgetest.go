@@ -15,6 +15,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Tenant is the anonymous tenant of the nodes built here.
@@ -33,7 +34,12 @@ func NATS(tb testing.TB) *server.Server {
 // at the end of the test.
 func Node(tb testing.TB, s *server.Server, id string, opts ...func(*node.Config)) *node.Node {
 	tb.Helper()
-	bb, err := backbone.New(testserver.NATSConn(tb, s), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	nc := testserver.NATSConn(tb, s)
+	bb, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,19 +53,20 @@ func Node(tb testing.TB, s *server.Server, id string, opts ...func(*node.Config)
 	if n, err = node.New(cfg); err != nil {
 		tb.Fatal(err)
 	}
-	backbones.Store(n, bb)
-	tb.Cleanup(func() { backbones.Delete(n) })
+	jetStreams.Store(n, js)
+	tb.Cleanup(func() { jetStreams.Delete(n) })
 	return n
 }
 
-// backbones are the backbones of the nodes built here.
-var backbones sync.Map // *node.Node → *backbone.Backbone
+// jetStreams are JetStream contexts on the servers of the nodes built here.
+var jetStreams sync.Map // *node.Node → jetstream.JetStream
 
-// Backbone returns the backbone of a node built by Node, for tests that
-// act on the stream behind the core's back (purging it, say).
-func Backbone(n *node.Node) *backbone.Backbone {
-	bb, _ := backbones.Load(n)
-	return bb.(*backbone.Backbone)
+// JetStream returns a JetStream context on the server of a node built by
+// Node, for tests that act on the stream behind the core, as another
+// process would (purging it, say).
+func JetStream(n *node.Node) jetstream.JetStream {
+	js, _ := jetStreams.Load(n)
+	return js.(jetstream.JetStream)
 }
 
 // Anonymous is the identity of the anonymous clients of Tenant.

@@ -136,7 +136,7 @@ func TestPollGap(t *testing.T) {
 	for i := range 6 {
 		pos = append(pos, publish(t, n, "g", strconv.Itoa(i)))
 	}
-	s, err := edgetest.Backbone(n).JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.JetStream(n).Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}

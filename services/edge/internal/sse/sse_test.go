@@ -280,7 +280,7 @@ func TestResumeGap(t *testing.T) {
 		pos = append(pos, publish(t, n, "g", []byte(strconv.Itoa(i))))
 	}
 	ctx := context.Background()
-	s, err := edgetest.Backbone(n).JetStream().Stream(ctx, backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.JetStream(n).Stream(ctx, backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func TestResume(t *testing.T) {
 	c.sync()
 
 	// Messages up to pos[2] leave the stream: a resume from pos[0] has a hole.
-	s, err := edgetest.Backbone(n).JetStream().Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
+	s, err := edgetest.JetStream(n).Stream(context.Background(), backbone.StreamName(edgetest.Tenant))
 	if err != nil {
 		t.Fatal(err)
 	}
