@@ -55,3 +55,37 @@ func TestPrecedence(t *testing.T) {
 		t.Fatalf("default: %+v", c)
 	}
 }
+
+// TestUnreachable ensures a flag without an environment variable and a
+// field no flag sets are reported, and a fully reachable struct is not.
+func TestUnreachable(t *testing.T) {
+	type inner struct {
+		QueueSize int `env:"T_Q"`
+		Hidden    int `kong:"-"`
+	}
+	type ok struct {
+		Config kong.ConfigFlag
+		Inner  inner  `embed:"" prefix:"in-"`
+		Addr   string `name:"addr" env:"T_ADDR"`
+	}
+	var c ok
+	p, err := kong.New(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Unreachable(p.Model.Node, c); len(got) != 0 {
+		t.Fatalf("reachable struct reported: %v", got)
+	}
+	type bad struct {
+		Inner inner `embed:"" prefix:"in-"`
+		Dev   bool
+	}
+	var b bad
+	p, err = kong.New(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Unreachable(p.Model.Node, b); len(got) != 1 || got[0] != "--dev: no environment variable" {
+		t.Fatalf("got %v", got)
+	}
+}
