@@ -51,24 +51,24 @@ var (
 type Config struct {
 	// DataDir holds the member's data (the WAL and the bolt database);
 	// required. `make run` uses ./data/etcd.
-	DataDir string `yaml:"data_dir"`
+	DataDir string
 	// ClientAddr, if set, is a TCP address where other processes may reach
 	// the server: etcd's authentication is then on, as RootUser with
 	// RootPassword. Port 0 picks a free port; read it back with
 	// Server.ClientAddr. Empty (the default): no listener; the process uses
 	// Server.Client, in-process.
-	ClientAddr string `yaml:"client_addr"`
+	ClientAddr string
 	// RootPassword is RootUser's password; required with ClientAddr. Without
 	// a listener authentication is turned off (nobody else can reach the
 	// server), which needs it if a start with a listener turned it on.
-	RootPassword string `yaml:"root_password"`
+	RootPassword string
 	// Logs enables the server's own logging (zap, to stderr, level info).
-	Logs bool `yaml:"logs"`
+	Logs bool
 	// NoFsync skips fsync: faster, and loses data on a crash. Tests only.
-	NoFsync bool `yaml:"-"`
+	NoFsync bool
 	// NoAuth lets ClientAddr serve clients without authentication. Tests
 	// only.
-	NoAuth bool `yaml:"-"`
+	NoAuth bool
 }
 
 // Validate reports a configuration error.

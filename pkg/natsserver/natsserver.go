@@ -28,20 +28,20 @@ type Config struct {
 	// Addr, if set, is a TCP address where other processes may connect, with
 	// User and Password. Port 0 picks a free port. Empty (the default): no
 	// listener; connect in-process with ConnectOptions.
-	Addr string `yaml:"addr"`
+	Addr string
 	// User and Password are the one user every client, the in-process one
 	// included, must present when set; required with Addr.
-	User     string `yaml:"user"`
-	Password string `yaml:"password"`
+	User     string
+	Password string
 	// StoreDir holds JetStream data; required.
-	StoreDir string `yaml:"store_dir"`
+	StoreDir string
 	// MaxMemory and MaxStore bound JetStream; defaults 256 MiB and 10 GiB.
-	MaxMemory int64 `yaml:"max_memory"`
-	MaxStore  int64 `yaml:"max_store"`
+	MaxMemory int64
+	MaxStore  int64
 	// Logs enables the server's own logging.
-	Logs bool `yaml:"logs"`
+	Logs bool
 	// NoAuth lets Addr serve clients without credentials. Tests only.
-	NoAuth bool `yaml:"-"`
+	NoAuth bool
 }
 
 // Validate reports a configuration error.

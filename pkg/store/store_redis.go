@@ -18,7 +18,7 @@ import (
 type RedisConfig struct {
 	// KeyPrefix starts every key; default "herald". Distinct prefixes let
 	// several clusters (or tests) share one Redis.
-	KeyPrefix string `yaml:"key_prefix"`
+	KeyPrefix string
 }
 
 // Redis is a Store in Redis 7.0 or newer, standalone or Cluster.

@@ -46,26 +46,26 @@ const (
 // of metrics and traces on.
 type Config struct {
 	// ServiceName is the service.name resource attribute (herald-edge, ...).
-	ServiceName string `yaml:"service_name"`
+	ServiceName string
 	// InstanceID is service.instance.id; default the host name and pid.
-	InstanceID string `yaml:"instance_id"`
+	InstanceID string
 	// Endpoint is the OTLP endpoint URL (http://collector:4317 for gRPC,
 	// http://collector:4318 for HTTP); empty disables OTLP export.
-	Endpoint string `yaml:"endpoint"`
+	Endpoint string
 	// Protocol is ProtocolGRPC (the default) or ProtocolHTTP.
-	Protocol string `yaml:"protocol"`
+	Protocol string
 	// Sampler is an OTEL_TRACES_SAMPLER name; default
 	// SamplerParentBasedTraceIDRatio.
-	Sampler string `yaml:"sampler"`
+	Sampler string
 	// SamplerArg is the ratio of the ratio samplers; default DefaultSampleRatio.
-	SamplerArg *float64 `yaml:"sampler_arg"`
+	SamplerArg *float64
 	// TenantLimit bounds the tenant label's values; default
 	// DefaultTenantLimit, negative for none (every tenant is OtherTenant).
-	TenantLimit int `yaml:"tenant_limit"`
+	TenantLimit int
 	// ExportInterval is the OTLP metrics push period; default DefaultExportInterval.
-	ExportInterval time.Duration `yaml:"export_interval"`
+	ExportInterval time.Duration
 	// DisablePrometheus drops the Prometheus exporter (no /metrics).
-	DisablePrometheus bool `yaml:"disable_prometheus"`
+	DisablePrometheus bool
 }
 
 // FromEnv returns a Config read from the standard OpenTelemetry variables

@@ -17,7 +17,7 @@ import (
 type EtcdConfig struct {
 	// Prefix roots every Herald key in etcd; default "/herald/". Tenants
 	// live at Prefix + "tenants/" + ID, as JSON.
-	Prefix string `yaml:"prefix"`
+	Prefix string
 }
 
 // DefaultPrefix is the default EtcdConfig.Prefix.

@@ -31,36 +31,44 @@ import (
 const DefaultAddr = "127.0.0.1:8081"
 
 // Config configures the admin server. The kong tags make it the flags and
-// environment of herald-admin too.
+// environment of herald-admin and, under the prefix "admin-", of the
+// all-in-one herald; YAML files use the flag names as keys.
 type Config struct {
 	// Addr serves gRPC and REST alike; default DefaultAddr. Port 0 picks a
 	// free port (see Server.Addr).
-	Addr string `yaml:"addr" default:"127.0.0.1:8081" env:"HERALD_ADMIN_ADDR" help:"Address serving the admin API: gRPC and REST (JSON) on one port."`
+	Addr string `default:"127.0.0.1:8081" env:"HERALD_ADMIN_ADDR" help:"Address serving the admin API: gRPC and REST (JSON) on one port."`
 	// ShutdownTimeout bounds how long Run waits for requests in flight once
 	// its context is done; default 10s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"10s" env:"HERALD_ADMIN_SHUTDOWN_TIMEOUT" help:"How long to let requests in flight finish on shutdown."`
+	ShutdownTimeout time.Duration `default:"10s" env:"HERALD_ADMIN_SHUTDOWN_TIMEOUT" help:"How long to let requests in flight finish on shutdown."`
 	// ReadyTimeout bounds the tenant-store probe behind /readyz; default 2s.
-	ReadyTimeout time.Duration `yaml:"ready_timeout" default:"2s" env:"HERALD_ADMIN_READY_TIMEOUT" help:"How long /readyz waits for the tenant store."`
+	ReadyTimeout time.Duration `default:"2s" env:"HERALD_ADMIN_READY_TIMEOUT" help:"How long /readyz waits for the tenant store."`
+	// OperatorConfig says how the operator authenticates. The commands
+	// embed it at their top level, without the admin's prefix (the flags
+	// are --admin-token and --admin-token-hash in every binary).
+	OperatorConfig `kong:"-"`
+	// Insecure serves every request without a credential as the operator.
+	// It is the embedded development mode's escape hatch (make run), never
+	// for a shared deployment; a token, if configured, is still checked
+	// when presented.
+	Insecure bool `env:"HERALD_ADMIN_INSECURE" help:"DEVELOPMENT ONLY: accept requests without a credential, with operator rights."`
+	// DeletionRetry is how often tenant deletions left unfinished (their
+	// data not yet removed, a step having failed) are resumed; default
+	// 30s. They are resumed once at start too.
+	DeletionRetry time.Duration `default:"30s" env:"HERALD_ADMIN_DELETION_RETRY" help:"How often to resume tenant deletions whose data removal failed."`
+}
 
+// OperatorConfig is the operator's credential for the admin API.
+type OperatorConfig struct {
 	// AdminToken is the operator token: a request bearing it may do
 	// everything. Only its SHA-256 is kept in memory. Set at most one of
 	// AdminToken and AdminTokenHash; with neither, only admin keys stored
 	// in etcd authenticate (and there are none until an operator makes
 	// one), unless Insecure.
-	AdminToken string `yaml:"admin_token" env:"HERALD_ADMIN_TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
+	AdminToken string `name:"admin-token" env:"HERALD_ADMIN_TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
 	// AdminTokenHash is the operator token's argon2id hash (PHC string, as
 	// printed by "herald-admin token"), so the configuration holds no
 	// secret.
-	AdminTokenHash string `yaml:"admin_token_hash" env:"HERALD_ADMIN_TOKEN_HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
-	// Insecure serves every request without a credential as the operator.
-	// It is the embedded development mode's escape hatch (make run), never
-	// for a shared deployment; a token, if configured, is still checked
-	// when presented.
-	Insecure bool `yaml:"insecure" env:"HERALD_ADMIN_INSECURE" help:"DEVELOPMENT ONLY: accept requests without a credential, with operator rights."`
-	// DeletionRetry is how often tenant deletions left unfinished (their
-	// data not yet removed, a step having failed) are resumed; default
-	// 30s. They are resumed once at start too.
-	DeletionRetry time.Duration `yaml:"deletion_retry" default:"30s" env:"HERALD_ADMIN_DELETION_RETRY" help:"How often to resume tenant deletions whose data removal failed."`
+	AdminTokenHash string `name:"admin-token-hash" env:"HERALD_ADMIN_TOKEN_HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
 }
 
 // Validate reports a configuration error.

@@ -396,7 +396,7 @@ func TestAuthentication(t *testing.T) {
 		f.must(t, 200, "GET", path, "", nil)
 	}
 
-	hashed := newFixture(t, Config{AdminTokenHash: authz.HashSecret("from-hash", authz.DefaultArgon2)})
+	hashed := newFixture(t, Config{OperatorConfig: OperatorConfig{AdminTokenHash: authz.HashSecret("from-hash", authz.DefaultArgon2)}})
 	hashed.must(t, 200, "GET", "/v1/tenants", "from-hash", nil)
 	hashed.must(t, 401, "GET", "/v1/tenants", "from-hasH", nil)
 
@@ -590,7 +590,7 @@ func unreachableEtcd(t *testing.T) *tenant.Etcd {
 // TestStoreDown ensures /readyz answers 503 and requests fail Unavailable or DeadlineExceeded while etcd is unreachable, and /healthz still 200.
 func TestStoreDown(t *testing.T) {
 	src := unreachableEtcd(t)
-	f := fixture{addr: start(t, Config{ReadyTimeout: 300 * time.Millisecond, AdminToken: operatorToken}, src)}
+	f := fixture{addr: start(t, Config{ReadyTimeout: 300 * time.Millisecond, OperatorConfig: OperatorConfig{AdminToken: operatorToken}}, src)}
 	if code, _ := f.do(t, "GET", "/readyz", "", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("readyz %d, want 503", code)
 	}
@@ -647,7 +647,7 @@ func TestApplyMask(t *testing.T) {
 // TestConfig ensures Validate rejects bad values and defaults fill the rest.
 func TestConfig(t *testing.T) {
 	for _, c := range []Config{{Addr: "8081"}, {ShutdownTimeout: -1}, {ReadyTimeout: -1},
-		{AdminToken: "a", AdminTokenHash: authz.HashSecret("a", authz.DefaultArgon2)}, {AdminTokenHash: "plain"}} {
+		{OperatorConfig: OperatorConfig{AdminToken: "a", AdminTokenHash: authz.HashSecret("a", authz.DefaultArgon2)}}, {OperatorConfig: OperatorConfig{AdminTokenHash: "plain"}}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}

@@ -84,7 +84,7 @@ func FuzzREST(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err := New(Config{Addr: "127.0.0.1:0", AdminToken: "operator"}, src, nil)
+	s, err := New(Config{Addr: "127.0.0.1:0", OperatorConfig: OperatorConfig{AdminToken: "operator"}}, src, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -25,18 +25,18 @@ type DrainConfig struct {
 	// so that their reconnects to the other edges are spread. Default 20s;
 	// keep it below the orchestrator's grace period (Kubernetes:
 	// terminationGracePeriodSeconds, 30s by default).
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `name:"timeout" env:"HERALD_DRAIN_TIMEOUT" help:"On SIGTERM or SIGINT: readiness turns false, listeners close, clients are asked to leave over the first half of this, and the edge exits when they are gone or at its end; a second signal exits at once."`
 	// Reference, when set, is sent to MQTT 5 clients as the Server
 	// Reference of a DISCONNECT 0x9C (use another server) instead of
 	// 0x8B (server shutting down): the address of the edges' balancer,
 	// say.
-	Reference string `yaml:"reference"`
+	Reference string `name:"reference" env:"HERALD_DRAIN_REFERENCE" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)."`
 	// RetryMin and RetryMax bound the reconnect delay ("retry:" field,
 	// drawn at random per stream) written to an SSE stream before it
 	// ends: EventSource clients come back spread over that window.
 	// Defaults 500ms and 3s.
-	RetryMin time.Duration `yaml:"retry_min"`
-	RetryMax time.Duration `yaml:"retry_max"`
+	RetryMin time.Duration `name:"retry-min" env:"HERALD_DRAIN_RETRY_MIN" help:"Least reconnect delay (SSE retry: field, drawn at random per stream) written to an SSE stream a drain ends (default 500ms)."`
+	RetryMax time.Duration `name:"retry-max" env:"HERALD_DRAIN_RETRY_MAX" help:"Most reconnect delay written to an SSE stream a drain ends (default 3s)."`
 }
 
 // DefaultDrainTimeout is the default DrainConfig.Timeout.

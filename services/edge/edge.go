@@ -43,50 +43,50 @@ import (
 // Config configures an edge.
 type Config struct {
 	// ID names the edge in logs and message origins; default random.
-	ID string `yaml:"id"`
+	ID string `name:"id" env:"HERALD_EDGE_ID" help:"Edge id (default: random)."`
 	// MQTTAddr is the MQTT/TCP listen address; default 127.0.0.1:1883.
-	MQTTAddr string `yaml:"mqtt_addr"`
+	MQTTAddr string `name:"mqtt-addr" env:"HERALD_MQTT_ADDR" help:"MQTT/TCP listen address (default 127.0.0.1:1883)."`
 	// HTTPAddr serves /sse, /ws, /mqtt, /publish and /poll; default
 	// 127.0.0.1:8080.
-	HTTPAddr string `yaml:"http_addr"`
+	HTTPAddr string `name:"http-addr" env:"HERALD_HTTP_ADDR" help:"HTTP listen address: /sse, /ws, /mqtt, /publish, /poll (default 127.0.0.1:8080)."`
 	// MQTTTLSAddr, when set, also serves MQTT over TLS (conventionally port
 	// 8883) with the certificate of TLS, which must then be set.
-	MQTTTLSAddr string `yaml:"mqtt_tls_addr"`
+	MQTTTLSAddr string `name:"mqtt-tls-addr" env:"HERALD_MQTT_TLS_ADDR" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883."`
 	// TLS, when its files are set, serves HTTPAddr over TLS, with HTTP/2
 	// and HTTP/1.1 offered by ALPN.
-	TLS TLSConfig `yaml:"tls"`
+	TLS TLSConfig `embed:"" prefix:"tls-"`
 	// H2C also serves HTTP/2 without TLS (prior knowledge, as proxies and
 	// service meshes speak it) next to HTTP/1.1; plaintext only.
-	H2C bool `yaml:"h2c"`
+	H2C bool `name:"h2c" env:"HERALD_H2C" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address."`
 	// Demo serves the example page (a live topic viewer, GET /): "auto"
 	// (the default) serves it when AnonymousTenant is set, that is in
 	// development; "on" or "off" decide.
-	Demo string `yaml:"demo"`
+	Demo string `name:"demo" env:"HERALD_DEMO" help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off."`
 	// AnonymousTenant admits clients without credentials into this tenant.
 	// Empty (the default) refuses them. The embedded default sets "dev".
-	AnonymousTenant string `yaml:"anonymous_tenant"`
+	AnonymousTenant string `name:"anonymous-tenant" env:"HERALD_ANONYMOUS_TENANT" default:"${anonymous_tenant}" help:"Admit clients without credentials into this tenant (development only)."`
 	// LiveBuffer bounds live messages received and not yet fanned out; default 65536.
-	LiveBuffer int `yaml:"live_buffer"`
+	LiveBuffer int `name:"live-buffer" env:"HERALD_LIVE_BUFFER" help:"Live messages received and not yet fanned out to subscribers (default 65536)."`
 	// ShutdownGrace bounds the close of what is left when Run's context
 	// ends (after a Drain, or instead of one); default 5s.
-	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	ShutdownGrace time.Duration `name:"shutdown-grace" env:"HERALD_SHUTDOWN_GRACE" help:"Bound on closing what is left when the edge stops, after its drain or instead of one (default 5s)."`
 	// Drain is how the edge leaves on SIGTERM: see Server.Drain.
-	Drain DrainConfig `yaml:"drain"`
+	Drain DrainConfig `embed:"" prefix:"drain-"`
 
-	MQTT    mqtt.Config           `yaml:"mqtt"`
-	SSE     sse.Config            `yaml:"sse"`
-	WS      ws.Config             `yaml:"ws"`
-	Poll    poll.Config           `yaml:"poll"`
-	Publish httpapi.PublishConfig `yaml:"publish"`
+	MQTT    mqtt.Config           `embed:"" prefix:"mqtt-"`
+	SSE     sse.Config            `embed:"" prefix:"sse-"`
+	WS      ws.Config             `embed:"" prefix:"ws-"`
+	Poll    poll.Config           `embed:"" prefix:"poll-"`
+	Publish httpapi.PublishConfig `embed:"" prefix:"publish-"`
 	// CORS applies to every HTTP endpoint; its origins are also allowed
 	// to open WebSockets.
-	CORS cors.Config `yaml:"cors"`
+	CORS cors.Config `embed:"" prefix:"cors-"`
 	// Shed refuses new connections, whatever their tenant, when the edge
 	// holds its maximum of them or is short of memory.
-	Shed ShedConfig `yaml:"shed"`
+	Shed ShedConfig `embed:""`
 	// HTTP bounds the HTTP listener's connections while they read a
 	// request or wait for one, and before they authenticate.
-	HTTP HTTPConfig `yaml:"http"`
+	HTTP HTTPConfig `embed:"" prefix:"http-"`
 }
 
 // HTTPConfig bounds the HTTP listener's connections in the phases where a
@@ -99,22 +99,22 @@ type Config struct {
 type HTTPConfig struct {
 	// ReadHeaderTimeout bounds the reading of a request's headers, from
 	// the connection's accept or its previous request; default 10s.
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadHeaderTimeout time.Duration `name:"read-header-timeout" env:"HERALD_HTTP_READ_HEADER_TIMEOUT" help:"Bound on reading an HTTP request's headers (default 10s)."`
 	// IdleTimeout closes a keep-alive connection that carries no request
 	// for that long (HTTP/2: no stream); default 60s.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `name:"idle-timeout" env:"HERALD_HTTP_IDLE_TIMEOUT" help:"An HTTP keep-alive connection without a request for this long is closed (default 60s)."`
 	// BodyTimeout bounds the reading of a publish's body (single or
 	// batch), from the moment the publish handler has its headers:
 	// slower, it is answered 408 request_timeout (or its earlier refusal)
 	// and the connection closed; default 30s (8 MiB, the largest batch,
 	// at ~2.2 Mbit/s).
-	BodyTimeout time.Duration `yaml:"body_timeout"`
+	BodyTimeout time.Duration `name:"body-timeout" env:"HERALD_HTTP_BODY_TIMEOUT" help:"Bound on reading a publish's body; slower is 408 and the connection closed (default 30s)."`
 	// MaxUnauthenticatedPerSource bounds the connections one source (IPv4
 	// address, IPv6 /64) holds before any request on them authenticated;
 	// more are closed at accept (limits.PreAuth). Default 256; -1 for no
 	// bound. Behind a proxy that does not keep the client's address, all
 	// connections share the proxy's: raise it, or bound at the proxy.
-	MaxUnauthenticatedPerSource int `yaml:"max_unauthenticated_per_source"`
+	MaxUnauthenticatedPerSource int `name:"max-unauthenticated-per-source" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)."`
 }
 
 // Defaults of HTTPConfig.
@@ -161,15 +161,15 @@ type ShedConfig = limits.ShedConfig
 // TLSConfig names the certificate of the HTTP listener.
 type TLSConfig struct {
 	// CertFile and KeyFile are PEM files; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	CertFile string `name:"cert" type:"path" env:"HERALD_TLS_CERT" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)."`
+	KeyFile  string `name:"key" type:"path" env:"HERALD_TLS_KEY" help:"PEM private key of --tls-cert."`
 	// ClientCAFile, when set, verifies client certificates against these
 	// CAs (an identity may then be matched by subject). Without it client
 	// certificates are still asked for and matched by SHA-256 fingerprint
 	// only: the handshake proves the client holds the key. A client
 	// without a certificate is not refused by TLS; it authenticates
 	// otherwise.
-	ClientCAFile string `yaml:"client_ca_file"`
+	ClientCAFile string `name:"client-ca" type:"path" env:"HERALD_TLS_CLIENT_CA" help:"PEM CAs that client certificates are verified against (then also matched by subject); without it certificates match by fingerprint."`
 }
 
 // Enabled reports whether TLS is configured.

@@ -51,9 +51,11 @@ type Config struct {
 	EtcdAddr string
 	// OpsAddr serves /healthz, /readyz and pprof.
 	OpsAddr string
-	Edge    edge.Config
-	Admin   admin.Config
-	Session session.Config
+	// Backbone configures the tenant streams on the embedded NATS.
+	Backbone backbone.Config
+	Edge     edge.Config
+	Admin    admin.Config
+	Session  session.Config
 	// Telemetry, if set, is what every service records with; its metrics
 	// are served at /metrics on OpsAddr.
 	Telemetry *telemetry.Telemetry
@@ -75,7 +77,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("herald: data dir is required")
 	}
-	return errors.Join(c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())
+	return errors.Join(c.Backbone.Validate(), c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())
 }
 
 // Run starts everything and blocks until ctx is done, then stops it all in
@@ -153,7 +155,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		p = cfg.Telemetry.Providers()
 	}
 	cfg.Session.Telemetry = p
-	bb, err := backbone.New(nc, backbone.Config{}, backbone.WithTelemetry(p))
+	bb, err := backbone.New(nc, cfg.Backbone, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}

@@ -106,12 +106,12 @@ type Config struct {
 	// PollInterval is how often the backbone is asked for new tenants, leases
 	// are renewed and rebalanced, and an idle tenant's consumer, epoch and
 	// store are checked; default 2s.
-	PollInterval time.Duration `yaml:"poll_interval"`
+	PollInterval time.Duration `name:"poll-interval" env:"HERALD_SESSION_POLL_INTERVAL" help:"How often to look for new tenants (default 2s)."`
 	// BatchSize is the most messages fetched and applied at once; default 256.
-	BatchSize int `yaml:"batch_size"`
+	BatchSize int `name:"batch-size" env:"HERALD_SESSION_BATCH_SIZE" help:"Most messages fetched and applied at once (default 256)."`
 	// FetchWait is how long an idle tenant's fetch waits for a message before
 	// trying again; default 1s. It bounds how long a stop takes.
-	FetchWait time.Duration `yaml:"fetch_wait"`
+	FetchWait time.Duration `name:"fetch-wait" env:"HERALD_SESSION_FETCH_WAIT" help:"How long an idle tenant's fetch waits (bounds shutdown time) (default 1s)."`
 	// ApplyInterval is the least time between two store writes of one
 	// tenant while its stream has less than a batch waiting; default 20ms.
 	// Messages arriving meanwhile wait in the stream and go into the next
@@ -120,37 +120,37 @@ type Config struct {
 	// Readers never wait for it: retained and replay reads fold in the
 	// stream tail the store has not applied yet. A full batch is applied at
 	// once, so the interval never limits throughput.
-	ApplyInterval time.Duration `yaml:"apply_interval"`
+	ApplyInterval time.Duration `name:"apply-interval" env:"HERALD_SESSION_APPLY_INTERVAL" help:"Least time between two store writes of a tenant with less than a batch waiting (one commit per interval, not per few messages) (default 20ms)."`
 	// Durable names the consumer on every tenant stream; default
 	// "herald-session". The lease bucket is "<durable>-leases": replicas
 	// with the same durable share the tenants.
-	Durable string `yaml:"durable"`
+	Durable string `name:"durable" env:"HERALD_SESSION_DURABLE" help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants (default herald-session)."`
 	// ReplicaID names this replica in the lease bucket; default the host
 	// name. It must be unique among live replicas and should be stable
 	// across restarts: a restarted replica takes over its own leases at once
 	// instead of waiting for them to expire.
-	ReplicaID string `yaml:"replica_id"`
+	ReplicaID string `name:"replica-id" env:"HERALD_SESSION_REPLICA_ID" help:"This replica's name in the lease bucket: unique among live replicas, stable across restarts (default: the host name)."`
 	// LeaseTTL is how long a tenant stays with a replica that stopped
 	// renewing (died); default 10s, at least 3 PollIntervals.
-	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	LeaseTTL time.Duration `name:"lease-ttl" env:"HERALD_SESSION_LEASE_TTL" help:"How long a tenant stays with a replica that stopped renewing its lease (default 10s)."`
 	// LeaseReplicas is the replication factor of the lease bucket; default 1
 	// (use 3 on a NATS cluster).
-	LeaseReplicas int `yaml:"lease_replicas"`
+	LeaseReplicas int `name:"lease-replicas" env:"HERALD_SESSION_LEASE_REPLICAS" help:"Replication factor of the lease bucket (3 on a NATS cluster) (default 1)."`
 	// SweepInterval is how often expired sessions are deleted, expired
 	// retained messages swept and idle replay buffers trimmed by age;
 	// default 30s.
-	SweepInterval time.Duration `yaml:"sweep_interval"`
+	SweepInterval time.Duration `name:"sweep-interval" env:"HERALD_SESSION_SWEEP_INTERVAL" help:"How often expired sessions and retained messages are deleted and idle replay buffers trimmed (default 30s)."`
 	// DueInterval is how often the sessions whose connection lease ran out
 	// or whose will is due are looked for: it bounds how late a will fires;
 	// default 1s.
-	DueInterval time.Duration `yaml:"due_interval"`
+	DueInterval time.Duration `name:"due-interval" env:"HERALD_SESSION_DUE_INTERVAL" help:"How often lapsed MQTT connection leases and due wills are looked for (bounds how late a will fires) (default 1s)."`
 	// Limits bound every tenant (defaults: see store.Limits).
-	Limits store.Limits `yaml:"limits"`
+	Limits store.Limits `embed:""`
 	// TenantLimits override Limits per tenant; zero fields inherit Limits.
-	TenantLimits map[string]store.Limits `yaml:"tenant_limits"`
+	TenantLimits map[string]store.Limits `kong:"-"`
 	// Telemetry records the service's metrics and "session.apply" spans;
 	// the zero value records nothing.
-	Telemetry telemetry.Providers `yaml:"-"`
+	Telemetry telemetry.Providers `kong:"-"`
 }
 
 // Defaults of Config.

@@ -38,8 +38,9 @@ import (
 // serveCmd is the server's configuration: flags, environment and the YAML
 // file (keys are the flag names: "addr", "etcd: {endpoints, prefix}", ...).
 type serveCmd struct {
-	Admin admin.Config `embed:""`
-	Etcd  struct {
+	Admin    admin.Config         `embed:""`
+	Operator admin.OperatorConfig `embed:""`
+	Etcd     struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
 		Username  string   `env:"HERALD_ETCD_USERNAME" help:"etcd user name (https:// endpoints speak TLS)."`
@@ -48,7 +49,6 @@ type serveCmd struct {
 	// The data plane, for the live-state calls; each is optional (the calls
 	// needing a missing one answer UNIMPLEMENTED).
 	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
-	SubjectPrefix    string          `default:"herald" env:"HERALD_SUBJECT_PREFIX" help:"First token of every Herald NATS subject."`
 	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
 	RedisPrefix      string          `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
 	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
@@ -61,6 +61,7 @@ type serveCmd struct {
 	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
 	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
@@ -179,13 +180,15 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 			return err
 		}
 		defer nc.Close()
-		bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix}, backbone.WithTelemetry(p))
+		bb, err := backbone.New(nc, c.Backbone, backbone.WithTelemetry(p))
 		if err != nil {
 			return err
 		}
 		opts = append(opts, admin.WithBackbone(bb))
 	}
-	srv, err := admin.New(c.Admin, src, log, opts...)
+	cfg := c.Admin
+	cfg.OperatorConfig = c.Operator
+	srv, err := admin.New(cfg, src, log, opts...)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/heraldmq/herald/pkg/config"
 	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/admin"
 )
@@ -180,5 +181,28 @@ func TestClientCommands(t *testing.T) {
 	}
 	if out, err = command(t, "token"); err != nil || !strings.Contains(out, "$argon2id$") {
 		t.Fatalf("token: %v\n%s", err, out)
+	}
+}
+
+// TestEverySettingReachable ensures every setting of herald-admin serve —
+// admin.Config, the operator's credential and the wiring's — is a flag
+// with an environment variable, and so a YAML key.
+func TestEverySettingReachable(t *testing.T) {
+	var c cli
+	p, err := parser(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serve *kong.Node
+	for _, n := range p.Model.Children {
+		if n.Name == "serve" {
+			serve = n
+		}
+	}
+	if serve == nil {
+		t.Fatal("no serve command")
+	}
+	if miss := config.Unreachable(serve, c.Serve); len(miss) > 0 {
+		t.Errorf("not reachable from flags, environment and YAML: %v", miss)
 	}
 }

@@ -26,9 +26,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
+// cli is the command's configuration, from flags, the environment
+// (HERALD_*) and the YAML file alike (keys are the flag names, nested maps
+// joined with "-": "sse: {queue_size: 10}" is --sse-queue-size). The edge's
+// own settings are edge.Config, the struct the edge reads; the rest wires
+// the edge to NATS, Redis and etcd.
 type cli struct {
-	Config           kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
-	ID               string          `help:"Edge id (default: random)." env:"HERALD_EDGE_ID"`
+	Config kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	Edge   edge.Config     `embed:""`
+
 	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
 	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
@@ -38,44 +44,14 @@ type cli struct {
 	SentinelUsername string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
 	SentinelPassword string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
-	MQTTAddr         string          `name:"mqtt-addr" help:"MQTT/TCP listen address." default:"127.0.0.1:1883" env:"HERALD_MQTT_ADDR"`
-	HTTPAddr         string          `name:"http-addr" help:"HTTP listen address (/sse, /ws, /mqtt, /publish, /poll)." default:"127.0.0.1:8080" env:"HERALD_HTTP_ADDR"`
-	MQTTSessionLease time.Duration   `name:"mqtt-session-lease" help:"Lease of a connected MQTT session; bounds how late a dead edge's wills fire (default 10s)." env:"HERALD_MQTT_SESSION_LEASE"`
-	MQTTSessionSave  time.Duration   `name:"mqtt-session-save-interval" help:"Most frequent save of a live session's cursor (default 1s)." env:"HERALD_MQTT_SESSION_SAVE_INTERVAL"`
-	MQTTMaxExpiry    time.Duration   `name:"mqtt-max-session-expiry" help:"Cap of MQTT session expiry, and the expiry of 3.1.1 persistent sessions (default 24h)." env:"HERALD_MQTT_MAX_SESSION_EXPIRY"`
-	MQTTMaxOffline   int             `name:"mqtt-max-offline-messages" help:"Most messages sent to a resuming session; older ones are skipped and counted (default 10000)." env:"HERALD_MQTT_MAX_OFFLINE_MESSAGES"`
-	MQTTTLSAddr      string          `name:"mqtt-tls-addr" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883." env:"HERALD_MQTT_TLS_ADDR"`
-	TLSCert          string          `name:"tls-cert" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)." type:"path" env:"HERALD_TLS_CERT"`
-	TLSKey           string          `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" env:"HERALD_TLS_KEY"`
-	TLSClientCA      string          `name:"tls-client-ca" help:"PEM CAs that client certificates are verified against (then also matched by subject); without it certificates match by fingerprint." type:"path" env:"HERALD_TLS_CLIENT_CA"`
-	H2C              bool            `name:"h2c" help:"Also serve HTTP/2 without TLS (prior knowledge) on the HTTP address." env:"HERALD_H2C"`
-	CORSOrigins      []string        `name:"cors-origins" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets." env:"HERALD_CORS_ORIGINS"`
-	CORSCredentials  bool            `name:"cors-credentials" help:"Let allowed origins send cookies and credentials." env:"HERALD_CORS_CREDENTIALS"`
-	Demo             string          `help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off." default:"auto" enum:"auto,on,off" env:"HERALD_DEMO"`
-	SSEEventName     string          `name:"sse-event-name" help:"SSE event name of messages (default message)." env:"HERALD_SSE_EVENT_NAME"`
-	SSEEventTopic    bool            `name:"sse-event-topic" help:"Name SSE events after their topic (clients need addEventListener)." env:"HERALD_SSE_EVENT_TOPIC"`
-	SSEHeartbeat     time.Duration   `name:"sse-heartbeat" help:"Interval of SSE heartbeat comments (default 15s)." env:"HERALD_SSE_HEARTBEAT"`
-	SSEQueueSize     int             `name:"sse-queue-size" help:"Messages queued per SSE stream before it is closed as slow (default 1024)." env:"HERALD_SSE_QUEUE_SIZE"`
-	WSQueueSize      int             `name:"ws-queue-size" help:"Messages queued per WebSocket before the slow-consumer policy applies (default 1024)." env:"HERALD_WS_QUEUE_SIZE"`
-	WSSlowConsumer   string          `name:"ws-slow-consumer" help:"WebSocket slow-consumer policy: close (1013) or drop (gap frames)." default:"close" enum:"close,drop" env:"HERALD_WS_SLOW_CONSUMER"`
-	HTTPReadHeader   time.Duration   `name:"http-read-header-timeout" help:"Bound on reading an HTTP request's headers." default:"10s" env:"HERALD_HTTP_READ_HEADER_TIMEOUT"`
-	HTTPIdle         time.Duration   `name:"http-idle-timeout" help:"An HTTP keep-alive connection without a request for this long is closed." default:"60s" env:"HERALD_HTTP_IDLE_TIMEOUT"`
-	HTTPBody         time.Duration   `name:"http-body-timeout" help:"Bound on reading a publish's body; slower is 408 and the connection closed." default:"30s" env:"HERALD_HTTP_BODY_TIMEOUT"`
-	HTTPMaxUnauth    int             `name:"http-max-unauthenticated-per-source" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)." default:"256" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
-	DrainTimeout     time.Duration   `name:"drain-timeout" help:"On SIGTERM or SIGINT: readiness turns false, listeners close, clients are asked to leave over the first half of this, and the edge exits when they are gone or at its end; a second signal exits at once." default:"20s" env:"HERALD_DRAIN_TIMEOUT"`
-	DrainReference   string          `name:"drain-reference" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)." env:"HERALD_DRAIN_REFERENCE"`
 	EtcdEndpoints    []string        `name:"etcd-endpoints" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
 	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
 	EtcdUsername     string          `name:"etcd-username" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
 	EtcdPassword     string          `name:"etcd-password" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
-	AnonymousTenant  string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
-	SubjectPrefix    string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
-	StreamReplicas   int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
-	MaxConnections   int             `help:"Most client connections of this edge, all tenants; more are refused as server busy (MQTT 0x89, HTTP 503, WebSocket 1013); 0: no bound." env:"HERALD_MAX_CONNECTIONS"`
-	MemoryLimit      int64           `help:"Heap bytes past which new connections are refused as server busy (0: 0.8 of GOMEMLIMIT if set, else none)." env:"HERALD_MEMORY_LIMIT"`
 	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
@@ -84,7 +60,8 @@ type cli struct {
 
 func main() {
 	var c cli
-	kong.Parse(&c, kong.Name("herald-edge"), kong.Description("Herald edge gateway."), kong.Configuration(config.YAML))
+	kong.Parse(&c, kong.Name("herald-edge"), kong.Description("Herald edge gateway."), kong.Configuration(config.YAML),
+		kong.Vars{"anonymous_tenant": ""})
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "herald-edge:", err)
 		os.Exit(1)
@@ -97,7 +74,7 @@ func run(c cli) error {
 	// and the backbone stay up until the edge has drained.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tel, err := c.Telemetry.Setup(ctx, "herald-edge", c.ID)
+	tel, err := c.Telemetry.Setup(ctx, "herald-edge", c.Edge.ID)
 	if err != nil {
 		return err
 	}
@@ -115,7 +92,7 @@ func run(c cli) error {
 		return err
 	}
 	defer nc.Close()
-	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix, Replicas: c.StreamReplicas}, backbone.WithTelemetry(p))
+	bb, err := backbone.New(nc, c.Backbone, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
@@ -126,22 +103,9 @@ func run(c cli) error {
 	rdb.AddHook(telemetry.RedisHook(p))
 	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
 
-	if c.AnonymousTenant != "" {
-		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.AnonymousTenant + ": for development only")
+	if c.Edge.AnonymousTenant != "" {
+		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.Edge.AnonymousTenant + ": for development only")
 	}
-	cfg := edge.Config{ID: c.ID, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, AnonymousTenant: c.AnonymousTenant,
-		H2C: c.H2C, Demo: c.Demo, Drain: edge.DrainConfig{Timeout: c.DrainTimeout, Reference: c.DrainReference}}
-	cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile = c.TLSCert, c.TLSKey, c.TLSClientCA
-	cfg.MQTTTLSAddr = c.MQTTTLSAddr
-	cfg.MQTT.SessionLease, cfg.MQTT.SessionSaveInterval = c.MQTTSessionLease, c.MQTTSessionSave
-	cfg.MQTT.MaxSessionExpiry, cfg.MQTT.MaxOfflineMessages = c.MQTTMaxExpiry, c.MQTTMaxOffline
-	cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials = c.CORSOrigins, c.CORSCredentials
-	cfg.SSE.EventName, cfg.SSE.EventTopic = c.SSEEventName, c.SSEEventTopic
-	cfg.SSE.Heartbeat, cfg.SSE.QueueSize = c.SSEHeartbeat, c.SSEQueueSize
-	cfg.WS.QueueSize, cfg.WS.SlowConsumer = c.WSQueueSize, c.WSSlowConsumer
-	cfg.Shed = edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit}
-	cfg.HTTP = edge.HTTPConfig{ReadHeaderTimeout: c.HTTPReadHeader, IdleTimeout: c.HTTPIdle, BodyTimeout: c.HTTPBody,
-		MaxUnauthenticatedPerSource: c.HTTPMaxUnauth}
 	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,
@@ -157,7 +121,7 @@ func run(c cli) error {
 		opts = append(opts, edge.WithTenants(tenants, rdb))
 		log.Info("authenticated mode: tenants from etcd", "endpoints", strings.Join(c.EtcdEndpoints, ","), "prefix", c.EtcdPrefix)
 	}
-	s, err := edge.New(cfg, bb, st, log, opts...)
+	s, err := edge.New(c.Edge, bb, st, log, opts...)
 	if err != nil {
 		return err
 	}

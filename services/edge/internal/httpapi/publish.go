@@ -74,23 +74,23 @@ const (
 // PublishConfig configures POST /publish. The zero value is valid.
 type PublishConfig struct {
 	// MaxPayload bounds a published payload; default 1 MiB.
-	MaxPayload int64 `yaml:"max_payload"`
+	MaxPayload int64 `name:"max-payload" env:"HERALD_PUBLISH_MAX_PAYLOAD" help:"Bounds a published payload; default 1 MiB."`
 	// MaxBatch bounds the messages of one batch; default 1000.
-	MaxBatch int `yaml:"max_batch"`
+	MaxBatch int `name:"max-batch" env:"HERALD_PUBLISH_MAX_BATCH" help:"Bounds the messages of one batch; default 1000."`
 	// MaxBatchBytes bounds the body of a batch; default 8 MiB.
-	MaxBatchBytes int64 `yaml:"max_batch_bytes"`
+	MaxBatchBytes int64 `name:"max-batch-bytes" env:"HERALD_PUBLISH_MAX_BATCH_BYTES" help:"Bounds the body of a batch; default 8 MiB."`
 	// CookieOrigins are the host patterns (cors.Config.Hosts) of the
 	// origins besides the edge's own whose pages may publish with the
 	// cookie credential; the edge sets them from its CORS origins when
 	// those may send credentials. Any other origin, and any form content
 	// type, is refused with the cookie (cors.CheckCookieWrite).
-	CookieOrigins []string `yaml:"-"`
+	CookieOrigins []string `kong:"-"`
 	// BodyTimeout bounds the reading of a publish's body, from the moment
 	// the handler is called: a client sending it slower is answered 408
 	// (or the refusal it had earned before its body was read) and its
 	// connection closed. The edge sets it from its http.body_timeout;
 	// zero means no bound.
-	BodyTimeout time.Duration `yaml:"-"`
+	BodyTimeout time.Duration `kong:"-"`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -12,43 +12,43 @@ import (
 type Config struct {
 	// MaxPacketSize bounds a whole inbound packet in bytes, and is
 	// advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB.
-	MaxPacketSize int `yaml:"max_packet_size"`
+	MaxPacketSize int `name:"max-packet-size" env:"HERALD_MQTT_MAX_PACKET_SIZE" help:"Bounds a whole inbound packet in bytes, and is advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB."`
 	// ConnectTimeout is the time allowed between accepting a connection
 	// and receiving its CONNECT; default 10s.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	ConnectTimeout time.Duration `name:"connect-timeout" env:"HERALD_MQTT_CONNECT_TIMEOUT" help:"The time allowed between accepting a connection and receiving its CONNECT; default 10s."`
 	// ReceiveMaximum bounds the QoS 1 and 2 publishes a client may have
 	// unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1
 	// clients, the QoS 1 and 2 messages sent to them and not yet
 	// acknowledged; default 64.
-	ReceiveMaximum int `yaml:"receive_maximum"`
+	ReceiveMaximum int `name:"receive-maximum" env:"HERALD_MQTT_RECEIVE_MAXIMUM" help:"Bounds the QoS 1 and 2 publishes a client may have unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1 clients, the QoS 1 and 2 messages sent to them and not yet acknowledged; default 64."`
 	// QueueSize bounds the live messages queued for one connection; see the
 	// package documentation for what happens when it is full; default 1024.
-	QueueSize int `yaml:"queue_size"`
+	QueueSize int `name:"queue-size" env:"HERALD_MQTT_QUEUE_SIZE" help:"Bounds the live messages queued for one connection; see the package documentation for what happens when it is full; default 1024."`
 	// MaxKeepAlive caps the keep alive interval. MQTT 5 clients asking for
 	// more, or for none, are told this value (Server Keep Alive); MQTT 3.1.1
 	// clients cannot be told, and are held to it anyway; default 20m.
-	MaxKeepAlive time.Duration `yaml:"max_keep_alive"`
+	MaxKeepAlive time.Duration `name:"max-keep-alive" env:"HERALD_MQTT_MAX_KEEP_ALIVE" help:"Cap of the keep alive interval; MQTT 5 clients asking for more, or none, are told this one (default 20m)."`
 	// ServerKeepAlive, when set, is the keep alive every client is held
 	// to whatever it asked for; MQTT 5 clients are told (Server Keep
 	// Alive). Default 0: the client's own, capped by MaxKeepAlive.
-	ServerKeepAlive time.Duration `yaml:"server_keep_alive"`
+	ServerKeepAlive time.Duration `name:"server-keep-alive" env:"HERALD_MQTT_SERVER_KEEP_ALIVE" help:"When set, the keep alive every client is held to whatever it asked for; MQTT 5 clients are told (Server Keep Alive)."`
 	// TopicAliasMaximum is the number of topic aliases an MQTT 5 client may
 	// use in its PUBLISHes (advertised as Topic Alias Maximum); default 32,
 	// -1 for none.
-	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
+	TopicAliasMaximum int `name:"topic-alias-maximum" env:"HERALD_MQTT_TOPIC_ALIAS_MAXIMUM" help:"The number of topic aliases an MQTT 5 client may use in its PUBLISHes (advertised as Topic Alias Maximum); default 32, -1 for none."`
 	// OutboundTopicAliases caps the topic aliases the server assigns in
 	// the PUBLISHes it sends to an MQTT 5 client that accepts them (the
 	// client's Topic Alias Maximum), least recently used replaced first;
 	// default 32, -1 for none.
-	OutboundTopicAliases int `yaml:"outbound_topic_aliases"`
+	OutboundTopicAliases int `name:"outbound-topic-aliases" env:"HERALD_MQTT_OUTBOUND_TOPIC_ALIASES" help:"Caps the topic aliases the server assigns in the PUBLISHes it sends to an MQTT 5 client that accepts them (the client's Topic Alias Maximum), least recently used replaced first; default 32, -1 for none."`
 	// ResponseInformation is returned in CONNACK to MQTT 5 clients that ask
 	// for response information: the base of the response topics they may
 	// use. Default none.
-	ResponseInformation string `yaml:"response_information"`
+	ResponseInformation string `name:"response-information" env:"HERALD_MQTT_RESPONSE_INFORMATION" help:"Returned in CONNACK to MQTT 5 clients that ask for response information: the base of the response topics they may use."`
 	// TakeoverWait bounds how long a CONNECT waits for the connection it
 	// takes over (same tenant and client identifier, on any edge) to be
 	// gone before it is answered; default 1s.
-	TakeoverWait time.Duration `yaml:"takeover_wait"`
+	TakeoverWait time.Duration `name:"takeover-wait" env:"HERALD_MQTT_TAKEOVER_WAIT" help:"Bounds how long a CONNECT waits for the connection it takes over (same tenant and client identifier, on any edge) to be gone before it is answered; default 1s."`
 	// SoleEdge says no other edge serves this edge's tenants: the
 	// all-in-one process, whose sessions live in a store only it can open.
 	// A session's older connection can then only be on this edge, so a
@@ -57,7 +57,7 @@ type Config struct {
 	// every idle connection's 12). Never set it on edges that share a
 	// store: a client reconnecting through another edge would then have
 	// two live connections.
-	SoleEdge bool `yaml:"sole_edge"`
+	SoleEdge bool `name:"sole-edge" env:"HERALD_MQTT_SOLE_EDGE" help:"Says no other edge serves this edge's tenants: the all-in-one process, whose sessions live in a store only it can open."`
 	// retireAfter is how long the control subscription of an ended
 	// connection keeps answering for it (Server.release): long enough for
 	// the requests the NATS server routed before it had the UNSUB, many
@@ -67,31 +67,31 @@ type Config struct {
 	retireAfter time.Duration
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading cannot hold a connection forever; default 10s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `name:"write-timeout" env:"HERALD_MQTT_WRITE_TIMEOUT" help:"Bounds each write to a client, so that a client that stopped reading cannot hold a connection forever; default 10s."`
 	// SessionLease is the length of the edge lease that vouches for every
 	// persistent session the edge holds (store.EdgeLeaseStore,
 	// store.Session.Edge); the edge renews it every third of it. If the
 	// edge dies, the session service takes its sessions as disconnected
 	// when the lease lapses and fires their wills (after their delay): it
 	// bounds how late a will of a dead edge comes; default 10s.
-	SessionLease time.Duration `yaml:"session_lease"`
+	SessionLease time.Duration `name:"session-lease" env:"HERALD_MQTT_SESSION_LEASE" help:"Lease of a connected MQTT session; bounds how late a dead edge's wills fire (default 10s)."`
 	// SessionSaveInterval is how often the session record of a live
 	// connection is saved if its delivery cursor or in-flight state moved
 	// (an idle one is not written): it bounds the write rate per session
 	// and what a crash sends again; default 1s.
-	SessionSaveInterval time.Duration `yaml:"session_save_interval"`
+	SessionSaveInterval time.Duration `name:"session-save-interval" env:"HERALD_MQTT_SESSION_SAVE_INTERVAL" help:"Most frequent save of a live session's cursor (default 1s)."`
 	// MaxSessionExpiry caps the Session Expiry Interval an MQTT 5 client
 	// may ask for (it is told the value kept) and is the expiry of an MQTT
 	// 3.1.1 persistent session (CleanSession 0); default 24h.
-	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	MaxSessionExpiry time.Duration `name:"max-session-expiry" env:"HERALD_MQTT_MAX_SESSION_EXPIRY" help:"Cap of MQTT session expiry, and the expiry of 3.1.1 persistent sessions (default 24h)."`
 	// MaxOfflineMessages bounds the messages a resumed session is sent
 	// from what it missed while offline; beyond it the oldest are skipped
 	// (counted in Stats.OfflineDropped and logged); default 10000.
-	MaxOfflineMessages int `yaml:"max_offline_messages"`
+	MaxOfflineMessages int `name:"max-offline-messages" env:"HERALD_MQTT_MAX_OFFLINE_MESSAGES" help:"Most messages sent to a resuming session; older ones are skipped and counted (default 10000)."`
 	// WebSocketOrigins are host patterns (path.Match syntax) of browser
 	// origins allowed to open MQTT over WebSocket besides the server's own
 	// host; default none.
-	WebSocketOrigins []string `yaml:"websocket_origins"`
+	WebSocketOrigins []string `name:"websocket-origins" env:"HERALD_MQTT_WEBSOCKET_ORIGINS" help:"Host patterns (path.Match syntax) of browser origins allowed to open MQTT over WebSocket besides the server's own host; default none."`
 }
 
 // Defaults used for zero Config fields.

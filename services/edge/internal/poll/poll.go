@@ -57,15 +57,15 @@ import (
 type Config struct {
 	// DefaultTimeout is the wait of a poll that does not say; default 25s,
 	// under the 30 s many proxies allow an idle request.
-	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	DefaultTimeout time.Duration `name:"default-timeout" env:"HERALD_POLL_DEFAULT_TIMEOUT" help:"The wait of a poll that does not say; default 25s, under the 30 s many proxies allow an idle request."`
 	// MaxTimeout caps the wait a poll may ask for; default 60s.
-	MaxTimeout time.Duration `yaml:"max_timeout"`
+	MaxTimeout time.Duration `name:"max-timeout" env:"HERALD_POLL_MAX_TIMEOUT" help:"Caps the wait a poll may ask for; default 60s."`
 	// DefaultMessages is the max of a poll that does not say; default 100.
-	DefaultMessages int `yaml:"default_messages"`
+	DefaultMessages int `name:"default-messages" env:"HERALD_POLL_DEFAULT_MESSAGES" help:"The max of a poll that does not say; default 100."`
 	// MaxMessages caps the max a poll may ask for; default 1000.
-	MaxMessages int `yaml:"max_messages"`
+	MaxMessages int `name:"max-messages" env:"HERALD_POLL_MAX_MESSAGES" help:"Caps the max a poll may ask for; default 1000."`
 	// MaxFilters bounds the topic filters of one poll; default 32.
-	MaxFilters int `yaml:"max_filters"`
+	MaxFilters int `name:"max-filters" env:"HERALD_POLL_MAX_FILTERS" help:"Bounds the topic filters of one poll; default 32."`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -10,26 +10,26 @@ import (
 type Config struct {
 	// Retry is the reconnection delay sent in the stream's retry: field;
 	// default 2s.
-	Retry time.Duration `yaml:"retry"`
+	Retry time.Duration `name:"retry" env:"HERALD_SSE_RETRY" help:"The reconnection delay sent in the stream's retry: field; default 2s."`
 	// Heartbeat is the interval of ": ping" comments on a quiet stream,
 	// which keep proxies from closing it; default 15s.
-	Heartbeat time.Duration `yaml:"heartbeat"`
+	Heartbeat time.Duration `name:"heartbeat" env:"HERALD_SSE_HEARTBEAT" help:"Interval of SSE heartbeat comments (default 15s)."`
 	// QueueSize bounds the messages waiting to be written per connection;
 	// default 1024. A stream whose queue overflows is closed.
-	QueueSize int `yaml:"queue_size"`
+	QueueSize int `name:"queue-size" env:"HERALD_SSE_QUEUE_SIZE" help:"Messages queued per SSE stream before it is closed as slow (default 1024)."`
 	// EventName is the event: field of messages; default "message", which
 	// EventSource hands to onmessage.
-	EventName string `yaml:"event_name"`
+	EventName string `name:"event-name" env:"HERALD_SSE_EVENT_NAME" help:"SSE event name of messages (default message)."`
 	// EventTopic names each message event after its topic instead
 	// ("event: sensors/kitchen/temp"). EventSource hands named events only
 	// to listeners added with addEventListener(<topic>), never to
 	// onmessage. A topic that cannot be an event name (one containing CR
 	// or LF, or "gap") keeps EventName.
-	EventTopic bool `yaml:"event_topic"`
+	EventTopic bool `name:"event-topic" env:"HERALD_SSE_EVENT_TOPIC" help:"Name SSE events after their topic (clients need addEventListener)."`
 	// WriteTimeout bounds writing one batch of events; default 10s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `name:"write-timeout" env:"HERALD_SSE_WRITE_TIMEOUT" help:"Bounds writing one batch of events; default 10s."`
 	// MaxFilters bounds the topic filters of one stream; default 32.
-	MaxFilters int `yaml:"max_filters"`
+	MaxFilters int `name:"max-filters" env:"HERALD_SSE_MAX_FILTERS" help:"Bounds the topic filters of one stream; default 32."`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/heraldmq/herald/pkg/backbone"
@@ -25,39 +24,29 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// cli is the command's configuration, from flags, the environment
+// (HERALD_*) and the YAML file alike (keys are the flag names). The
+// service's own settings are session.Config, the struct the service reads;
+// the rest wires it to NATS and the store.
 type cli struct {
-	Config            kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
-	NATSURL           string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
-	Store             string          `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
-	RedisAddrs        []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
-	RedisPrefix       string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	RedisMasterName   string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
-	RedisUsername     string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
-	RedisPassword     string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
-	SentinelUsername  string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
-	SentinelPassword  string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
-	RedisTLS          bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
-	StorePath         string          `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
-	OpsAddr           string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
-	SubjectPrefix     string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
-	PollInterval      time.Duration   `help:"How often to look for new tenants." default:"2s" env:"HERALD_SESSION_POLL_INTERVAL"`
-	BatchSize         int             `help:"Most messages fetched and applied at once." default:"256" env:"HERALD_SESSION_BATCH_SIZE"`
-	FetchWait         time.Duration   `help:"How long an idle tenant's fetch waits (bounds shutdown time)." default:"1s" env:"HERALD_SESSION_FETCH_WAIT"`
-	ApplyInterval     time.Duration   `help:"Least time between two store writes of a tenant with less than a batch waiting (one commit per interval, not per few messages)." default:"20ms" env:"HERALD_SESSION_APPLY_INTERVAL"`
-	ReplayMaxMessages int             `help:"Most messages kept per tenant replay buffer." default:"10000" env:"HERALD_REPLAY_MAX_MESSAGES"`
-	ReplayMaxAge      time.Duration   `help:"How long a message stays in a replay buffer." default:"24h" env:"HERALD_REPLAY_MAX_AGE"`
-	Durable           string          `help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants." default:"herald-session" env:"HERALD_SESSION_DURABLE"`
-	ReplicaID         string          `name:"replica-id" help:"This replica's name in the lease bucket: unique among live replicas, stable across restarts (default: the host name)." env:"HERALD_SESSION_REPLICA_ID"`
-	LeaseTTL          time.Duration   `help:"How long a tenant stays with a replica that stopped renewing its lease." default:"10s" env:"HERALD_SESSION_LEASE_TTL"`
-	LeaseReplicas     int             `help:"Replication factor of the lease bucket (3 on a NATS cluster)." default:"1" env:"HERALD_SESSION_LEASE_REPLICAS"`
-	SweepInterval     time.Duration   `help:"How often expired sessions and retained messages are deleted and idle replay buffers trimmed." default:"30s" env:"HERALD_SESSION_SWEEP_INTERVAL"`
-	DueInterval       time.Duration   `help:"How often lapsed MQTT connection leases and due wills are looked for (bounds how late a will fires)." default:"1s" env:"HERALD_SESSION_DUE_INTERVAL"`
-	MaxRetained       int             `help:"Most retained topics per tenant." default:"100000" env:"HERALD_MAX_RETAINED"`
-	MaxRetainedBytes  int64           `help:"Most bytes of retained messages per tenant." default:"268435456" env:"HERALD_MAX_RETAINED_BYTES"`
-	MaxSessions       int             `help:"Most persistent sessions per tenant." default:"100000" env:"HERALD_MAX_SESSIONS"`
-	LogFormat         string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel          string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
-	Telemetry         telemetry.Flags `embed:""`
+	Config           kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
+	Session          session.Config  `embed:""`
+	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	Store            string          `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
+	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
+	RedisMasterName  string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
+	RedisUsername    string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
+	RedisPassword    string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	SentinelUsername string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
+	SentinelPassword string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
+	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
+	StorePath        string          `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
+	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
+	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	Backbone         backbone.Config `embed:""`
+	Telemetry        telemetry.Flags `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
 	NATS backbone.Credentials `embed:""`
@@ -78,7 +67,7 @@ func run(c cli) error {
 	log := ops.NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tel, err := c.Telemetry.Setup(ctx, "herald-session", c.ReplicaID)
+	tel, err := c.Telemetry.Setup(ctx, "herald-session", c.Session.ReplicaID)
 	if err != nil {
 		return err
 	}
@@ -86,25 +75,8 @@ func run(c cli) error {
 	log = telemetry.NewLogger(log)
 	p := tel.Providers()
 
-	cfg := session.Config{
-		Telemetry:     p,
-		PollInterval:  c.PollInterval,
-		BatchSize:     c.BatchSize,
-		FetchWait:     c.FetchWait,
-		ApplyInterval: c.ApplyInterval,
-		Durable:       c.Durable,
-		ReplicaID:     c.ReplicaID,
-		LeaseTTL:      c.LeaseTTL,
-		LeaseReplicas: c.LeaseReplicas,
-		SweepInterval: c.SweepInterval,
-		DueInterval:   c.DueInterval,
-		Limits: store.Limits{
-			Replay:           store.ReplayLimits{MaxMessages: c.ReplayMaxMessages, MaxAge: c.ReplayMaxAge},
-			RetainedMessages: c.MaxRetained,
-			RetainedBytes:    c.MaxRetainedBytes,
-			Sessions:         c.MaxSessions,
-		},
-	}
+	cfg := c.Session
+	cfg.Telemetry = p
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -119,7 +91,7 @@ func run(c cli) error {
 	}
 	defer nc.Close()
 	o.AddCheck("nats", backbone.Connected(nc))
-	bb, err := backbone.New(nc, backbone.Config{SubjectPrefix: c.SubjectPrefix}, backbone.WithTelemetry(p))
+	bb, err := backbone.New(nc, c.Backbone, backbone.WithTelemetry(p))
 	if err != nil {
 		return err
 	}
