@@ -123,7 +123,7 @@ TOOLS_CACHE ?= $(HOME)/.cache/herald
 sumof = $(shell cat $(1) | sha256sum | cut -c1-12)
 IMAGE_TOOLS = $(TOOLS_CACHE)/images-$(call sumof,tools/images/go.sum)
 KUBE_TOOLS  = $(TOOLS_CACHE)/k8s-$(call sumof,tools/k8s/go.sum)
-DNS_TOOLS   = $(TOOLS_CACHE)/dns-$(call sumof,tools/dns/go.sum)
+DNS_TOOLS   = $(TOOLS_CACHE)/dns-$(call sumof,tools/dns/go.sum tools/dns/main.go)
 KUBE_VERSION = v1.37.2
 KUBE_LDFLAGS = -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \

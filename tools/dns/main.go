@@ -10,6 +10,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -20,7 +21,7 @@ import (
 )
 
 // The plugins' order in a query, as in CoreDNS's plugin.cfg.
-var directives = []string{"errors", "log", "health", "ready", "cache", "kubernetes", "forward"}
+var directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes", "forward"}
 
 func main() {
 	dnsserver.Directives = directives
