@@ -173,7 +173,7 @@ images: $(IMAGE_TOOLS)/.built
 K8S_STATE ?= $(DATA)/k8s
 K8S_ENV = KUBE_TOOLS=$(KUBE_TOOLS) DNS_TOOLS=$(DNS_TOOLS) IMAGE_TOOLS=$(IMAGE_TOOLS) ETCD=$(BIN)/etcd \
 	K8S_STATE=$(K8S_STATE)
-.PHONY: k8s-tools k8s-up k8s-down k8s-status k8s-test
+.PHONY: k8s-tools k8s-up k8s-down k8s-status k8s-env k8s-test
 k8s-tools: $(KUBE_TOOLS)/.built $(DNS_TOOLS)/.built $(IMAGE_TOOLS)/.built $(BIN)/etcd
 	@command -v containerd >/dev/null && command -v runc >/dev/null && [ -x /usr/lib/cni/bridge ] && \
 		command -v iptables >/dev/null && command -v openssl >/dev/null || \
@@ -184,12 +184,15 @@ k8s-down:
 	$(K8S_ENV) bash deploy/k8s/cluster.sh down
 k8s-status:
 	$(K8S_ENV) bash deploy/k8s/cluster.sh status
+## k8s-env: eval "$$(make -s k8s-env)" puts kubectl and helm on PATH with the cluster's KUBECONFIG
+k8s-env:
+	@$(K8S_ENV) bash deploy/k8s/cluster.sh env
 
 ## k8s-test: Herald's chart on that cluster, end to end (tests/k8s; not part
 ## of make test; its budget is printed at its start): starts the cluster if
 ## it is not up (and stops it after), builds and pushes the images, installs
 ## NATS, Redis and etcd, then the chart as the README says, under load
 K8S_TEST_BUDGET ?= 25m
-k8s-test: k8s-tools build
+k8s-test: k8s-tools build images
 	@echo "make k8s-test: budget $(K8S_TEST_BUDGET) (go test -timeout), after the one-time tool builds"
 	$(K8S_ENV) K8S_TEST_BUDGET=$(K8S_TEST_BUDGET) bash deploy/k8s/k8s-test.sh

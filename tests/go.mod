@@ -3,7 +3,6 @@ module github.com/heraldmq/herald/tests
 go 1.26.8
 
 require (
-	github.com/eclipse/paho.mqtt.golang v1.5.1 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
@@ -18,8 +17,10 @@ require (
 require (
 	github.com/coder/websocket v1.8.15
 	github.com/eclipse/paho.golang v0.23.0
+	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/heraldmq/herald/pkg v0.0.0
 	github.com/nats-io/nats.go v1.55.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 // Herald's modules are developed together; the workspace (go.work) and these

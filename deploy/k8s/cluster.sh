@@ -425,7 +425,7 @@ status() {
 env_() {
 	echo "export KUBECONFIG=$KUBECONFIG"
 	echo "export PATH=$KT:\$PATH"
-	echo "export HERALD_K8S_REGISTRY=$REGISTRY HERALD_K8S_NODE_IP=$NODE_IP"
+	echo "export HERALD_K8S_REGISTRY=$REGISTRY HERALD_K8S_NODE_IP=$NODE_IP HERALD_K8S_CONTAINERD=$SOCK"
 }
 
 case ${1:-status} in
