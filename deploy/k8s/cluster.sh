@@ -8,7 +8,8 @@
 #   cluster.sh up       start it all (certificates on first use), wait for the node
 #   cluster.sh down     stop exactly what `up` started, by PID, and remove what
 #                       it leaves: pods, mounts, the bridge, iptables chains,
-#                       cgroups, and the ip_forward setting it changed
+#                       cgroups, the cluster's objects (etcd), and the
+#                       ip_forward setting it changed
 #   cluster.sh status   what runs
 #   cluster.sh env      the KUBECONFIG, PATH and registry to use it
 #
@@ -340,6 +341,9 @@ clusterDNS: [$NODE_IP]
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
+# Images loaded into containerd by hand (ctr images import, as kind load
+# does) serve pods without a pull, even after a first pull of them failed.
+imagePullCredentialsVerificationPolicy: NeverVerify
 evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
 imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
@@ -392,7 +396,7 @@ down() {
 	for table in nat filter mangle; do
 		local chains
 		chains=$(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}')
-		chains+=" $(iptables -t "$table" -S 2>/dev/null | grep -F 'name: \"herald\"' | sed -n 's/.* -j \(CNI-[^ ]*\).*/\1/p' | sort -u)"
+		chains+=" $(iptables -t "$table" -S 2>/dev/null | { grep -F 'name: \"herald\"' || true; } | sed -n 's/.* -j \(CNI-[^ ]*\).*/\1/p; s/^-A \(CNI-[^ ]*\) .*/\1/p' | sort -u)"
 		# Rules of other chains that jump to them, then the chains.
 		iptables -t "$table" -S 2>/dev/null | awk '$1 == "-A" && $2 !~ /^KUBE-/' | while read -r rule; do
 			for chain in $chains; do
@@ -407,6 +411,9 @@ down() {
 	for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice; do
 		[ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
 	done
+	# The cluster's state: the next `up` starts empty (the certificates,
+	# containerd's images and the registry stay).
+	rm -rf "$STATE/etcd" "$STATE/kubelet" "$STATE/pod-logs" "$STATE/cni/ipam"
 	if [ -f "$RUN/ip_forward" ]; then
 		cat "$RUN/ip_forward" >/proc/sys/net/ipv4/ip_forward
 		rm -f "$RUN/ip_forward"

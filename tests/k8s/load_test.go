@@ -1,10 +1,8 @@
 package k8s
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/tests/ssestream"
 )
 
 const (
@@ -321,14 +320,9 @@ type sseClient struct {
 	done   chan struct{}
 
 	mu      sync.Mutex
-	events  []sseEvent
+	events  []ssestream.Event
 	streams int
 	err     error
-}
-
-type sseEvent struct {
-	seq     uint64
-	payload string
 }
 
 func newSSEClient(ctx context.Context, ep endpoint) *sseClient {
@@ -361,7 +355,7 @@ func (s *sseClient) run(ctx context.Context) {
 					close(s.open)
 				}
 				s.mu.Unlock()
-				lastID, retry = s.read(resp, lastID, retry)
+				lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.add, s.fail)
 			}
 			resp.Body.Close()
 		}
@@ -372,47 +366,10 @@ func (s *sseClient) run(ctx context.Context) {
 	}
 }
 
-// read consumes one stream and returns the last event id and retry delay.
-func (s *sseClient) read(resp *http.Response, lastID string, retry time.Duration) (string, time.Duration) {
-	br := bufio.NewReader(resp.Body)
-	var id, data string
-	for {
-		line, err := br.ReadString('\n')
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "":
-			if data != "" {
-				var m struct {
-					Payload string `json:"payload"`
-					Seq     uint64 `json:"seq"`
-				}
-				if jerr := json.Unmarshal([]byte(data), &m); jerr != nil {
-					s.fail(fmt.Errorf("bad event data %q: %w", data, jerr))
-				} else {
-					s.mu.Lock()
-					s.events = append(s.events, sseEvent{seq: m.Seq, payload: m.Payload})
-					s.mu.Unlock()
-				}
-				if id != "" {
-					lastID = id
-				}
-			}
-			id, data = "", ""
-		case strings.HasPrefix(line, "id: "):
-			id = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "data: "):
-			data = strings.TrimPrefix(line, "data: ")
-		case strings.HasPrefix(line, "event: gap"):
-			s.fail(fmt.Errorf("gap event after %s", lastID))
-		case strings.HasPrefix(line, "retry: "):
-			if ms, perr := strconv.Atoi(strings.TrimPrefix(line, "retry: ")); perr == nil {
-				retry = time.Duration(ms) * time.Millisecond
-			}
-		}
-		if err != nil {
-			return lastID, retry
-		}
-	}
+func (s *sseClient) add(e ssestream.Event) {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
 }
 
 func (s *sseClient) fail(err error) {
@@ -424,8 +381,7 @@ func (s *sseClient) fail(err error) {
 }
 
 // check waits until the client has every message of sent, then requires
-// the stream exactly: each event's sequence number one above the one
-// before, so nothing was skipped or repeated across its reconnects.
+// exactly the stream (ssestream.Exact).
 func (s *sseClient) check(ctx context.Context, sent []string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -436,23 +392,9 @@ func (s *sseClient) check(ctx context.Context, sent []string) error {
 		if err != nil {
 			return err
 		}
-		seen := make(map[string]bool, len(events))
-		for _, e := range events {
-			seen[e.payload] = true
-		}
-		var missing int
-		for _, p := range sent {
-			if !seen[p] {
-				missing++
-			}
-		}
-		if missing == 0 {
-			for i := 1; i < len(events); i++ {
-				if events[i].seq != events[i-1].seq+1 {
-					return fmt.Errorf("event %d has seq %d after %d: not the stream, exactly, in order", i, events[i].seq, events[i-1].seq)
-				}
-			}
-			return nil
+		missing, err := ssestream.Exact(events, sent)
+		if err != nil || missing == 0 {
+			return err
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("%d of %d messages missing", missing, len(sent))

@@ -5,16 +5,13 @@
 package rolling
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +19,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/heraldmq/herald/tests/localcluster"
+	"github.com/heraldmq/herald/tests/ssestream"
 )
 
 const (
@@ -368,13 +366,8 @@ type sseClient struct {
 	done  chan struct{}
 
 	mu     sync.Mutex
-	events []sseEvent
+	events []ssestream.Event
 	err    error
-}
-
-type sseEvent struct {
-	seq     uint64
-	payload string
 }
 
 func newSSEClient(ctx context.Context, prefer, other localcluster.Edge, left ...*departures) *sseClient {
@@ -414,7 +407,7 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 				opened = true
 				close(s.open)
 			}
-			lastID, retry = s.read(resp, lastID, retry)
+			lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.add, s.fail)
 			resp.Body.Close()
 			if ctx.Err() == nil {
 				now := time.Now()
@@ -431,47 +424,10 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 	}
 }
 
-// read consumes one stream and returns the last event id and retry delay.
-func (s *sseClient) read(resp *http.Response, lastID string, retry time.Duration) (string, time.Duration) {
-	br := bufio.NewReader(resp.Body)
-	var id, data string
-	for {
-		line, err := br.ReadString('\n')
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "":
-			if data != "" {
-				var m struct {
-					Payload string `json:"payload"`
-					Seq     uint64 `json:"seq"`
-				}
-				if jerr := json.Unmarshal([]byte(data), &m); jerr != nil {
-					s.fail(fmt.Errorf("bad event data %q: %w", data, jerr))
-				} else {
-					s.mu.Lock()
-					s.events = append(s.events, sseEvent{seq: m.Seq, payload: m.Payload})
-					s.mu.Unlock()
-				}
-				if id != "" {
-					lastID = id
-				}
-			}
-			id, data = "", ""
-		case strings.HasPrefix(line, "id: "):
-			id = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "data: "):
-			data = strings.TrimPrefix(line, "data: ")
-		case strings.HasPrefix(line, "event: gap"):
-			s.fail(fmt.Errorf("gap event after %s", lastID))
-		case strings.HasPrefix(line, "retry: "):
-			if ms, perr := strconv.Atoi(strings.TrimPrefix(line, "retry: ")); perr == nil {
-				retry = time.Duration(ms) * time.Millisecond
-			}
-		}
-		if err != nil {
-			return lastID, retry
-		}
-	}
+func (s *sseClient) add(e ssestream.Event) {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
 }
 
 func (s *sseClient) fail(err error) {
@@ -483,53 +439,25 @@ func (s *sseClient) fail(err error) {
 }
 
 // check waits until the client has every message of sent, then verifies
-// it got the stream's messages exactly once each and in order: stream
-// sequences increasing one by one (the tenant stream holds only the
-// test's messages).
+// it got the stream's messages exactly once each and in order
+// (ssestream.Exact: the tenant stream holds only the test's messages).
 func (s *sseClient) check(ctx context.Context, sent []string) error {
-	want := make(map[string]bool, len(sent))
-	for _, p := range sent {
-		want[p] = true
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
-		n := 0
-		for _, e := range s.events {
-			if want[e.payload] {
-				n++
-			}
-		}
 		events := slices.Clone(s.events)
 		err := s.err
 		s.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for _, e := range events {
-			seen[e.payload] = true
-		}
-		if len(seen) >= len(want) && allIn(want, seen) {
-			for i := 1; i < len(events); i++ {
-				if events[i].seq != events[i-1].seq+1 {
-					return fmt.Errorf("event %d has seq %d after %d: not the stream, exactly, in order", i, events[i].seq, events[i-1].seq)
-				}
-			}
-			return nil
+		missing, err := ssestream.Exact(events, sent)
+		if err != nil || missing == 0 {
+			return err
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d of %d messages received", n, len(sent))
+			return fmt.Errorf("%d of %d messages received", len(sent)-missing, len(sent))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func allIn(want, seen map[string]bool) bool {
-	for p := range want {
-		if !seen[p] {
-			return false
-		}
-	}
-	return true
 }
