@@ -181,8 +181,13 @@ func testDefaults(t *testing.T, c *cluster) {
 	if got := c.must(t, "", "kubectl", "-n", ns, "get", "service", "herald-mqtt", "-o", "jsonpath={.spec.type}"); got != "ClusterIP" {
 		t.Errorf("default MQTT Service type %q", got)
 	}
-	// The edges require credentials and the defaults give the test none:
-	// it fails, prints its pod's log, and leaves no pod behind.
+	// The test pod's default image (curlimages/curl) cannot be pulled
+	// offline: the one value this cluster needs for helm test is the curl
+	// image of make images. The edges require credentials and the defaults
+	// give the test none: it fails, prints its pod's log, and leaves no pod
+	// behind.
+	c.must(t, "", "helm", "upgrade", "herald", "charts/herald", "-n", ns, "--wait", "--reuse-values",
+		"--set", "tests.image.repository="+c.registry+"/herald/curl", "--set", "tests.image.tag=7.88.1")
 	out, err := c.run("", nil, "helm", "test", "herald", "-n", ns, "--timeout", "2m")
 	if err == nil {
 		t.Errorf("helm test passed without a credential:\n%s", out)
