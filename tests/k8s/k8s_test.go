@@ -219,6 +219,18 @@ func testProduction(t *testing.T, c *cluster) {
 		_, _ = c.run("", nil, "kubectl", "delete", "namespace", depsNS, ns, "--wait=false")
 		_, _ = c.run("", nil, "kubectl", "delete", "-f", "tests/k8s/testdata/servicemonitor-crd.yaml", "--wait=false")
 	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, args := range [][]string{
+				{"-n", ns, "get", "pods,events", "-o", "wide"},
+				{"-n", ns, "logs", "-l", "app.kubernetes.io/instance=herald", "--all-containers", "--prefix", "--tail", "40"},
+				{"-n", depsNS, "logs", "-l", "app in (nats,redis,etcd)", "--prefix", "--tail", "20"},
+			} {
+				out, _ := c.run("", nil, "kubectl", args...)
+				t.Logf("kubectl %s:\n%s", strings.Join(args, " "), out)
+			}
+		}
+	})
 	c.must(t, work, "kubectl", "-n", depsNS, "create", "secret", "tls", "deps-tls", "--cert=deps.crt", "--key=deps.key")
 	c.must(t, "", "helm", "install", "deps", "tests/k8s/deps", "-n", depsNS, "--wait", "--timeout", "3m",
 		"--set", "image.registry="+c.registry+"/herald", "--set", "tls.secretName=deps-tls",

@@ -48,7 +48,7 @@ trap 'kill $PF' EXIT
 export HERALD_ADMIN_SERVER=127.0.0.1:18081 HERALD_ADMIN_TOKEN="$(sed -n 's/^token: *//p' operator-token.txt)"
 for i in $(seq 30); do bin/herald-admin tenant list >/dev/null 2>&1 && break; sleep 1; done
 bin/herald-admin tenant create `+loadTenant+` >/dev/null
-bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe:`+loadTopics+`#' -o json | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p'`))
+bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadTopics+`#' -o json | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p'`))
 	if !strings.HasPrefix(token, "hk_") {
 		t.Fatalf("no API key for tenant %s: %q", loadTenant, token)
 	}
