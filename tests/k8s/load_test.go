@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,24 +42,30 @@ type endpoint struct {
 // replaces every edge pod; then every subscriber must have every
 // acknowledged message and every SSE client exactly the stream.
 func testUpgradeUnderLoad(t *testing.T, c *cluster, ns, work string, pki *testPKI, values []string) {
-	token := strings.TrimSpace(c.must(t, work, "bash", "-euo", "pipefail", "-c", `
-kubectl -n messaging port-forward svc/herald-admin 18081:8081 >/dev/null & PF=$!
+	out := c.must(t, work, "bash", "-euo", "pipefail", "-c", `
+kubectl -n messaging port-forward svc/herald-admin 18081:8081 >/dev/null 2>&1 & PF=$!
 trap 'kill $PF' EXIT
 export HERALD_ADMIN_SERVER=127.0.0.1:18081 HERALD_ADMIN_TOKEN="$(sed -n 's/^token: *//p' operator-token.txt)"
 for i in $(seq 30); do bin/herald-admin tenant list >/dev/null 2>&1 && break; sleep 1; done
 bin/herald-admin tenant create `+loadTenant+` >/dev/null
-bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadTopics+`#' -o json | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p'`))
-	if !strings.HasPrefix(token, "hk_") {
-		t.Fatalf("no API key for tenant %s: %q", loadTenant, token)
+bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadTopics+`#' -o json`)
+	token := regexp.MustCompile(`"token": *"(hk_[^"]+)"`).FindStringSubmatch(out)
+	if token == nil {
+		t.Fatalf("no API key for tenant %s:\n%s", loadTenant, out)
 	}
 	ep := endpoint{
 		mqtt:  c.nodePort(t, ns, "herald-mqtt", "mqtts"),
 		https: c.nodePort(t, ns, "herald-http", "http"),
 		tls:   &tls.Config{RootCAs: pki.pool, ServerName: "realtime.example.com", MinVersion: tls.VersionTLS12},
-		token: token,
+		token: token[1],
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// The edges learn the key from etcd: wait until they take it, once a
+	// second, as a failed attempt counts against this address's budget of
+	// authentication failures (one a second), which the clients' fast
+	// reconnects would spend.
+	waitKeyKnown(ctx, t, ep)
 
 	subs := make([]*subscriber, loadSubscribers)
 	for i := range subs {
@@ -140,6 +146,33 @@ func testAutoscalingToggle(t *testing.T, c *cluster, ns string, values []string)
 		t.Errorf("edge replicas %d right after autoscaling came back on, want the 3 that ran", n)
 	}
 	c.must(t, "", "kubectl", "-n", ns, "get", "hpa", "herald-edge")
+}
+
+// waitKeyKnown polls the edges with the endpoint's key until they accept it.
+func waitKeyKnown(ctx context.Context, t *testing.T, ep endpoint) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ep.tls}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	var last string
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+ep.https+"/poll?topic="+url.QueryEscape(loadTopics+"key")+"&timeout=0", nil)
+		req.Header.Set("Authorization", "Bearer "+ep.token)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+	}
+	t.Fatalf("the edges never accepted the key: %s", last)
 }
 
 // reconnectSoon retries at once, then every 100 ms.

@@ -10,10 +10,14 @@ import (
 // myValues is the my-values.yaml of the README for this cluster: what a
 // user changes in the production example — the registry, the dependencies'
 // endpoints, sizes that fit one 2-core node, NodePorts (no load-balancer
-// provider here) and a shorter drain.
+// provider here), no OTLP collector, and a shorter drain.
 func myValues(registry, depsNS string) string {
 	return fmt.Sprintf(`image:
   registry: %[1]s/herald
+# No OpenTelemetry collector on this cluster.
+telemetry:
+  otlp:
+    endpoint: ""
 nats:
   streamReplicas: 1
 redis:
