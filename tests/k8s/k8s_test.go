@@ -110,12 +110,21 @@ func (c *cluster) deploymentReplicas(t *testing.T, namespace, name string) int {
 	return n
 }
 
-// edgePods lists the release's edge pods that are not terminating.
-func (c *cluster) edgePods(t *testing.T, namespace string) []string {
+// edgePods lists the release's edge pods: those running, and those
+// terminating (draining).
+func (c *cluster) edgePods(t *testing.T, namespace string) (live, terminating []string) {
 	t.Helper()
 	out := c.must(t, "", "kubectl", "-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=edge",
-		"-o", `jsonpath={range .items[?(@.metadata.deletionTimestamp=="")]}{.metadata.name}{"\n"}{end}`)
-	return strings.Fields(out)
+		"-o", `jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch f := strings.Fields(line); len(f) {
+		case 1:
+			live = append(live, f[0])
+		case 2:
+			terminating = append(terminating, f[0])
+		}
+	}
+	return live, terminating
 }
 
 // nodePort is the node port of a Service's named port.

@@ -86,17 +86,34 @@ bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadT
 	pub := newPublisher(ctx, t, ep)
 	time.Sleep(2 * time.Second)
 
-	before := c.edgePods(t, ns)
+	before, _ := c.edgePods(t, ns)
+	if len(before) == 0 {
+		t.Fatal("no edge pods")
+	}
 	t0 := time.Now()
 	args := append([]string{"upgrade", "herald", "charts/herald", "-n", ns, "--wait", "--timeout", "8m"}, values...)
 	c.must(t, "", "helm", append(args, "--set-string", "edge.podAnnotations.herald-k8s-test/rolled="+strconv.FormatInt(time.Now().Unix(), 10))...)
-	after := c.edgePods(t, ns)
-	for _, p := range before {
-		if slices.Contains(after, p) {
-			t.Errorf("edge %s survived the upgrade: not every edge rolled (before %v, after %v)", p, before, after)
+	// helm's wait ends when the new edges are ready; the old ones are still
+	// draining their clients: keep publishing until they are gone.
+	var after []string
+	for {
+		live, terminating := c.edgePods(t, ns)
+		old := 0
+		for _, p := range append(live, terminating...) {
+			if slices.Contains(before, p) {
+				old++
+			}
 		}
+		if old == 0 {
+			after = live
+			break
+		}
+		if time.Since(t0) > 3*time.Minute {
+			t.Fatalf("old edges still there 3 minutes after the upgrade began: before %v, now %v and terminating %v", before, live, terminating)
+		}
+		time.Sleep(time.Second)
 	}
-	t.Logf("helm upgrade replaced edges %v by %v in %v", before, after, time.Since(t0).Round(100*time.Millisecond))
+	t.Logf("helm upgrade replaced edges %v by %v; the old ones gone after %v", before, after, time.Since(t0).Round(100*time.Millisecond))
 	time.Sleep(2 * time.Second)
 	sent := pub.stop()
 	if len(sent) < 100 {
