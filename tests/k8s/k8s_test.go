@@ -221,7 +221,8 @@ func testProduction(t *testing.T, c *cluster) {
 	pki := newPKI(t, work)
 	natsPassword, redisPassword := randomHex(t), randomHex(t)
 
-	// NATS, Redis and etcd over TLS, with passwords, in their own namespace.
+	// NATS, Redis and etcd over TLS, with passwords (etcd: a user limited
+	// to Herald's prefix), in their own namespace.
 	c.must(t, "", "kubectl", "create", "namespace", depsNS)
 	t.Cleanup(func() {
 		_, _ = c.run("", nil, "helm", "uninstall", "deps", "-n", depsNS, "--wait")
@@ -245,6 +246,9 @@ func testProduction(t *testing.T, c *cluster) {
 		"--set", "image.registry="+c.registry+"/herald", "--set", "tls.secretName=deps-tls",
 		"--set", "nats.user=herald", "--set", "nats.password="+natsPassword, "--set", "redis.password="+redisPassword)
 
+	etcdPassword := randomHex(t)
+	enableEtcdAuth(t, c, depsNS, pki, "herald", etcdPassword)
+
 	// The Prometheus Operator's ServiceMonitor CRD, which the README has
 	// users install from the operator's release; this cluster is offline,
 	// so a copy of its name and version with an open schema stands in.
@@ -261,7 +265,7 @@ func testProduction(t *testing.T, c *cluster) {
 	}
 	env := []string{
 		"NATS_URL=tls://herald:" + natsPassword + "@nats." + depsNS + ":4222",
-		"REDIS_PASSWORD=" + redisPassword, "ETCD_PASSWORD=" + randomHex(t),
+		"REDIS_PASSWORD=" + redisPassword, "ETCD_PASSWORD=" + etcdPassword,
 		"REGISTRY_USER=herald", "REGISTRY_PASSWORD=" + randomHex(t),
 	}
 	for i, block := range readmeBlocks(t, c.root) {
