@@ -35,7 +35,7 @@ func enableEtcdAuth(t *testing.T, c *cluster, namespace string, pki *testPKI, us
 	}()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", port)}, DialTimeout: 5 * time.Second,
-		TLS: &tls.Config{RootCAs: pki.pool, ServerName: "etcd." + namespace, MinVersion: tls.VersionTLS12},
+		TLS: &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12},
 	})
 	if err != nil {
 		t.Fatal(err)

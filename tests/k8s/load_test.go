@@ -15,6 +15,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/tests/mqttload"
 	"github.com/heraldmq/herald/tests/ssestream"
 )
 
@@ -67,9 +68,9 @@ bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadT
 	// reconnects would spend.
 	waitKeyKnown(ctx, t, ep)
 
-	subs := make([]*subscriber, loadSubscribers)
+	subs := make([]*mqttload.Subscriber, loadSubscribers)
 	for i := range subs {
-		subs[i] = newSubscriber(ctx, t, ep, fmt.Sprintf("k8s-sub-%d", i))
+		subs[i] = mqttload.NewSubscriber(ctx, t, mqttConfig(ep, fmt.Sprintf("k8s-sub-%d", i)), loadTopics+"#")
 	}
 	sses := make([]*sseClient, loadSSEClients)
 	for i := range sses {
@@ -83,7 +84,8 @@ bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadT
 			t.Fatal("SSE stream not open")
 		}
 	}
-	pub := newPublisher(ctx, t, ep)
+	pub := mqttload.NewPublisher(ctx, t, mqttConfig(ep, "k8s-publisher"),
+		func(i int) string { return loadTopics + strconv.Itoa(i%4) }, loadEvery)
 	time.Sleep(2 * time.Second)
 
 	before, _ := c.edgePods(t, ns)
@@ -115,22 +117,22 @@ bin/herald-admin key create `+loadTenant+` -c 'publish,subscribe,history:`+loadT
 	}
 	t.Logf("helm upgrade replaced edges %v by %v; the old ones gone after %v", before, after, time.Since(t0).Round(100*time.Millisecond))
 	time.Sleep(2 * time.Second)
-	sent := pub.stop()
+	sent, retries := pub.Stop()
 	if len(sent) < 100 {
 		t.Fatalf("only %d messages acknowledged during the upgrade", len(sent))
 	}
-	t.Logf("published %d messages (acknowledged), %d publish retries", len(sent), pub.retries)
+	t.Logf("published %d messages (acknowledged), %d publish retries", len(sent), retries)
 
 	var moved int
 	for _, s := range subs {
-		missing := s.waitAll(ctx, sent)
+		missing := s.WaitAll(ctx, sent, 10*time.Second)
 		if len(missing) > 0 {
-			t.Errorf("MQTT subscriber %s: %d of %d messages missing (first %v)", s.id, len(missing), len(sent), missing[:min(5, len(missing))])
+			t.Errorf("MQTT subscriber %s: %d of %d messages missing (first %v)", s.ID, len(missing), len(sent), missing[:min(5, len(missing))])
 		}
-		if n := s.lostSessions(); n > 0 {
-			t.Errorf("MQTT subscriber %s: session not present on %d reconnects", s.id, n)
+		if n := s.LostSessions(); n > 0 {
+			t.Errorf("MQTT subscriber %s: session not present on %d reconnects", s.ID, n)
 		}
-		moved += s.reconnects()
+		moved += s.Reconnects()
 	}
 	for i, s := range sses {
 		if err := s.check(ctx, sent); err != nil {
@@ -192,172 +194,14 @@ func waitKeyKnown(ctx context.Context, t *testing.T, ep endpoint) {
 	t.Fatalf("the edges never accepted the key: %s", last)
 }
 
-// reconnectSoon retries at once, then every 100 ms.
-func reconnectSoon(attempt int) time.Duration {
-	if attempt == 0 {
-		return 0
-	}
-	return 100 * time.Millisecond
-}
-
 func mqttConfig(ep endpoint, id string) autopaho.ClientConfig {
 	return autopaho.ClientConfig{
 		ServerUrls: []*url.URL{{Scheme: "tls", Host: ep.mqtt}}, TlsCfg: ep.tls,
 		KeepAlive: 30, CleanStartOnInitialConnection: true, SessionExpiryInterval: 600,
-		ReconnectBackoff: reconnectSoon, ConnectTimeout: 5 * time.Second,
+		ReconnectBackoff: mqttload.ReconnectSoon, ConnectTimeout: 5 * time.Second,
 		ConnectUsername: loadTenant, ConnectPassword: []byte(ep.token),
 		ClientConfig: paho.ClientConfig{ClientID: id},
 	}
-}
-
-// subscriber is a persistent QoS 1 MQTT 5 subscriber of roll/#.
-type subscriber struct {
-	id string
-
-	mu       sync.Mutex
-	got      map[string]int
-	ups      int
-	notFound int // reconnects without the session
-	changed  chan struct{}
-}
-
-func newSubscriber(ctx context.Context, t *testing.T, ep endpoint, id string) *subscriber {
-	t.Helper()
-	s := &subscriber{id: id, got: map[string]int{}, changed: make(chan struct{}, 1)}
-	cfg := mqttConfig(ep, id)
-	cfg.OnConnectionUp = func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
-		s.mu.Lock()
-		if s.ups > 0 && !ack.SessionPresent {
-			s.notFound++
-		}
-		s.ups++
-		s.mu.Unlock()
-	}
-	cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-		s.mu.Lock()
-		s.got[string(pr.Packet.Payload)]++
-		s.mu.Unlock()
-		select {
-		case s.changed <- struct{}{}:
-		default:
-		}
-		return true, nil
-	}}
-	cm, err := autopaho.NewConnection(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cm.AwaitConnection(ctx); err != nil {
-		t.Fatalf("%s: %v", id, err)
-	}
-	if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: loadTopics + "#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = cm.Disconnect(dctx)
-	})
-	return s
-}
-
-func (s *subscriber) lostSessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notFound
-}
-
-func (s *subscriber) reconnects() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ups - 1
-}
-
-// waitAll waits until the subscriber has every message of sent (or nothing
-// new came for 10 s) and returns those missing.
-func (s *subscriber) waitAll(ctx context.Context, sent []string) []string {
-	for {
-		s.mu.Lock()
-		var missing []string
-		for _, p := range sent {
-			if s.got[p] == 0 {
-				missing = append(missing, p)
-			}
-		}
-		s.mu.Unlock()
-		if len(missing) == 0 {
-			return nil
-		}
-		select {
-		case <-s.changed:
-		case <-time.After(10 * time.Second):
-			return missing
-		case <-ctx.Done():
-			return missing
-		}
-	}
-}
-
-// publisher publishes QoS 1 messages "0", "1", ... at a steady pace,
-// retrying each until acknowledged.
-type publisher struct {
-	cancel  context.CancelFunc
-	done    chan struct{}
-	sent    []string
-	retries int
-}
-
-func newPublisher(ctx context.Context, t *testing.T, ep endpoint) *publisher {
-	t.Helper()
-	cm, err := autopaho.NewConnection(ctx, mqttConfig(ep, "k8s-publisher"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cm.AwaitConnection(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	p := &publisher{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = cm.Disconnect(dctx)
-		}()
-		tick := time.NewTicker(loadEvery)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return
-			}
-			payload := strconv.Itoa(i)
-			for {
-				pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := cm.Publish(pctx, &paho.Publish{Topic: loadTopics + strconv.Itoa(i%4), QoS: 1, Payload: []byte(payload)})
-				pcancel()
-				if err == nil {
-					p.sent = append(p.sent, payload)
-					break
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				p.retries++
-				_ = cm.AwaitConnection(ctx)
-			}
-		}
-	}()
-	return p
-}
-
-// stop ends the publishing and returns the messages acknowledged.
-func (p *publisher) stop() []string {
-	p.cancel()
-	<-p.done
-	return p.sent
 }
 
 // sseClient follows roll/# over SSE as EventSource does: when the stream

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,8 @@ func newPKI(t *testing.T, dir string) *testPKI {
 	for _, svc := range []string{"nats", "redis", "etcd"} {
 		sans = append(sans, svc, svc+".messaging-deps", svc+".messaging-deps.svc", svc+".messaging-deps.svc.cluster.local")
 	}
-	leaf(t, dir, "deps", ca, caKey, sans)
+	// 127.0.0.1: the test reaches etcd through kubectl port-forward.
+	leaf(t, dir, "deps", ca, caKey, sans, net.IPv4(127, 0, 0, 1))
 	leaf(t, dir, "realtime", ca, caKey, []string{"realtime.example.com"})
 	clientCA, _ := newCA(t, "herald-test client CA")
 	write(t, dir, "client-ca.crt", "CERTIFICATE", clientCA.Raw)
@@ -60,15 +62,15 @@ func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return cert, key
 }
 
-// leaf writes NAME.crt and NAME.key: a server certificate for names.
-func leaf(t *testing.T, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string) {
+// leaf writes NAME.crt and NAME.key: a server certificate for names and ips.
+func leaf(t *testing.T, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, ips ...net.IP) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
-		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: names, IPAddresses: ips, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
