@@ -38,7 +38,8 @@ IMAGES=${IMAGES:-herald herald-edge herald-session herald-admin nats-server etcd
 SOURCE=https://github.com/heraldmq/herald
 
 mkdir -p "$OUT/sbom"
-WORK=$(mktemp -d)
+# Scratch space beside the output (a shared /tmp may be swept by others).
+WORK=$(mktemp -d "$OUT/.build.XXXXXX")
 REG_PID=
 cleanup() {
 	if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi

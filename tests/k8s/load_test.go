@@ -213,10 +213,10 @@ type sseClient struct {
 	open   chan struct{}
 	done   chan struct{}
 
+	log ssestream.Log
+
 	mu      sync.Mutex
-	events  []ssestream.Event
 	streams int
-	err     error
 }
 
 func newSSEClient(ctx context.Context, ep endpoint) *sseClient {
@@ -249,7 +249,7 @@ func (s *sseClient) run(ctx context.Context) {
 					close(s.open)
 				}
 				s.mu.Unlock()
-				lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.add, s.fail)
+				lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.log.Add, s.log.Fail)
 			}
 			resp.Body.Close()
 		}
@@ -260,39 +260,8 @@ func (s *sseClient) run(ctx context.Context) {
 	}
 }
 
-func (s *sseClient) add(e ssestream.Event) {
-	s.mu.Lock()
-	s.events = append(s.events, e)
-	s.mu.Unlock()
-}
-
-func (s *sseClient) fail(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
 // check waits until the client has every message of sent, then requires
-// exactly the stream (ssestream.Exact).
+// exactly the stream.
 func (s *sseClient) check(ctx context.Context, sent []string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		s.mu.Lock()
-		events := slices.Clone(s.events)
-		err := s.err
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		missing, err := ssestream.Exact(events, sent)
-		if err != nil || missing == 0 {
-			return err
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d of %d messages missing", missing, len(sent))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return s.log.Wait(ctx, sent, 15*time.Second)
 }

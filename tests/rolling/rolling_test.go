@@ -207,9 +207,7 @@ type sseClient struct {
 	open  chan struct{}
 	done  chan struct{}
 
-	mu     sync.Mutex
-	events []ssestream.Event
-	err    error
+	log ssestream.Log
 }
 
 func newSSEClient(ctx context.Context, prefer, other localcluster.Edge, left ...*departures) *sseClient {
@@ -249,7 +247,7 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 				opened = true
 				close(s.open)
 			}
-			lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.add, s.fail)
+			lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.log.Add, s.log.Fail)
 			resp.Body.Close()
 			if ctx.Err() == nil {
 				now := time.Now()
@@ -266,40 +264,8 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 	}
 }
 
-func (s *sseClient) add(e ssestream.Event) {
-	s.mu.Lock()
-	s.events = append(s.events, e)
-	s.mu.Unlock()
-}
-
-func (s *sseClient) fail(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
-// check waits until the client has every message of sent, then verifies
-// it got the stream's messages exactly once each and in order
-// (ssestream.Exact: the tenant stream holds only the test's messages).
+// check waits until the client has every message of sent, then requires
+// exactly the stream.
 func (s *sseClient) check(ctx context.Context, sent []string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.mu.Lock()
-		events := slices.Clone(s.events)
-		err := s.err
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		missing, err := ssestream.Exact(events, sent)
-		if err != nil || missing == 0 {
-			return err
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d of %d messages received", len(sent)-missing, len(sent))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return s.log.Wait(ctx, sent, 10*time.Second)
 }

@@ -6,11 +6,14 @@ package ssestream
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -87,4 +90,52 @@ func Exact(events []Event, sent []string) (missing int, err error) {
 		}
 	}
 	return 0, nil
+}
+
+// Log collects what one client read over all its streams; Add and Fail are
+// Read's callbacks. Its zero value is ready; it is safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	events []Event
+	err    error
+}
+
+// Add records an event.
+func (l *Log) Add(e Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+// Fail records the first error.
+func (l *Log) Fail(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+}
+
+// Wait waits up to within for the log to hold every payload of sent, then
+// requires exactly the stream (Exact); it returns the first error the
+// reading met, or how many payloads are still missing at the end.
+func (l *Log) Wait(ctx context.Context, sent []string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		l.mu.Lock()
+		events := slices.Clone(l.events)
+		err := l.err
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		missing, err := Exact(events, sent)
+		if err != nil || missing == 0 {
+			return err
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%d of %d messages missing", missing, len(sent))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
