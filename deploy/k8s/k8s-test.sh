@@ -24,4 +24,4 @@ for tarball in "$ROOT"/bin/images/*.tar; do
 done
 
 cd "$ROOT"
-HERALD_K8S=1 go test -count=1 -v -timeout "$BUDGET" -run '^TestChartOnKubernetes$' ./tests/k8s/
+HERALD_K8S=1 go test -count=1 -v -timeout "$BUDGET" -run '^(TestImages|TestChartOnKubernetes)$' ./tests/k8s/

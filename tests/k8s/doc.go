@@ -1,7 +1,8 @@
 // Package k8s tests Herald's Helm chart on a real Kubernetes cluster, as a
 // user installs it: `make k8s-test` starts a single-node cluster on this
 // machine (deploy/k8s/cluster.sh), builds the images (make images) and runs
-// TestChartOnKubernetes, which drives kubectl and helm (the programs a user
+// TestImages, which reads them, and TestChartOnKubernetes, which drives
+// kubectl and helm (the programs a user
 // runs, built by the Makefile) and real clients: Eclipse Paho for MQTT 5,
 // an SSE reader following Last-Event-ID as a browser's EventSource does.
 //
