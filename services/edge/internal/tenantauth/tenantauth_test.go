@@ -31,13 +31,14 @@ type fakeDir struct {
 	tenants map[string]tenant.Tenant
 	keys    map[string]tenant.APIKey
 	jwt     map[string][]authz.JWTKey
+	jwks    map[string][]tenant.JWTKey
 	byFP    map[string]tenant.MTLSIdentity
 	bySubj  map[string]tenant.MTLSIdentity
 }
 
 func newFakeDir(tenants ...string) *fakeDir {
 	d := &fakeDir{tenants: map[string]tenant.Tenant{}, keys: map[string]tenant.APIKey{}, jwt: map[string][]authz.JWTKey{},
-		byFP: map[string]tenant.MTLSIdentity{}, bySubj: map[string]tenant.MTLSIdentity{}}
+		jwks: map[string][]tenant.JWTKey{}, byFP: map[string]tenant.MTLSIdentity{}, bySubj: map[string]tenant.MTLSIdentity{}}
 	for _, t := range tenants {
 		d.tenants[t] = tenant.Tenant{ID: t}
 	}
@@ -47,6 +48,7 @@ func newFakeDir(tenants ...string) *fakeDir {
 func (d *fakeDir) Tenant(id string) (tenant.Tenant, bool) { t, ok := d.tenants[id]; return t, ok }
 func (d *fakeDir) APIKey(id string) (tenant.APIKey, bool) { k, ok := d.keys[id]; return k, ok }
 func (d *fakeDir) JWTVerifiers(tid string) []authz.JWTKey { return d.jwt[tid] }
+func (d *fakeDir) JWKSKeys(tid string) []tenant.JWTKey    { return d.jwks[tid] }
 func (d *fakeDir) MTLSByFingerprint(fp string) (tenant.MTLSIdentity, bool) {
 	m, ok := d.byFP[fp]
 	return m, ok
