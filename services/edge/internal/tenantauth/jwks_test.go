@@ -7,9 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -26,12 +24,14 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/tenantauth"
 )
 
 // idp is an identity provider's JWKS endpoint on loopback, over TLS with
-// a certificate for localhost, 127.0.0.1 and ::1 that roots trusts.
+// a certificate for localhost, 127.0.0.1 and ::1 that roots trusts
+// (testserver.LocalhostTLS).
 type idp struct {
 	srv      *httptest.Server
 	roots    *x509.CertPool
@@ -46,26 +46,8 @@ type idp struct {
 
 func newIdP(t *testing.T) *idp {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &idp{roots: x509.NewCertPool(), header: http.Header{}}
-	p.roots.AddCert(cert)
-	p.certPEM = pemCert(der)
-	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.srv, p.certPEM = testserver.LocalhostTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
 		p.mu.Lock()
 		h, doc, hdr := p.handler, p.doc, p.header.Clone()
@@ -80,22 +62,8 @@ func newIdP(t *testing.T) *idp {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_, _ = w.Write(doc)
 	}))
-	p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	p.srv.StartTLS()
-	t.Cleanup(p.srv.Close)
+	p.roots.AppendCertsFromPEM(p.certPEM)
 	return p
-}
-
-func pemCert(der []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("-----BEGIN CERTIFICATE-----\n")
-	enc := base64.StdEncoding.EncodeToString(der)
-	for len(enc) > 64 {
-		b.WriteString(enc[:64] + "\n")
-		enc = enc[64:]
-	}
-	b.WriteString(enc + "\n-----END CERTIFICATE-----\n")
-	return b.Bytes()
 }
 
 // url returns the JWKS URL of p through host ("127.0.0.1", "localhost").
