@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,7 +164,11 @@ func newJWKSFixture(t *testing.T, cfg tenantauth.JWKSConfig) *jwksFixture {
 	f := &jwksFixture{dir: newFakeDir("acme", "beta"), idp: newIdP(t), clock: newClock(), key: rsaKeys()[0]}
 	f.dir.jwks["acme"] = []tenant.JWTKey{{ID: "idp-rs", Tenant: "acme", Algorithm: "RS256", JWKSURL: f.idp.url("127.0.0.1")}}
 	f.idp.serve(rsaJWK("kid-2026", "RS256", &f.key.PublicKey))
-	cfg.RootCAs = f.idp.roots
+	if cfg.RootCAs == nil {
+		cfg.RootCAs = f.idp.roots
+	} else {
+		cfg.RootCAs.AppendCertsFromPEM(f.idp.certPEM)
+	}
 	if cfg.AllowNetworks == nil {
 		cfg.AllowNetworks = []string{"127.0.0.1/32"}
 	}
@@ -373,7 +378,13 @@ func TestJWKSRefusedDocuments(t *testing.T) {
 	other.serve(rsaJWK("kid-2026", "RS256", pub))
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	big := bytes.Repeat([]byte(" "), 300<<10)
+	// Documents over a bound hold the right key: refused for the bound,
+	// they would otherwise admit the token.
+	good, _ := json.Marshal(map[string]any{"keys": []map[string]any{rsaJWK("kid-2026", "RS256", pub)}})
+	padded := func(n int) []byte {
+		return append(append(good[:len(good)-1:len(good)-1], bytes.Repeat([]byte(" "), n)...), '}')
+	}
+	big := padded(300 << 10)
 	with := func(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
 	keys := func(ks ...map[string]any) http.HandlerFunc {
 		doc, _ := json.Marshal(map[string]any{"keys": ks})
@@ -381,41 +392,37 @@ func TestJWKSRefusedDocuments(t *testing.T) {
 	}
 	many := make([]map[string]any, 65)
 	for i := range many {
-		many[i] = rsaJWK(fmt.Sprintf("k%d", i), "RS256", pub)
+		many[i] = rsaJWK(fmt.Sprintf("kid-%d", 2026-i), "RS256", pub)
 	}
 	for _, c := range []struct {
 		name    string
 		handler http.HandlerFunc
 		want    error
+		says    string // in the fetch error
 	}{
 		{"declared 300 KiB", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
 			_, _ = w.Write(big)
-		}, tenantauth.ErrJWKSDocument},
+		}, tenantauth.ErrJWKSDocument, "at most 262144"},
 		{"streamed 300 KiB", func(w http.ResponseWriter, _ *http.Request) {
 			for i := 0; i < len(big); i += 16 << 10 {
 				_, _ = w.Write(big[i:min(i+16<<10, len(big))])
 				w.(http.Flusher).Flush()
 			}
-		}, tenantauth.ErrJWKSDocument},
-		{"64 MiB gzip bomb", func(w http.ResponseWriter, _ *http.Request) {
+		}, tenantauth.ErrJWKSDocument, "over 262144 bytes"},
+		{"8 MiB gzip bomb", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Encoding", "gzip")
 			zw := gzip.NewWriter(w)
-			chunk := make([]byte, 1<<20)
-			for range 64 {
-				if _, err := zw.Write(chunk); err != nil {
-					return
-				}
-			}
+			_, _ = zw.Write(padded(8 << 20))
 			_ = zw.Close()
-		}, tenantauth.ErrJWKSDocument},
-		{"65 keys", keys(many...), tenantauth.ErrJWKSDocument},
+		}, tenantauth.ErrJWKSDocument, "over 262144 bytes"},
+		{"65 keys", keys(many...), tenantauth.ErrJWKSDocument, "65 keys, at most 64"},
 		{"no answer", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-r.Context().Done():
 			case <-release:
 			}
-		}, errTimeout},
+		}, errTimeout, ""},
 		{"body never finished", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "100")
 			_, _ = w.Write([]byte(`{"keys":[`))
@@ -424,20 +431,24 @@ func TestJWKSRefusedDocuments(t *testing.T) {
 			case <-r.Context().Done():
 			case <-release:
 			}
-		}, errTimeout},
+		}, errTimeout, ""},
 		{"redirect to another allowed server", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, other.url("127.0.0.1"), http.StatusFound)
-		}, tenantauth.ErrJWKSRedirect},
-		{"status 404", http.NotFound, tenantauth.ErrJWKSDocument},
-		{"not JSON", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) }, tenantauth.ErrJWKSDocument},
-		{"JWK alg RS512 for an RS256 key", keys(rsaJWK("kid-2026", "RS512", pub)), tenantauth.ErrJWKSDocument},
-		{"JWK kty EC for an RS256 key", keys(with(ecJWK("kid-2026", &ec.PublicKey), "alg", nil)), tenantauth.ErrJWKSDocument},
-		{"JWK use enc", keys(with(rsaJWK("kid-2026", "RS256", pub), "use", "enc")), tenantauth.ErrJWKSDocument},
-		{"JWK key_ops encrypt", keys(with(rsaJWK("kid-2026", "RS256", pub), "key_ops", []string{"encrypt"})), tenantauth.ErrJWKSDocument},
-		{"RSA of 1024 bits", keys(rsaJWK("kid-2026", "RS256", &weak.PublicKey)), tenantauth.ErrJWKSDocument},
+		}, tenantauth.ErrJWKSRedirect, ""},
+		{"status 404", http.NotFound, tenantauth.ErrJWKSDocument, "status 404"},
+		{"not JSON", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) }, tenantauth.ErrJWKSDocument, "not a JWK Set"},
+		{"JWK alg RS512 for an RS256 key", keys(rsaJWK("kid-2026", "RS512", pub)), tenantauth.ErrJWKSDocument, "none of its 1 keys can verify RS256"},
+		{"JWK kty EC for an RS256 key", keys(with(ecJWK("kid-2026", &ec.PublicKey), "alg", nil)), tenantauth.ErrJWKSDocument, "none of its 1 keys can verify RS256"},
+		{"JWK use enc", keys(with(rsaJWK("kid-2026", "RS256", pub), "use", "enc")), tenantauth.ErrJWKSDocument, "none of its 1 keys can verify RS256"},
+		{"JWK key_ops encrypt", keys(with(rsaJWK("kid-2026", "RS256", pub), "key_ops", []string{"encrypt"})), tenantauth.ErrJWKSDocument, "none of its 1 keys can verify RS256"},
+		{"RSA of 1024 bits", keys(rsaJWK("kid-2026", "RS256", &weak.PublicKey)), tenantauth.ErrJWKSDocument, "none of its 1 keys can verify RS256"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newJWKSFixture(t, tenantauth.JWKSConfig{FetchTimeout: 500 * time.Millisecond})
+			// The redirect's target is trusted and allowed: following the
+			// redirect would admit the token.
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(other.certPEM)
+			f := newJWKSFixture(t, tenantauth.JWKSConfig{FetchTimeout: 500 * time.Millisecond, RootCAs: roots})
 			f.idp.handle(c.handler)
 			start := time.Now()
 			if _, err := f.authenticate(t, f.token(t, "kid-2026")); !errors.Is(err, auth.ErrBadCredentials) {
@@ -449,8 +460,8 @@ func TestJWKSRefusedDocuments(t *testing.T) {
 				if !errors.As(err, &ne) || !ne.Timeout() {
 					t.Fatalf("fetch error %v, want a timeout", err)
 				}
-			} else if !errors.Is(err, c.want) {
-				t.Fatalf("fetch error %v, want %v", err, c.want)
+			} else if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("fetch error %v, want %v saying %q", err, c.want, c.says)
 			}
 			t.Logf("refused in %v: %v", time.Since(start).Round(time.Millisecond), err)
 		})
