@@ -139,13 +139,7 @@ var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
 
 func signHS(t *testing.T, kid string, claims jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	tok.Header["kid"] = kid
-	s, err := tok.SignedString(hmacSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signJWT(t, jwt.SigningMethodHS256, hmacSecret, kid, claims)
 }
 
 // TestJWT ensures JWTs verify with the keys of the tenant they name (claim or MQTT username), take capabilities from the claim or the key's defaults, and that expired, foreign, unsigned-for and replayed tokens are refused.
