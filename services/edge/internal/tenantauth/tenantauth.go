@@ -42,12 +42,12 @@
 // JWKS documents are fetched by this package itself (jwks.go), over an
 // http.Client whose dialer refuses internal addresses (jwks_dial.go);
 // JWKs are parsed by github.com/MicahParks/jwkset. jwkset's HTTP storage,
-// which keyfunc/v3 is built on, was measured against what a tenant's URL
-// can answer and does not fit: v0.11.4's NewStorageFromHTTP read a 64 MiB
-// document whole, allocating 320 MiB, and accepted it (no size bound); it
-// keeps one refresh goroutine per URL for its life (1,000 storages: 1,000
-// more goroutines, each fetching every interval whether or not a token
-// needs it); it keeps a URL's last keys forever when refreshes fail, and
+// which keyfunc/v3 is built on, was measured (httptest TLS servers on
+// loopback) against what a tenant's URL can answer and does not fit:
+// v0.11.4's NewStorageFromHTTP read a 64 MiB document whole, allocating
+// 320 MiB, and accepted it (no size bound); it keeps one refresh goroutine
+// per URL for its life (1,000 storages: 1,003 more goroutines, each
+// fetching every interval whether or not a token needs it); it keeps a URL's last keys forever when refreshes fail, and
 // ignores Cache-Control. The fetch and cache here (about 480 lines with
 // the address check, not counting comments) keep one document per Herald
 // key, start no goroutine, and bound size, key count, time, staleness,
