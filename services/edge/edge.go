@@ -88,6 +88,29 @@ type Config struct {
 	// HTTP bounds the HTTP listener's connections while they read a
 	// request or wait for one, and before they authenticate.
 	HTTP HTTPConfig `yaml:"http"`
+	// JWKS bounds the fetching of the JWKS documents tenants' JWT keys
+	// name (authenticated mode), and says which internal networks such a
+	// fetch may reach (none by default).
+	JWKS JWKSConfig `yaml:"jwks"`
+}
+
+// JWKSConfig configures the fetching of tenants' JWKS documents; an
+// alias, so that the commands embedding an edge can set it.
+type JWKSConfig = tenantauth.JWKSConfig
+
+// JWKSFlags are the command-line flags (environment, YAML keys) of
+// JWKSConfig that herald-edge and herald share; embed them with
+// `embed:"" prefix:"jwks-"`.
+type JWKSFlags struct {
+	AllowNetworks   []string      `name:"allow-networks" help:"Internal networks (CIDRs or addresses) a JWKS fetch may reach: an identity provider on your own network. By default loopback, private, link-local (cloud metadata), unspecified, multicast and reserved addresses are refused, checked on each connection's resolved address." env:"HERALD_JWKS_ALLOW_NETWORKS"`
+	RefreshInterval time.Duration `name:"refresh-interval" help:"How long a JWKS document is used when its answer has no Cache-Control max-age (default 15m)." env:"HERALD_JWKS_REFRESH_INTERVAL"`
+	RefetchInterval time.Duration `name:"refetch-interval" help:"Least time between two fetches of one JWT key's JWKS document, whatever asks (a token's unknown kid, a due refresh, a retry) (default 30s)." env:"HERALD_JWKS_REFETCH_INTERVAL"`
+}
+
+// Config returns the JWKSConfig the flags set; the other fields keep
+// their defaults.
+func (f JWKSFlags) Config() JWKSConfig {
+	return JWKSConfig{AllowNetworks: f.AllowNetworks, RefreshInterval: f.RefreshInterval, RefetchInterval: f.RefetchInterval}
 }
 
 // HTTPConfig bounds the HTTP listener's connections in the phases where a
@@ -252,7 +275,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
 	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
-		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate())
+		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate(), c.JWKS.Validate())
 }
 
 // Server is one edge.
@@ -350,7 +373,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if o.tenants != nil {
 		clients := &clientsRef{bb: bb}
 		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
-		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant})
+		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant, JWKS: cfg.JWKS, Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

@@ -70,6 +70,7 @@ type cli struct {
 	EtcdUsername     string          `name:"etcd-username" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
 	EtcdPassword     string          `name:"etcd-password" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
 	AnonymousTenant  string          `help:"Admit clients without credentials into this tenant (development only)." env:"HERALD_ANONYMOUS_TENANT"`
+	JWKS             edge.JWKSFlags  `embed:"" prefix:"jwks-"`
 	SubjectPrefix    string          `help:"First token of every Herald NATS subject." default:"herald" env:"HERALD_SUBJECT_PREFIX"`
 	StreamReplicas   int             `help:"JetStream replicas of tenant streams." default:"1" env:"HERALD_STREAM_REPLICAS"`
 	MaxConnections   int             `help:"Most client connections of this edge, all tenants; more are refused as server busy (MQTT 0x89, HTTP 503, WebSocket 1013); 0: no bound." env:"HERALD_MAX_CONNECTIONS"`
@@ -142,6 +143,7 @@ func run(c cli) error {
 	cfg.Shed = edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit}
 	cfg.HTTP = edge.HTTPConfig{ReadHeaderTimeout: c.HTTPReadHeader, IdleTimeout: c.HTTPIdle, BodyTimeout: c.HTTPBody,
 		MaxUnauthenticatedPerSource: c.HTTPMaxUnauth}
+	cfg.JWKS = c.JWKS.Config()
 	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,

@@ -39,6 +39,7 @@ type cli struct {
 	HTTPIdle        time.Duration   `name:"http-idle-timeout" help:"An HTTP keep-alive connection without a request for this long is closed." default:"60s" env:"HERALD_HTTP_IDLE_TIMEOUT"`
 	HTTPBody        time.Duration   `name:"http-body-timeout" help:"Bound on reading a publish's body; slower is 408 and the connection closed." default:"30s" env:"HERALD_HTTP_BODY_TIMEOUT"`
 	HTTPMaxUnauth   int             `name:"http-max-unauthenticated-per-source" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)." default:"256" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE"`
+	JWKS            edge.JWKSFlags  `embed:"" prefix:"jwks-"`
 	LogFormat       string          `help:"Log format: text or json." default:"text" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel        string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
 	Telemetry       telemetry.Flags `embed:""`
@@ -75,7 +76,8 @@ func main() {
 			Shed:  edge.ShedConfig{MaxConnections: c.MaxConnections, MemoryLimit: c.MemoryLimit},
 			Drain: edge.DrainConfig{Timeout: c.DrainTimeout},
 			HTTP: edge.HTTPConfig{ReadHeaderTimeout: c.HTTPReadHeader, IdleTimeout: c.HTTPIdle, BodyTimeout: c.HTTPBody,
-				MaxUnauthenticatedPerSource: c.HTTPMaxUnauth}},
+				MaxUnauthenticatedPerSource: c.HTTPMaxUnauth},
+			JWKS: c.JWKS.Config()},
 		// In development mode the admin API answers without a credential,
 		// as the banner says; otherwise it needs the operator token.
 		Admin:   admin.Config{Addr: c.AdminAddr, Insecure: c.AnonymousTenant != "", AdminToken: c.AdminToken},
