@@ -114,8 +114,9 @@ func readLength(r io.ByteReader) (value, n int, err error) {
 	return 0, n, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
 }
 
-// decodeBody decodes and validates the variable header and payload of pk.
-// A panic of the codec on hostile input is reported as a malformed packet.
+// decodeBody decodes the variable header and payload of pk with the
+// codec, then validates the packet (validate.go). A panic of the codec on
+// hostile input is reported as a malformed packet.
 func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -130,6 +131,10 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 			}
 			return &badConnect{version: pk.ProtocolVersion, err: decodeError(err)}
 		}
+		if err := validate(pk, buf); err != nil {
+			return &badConnect{version: pk.ProtocolVersion, err: err}
+		}
+		return nil
 	case packets.Publish:
 		if err := pk.PublishDecode(buf); err != nil {
 			return decodeError(err)
@@ -143,20 +148,12 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 		if err := pk.PubackDecode(buf); err != nil {
 			return decodeError(err)
 		}
-		if pk.ProtocolVersion == 5 && !pk.ReasonCodeValid() {
-			return fmt.Errorf("%w: reason code %#x in %s", ErrMalformed, pk.ReasonCode, packets.PacketNames[pk.FixedHeader.Type])
-		}
 	case packets.Subscribe:
 		if err := pk.SubscribeDecode(buf); err != nil {
 			return decodeError(err)
 		}
 		if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
 			return decodeError(code)
-		}
-		for _, f := range pk.Filters {
-			if f.RetainHandling > 2 {
-				return fmt.Errorf("%w: retain handling 3", ErrProtocol)
-			}
 		}
 	case packets.Unsubscribe:
 		if err := pk.UnsubscribeDecode(buf); err != nil {
@@ -182,7 +179,7 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 			return decodeError(err)
 		}
 	}
-	return nil
+	return validate(pk, buf)
 }
 
 // encode appends the wire form of pk to b.

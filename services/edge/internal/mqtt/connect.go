@@ -29,13 +29,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		return fmt.Errorf("%w: %q level %d", ErrUnsupportedVersion, pk.Connect.ProtocolName, v)
 	}
-	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
-		err := decodeError(code)
-		if v == 5 {
-			c.refuse(v, err)
-		}
-		return err
-	}
 	if v == 5 && (pk.Properties.AuthenticationMethod != "" || len(pk.Properties.AuthenticationData) > 0) {
 		c.refuse(v, ErrBadAuthMethod)
 		return ErrBadAuthMethod

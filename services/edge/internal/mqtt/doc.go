@@ -119,8 +119,12 @@
 // subtle parts of the wire format (properties, variable byte integers,
 // UTF-8 rules). Herald keeps the framing: readPacket bounds the remaining
 // length by MaxPacketSize before allocating anything, rejects packet types
-// a client may not send, and turns a panic of the decoder into a malformed
-// packet, so a hostile packet closes one connection and nothing else.
+// a client may not send, turns a panic of the decoder into a malformed
+// packet, so a hostile packet closes one connection and nothing else, and
+// checks what the codec leaves unchecked in one validating layer over it
+// (validate.go: properties that may appear once, restricted values,
+// reserved bits, CONNECT flags that depend on one another), so that the
+// handlers only see packets MQTT allows.
 // Decoded packets are recycled (packetPool) once handled; outbound
 // PUBLISH packets, the hot path, are encoded by publishEncoder, and every
 // other packet by the codec.
