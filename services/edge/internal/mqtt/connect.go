@@ -198,7 +198,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 // password, its address and, over TLS, its certificate.
 func (c *conn) credentials(pk *packets.Packet) auth.Credentials {
 	cr := auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password,
-		RemoteAddr: c.nc.RemoteAddr().String()}
+		HasPassword: pk.Connect.PasswordFlag, RemoteAddr: c.nc.RemoteAddr().String()}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		if len(st.PeerCertificates) > 0 {

@@ -1,10 +1,13 @@
 package mqtt
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -223,5 +226,56 @@ func TestMalformedPacketsRefused(t *testing.T) {
 	e.v5("pub").publish(t, &paho.Publish{Topic: "ok", QoS: 1, Payload: []byte("fine")})
 	if m := bystander.next(t); string(m.Payload) != "fine" {
 		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// passwordAuth admits clients whose password is "secret"; any other
+// password, the empty one included, is a bad credential.
+type passwordAuth struct{}
+
+func (passwordAuth) Authenticate(_ context.Context, c auth.Credentials) (auth.Identity, error) {
+	switch {
+	case !c.HasPassword:
+		return auth.Identity{}, auth.ErrNotAuthorized
+	case string(c.Password) != "secret":
+		return auth.Identity{}, auth.ErrBadCredentials
+	}
+	return auth.Identity{Tenant: "dev", Subject: c.Username, Anonymous: true}, nil
+}
+
+// TestEmptyPasswordIsAPassword ensures a zero-length password reaches the
+// authenticator as a password, and failing it is answered as bad
+// credentials: MQTT 5 CONNACK 0x86 (Paho), MQTT 3.1.1 CONNACK return code
+// 4 (a raw client: Paho 3.1.1 sends no empty password), not a protocol
+// error or a silent close.
+func TestEmptyPasswordIsAPassword(t *testing.T) {
+	e := newEnv(t, func(_ *Config, n *node.Node) { n.Auth = passwordAuth{} })
+	_, ack, err := e.dialV5(&paho.Connect{ClientID: "empty-pw", CleanStart: true, KeepAlive: 30,
+		UsernameFlag: true, Username: "u", PasswordFlag: true, Password: []byte{}})
+	if ack == nil || ack.ReasonCode != codeBadUserOrPassword {
+		t.Fatalf("MQTT 5 empty password: CONNACK %+v (%v), want 0x86", ack, err)
+	}
+	if _, ack, err := e.dialV5(&paho.Connect{ClientID: "right-pw", CleanStart: true, KeepAlive: 30,
+		UsernameFlag: true, Username: "u", PasswordFlag: true, Password: []byte("secret")}); err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("the right password refused: %+v %v", ack, err)
+	}
+
+	for _, flags := range []byte{flagClean | flagUsername | flagPassword, flagClean | flagPassword} {
+		// 3.1.1: with a user name, an empty password gets return code 4;
+		// without one, the flags break 3.1.1 and the connection is closed.
+		r := e.raw()
+		r.version = 4
+		r.send(rawConnect{v: 4, flags: flags}.bytes())
+		pk, err := r.tryRead()
+		if flags&flagUsername == 0 {
+			if err == nil {
+				t.Fatalf("3.1.1 password without user name: got %s", packets.PacketNames[pk.FixedHeader.Type])
+			}
+			continue
+		}
+		if err != nil || pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != 0x04 {
+			t.Fatalf("3.1.1 empty password: %+v %v, want CONNACK return code 4", pk, err)
+		}
+		r.expectClosed()
 	}
 }
