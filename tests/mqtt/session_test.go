@@ -56,7 +56,9 @@ func tryDialSink(addr, clientID string, expiry uint32, will *paho.WillMessage, w
 		}},
 		OnServerDisconnect: func(d *paho.Disconnect) { c.disconnects <- d },
 	})
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
+	// herald-seq: 1 asks for each message's stream sequence (seqOf).
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry,
+		User: paho.UserProperties{{Key: "herald-seq", Value: "1"}}}}
 	if will != nil {
 		cp.WillMessage = will
 		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &willDelay}
@@ -415,15 +417,17 @@ func TestFlappingPersistentSessions(t *testing.T) {
 	}
 }
 
-// seqOf is the stream sequence Herald sends with each message.
+// seqOf is the stream sequence Herald sends with each message to a
+// client that asked for it: the last herald-seq user property (a
+// publisher's own would come before it).
 func seqOf(m *paho.Publish) uint64 {
+	var seq uint64
 	if m.Properties != nil {
 		for _, u := range m.Properties.User {
 			if u.Key == "herald-seq" {
-				n, _ := strconv.ParseUint(u.Value, 10, 64)
-				return n
+				seq, _ = strconv.ParseUint(u.Value, 10, 64)
 			}
 		}
 	}
-	return 0
+	return seq
 }

@@ -229,6 +229,8 @@ type publishOut struct {
 	// expiry is the MQTT 5 message expiry interval left, 0 for none.
 	expiry uint32
 	ids    []int // MQTT 5 subscription identifiers
+	// seq: the client asked for the stream sequence (SeqProperty).
+	seq bool
 	// traceParent, when set, replaces or adds the MQTT 5 traceparent user
 	// property (see traceProperty).
 	traceParent string
@@ -249,7 +251,8 @@ type publishEncoder struct {
 // next call. The properties come from m in the packets codec's order:
 // payload format, message expiry, content type, response topic,
 // correlation data, subscription identifiers, topic alias, user
-// properties (the message's, then herald-seq, then traceparent).
+// properties (the message's as published, then herald-seq if the client
+// asked for it, then traceparent).
 func (e *publishEncoder) header(p *publishOut, m *message.Message) []byte {
 	var props []byte
 	if p.version == 5 {
@@ -316,9 +319,9 @@ func (e *publishEncoder) v5Properties(p *publishOut, m *message.Message) []byte 
 		}
 		b = appendUserProperty(b, u.Key, v)
 	}
-	if m.Seq > 0 {
-		// The stream sequence travels with every delivery, as on SSE
-		// and WebSocket (docs/protocols.md).
+	if p.seq && m.Seq > 0 {
+		// After the message's own: the last herald-seq is the server's
+		// (see SeqProperty).
 		b = append(b, packets.PropUser)
 		b = appendString(b, SeqProperty)
 		at := len(b)

@@ -52,6 +52,7 @@ type conn struct {
 	window      int  // QoS 1 and 2 messages the client accepts unacknowledged
 	maxOut      int  // the client's Maximum Packet Size, 0 for none
 	problemInfo bool // the client accepts reason strings and user properties on acks
+	seqProperty bool // MQTT 5: the client asked for the stream sequence on each PUBLISH (SeqProperty)
 	aliasMax    int  // topic aliases the client may use (advertised)
 	will        *message.Message
 	willTTL     time.Duration

@@ -81,6 +81,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		c.maxOut = int(p.MaximumPacketSize)
 		c.problemInfo = !p.RequestProblemInfoFlag || p.RequestProblemInfo != 0
+		c.seqProperty = seqAsked(p.User)
 		c.aliasMax = max(c.cfg.TopicAliasMaximum, 0)
 		if n := min(int(p.TopicAliasMaximum), c.cfg.OutboundTopicAliases); n > 0 {
 			c.aliasesOut = newAliasLRU(n)
@@ -178,6 +179,9 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		if pk.Properties.RequestResponseInfo == 1 {
 			p.ResponseInfo = c.cfg.ResponseInformation // [MQTT-3.1.2-28]
+		}
+		if c.seqProperty {
+			p.User = []packets.UserProperty{{Key: SeqProperty, Val: "1"}} // the ask is honoured
 		}
 	}
 	c.sendControl(encodeBytes(ack))

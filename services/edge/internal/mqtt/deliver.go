@@ -431,8 +431,27 @@ func (c *conn) writeFailed() {
 }
 
 // SeqProperty is the MQTT 5 user property that carries a delivered
-// message's stream sequence.
+// message's stream sequence (its position, as SSE and WebSocket clients
+// see it), to a client that asked for it: MQTT requires user properties
+// to be forwarded unaltered and in order [MQTT-3.3.2-17, MQTT-3.3.2-18],
+// so nothing is added to a delivery unless the client asked. It asks with
+// the CONNECT user property "herald-seq: 1" (answered with the same in
+// CONNACK); every PUBLISH to that connection then ends its user
+// properties with one herald-seq holding the sequence in decimal. A
+// publisher's own properties, herald-seq included, are forwarded as they
+// were sent, before it: the server's is always the last one of that name.
 const SeqProperty = "herald-seq"
+
+// seqAsked reports whether the user properties of a CONNECT ask for the
+// stream sequence on every delivery (SeqProperty).
+func seqAsked(user []packets.UserProperty) bool {
+	for _, u := range user {
+		if u.Key == SeqProperty && u.Val == "1" {
+			return true
+		}
+	}
+	return false
+}
 
 // writeDelivery encodes one PUBLISH. A message that expired in the queue,
 // or that exceeds the client's Maximum Packet Size, is dropped as if it
@@ -455,6 +474,7 @@ func (c *conn) writeDelivery(w *bufio.Writer, enc *publishEncoder, d *delivery) 
 	if c.version == 5 {
 		p.ids = d.ids
 		p.traceParent = m.TraceParent
+		p.seq = c.seqProperty
 	}
 	var known bool
 	if c.aliasesOut != nil {
