@@ -138,14 +138,20 @@ func (s *Session) ExpiresAt() (time.Time, bool) {
 // Due returns when the session service must next act on the session other
 // than expiring it, and false if never: for a connected session the end of
 // its connection lease, for a disconnected one with a will the moment the
-// will is due (DisconnectedAt plus the will delay). The store indexes it
-// (DueSessions).
+// will is due — when its delay has passed or the session ends, whichever
+// is first [MQTT-3.1.3-9] (a session that expires before the will delay
+// takes its will with it, at its expiry, not at the end of the delay). The
+// store indexes it (DueSessions).
 func (s *Session) Due() (time.Time, bool) {
 	switch {
 	case s.DisconnectedAt.IsZero() && !s.LeaseUntil.IsZero():
 		return s.LeaseUntil, true
 	case !s.DisconnectedAt.IsZero() && s.Will != nil:
-		return s.DisconnectedAt.Add(s.Will.Delay), true
+		due := s.DisconnectedAt.Add(s.Will.Delay)
+		if exp, expires := s.ExpiresAt(); expires && exp.Before(due) {
+			due = exp
+		}
+		return due, true
 	}
 	return time.Time{}, false
 }
