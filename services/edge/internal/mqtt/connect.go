@@ -233,6 +233,9 @@ func (c *conn) refuse(v byte, err error) {
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	_, _ = c.nc.Write(encodeBytes(ack))
+	c.mu.Lock()
+	c.reasoned = true // the close lingers (closeLingering)
+	c.mu.Unlock()
 }
 
 // newConnID returns an identifier for one connection, unique across edges.

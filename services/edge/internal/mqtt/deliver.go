@@ -358,8 +358,10 @@ func (c *conn) writeLoop(done chan struct{}) {
 			if closing {
 				c.writing = false
 				c.done = true
+				lingers := c.reasoned
+				c.outputEnded = true
 				c.mu.Unlock()
-				c.nc.Close()
+				c.endOutput(lingers)
 				return
 			}
 			if idle {
@@ -424,6 +426,8 @@ func (c *conn) writeFailed() {
 	c.writing = false
 	c.done = true
 	c.closing = true
+	c.stopped.Store(true)
+	c.outputEnded = true
 	c.dropDeliveriesLocked()
 	c.control = nil
 	c.mu.Unlock()

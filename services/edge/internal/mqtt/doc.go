@@ -26,7 +26,9 @@
 // Request Problem Information (reason strings on acks), Request Response
 // Information (Config.ResponseInformation), Server Keep Alive, server
 // DISCONNECT with reasons (0x8B shutdown, 0x8E takeover, 0x9C/0x9D through
-// Server.Redirect), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
+// Server.Redirect; a connection ended with a reason, or refused in
+// CONNACK, closes lingering so that the client reads it: see
+// lingerTimeout), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
 // times), and will messages with will delay: a will due at once (no delay,
 // or a session that ends with the connection) is published by the edge on
 // an abnormal close; a delayed one is left in the session record, and the
