@@ -192,6 +192,7 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 func (c *conn) loadLocked(rec *store.Session) {
 	c.hi, c.epoch = rec.Delivered.Seq, rec.Delivered.Epoch
 	s := c.sess
+	s.restoring = rec.Subscriptions
 	for _, f := range rec.Inflight {
 		switch f.Phase {
 		case store.AwaitPuback, store.AwaitPubrec, store.AwaitPubcomp:
@@ -233,6 +234,14 @@ func (c *conn) recordLocked() *store.Session {
 			hs := &sub.hs
 			rec.Subscriptions[f] = store.Subscription{QoS: hs.QoS, NoLocal: hs.NoLocal,
 				RetainAsPublished: hs.RetainAsPublished, RetainHandling: sub.retainHandling, ID: hs.ID}
+		}
+	}
+	for f, o := range s.restoring {
+		if _, restored := s.subs[f]; !restored {
+			if rec.Subscriptions == nil {
+				rec.Subscriptions = make(map[string]store.Subscription, len(s.restoring))
+			}
+			rec.Subscriptions[f] = o
 		}
 	}
 	for id, o := range s.outbound {
@@ -511,6 +520,7 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	}
 	c.queue = append(c.queue, ring...)
 	c.replaying = false // the replayed messages are queued: they lower the cursor now
+	c.sess.restoring = nil
 	c.skipThrough = res.last
 	c.hi = max(c.hi, res.last)
 	if res.epoch != "" {

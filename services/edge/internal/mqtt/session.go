@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+
+	"github.com/heraldmq/herald/pkg/store"
 )
 
 // session is the state of one MQTT session: everything that must outlive
@@ -33,6 +35,10 @@ type session struct {
 	// retransmission of one is acknowledged again and not published again.
 	inbound  map[uint16]*inbound
 	received uint64 // inbound QoS 2 messages of the session so far
+	// restoring are the subscriptions of a loaded session until its resume
+	// has restored them into subs: the record keeps them meanwhile, so
+	// that a save (the CONNECT's own, a periodic one) cannot drop them.
+	restoring map[string]store.Subscription
 }
 
 // outbound is a QoS 1 or 2 message sent and not completed.
