@@ -113,9 +113,14 @@ const (
 	// AwaitPubrel: the client published QoS 2, PUBREC was sent, PUBREL not
 	// yet received (inbound).
 	AwaitPubrel
+	// Completed: an outbound QoS 2 exchange ended (PUBCOMP) for a message
+	// after Delivered; the message must not be sent again (no packet
+	// identifier: it is free again).
+	Completed
 )
 
-// Inflight is the state of one packet identifier.
+// Inflight is the state of one packet identifier, or (Completed) of one
+// outbound QoS 2 message.
 type Inflight struct {
 	PacketID uint16        `json:"id"`
 	Phase    InflightPhase `json:"ph"`

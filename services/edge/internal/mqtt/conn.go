@@ -159,6 +159,10 @@ type conn struct {
 	replayFrom uint64
 	epoch      string
 	changes    uint64
+	// exchangesUnsaved: a persistent session's outbound QoS 2 state has
+	// moved in a way the writer must save before it sends on (a new QoS 2
+	// PUBLISH taken, a PUBREL queued): see persist.go.
+	exchangesUnsaved bool
 
 	// saveMu serialises the session record's writes and guards what
 	// follows: the record last written (nil if the session keeps none),

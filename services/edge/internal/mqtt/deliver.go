@@ -179,6 +179,9 @@ func (c *conn) handlePubrec(pk *packets.Packet) {
 		o.released = true
 		o.d.m = nil // only the identifier matters now
 		c.changes++
+		// Durable before the PUBREL leaves: a resumed session then sends
+		// PUBREL, never the PUBLISH again (persist.go).
+		c.exchangesUnsaved = c.persistent
 	}
 	if !c.done {
 		c.control = append(c.control, c.ackBytes(packets.Pubrel, pk.PacketID, err))
@@ -196,9 +199,13 @@ func (c *conn) handlePubcomp(id uint16) {
 }
 
 // completeOutboundLocked frees the identifier and the in-flight slot of an
-// outbound message.
+// outbound message. A persistent session remembers a QoS 2 message done
+// with until its cursor passes it, so that a resume does not send it again.
 func (c *conn) completeOutboundLocked(id uint16) {
 	c.changes++
+	if o := c.sess.outbound[id]; o != nil && o.d.qos == 2 && o.seq > 0 && c.persistent {
+		c.sess.complete(o.seq)
+	}
 	delete(c.sess.outbound, id)
 	if len(c.sess.outbound) == 0 {
 		c.sess.outbound = nil
@@ -259,6 +266,10 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 				break
 			}
 			d.id = c.allocIDLocked(d)
+			if d.qos == 2 && d.track && c.persistent {
+				// Durable before the PUBLISH leaves (persist.go).
+				c.exchangesUnsaved = true
+			}
 		}
 		if d.live {
 			c.live--
@@ -345,6 +356,10 @@ func (c *conn) writeLoop(done chan struct{}) {
 		var ctl [][]byte
 		ctl, batch = c.takeLocked(batch[:0])
 		closing := c.closing
+		// Set only with something taken to write: saved once for the
+		// whole batch, before any of it is written (persist.go).
+		save := c.exchangesUnsaved
+		c.exchangesUnsaved = false
 		if len(ctl) == 0 && len(batch) == 0 {
 			if bw.Buffered() > 0 {
 				c.mu.Unlock()
@@ -394,6 +409,9 @@ func (c *conn) writeLoop(done chan struct{}) {
 		}
 		idle = false
 		c.mu.Unlock()
+		if save {
+			c.saveExchanges()
+		}
 		c.setWriteDeadline(closing)
 		for _, p := range ctl {
 			if _, err := bw.Write(p); err != nil {

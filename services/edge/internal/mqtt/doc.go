@@ -10,7 +10,8 @@
 // MaxSessionExpiry; 3.1.1 CleanSession 0) are kept in the session store
 // behind node.State and resume on any edge, with the messages missed while
 // offline replayed from the stream by a saved cursor (persist.go has the
-// design, the write rate, the overflow policy and the one QoS 2 exception).
+// design, the write rate, the overflow policy and how QoS 2 stays exactly
+// once across an edge crash).
 // An empty client identifier is
 // replaced by a generated one (5.0: returned as Assigned Client Identifier;
 // 3.1.1: only with CleanSession, as the specification requires).
@@ -46,7 +47,10 @@
 // and a per-session count) so that a copy sent again after an edge
 // failure is dropped by JetStream while a later reuse of the identifier is
 // not. Outbound, PUBLISH → PUBREC → PUBREL → PUBCOMP, the message counting
-// against the client's Receive Maximum until PUBCOMP.
+// against the client's Receive Maximum until PUBCOMP; a persistent session
+// saves the exchange before its PUBLISH and before its PUBREL leave, so
+// that a session resumed after an edge crash continues it and never sends
+// the message again as a new one (persist.go).
 //
 // # Takeover and shared subscriptions
 //
