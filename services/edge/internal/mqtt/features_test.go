@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/testserver"
@@ -637,5 +638,53 @@ func TestSubscriptionIdentifier(t *testing.T) {
 	e.v5("pub").publish(t, &paho.Publish{Topic: "sid/x", QoS: 1, Payload: []byte("x")})
 	if m := sub.next(t); m.Properties.SubscriptionIdentifier == nil || *m.Properties.SubscriptionIdentifier != 7 {
 		t.Fatalf("subscription identifier %v, want 7", m.Properties.SubscriptionIdentifier)
+	}
+}
+
+// TestSharedSubscriptionRepairedAfterNATSCut ensures a shared group with a
+// member on each of two edges gets every QoS 1 message at least once when
+// one edge's NATS link is a black hole for a while: the NATS server, not
+// noticing, keeps giving that edge its share, which the edge reads back
+// from the stream once it has reconnected and hands to its member. Without
+// it that share is lost for the group.
+func TestSharedSubscriptionRepairedAfterNATSCut(t *testing.T) {
+	interval := backbone.PingInterval
+	backbone.PingInterval = 100 * time.Millisecond
+	t.Cleanup(func() { backbone.PingInterval = interval })
+	ns := testserver.NATS(t)
+	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
+	nc, err := backbone.Connect("nats://"+proxy.Addr(), "edge-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ea, eb := newEdgeOn(t, nc, "edge-a"), newEdge(t, ns, "edge-b")
+	a, b := ea.v5("a"), eb.v5("b")
+	a.subscribe(t, paho.SubscribeOptions{Topic: "$share/g/sh/#", QoS: 1})
+	b.subscribe(t, paho.SubscribeOptions{Topic: "$share/g/sh/#", QoS: 1})
+	pub := eb.v5("pub")
+
+	proxy.BlackHole(true)
+	const n = 40
+	for i := range n {
+		pub.publish(t, &paho.Publish{Topic: fmt.Sprintf("sh/%d", i), QoS: 1, Payload: []byte("x")})
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitUntil(t, func() bool { return !nc.IsConnected() }, "edge A's NATS connection never noticed the black hole")
+	proxy.Cut() // drop the black-holed sockets, as a peer's reset would
+	proxy.Restore()
+	proxy.BlackHole(false)
+
+	got := map[string]int{}
+	deadline := time.After(15 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-a.msgs:
+			got[m.Topic]++
+		case m := <-b.msgs:
+			got[m.Topic]++
+		case <-deadline:
+			t.Fatalf("%d of %d messages reached a member of the group", len(got), n)
+		}
 	}
 }
