@@ -201,13 +201,7 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 		return nil, ErrBadTenant
 	}
 	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
-	l.mu.Lock()
-	_, known := l.watched[tenant]
-	l.mu.Unlock()
-	base, baseKnown := uint64(0), known
-	if !known {
-		base, baseKnown = l.streamBase(tenant)
-	}
+	base, baseKnown := l.baseFor(tenant, func() bool { _, ok := l.watched[tenant]; return ok })
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -249,10 +243,18 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 	}, nil
 }
 
-// streamBase reads where tenant's stream stands now: a repair never reads
-// back before it (the tenant's earlier messages were never wanted here).
-// known is false when it could not be read.
-func (l *Live) streamBase(tenant string) (base uint64, known bool) {
+// baseFor returns where a repair of tenant's new watch may start reading:
+// nowhere new if watching (called under l.mu) says the tenant is watched
+// already (its base stays), else where its stream stands now (a repair
+// never reads back before it: the tenant's earlier messages were never
+// wanted here). known is false when it could not be read.
+func (l *Live) baseFor(tenant string, watching func() bool) (base uint64, known bool) {
+	l.mu.Lock()
+	watched := watching()
+	l.mu.Unlock()
+	if watched {
+		return 0, true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.PublishTimeout)
 	defer cancel()
 	st, err := l.b.State(ctx, tenant)
@@ -637,13 +639,7 @@ func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.M
 		return nil, ErrBadTenant
 	}
 	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
-	l.mu.Lock()
-	_, known := l.sharedWatched[tenant]
-	l.mu.Unlock()
-	base, baseKnown := uint64(0), known
-	if !known {
-		base, baseKnown = l.streamBase(tenant)
-	}
+	base, baseKnown := l.baseFor(tenant, func() bool { _, ok := l.sharedWatched[tenant]; return ok })
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

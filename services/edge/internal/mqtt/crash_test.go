@@ -12,6 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,6 +37,52 @@ func (c *crashStore) DeleteSession(ctx context.Context, tenant, clientID string,
 		return errCrashed
 	}
 	return c.Store.DeleteSession(ctx, tenant, clientID, revision)
+}
+
+// crashPair is two edges over one NATS server and one session store,
+// edge A able to crash: from then on nothing it does reaches the store,
+// and its NATS link is gone. Periodic saves are far apart, so that only
+// what an edge saves on purpose counts.
+type crashPair struct {
+	a, b  *env
+	st    store.Store
+	cs    *crashStore
+	aNATS *nats.Conn
+}
+
+func newCrashPair(t *testing.T) *crashPair {
+	t.Helper()
+	p := &crashPair{st: embeddedStore(t)}
+	p.cs = &crashStore{Store: p.st}
+	ns := testserver.NATS(t)
+	noPeriodicSave := func(c *Config) { c.SessionLease, c.SessionSaveInterval = time.Hour, 20*time.Minute }
+	p.aNATS = testserver.NATSConn(t, ns)
+	p.a = newEdgeOn(t, p.aNATS, "edge-a", func(c *Config, n *node.Node) { n.State = p.cs; noPeriodicSave(c) })
+	p.b = newEdge(t, ns, "edge-b", func(c *Config, n *node.Node) { n.State = p.st; noPeriodicSave(c) })
+	return p
+}
+
+// resumeOnA gives clientID a persistent session subscribed to filter at
+// qos, saved (a disconnect saves it), then resumed on edge A.
+func (p *crashPair) resumeOnA(t *testing.T, clientID, filter string, qos byte) *raw {
+	t.Helper()
+	r0, _ := connectRaw(t, p.a, 5, clientID, false)
+	r0.subscribe(packets.Subscription{Filter: filter, Qos: qos})
+	r0.send([]byte{packets.Disconnect << 4, 0})
+	r0.expectClosed()
+	waitRecord(t, p.st, clientID, func(s *store.Session) bool { return s.DisconnectedAt.After(time.Time{}) && len(s.Subscriptions) == 1 })
+	r, ack := connectRaw(t, p.a, 5, clientID, true)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed on edge A")
+	}
+	return r
+}
+
+// crash crashes edge A, whose client r sees its connection dropped.
+func (p *crashPair) crash(r *raw) {
+	p.cs.crashed.Store(true)
+	p.aNATS.Close()
+	r.c.Close()
 }
 
 // resumeAfterCrash resumes clientID's session on edge e after its edge
@@ -67,29 +114,12 @@ func resumeAfterCrash(t *testing.T, e *env, clientID string) *raw {
 // leaves a session that still delivers what the client subscribed to,
 // wherever it resumes next.
 func TestResumedSubscriptionsSurviveCrash(t *testing.T) {
-	st := embeddedStore(t)
-	cs := &crashStore{Store: st}
-	ns := testserver.NATS(t)
-	noPeriodicSave := func(c *Config) { c.SessionLease, c.SessionSaveInterval = time.Hour, 20*time.Minute }
-	aNATS := testserver.NATSConn(t, ns)
-	a := newEdgeOn(t, aNATS, "edge-a", func(c *Config, n *node.Node) { n.State = cs; noPeriodicSave(c) })
-	b := newEdge(t, ns, "edge-b", func(c *Config, n *node.Node) { n.State = st; noPeriodicSave(c) })
+	p := newCrashPair(t)
+	r := p.resumeOnA(t, "subs", "subs/#", 1)
+	p.crash(r)
 
-	r0, _ := connectRaw(t, a, 5, "subs", false)
-	r0.subscribe(packets.Subscription{Filter: "subs/#", Qos: 1})
-	r0.send([]byte{packets.Disconnect << 4, 0})
-	r0.expectClosed()
-	waitRecord(t, st, "subs", func(s *store.Session) bool { return s.DisconnectedAt.After(time.Time{}) && len(s.Subscriptions) == 1 })
-	r, ack := connectRaw(t, a, 5, "subs", true)
-	if !ack.SessionPresent {
-		t.Fatal("session not resumed on edge A")
-	}
-	cs.crashed.Store(true)
-	aNATS.Close()
-	r.c.Close()
-
-	r2 := resumeAfterCrash(t, b, "subs")
-	b.v5("pub").publish(t, &paho.Publish{Topic: "subs/x", QoS: 1, Payload: []byte("x")})
+	r2 := resumeAfterCrash(t, p.b, "subs")
+	p.b.v5("pub").publish(t, &paho.Publish{Topic: "subs/x", QoS: 1, Payload: []byte("x")})
 	if pk := r2.expect(packets.Publish); string(pk.Payload) != "x" {
 		t.Fatalf("got %q", pk.Payload)
 	}
@@ -106,29 +136,12 @@ func TestResumedSubscriptionsSurviveCrash(t *testing.T) {
 // nothing saved from then on, and periodic saves far apart, so that only
 // what the edge made durable before sending counts.
 func TestQoS2ExactlyOnceAcrossEdgeCrash(t *testing.T) {
-	st := embeddedStore(t)
-	cs := &crashStore{Store: st}
-	ns := testserver.NATS(t)
-	noPeriodicSave := func(c *Config) { c.SessionLease, c.SessionSaveInterval = time.Hour, 20*time.Minute }
-	aNATS := testserver.NATSConn(t, ns)
-	a := newEdgeOn(t, aNATS, "edge-a", func(c *Config, n *node.Node) { n.State = cs; noPeriodicSave(c) })
-	b := newEdge(t, ns, "edge-b", func(c *Config, n *node.Node) { n.State = st; noPeriodicSave(c) })
-	pub := b.v5("pub")
+	p := newCrashPair(t)
+	pub := p.b.v5("pub")
 	publish := func(payload string, qos byte) {
 		pub.publish(t, &paho.Publish{Topic: "eo/" + payload, QoS: qos, Payload: []byte(payload)})
 	}
-
-	// The session and its subscription are saved (a disconnect saves them),
-	// then resumed on edge A.
-	r0, _ := connectRaw(t, a, 5, "eo", false)
-	r0.subscribe(packets.Subscription{Filter: "eo/#", Qos: 2})
-	r0.send([]byte{packets.Disconnect << 4, 0})
-	r0.expectClosed()
-	waitRecord(t, st, "eo", func(s *store.Session) bool { return s.DisconnectedAt.After(time.Time{}) && len(s.Subscriptions) == 1 })
-	r, ack := connectRaw(t, a, 5, "eo", true)
-	if !ack.SessionPresent {
-		t.Fatal("session not resumed on edge A")
-	}
+	r := p.resumeOnA(t, "eo", "eo/#", 2)
 	ackPacket := func(typ byte, id uint16) {
 		r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: id})
 	}
@@ -145,32 +158,27 @@ func TestQoS2ExactlyOnceAcrossEdgeCrash(t *testing.T) {
 	// back. three: QoS 2 completed after it. four: PUBREC sent, PUBREL
 	// received (the client is done with it). five: PUBLISH received, not
 	// acknowledged yet.
-	publish("one", 2)
-	one := next("one")
-	ackPacket(packets.Pubrec, one.PacketID)
-	r.expect(packets.Pubrel)
-	ackPacket(packets.Pubcomp, one.PacketID)
+	// received publishes payload at QoS 2 and takes the message up to
+	// PUBREL; completed up to PUBCOMP.
+	received := func(payload string) *packets.Packet {
+		t.Helper()
+		publish(payload, 2)
+		pk := next(payload)
+		ackPacket(packets.Pubrec, pk.PacketID)
+		r.expect(packets.Pubrel)
+		return pk
+	}
+	completed := func(payload string) { ackPacket(packets.Pubcomp, received(payload).PacketID) }
+	completed("one")
 	publish("two", 1)
 	next("two")
-	publish("three", 2)
-	three := next("three")
-	ackPacket(packets.Pubrec, three.PacketID)
-	r.expect(packets.Pubrel)
-	ackPacket(packets.Pubcomp, three.PacketID)
-	publish("four", 2)
-	four := next("four")
-	ackPacket(packets.Pubrec, four.PacketID)
-	r.expect(packets.Pubrel)
+	completed("three")
+	four := received("four")
 	publish("five", 2)
 	five := next("five")
 
-	// Edge A crashes: no more store writes, its NATS link gone, its
-	// client's connection dropped.
-	cs.crashed.Store(true)
-	aNATS.Close()
-	r.c.Close()
-
-	r2 := resumeAfterCrash(t, b, "eo")
+	p.crash(r)
+	r2 := resumeAfterCrash(t, p.b, "eo")
 	publish("six", 2) // after the resume: the last message owed
 	released := map[uint16]bool{four.PacketID: true}
 	for {

@@ -74,21 +74,13 @@ func flood(t *testing.T, conn net.Conn, version byte, first []byte, trigger func
 	wrote := make(chan struct{})
 	go func() {
 		defer close(wrote)
-		if _, err := conn.Write(first); err != nil {
-			mu.Lock()
-			if !out.found {
-				out.writeFirst = err
-			}
-			mu.Unlock()
-			return
-		}
-		for {
+		for b := first; ; b = pingFlood {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			if _, err := conn.Write(pingFlood); err != nil {
+			if _, err := conn.Write(b); err != nil {
 				mu.Lock()
 				if !out.found {
 					out.writeFirst = err

@@ -203,29 +203,41 @@ func TestMalformedPacketsRefused(t *testing.T) {
 				continue
 			}
 			t.Run(fmt.Sprintf("%s v%d", tc.name, v), func(t *testing.T) {
-				r := e.raw()
-				r.t = t
-				r.version = v
-				r.connect(30, packets.Properties{})
-				r.send(packet)
 				if tc.reason == 0 && v == 5 {
+					r := e.raw()
+					r.t = t
+					r.connect(30, packets.Properties{})
+					r.send(packet)
 					r.expect(packets.Puback)
 					r.quiet()
 					return
 				}
-				reason := r.expectClosed()
-				if v == 5 && reason != tc.reason {
-					t.Fatalf("DISCONNECT %#x, want %#x", reason, tc.reason)
-				}
-				if v == 4 && reason != 0 {
-					t.Fatalf("a 3.1.1 client got a DISCONNECT %#x", reason)
-				}
+				expectRefused(t, e, v, packet, tc.reason)
 			})
 		}
 	}
 	e.v5("pub").publish(t, &paho.Publish{Topic: "ok", QoS: 1, Payload: []byte("fine")})
 	if m := bystander.next(t); string(m.Payload) != "fine" {
 		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// expectRefused sends packet after an accepted CONNECT of protocol level
+// v and checks the connection ends: MQTT 5 with a DISCONNECT of reason,
+// MQTT 3.1.1 without a packet.
+func expectRefused(t *testing.T, e *env, v byte, packet []byte, reason byte) {
+	t.Helper()
+	r := e.raw()
+	r.t = t
+	r.version = v
+	r.connect(30, packets.Properties{})
+	r.send(packet)
+	got := r.expectClosed()
+	if v == 5 && got != reason {
+		t.Fatalf("DISCONNECT %#x, want %#x", got, reason)
+	}
+	if v == 4 && got != 0 {
+		t.Fatalf("a 3.1.1 client got a DISCONNECT %#x", got)
 	}
 }
 
