@@ -462,9 +462,13 @@ func TestKeepAliveOneAndAHalf(t *testing.T) {
 	r := e.raw()
 	r.connect(1, packets.Properties{})
 	time.Sleep(1200 * time.Millisecond) // the silence under test
+	// Taken before the PINGREQ leaves: the server starts its 1.5 intervals
+	// once it has read it, so no scheduling delay can make the close seem
+	// early (taken after the PINGRESP, the time the PINGRESP took to come
+	// back was subtracted, and a loaded machine failed the test).
+	last := time.Now()
 	r.send([]byte{packets.Pingreq << 4, 0})
 	r.expect(packets.Pingresp)
-	last := time.Now()
 	if reason := r.expectClosed(); reason != codeKeepAliveTimeout {
 		t.Fatalf("DISCONNECT %#x, want 0x8D", reason)
 	}
