@@ -53,6 +53,7 @@ var pingFlood = func() []byte {
 // CONNACK or DISCONNECT it read (found), how its reading ended, and
 // whether a write failed before it had read that reason.
 type lingerOutcome struct {
+	transport  string
 	found      bool
 	reason     byte
 	readEnd    error
@@ -219,6 +220,46 @@ func TestLingeringClose(t *testing.T) {
 					t.Fatalf("after the reason the stream ended with %v, want the end of the stream (EOF)", out.readEnd)
 				}
 			})
+		}
+	}
+}
+
+// TestCloseTellsWebSocketClients ensures Close, the server's shutdown,
+// reaches MQTT 5 clients over WebSocket as over TCP: DISCONNECT 0x8B, then
+// the end of the stream (the WebSocket close frame), even to a client
+// still sending.
+func TestCloseTellsWebSocketClients(t *testing.T) {
+	e := newEnv(t)
+	transports := []string{"tcp", "websocket"}
+	outcomes := make(chan lingerOutcome, len(transports))
+	ready := make(chan struct{}, len(transports))
+	for _, transport := range transports {
+		conn := e.dialTCP(t)
+		if transport == "websocket" {
+			conn.Close()
+			conn = e.dialWebSocket(t)
+		}
+		connect := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+			Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "closing-" + transport}}
+		var b bytes.Buffer
+		if err := connect.ConnectEncode(&b); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			out := flood(t, conn, 5, b.Bytes(), func() { ready <- struct{}{} })
+			out.transport = transport
+			outcomes <- out
+		}()
+	}
+	for range transports {
+		<-ready
+	}
+	e.srv.Close()
+	for range transports {
+		out := <-outcomes
+		if !out.found || out.reason != codeServerShuttingDown || out.readEnd != io.EOF {
+			t.Errorf("%s: reason %#x read: %v, stream ended with %v; want 0x8B, then the end of the stream",
+				out.transport, out.reason, out.found, out.readEnd)
 		}
 	}
 }

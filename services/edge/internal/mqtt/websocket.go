@@ -41,11 +41,17 @@ func (s *Server) WebSocketHandler() http.Handler {
 			ws.Close(websocket.StatusPolicyViolation, `the "mqtt" subprotocol is required`)
 			return
 		}
+		// The connection's context ends with the request or Close, which
+		// ends the connection. The socket's outlives it, so that the
+		// DISCONNECT and the close frame still go out: wsConn ends it, at
+		// the latest at the bound of the closing handshake.
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		stop := context.AfterFunc(s.stopCtx, cancel)
 		defer stop()
-		s.serveConn(ctx, newWSConn(ctx, cancel, ws, s.cfg.closeWait()), true)
+		sock, closeSock := context.WithCancel(r.Context())
+		defer closeSock()
+		s.serveConn(ctx, newWSConn(sock, closeSock, ws, s.cfg.closeWait()), true)
 	})
 }
 
