@@ -163,6 +163,9 @@ type conn struct {
 	// moved in a way the writer must save before it sends on (a new QoS 2
 	// PUBLISH taken, a PUBREL queued): see persist.go.
 	exchangesUnsaved bool
+	// exchangeWarned is when saveExchanges last logged a failure: the
+	// writer's alone.
+	exchangeWarned time.Time
 
 	// saveMu serialises the session record's writes and guards what
 	// follows: the record last written (nil if the session keeps none),

@@ -341,13 +341,23 @@ func (c *conn) saveSession(ctx context.Context) error {
 }
 
 // saveExchanges saves the session before the writer sends a new QoS 2
-// PUBLISH or a PUBREL (see the top of this file).
+// PUBLISH or a PUBREL (see the top of this file). A failure is logged at
+// most once every exchangeWarnEvery per connection: with the store down
+// it would otherwise be logged for every batch.
 func (c *conn) saveExchanges() {
-	if err := c.saveSession(c.base); err != nil && !errors.Is(err, store.ErrConflict) {
+	err := c.saveSession(c.base)
+	if err == nil || errors.Is(err, store.ErrConflict) {
+		return
+	}
+	if now := time.Now(); now.Sub(c.exchangeWarned) >= exchangeWarnEvery {
+		c.exchangeWarned = now
 		c.n.Log.Warn("mqtt session not saved before a QoS 2 exchange: an edge crash now could repeat it",
 			"client", c.clientID, "err", err)
 	}
 }
+
+// exchangeWarnEvery spaces the warnings of saveExchanges.
+const exchangeWarnEvery = 10 * time.Second
 
 // writeLocked saves rec over c.rec; the caller holds saveMu.
 func (c *conn) writeLocked(ctx context.Context, rec *store.Session, now time.Time) error {
