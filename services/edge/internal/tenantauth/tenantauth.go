@@ -195,7 +195,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	if token == "" {
 		token = string(c.Password)
 	}
-	if token == "" {
+	if token == "" && !c.HasPassword {
 		if c.Certificate != nil {
 			if id, ok := a.certificate(c); ok {
 				return id, nil

@@ -135,6 +135,16 @@ func TestAnonymous(t *testing.T) {
 	}
 }
 
+// TestEmptyPasswordIsAPassword ensures a client that sent a zero-length
+// password is refused as bad credentials, never admitted as anonymous.
+func TestEmptyPasswordIsAPassword(t *testing.T) {
+	a := newAuth(t, tenantauth.Config{Directory: newFakeDir("acme"), AnonymousTenant: "dev"})
+	_, err := a.Authenticate(t.Context(), auth.Credentials{Username: "u", Password: []byte{}, HasPassword: true})
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("empty password: err = %v, want bad credentials", err)
+	}
+}
+
 var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
 
 func signHS(t *testing.T, kid string, claims jwt.MapClaims) string {
