@@ -40,8 +40,15 @@ const (
 
 // JWTKey is one key that verifies JWTs for a tenant.
 type JWTKey struct {
-	// ID is matched against the token's "kid" header when it has one.
+	// ID names the key: a verified token's JWTIdentity.KeyID. Unless KID
+	// is set, it is also matched against the token's "kid" header when
+	// the token has one.
 	ID string
+	// KID, when set, is matched against the token's "kid" header instead
+	// of ID. A key read from a JWKS document sets it to the JWK's "kid":
+	// tokens name the identity provider's key, while ID stays the name of
+	// the Herald key that points at the document.
+	KID string
 	// Tenant owns the key; a token it verifies belongs to this tenant.
 	Tenant string
 	// Algorithm is the one JWS algorithm accepted with this key ("HS256",
@@ -92,24 +99,46 @@ type JWTIdentity struct {
 // claim tenantClaim of a JWT, so that the caller can find the candidate
 // keys. Nothing it returns may be trusted before VerifyJWT succeeds.
 func PeekJWT(token, tenantClaim string) (kid, tenant string, err error) {
+	p, err := PeekToken(token, tenantClaim)
+	return p.KID, p.Tenant, err
+}
+
+// JWTPeek is what PeekToken reads from a JWT without verifying it.
+type JWTPeek struct {
+	// Alg and KID are the "alg" and "kid" headers.
+	Alg, KID string
+	// Tenant is the string claim named by PeekToken's tenantClaim.
+	Tenant string
+	// Issuer is the "iss" claim.
+	Issuer string
+}
+
+// PeekToken reads, without verifying anything, what a caller needs to find
+// (and, for keys it must fetch, to avoid fetching) the candidate keys of a
+// JWT: its algorithm, key id, tenant claim and issuer. Nothing it returns
+// may be trusted before VerifyJWT succeeds.
+func PeekToken(token, tenantClaim string) (JWTPeek, error) {
 	claims := jwt.MapClaims{}
 	t, _, err := jwt.NewParser().ParseUnverified(token, claims)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrBadToken, err)
+		return JWTPeek{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
-	kid, _ = t.Header["kid"].(string)
+	var p JWTPeek
+	p.Alg, _ = t.Header["alg"].(string)
+	p.KID, _ = t.Header["kid"].(string)
 	if tenantClaim == "" {
 		tenantClaim = DefaultTenantClaim
 	}
-	tenant, _ = claims[tenantClaim].(string)
-	return kid, tenant, nil
+	p.Tenant, _ = claims[tenantClaim].(string)
+	p.Issuer, _ = claims["iss"].(string)
+	return p, nil
 }
 
 // VerifyJWT verifies token against the candidate keys (normally the keys
 // of one tenant, found with PeekJWT) and returns its identity.
 //
 // A key is tried only if its Algorithm equals the token's "alg" header and,
-// when the token has a "kid", its ID equals it. The signature must verify;
+// when the token has a "kid", its KID (or, without one, its ID) equals it. The signature must verify;
 // exp is required (unless opts.AllowNoExpiry) and with nbf and iat checked
 // with opts.Leeway of skew; the key's Issuer and Audience, when set, must
 // match. If the token carries the tenant claim (DefaultTenantClaim) it must
@@ -137,7 +166,7 @@ func VerifyJWT(token string, keys []JWTKey, opts JWTOptions) (JWTIdentity, error
 
 	var lastErr error = fmt.Errorf("%w: no key for alg %s kid %q", ErrBadSecret, alg, kid)
 	for _, k := range keys {
-		if k.Algorithm != alg || (kid != "" && k.ID != kid) {
+		if k.Algorithm != alg || (kid != "" && k.tokenKID() != kid) {
 			continue
 		}
 		popts := []jwt.ParserOption{
@@ -167,6 +196,14 @@ func VerifyJWT(token string, keys []JWTKey, opts JWTOptions) (JWTIdentity, error
 		return identityFromClaims(k, claims)
 	}
 	return JWTIdentity{}, lastErr
+}
+
+// tokenKID is the "kid" tokens name k by.
+func (k JWTKey) tokenKID() string {
+	if k.KID != "" {
+		return k.KID
+	}
+	return k.ID
 }
 
 // jwtError maps golang-jwt's errors to this package's sentinels.
@@ -230,7 +267,7 @@ func ParsePublicKeyPEM(alg string, data []byte) (crypto.PublicKey, error) {
 	if block == nil {
 		return nil, errors.New("authz: no PEM block")
 	}
-	var pub any
+	var pub crypto.PublicKey
 	switch block.Type {
 	case "PUBLIC KEY":
 		k, err := x509.ParsePKIXPublicKey(block.Bytes)
@@ -253,26 +290,36 @@ func ParsePublicKeyPEM(alg string, data []byte) (crypto.PublicKey, error) {
 	default:
 		return nil, fmt.Errorf("authz: PEM block %q is not a public key", block.Type)
 	}
+	if err := CheckPublicKey(alg, pub); err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// CheckPublicKey reports whether pub can verify alg: RS*/PS* need an RSA
+// key of at least 2048 bits, ES256/384/512 an ECDSA key on P-256/P-384/
+// P-521. Keys from PEM and from JWKS documents pass the same check.
+func CheckPublicKey(alg string, pub crypto.PublicKey) error {
 	if !ValidJWTAlgorithm(alg) || alg[0] == 'H' {
-		return nil, fmt.Errorf("authz: %q is not a public-key algorithm", alg)
+		return fmt.Errorf("authz: %q is not a public-key algorithm", alg)
 	}
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if alg[0] != 'R' && alg[0] != 'P' {
-			return nil, fmt.Errorf("authz: an RSA key cannot verify %s", alg)
+			return fmt.Errorf("authz: an RSA key cannot verify %s", alg)
 		}
 		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("authz: RSA key of %d bits, need >= 2048", k.N.BitLen())
+			return fmt.Errorf("authz: RSA key of %d bits, need >= 2048", k.N.BitLen())
 		}
-		return k, nil
+		return nil
 	case *ecdsa.PublicKey:
 		want := map[string]string{"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]
 		if want == "" || k.Curve.Params().Name != want {
-			return nil, fmt.Errorf("authz: an ECDSA %s key cannot verify %s", k.Curve.Params().Name, alg)
+			return fmt.Errorf("authz: an ECDSA %s key cannot verify %s", k.Curve.Params().Name, alg)
 		}
-		return k, nil
+		return nil
 	}
-	return nil, fmt.Errorf("authz: unsupported public key type %T", pub)
+	return fmt.Errorf("authz: unsupported public key type %T", pub)
 }
 
 // MinHMACSecret is the shortest HMAC secret accepted: 32 bytes (256 bits).

@@ -46,6 +46,7 @@ func FuzzVerifyJWT(f *testing.F) {
 			token += "." + b64.EncodeToString(mac.Sum(nil))
 		}
 		_, _, _ = authz.PeekJWT(token, "")
+		_, _ = authz.PeekToken(token, "")
 		id, err := authz.VerifyJWT(token, keys, opts)
 		if err != nil {
 			if !errors.Is(err, authz.ErrBadToken) && !errors.Is(err, authz.ErrBadSecret) &&

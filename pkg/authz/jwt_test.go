@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -171,6 +172,61 @@ func TestParsePublicKeyPEM(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("ParsePublicKeyPEM(%s, %.30q) = %v, want ok=%v", c.alg, c.pem, err, c.ok)
 		}
+	}
+}
+
+// TestVerifyJWTByKID ensures a key with a KID (a JWK read from a JWKS
+// document) is found by that kid, never by its Herald ID, and that the
+// identity names the Herald key.
+func TestVerifyJWTByKID(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []authz.JWTKey{{ID: "herald-key", KID: "idp-2026", Tenant: "acme", Algorithm: "RS256", Key: &rsaKey.PublicKey}}
+	claims := jwt.MapClaims{"sub": "d", "exp": now.Add(time.Hour).Unix()}
+	opts := authz.JWTOptions{Now: func() time.Time { return now }}
+	for _, c := range []struct {
+		kid string
+		ok  bool
+	}{{"idp-2026", true}, {"", true}, {"herald-key", false}, {"idp-2025", false}} {
+		id, err := authz.VerifyJWT(sign(t, jwt.SigningMethodRS256, rsaKey, c.kid, claims), keys, opts)
+		if c.ok && (err != nil || id.KeyID != "herald-key") {
+			t.Errorf("kid %q: %+v, %v; want key herald-key", c.kid, id, err)
+		}
+		if !c.ok && !errors.Is(err, authz.ErrBadSecret) {
+			t.Errorf("kid %q: %v, want ErrBadSecret", c.kid, err)
+		}
+	}
+}
+
+// TestPeekToken ensures PeekToken reads the algorithm, kid, tenant claim
+// and issuer of a token without verifying it, and refuses what does not
+// parse.
+func TestPeekToken(t *testing.T) {
+	tok := sign(t, jwt.SigningMethodHS256, []byte("any secret will do, it is unread"), "k9",
+		jwt.MapClaims{"org": "acme", "iss": "https://idp.example", "tenant": "other"})
+	p, err := authz.PeekToken(tok, "org")
+	if err != nil || p != (authz.JWTPeek{Alg: "HS256", KID: "k9", Tenant: "acme", Issuer: "https://idp.example"}) {
+		t.Errorf("PeekToken = %+v, %v", p, err)
+	}
+	if _, err := authz.PeekToken("a.b", ""); !errors.Is(err, authz.ErrBadToken) {
+		t.Errorf("PeekToken(garbage) = %v, want ErrBadToken", err)
+	}
+}
+
+// TestCheckPublicKey ensures keys of a type Herald does not verify with
+// (Ed25519, HMAC secrets) are refused whatever the algorithm.
+func TestCheckPublicKey(t *testing.T) {
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		if err := authz.CheckPublicKey(alg, edPub); err == nil {
+			t.Errorf("CheckPublicKey(%s, ed25519) accepted", alg)
+		}
+	}
+	if err := authz.CheckPublicKey("RS256", []byte("a secret")); err == nil {
+		t.Error("CheckPublicKey(RS256, []byte) accepted")
 	}
 }
 

@@ -42,7 +42,16 @@ type LiveConfig struct {
 // messages of the watched filters after the last sequence it handed over,
 // from the stream (Range), and hands them over before any later live
 // message, so the handler still sees each tenant's messages in stream order
-// and once. Messages of shared subscriptions (WatchShared) are not repaired.
+// and once.
+//
+// Messages of shared subscriptions (WatchShared) are repaired too, at
+// least once within the group: NATS gives each to one member of the queue
+// group, and an edge cannot tell which of the messages stored while it was
+// cut off NATS had chosen it for (lost with the connection) and which went
+// to another edge. So the edge that reconnects reads back every message of
+// its shared filters after the last one it received from the tenant, and
+// hands each to its deliver: the group gets each message at least once,
+// those the other edges had twice.
 type Live struct {
 	b       *Backbone
 	handler func(*message.Message)
@@ -72,15 +81,21 @@ type Live struct {
 	shared map[string]*liveSub // subject + "\x00" + queue -> queue subscription
 	// sharedBy routes the messages of queue subscriptions to their handler.
 	sharedBy map[*nats.Subscription]func(*message.Message)
+	// sharedWatched holds, per tenant, the shared watches (what a repair
+	// hands the messages read back to) and the stream's last sequence
+	// when the tenant was first shared-watched.
+	sharedWatched map[string]*sharedTenant
 	// watched holds, per tenant, the filters of Watch and where the stream
 	// stood when the tenant was first watched: what a repair reads back.
 	watched map[string]*watchedTenant
 	closed  bool
 
 	// forgotten holds the tenants no longer watched whose sequences the
-	// dispatcher has yet to drop; forget says it is not empty.
-	forgotten map[string]struct{}
-	forget    atomic.Bool
+	// dispatcher has yet to drop, sharedForgotten those no longer watched
+	// by a shared subscription; forget says either is not empty.
+	forgotten       map[string]struct{}
+	sharedForgotten map[string]struct{}
+	forget          atomic.Bool
 
 	done chan struct{}
 	// last and repaired are touched only by the dispatch goroutine: the
@@ -92,6 +107,23 @@ type Live struct {
 	// created again), and whose messages a stale sequence would drop.
 	last     map[string]uint64
 	repaired map[string]uint64
+	// sharedLast and sharedRepaired are last and repaired for the
+	// messages of shared subscriptions.
+	sharedLast     map[string]uint64
+	sharedRepaired map[string]uint64
+}
+
+// sharedTenant is a tenant's shared watches, by filter and queue.
+type sharedTenant struct {
+	watches   map[string]*sharedWatch
+	base      uint64
+	baseKnown bool
+}
+
+type sharedWatch struct {
+	filter  string
+	deliver func(*message.Message)
+	refs    int
 }
 
 type watchedTenant struct {
@@ -132,8 +164,10 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 	l := &Live{b: b, handler: handler, onDrop: cfg.OnDrop, log: cfg.Log, ch: make(chan *nats.Msg, cfg.Buffer),
 		repair: make(chan struct{}, 1),
 		subs:   map[string]*liveSub{}, shared: map[string]*liveSub{}, watched: map[string]*watchedTenant{},
-		sharedBy: map[*nats.Subscription]func(*message.Message){}, done: make(chan struct{}),
-		forgotten: map[string]struct{}{}, last: map[string]uint64{}, repaired: map[string]uint64{}}
+		sharedBy: map[*nats.Subscription]func(*message.Message){}, sharedWatched: map[string]*sharedTenant{},
+		done: make(chan struct{}), forgotten: map[string]struct{}{}, sharedForgotten: map[string]struct{}{},
+		last: map[string]uint64{}, repaired: map[string]uint64{},
+		sharedLast: map[string]uint64{}, sharedRepaired: map[string]uint64{}}
 	l.stop, l.stopNow = context.WithCancel(context.Background())
 	// Chain onto the connection's reconnect handler: every owner of a
 	// Live needs the repair, and none must forget to wire it.
@@ -180,24 +214,7 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 		return nil, ErrBadTenant
 	}
 	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
-	l.mu.Lock()
-	_, known := l.watched[tenant]
-	l.mu.Unlock()
-	var base uint64
-	baseKnown := known
-	if !known {
-		// Where the stream stands now: a repair never reads back before
-		// it (this tenant's earlier messages were never wanted here).
-		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.PublishTimeout)
-		st, err := l.b.State(ctx, tenant)
-		cancel()
-		switch {
-		case err == nil:
-			base, baseKnown = st.LastSeq, true
-		case errors.Is(err, ErrNoStream):
-			baseKnown = true
-		}
-	}
+	base, baseKnown := l.baseFor(tenant, func() bool { _, ok := l.watched[tenant]; return ok })
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -239,6 +256,30 @@ func (l *Live) Watch(tenant, filter string) (release func(), err error) {
 	}, nil
 }
 
+// baseFor returns where a repair of tenant's new watch may start reading:
+// nowhere new if watching (called under l.mu) says the tenant is watched
+// already (its base stays), else where its stream stands now (a repair
+// never reads back before it: the tenant's earlier messages were never
+// wanted here). known is false when it could not be read.
+func (l *Live) baseFor(tenant string, watching func() bool) (base uint64, known bool) {
+	l.mu.Lock()
+	watched := watching()
+	l.mu.Unlock()
+	if watched {
+		return 0, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.PublishTimeout)
+	defer cancel()
+	st, err := l.b.State(ctx, tenant)
+	switch {
+	case err == nil:
+		return st.LastSeq, true
+	case errors.Is(err, ErrNoStream):
+		return 0, true
+	}
+	return 0, false
+}
+
 func (l *Live) unwatchLocked(tenant, filter string) {
 	w := l.watched[tenant]
 	if w == nil {
@@ -259,13 +300,17 @@ func (l *Live) unwatchLocked(tenant, filter string) {
 // judged by the sequences of a tenant's earlier watch.
 func (l *Live) dropForgotten() {
 	l.mu.Lock()
-	ts := l.forgotten
-	l.forgotten = map[string]struct{}{}
+	ts, shared := l.forgotten, l.sharedForgotten
+	l.forgotten, l.sharedForgotten = map[string]struct{}{}, map[string]struct{}{}
 	l.forget.Store(false)
 	l.mu.Unlock()
 	for t := range ts {
 		delete(l.last, t)
 		delete(l.repaired, t)
+	}
+	for t := range shared {
+		delete(l.sharedLast, t)
+		delete(l.sharedRepaired, t)
 	}
 }
 
@@ -360,10 +405,9 @@ func (l *Live) dispatch() {
 			if l.forget.Load() {
 				l.dropForgotten()
 			}
-			if l.paused.Load() && (nm.Sub == nil || nm.Sub.Queue == "") {
+			if l.paused.Load() {
 				// Stored, so the repair reads it back, in order with
-				// what was missed. (A shared subscription's message is
-				// handed over: it is not repaired.)
+				// what was missed.
 				continue
 			}
 			l.dispatchOne(prefix, nm)
@@ -390,6 +434,13 @@ func (l *Live) dispatchOne(prefix string, nm *nats.Msg) {
 		// shared subscription. It is neither a copy of nor copied by
 		// the plain subscriptions' messages (those reach the handler
 		// on their own), so it stays out of their dedupe.
+		if upto, ok := l.sharedRepaired[tenant]; ok {
+			if seq <= upto {
+				return // the repair handed it over already
+			}
+			delete(l.sharedRepaired, tenant)
+		}
+		l.sharedLast[tenant] = max(l.sharedLast[tenant], seq)
 		l.mu.Lock()
 		deliver := l.sharedBy[nm.Sub]
 		l.mu.Unlock()
@@ -442,6 +493,9 @@ func (l *Live) repairGaps() {
 	}
 	var gaps []gap
 	l.mu.Lock()
+	// Before the plain repair moves last: the shared repair starts from
+	// what the connection brought last.
+	shared := l.sharedGapsLocked()
 	for t, w := range l.watched {
 		from := l.last[t]
 		if w.base > from {
@@ -476,50 +530,124 @@ func (l *Live) repairGaps() {
 		l.log.Info("live repair", "tenant", g.tenant, "from", g.from, "through", l.last[g.tenant],
 			"advanced", l.last[g.tenant] > before, "took", time.Since(start).Round(time.Millisecond))
 	}
+	l.repairShared(ctx, shared)
+}
+
+// sharedGap is what a repair reads back for a tenant's shared watches.
+type sharedGap struct {
+	tenant  string
+	from    uint64
+	watches []sharedWatch
+}
+
+// sharedGapsLocked returns, per tenant with shared watches, where its
+// shared repair starts: after the last message this edge received from
+// the tenant, plain or shared (up to it, what NATS routed here arrived),
+// and not before the tenant was first shared-watched.
+func (l *Live) sharedGapsLocked() []sharedGap {
+	var gaps []sharedGap
+	for t, st := range l.sharedWatched {
+		from := max(l.sharedLast[t], l.last[t], st.base)
+		if from == 0 && !st.baseKnown {
+			continue
+		}
+		g := sharedGap{tenant: t, from: from}
+		for _, w := range st.watches {
+			g.watches = append(g.watches, *w)
+		}
+		gaps = append(gaps, g)
+	}
+	return gaps
+}
+
+// repairShared reads back, for each gap, the stored messages of the
+// tenant's shared filters after its start, and hands each to the deliver
+// of every shared watch it matches (see the type's documentation: at least
+// once within the group). It runs on the dispatcher, after repairGaps'
+// plain repair.
+func (l *Live) repairShared(ctx context.Context, gaps []sharedGap) {
+	for _, g := range gaps {
+		filters := make([]string, 0, len(g.watches))
+		for _, w := range g.watches {
+			filters = append(filters, w.filter)
+		}
+		n := 0
+		covered, err := l.readBack(ctx, g.tenant, filters, g.from, func(m *message.Message) {
+			l.sharedLast[g.tenant] = max(l.sharedLast[g.tenant], m.Seq)
+			n++
+			for _, w := range g.watches {
+				if topic.Match(w.filter, m.Topic) {
+					w.deliver(m)
+				}
+			}
+		})
+		if covered > 0 {
+			l.sharedRepaired[g.tenant] = covered
+			l.sharedLast[g.tenant] = max(l.sharedLast[g.tenant], covered)
+		}
+		if err != nil {
+			l.log.Error("shared subscription repair failed: messages stored meanwhile may have reached no member of their group",
+				"tenant", g.tenant, "from", g.from, "err", err)
+			if l.onDrop != nil {
+				l.onDrop()
+			}
+			continue
+		}
+		l.log.Info("shared subscription repair", "tenant", g.tenant, "from", g.from, "through", l.sharedLast[g.tenant], "handed_over", n)
+	}
 }
 
 func (l *Live) repairTenant(ctx context.Context, tenant string, filters []string, from uint64) error {
+	covered, err := l.readBack(ctx, tenant, filters, from, func(m *message.Message) {
+		l.last[tenant] = max(l.last[tenant], m.Seq)
+		l.handler(m)
+	})
+	if covered > 0 {
+		l.repaired[tenant] = covered
+		l.last[tenant] = max(l.last[tenant], covered)
+	}
+	return err
+}
+
+// readBack reads tenant's stored messages of filters after from up to the
+// stream's last and hands each to fn, once and in stream order, retrying
+// while the stream does not answer (until ctx ends); each call gets its
+// own short deadline: right after a reconnect (above all to a server that
+// just restarted) a request's reply can be lost while interest spreads
+// through the cluster, and a lost reply must cost one attempt, not the
+// whole repair. It returns the stream's last sequence once everything up
+// to it was read, 0 when there was nothing to read.
+func (l *Live) readBack(ctx context.Context, tenant string, filters []string, from uint64, fn func(*message.Message)) (covered uint64, err error) {
 	for {
-		// Each call gets its own short deadline: right after a reconnect
-		// (above all to a server that just restarted) a request's reply
-		// can be lost while interest spreads through the cluster, and a
-		// lost reply must cost one attempt, not the whole repair.
 		actx, cancel := context.WithTimeout(ctx, repairAttempt)
 		st, err := l.b.State(actx, tenant)
 		cancel()
 		if err == nil {
 			if st.LastSeq <= from {
-				return nil
+				return 0, nil
 			}
 			last := from
 			rctx, cancel := context.WithTimeout(ctx, 5*repairAttempt)
 			err = l.b.Range(rctx, tenant, filters, from, st.LastSeq, func(m *message.Message) error {
 				if m.Seq > last {
 					last = m.Seq
-					l.handler(m)
+					fn(m)
 				}
 				return nil
 			})
 			cancel()
-			if last > l.last[tenant] {
-				l.last[tenant] = last
-			}
 			if err == nil {
-				l.repaired[tenant] = st.LastSeq
-				if st.LastSeq > l.last[tenant] {
-					l.last[tenant] = st.LastSeq
-				}
-				return nil
+				return st.LastSeq, nil
 			}
 			from = last
 		}
 		if errors.Is(err, ErrNoStream) {
-			return nil
+			return 0, nil
 		}
 		l.log.Warn("live repair: reading the stream failed; retrying", "tenant", tenant, "from", from, "err", err)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -544,16 +672,29 @@ func (l *Live) message(tenant, name string, seq uint64, nm *nats.Msg) *message.M
 // (so in stream order with the messages of Watch), and not to the handler
 // of NewLive. deliver must not block. Interest is live once Flush returns.
 // Watching the same filter and queue again adds a reference; the first
-// deliver stays in use.
+// deliver stays in use. Messages missed while the connection was down are
+// read back and handed to deliver after the reconnect (see Live).
 func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.Message)) (release func(), err error) {
 	if !ValidTenant(tenant) {
 		return nil, ErrBadTenant
 	}
 	subjects := topic.FilterSubjects(l.b.cfg.LiveSubject(tenant), filter)
+	base, baseKnown := l.baseFor(tenant, func() bool { _, ok := l.sharedWatched[tenant]; return ok })
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, ErrClosed
+	}
+	st := l.sharedWatched[tenant]
+	if st == nil {
+		st = &sharedTenant{watches: map[string]*sharedWatch{}, base: base, baseKnown: baseKnown}
+		l.sharedWatched[tenant] = st
+	}
+	wkey := filter + "\x00" + queue
+	if w := st.watches[wkey]; w != nil {
+		w.refs++
+	} else {
+		st.watches[wkey] = &sharedWatch{filter: filter, deliver: deliver, refs: 1}
 	}
 	var taken []string
 	for _, s := range subjects {
@@ -566,6 +707,7 @@ func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.M
 		sub, err := l.b.nc.ChanQueueSubscribe(s, queue, l.ch)
 		if err != nil {
 			l.releaseSharedLocked(taken)
+			l.unwatchSharedLocked(tenant, wkey)
 			return nil, unavailable(err)
 		}
 		_ = sub.SetPendingLimits(-1, -1)
@@ -578,9 +720,27 @@ func (l *Live) WatchShared(tenant, filter, queue string, deliver func(*message.M
 		once.Do(func() {
 			l.mu.Lock()
 			l.releaseSharedLocked(taken)
+			l.unwatchSharedLocked(tenant, wkey)
 			l.mu.Unlock()
 		})
 	}, nil
+}
+
+func (l *Live) unwatchSharedLocked(tenant, wkey string) {
+	st := l.sharedWatched[tenant]
+	if st == nil {
+		return
+	}
+	if w := st.watches[wkey]; w != nil {
+		if w.refs--; w.refs <= 0 {
+			delete(st.watches, wkey)
+		}
+	}
+	if len(st.watches) == 0 {
+		delete(l.sharedWatched, tenant)
+		l.sharedForgotten[tenant] = struct{}{}
+		l.forget.Store(true)
+	}
 }
 
 func (l *Live) releaseSharedLocked(keys []string) {

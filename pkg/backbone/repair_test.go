@@ -11,18 +11,20 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/testserver"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
 // liveRig is a Live on its own NATS connection through a cutProxy, and a
 // publisher on a direct one, over one test server.
 type liveRig struct {
-	t     *testing.T
-	pub   *backbone.Backbone
-	proxy *testserver.CutProxy
-	nc    *nats.Conn
-	live  *backbone.Live
-	got   chan *message.Message
+	t      *testing.T
+	server *server.Server
+	pub    *backbone.Backbone
+	proxy  *testserver.CutProxy
+	nc     *nats.Conn
+	live   *backbone.Live
+	got    chan *message.Message
 }
 
 // newLiveRig connects through the proxy with backbone.Connect (pinging
@@ -38,7 +40,7 @@ func newLiveRig(t *testing.T) *liveRig {
 	interval := backbone.PingInterval
 	backbone.PingInterval = 100 * time.Millisecond
 	t.Cleanup(func() { backbone.PingInterval = interval })
-	r := &liveRig{t: t, pub: pub, proxy: testserver.NewCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://")),
+	r := &liveRig{t: t, server: s, pub: pub, proxy: testserver.NewCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://")),
 		got: make(chan *message.Message, 1<<16)}
 	if r.nc, err = backbone.Connect("nats://"+r.proxy.Addr(), "test", nil); err != nil {
 		t.Fatal(err)
@@ -291,5 +293,63 @@ func TestConnectNoticesBlackHole(t *testing.T) {
 			t.Fatal("not reconnected after the heal")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLiveRepairsSharedGap ensures messages of a shared subscription that
+// NATS routed to an edge while its link was a black hole reach the group
+// after the heal: two Lives are members of one queue group, one of them
+// through a proxy that black-holes its link while messages are stored (the
+// server, not noticing, keeps giving it about half of them), and after the
+// heal every message has reached at least one member. Without the repair
+// the black-holed member's share is lost.
+func TestLiveRepairsSharedGap(t *testing.T) {
+	r := newLiveRig(t)
+	direct, err := backbone.New(testserver.NATSConn(t, r.server), backbone.Config{MemoryStorage: true, MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := direct.NewLive(backbone.LiveConfig{}, func(*message.Message) {})
+	t.Cleanup(other.Close)
+	got := make(chan *message.Message, 1<<12)
+	member := func(l *backbone.Live) {
+		if _, err := l.WatchShared("t1", "s/#", "group", func(m *message.Message) { got <- m }); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member(r.live)
+	member(other)
+
+	sent := map[uint64]bool{}
+	r.proxy.BlackHole(true)
+	for i := range 40 {
+		sent[r.publish(fmt.Sprintf("s/%d", i))] = true
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.waitDown()
+	r.proxy.Cut() // drop the black-holed sockets, as a peer's reset would
+	r.proxy.Restore()
+	r.proxy.BlackHole(false)
+	after := r.publish("s/after")
+	sent[after] = true
+
+	seen := map[uint64]int{}
+	deadline := time.After(15 * time.Second)
+	for len(seen) < len(sent) {
+		select {
+		case m := <-got:
+			seen[m.Seq]++
+		case <-deadline:
+			var missing []uint64
+			for seq := range sent {
+				if seen[seq] == 0 {
+					missing = append(missing, seq)
+				}
+			}
+			t.Fatalf("%d of %d messages reached no member of the group: %v", len(missing), len(sent), missing)
+		}
 	}
 }

@@ -113,9 +113,14 @@ const (
 	// AwaitPubrel: the client published QoS 2, PUBREC was sent, PUBREL not
 	// yet received (inbound).
 	AwaitPubrel
+	// Completed: an outbound QoS 2 exchange ended (PUBCOMP) for a message
+	// after Delivered; the message must not be sent again (no packet
+	// identifier: it is free again).
+	Completed
 )
 
-// Inflight is the state of one packet identifier.
+// Inflight is the state of one packet identifier, or (Completed) of one
+// outbound QoS 2 message.
 type Inflight struct {
 	PacketID uint16        `json:"id"`
 	Phase    InflightPhase `json:"ph"`
@@ -138,14 +143,20 @@ func (s *Session) ExpiresAt() (time.Time, bool) {
 // Due returns when the session service must next act on the session other
 // than expiring it, and false if never: for a connected session the end of
 // its connection lease, for a disconnected one with a will the moment the
-// will is due (DisconnectedAt plus the will delay). The store indexes it
-// (DueSessions).
+// will is due — when its delay has passed or the session ends, whichever
+// is first [MQTT-3.1.3-9] (a session that expires before the will delay
+// takes its will with it, at its expiry, not at the end of the delay). The
+// store indexes it (DueSessions).
 func (s *Session) Due() (time.Time, bool) {
 	switch {
 	case s.DisconnectedAt.IsZero() && !s.LeaseUntil.IsZero():
 		return s.LeaseUntil, true
 	case !s.DisconnectedAt.IsZero() && s.Will != nil:
-		return s.DisconnectedAt.Add(s.Will.Delay), true
+		due := s.DisconnectedAt.Add(s.Will.Delay)
+		if exp, expires := s.ExpiresAt(); expires && exp.Before(due) {
+			due = exp
+		}
+		return due, true
 	}
 	return time.Time{}, false
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"time"
@@ -122,14 +123,35 @@ func (k JWTKey) Validate() error {
 	case (k.PublicKeyPEM == "") == (k.JWKSURL == ""):
 		return fmt.Errorf("%w: %s needs exactly one of a public key PEM or a JWKS URL", ErrInvalid, k.Algorithm)
 	case k.JWKSURL != "":
-		u, err := url.Parse(k.JWKSURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return fmt.Errorf("%w: JWKS URL %q is not an https URL", ErrInvalid, k.JWKSURL)
-		}
-		return nil
+		return validJWKSURL(k.JWKSURL)
 	}
 	if _, err := authz.ParsePublicKeyPEM(k.Algorithm, []byte(k.PublicKeyPEM)); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// MaxJWKSURL bounds the length of a JWKS URL.
+const MaxJWKSURL = 2048
+
+// validJWKSURL reports a JWKS URL no edge would fetch: not https, no host,
+// or a host that is an IP address of the edge itself or of its link
+// (loopback, link-local such as the cloud metadata address
+// 169.254.169.254, unspecified, multicast). A cheap early answer for the
+// tenant admin, not the guard: host names are not resolved here, and the
+// edges check every address they connect to (tenantauth), private
+// networks included, which an operator may allow for a private identity
+// provider and so are not refused here.
+func validJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || len(raw) > MaxJWKSURL {
+		return fmt.Errorf("%w: JWKS URL %q is not an https URL of at most %d bytes", ErrInvalid, raw, MaxJWKSURL)
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+		ip = ip.Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("%w: JWKS URL %q names an address of the edge itself or its link (loopback, link-local, unspecified or multicast), which edges never fetch", ErrInvalid, raw)
+		}
 	}
 	return nil
 }

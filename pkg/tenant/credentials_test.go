@@ -153,7 +153,7 @@ func TestEtcdAPIKeys(t *testing.T) {
 	}
 }
 
-// TestJWTKeyValidate ensures JWT keys need a known algorithm and exactly the key material it takes.
+// TestJWTKeyValidate ensures JWT keys need a known algorithm and exactly the key material it takes, and that a JWKS URL is https and names no IP address of the edge itself or its link.
 func TestJWTKeyValidate(t *testing.T) {
 	secret := []byte(strings.Repeat("s", 32))
 	pemKey := ecPEM(t)
@@ -169,12 +169,26 @@ func TestJWTKeyValidate(t *testing.T) {
 		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "ES256", PublicKeyPEM: pemKey, Secret: secret}, false},
 		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://idp.example/jwks.json"}, true},
 		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "http://idp.example/jwks.json"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https:///jwks.json"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://idp.example/" + strings.Repeat("a", tenant.MaxJWKSURL)}, false},
+		// IP literals of the edge itself or its link are refused at once;
+		// private addresses are the edges' to allow, host names theirs to
+		// check once resolved.
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://127.0.0.1:8443/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://[::1]/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://[::ffff:127.0.0.1]/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://169.254.169.254/latest/meta-data/"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://[fe80::1%25eth0]/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://0.0.0.0/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://224.0.0.1/jwks"}, false},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://10.1.2.3/jwks"}, true},
+		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256", JWKSURL: "https://localhost:8443/jwks"}, true},
 		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "RS256"}, false},
 		{tenant.JWTKey{ID: "k1", Tenant: "acme", Algorithm: "none"}, false},
 		{tenant.JWTKey{ID: "a/b", Tenant: "acme", Algorithm: "HS256", Secret: secret}, false},
 	} {
 		if err := c.k.Validate(); (err == nil) != c.ok {
-			t.Errorf("Validate(%s %s) = %v, want ok=%v", c.k.ID, c.k.Algorithm, err, c.ok)
+			t.Errorf("Validate(%s %s %.60s) = %v, want ok=%v", c.k.ID, c.k.Algorithm, c.k.JWKSURL, err, c.ok)
 		}
 	}
 }

@@ -87,7 +87,15 @@ type Config struct {
 	// HTTP bounds the HTTP listener's connections while they read a
 	// request or wait for one, and before they authenticate.
 	HTTP HTTPConfig `embed:"" prefix:"http-"`
+	// JWKS bounds the fetching of the JWKS documents tenants' JWT keys
+	// name (authenticated mode), and says which internal networks such a
+	// fetch may reach (none by default).
+	JWKS JWKSConfig `embed:"" prefix:"jwks-"`
 }
+
+// JWKSConfig configures the fetching of tenants' JWKS documents; an
+// alias, so that the commands embedding an edge can set it.
+type JWKSConfig = tenantauth.JWKSConfig
 
 // HTTPConfig bounds the HTTP listener's connections in the phases where a
 // client holds the edge's resources without having authenticated or
@@ -251,7 +259,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
 	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
-		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate())
+		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate(), c.JWKS.Validate())
 }
 
 // Server is one edge.
@@ -351,7 +359,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 	if o.tenants != nil {
 		clients := &clientsRef{bb: bb}
 		s.dir = tenant.NewDirectory(o.tenants, tenant.DirectoryConfig{OnChange: clients.onChange})
-		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant})
+		a, err := tenantauth.New(tenantauth.Config{Directory: s.dir, AnonymousTenant: cfg.AnonymousTenant, JWKS: cfg.JWKS, Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

@@ -70,6 +70,33 @@ func TestServiceFiresWills(t *testing.T) {
 	}
 }
 
+// TestServiceFiresWillAtSessionEnd ensures a will whose delay outlasts its
+// session is published when the session ends, not when the delay passes
+// [MQTT-3.1.3-9], by the due sweep (the expiry sweep runs only hourly
+// here), and the session is deleted with it.
+func TestServiceFiresWillAtSessionEnd(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.publish(t, "t1", "x", "x", false) // the tenant exists
+	disconnected := time.Now()
+	sess := &store.Session{ClientID: "short", ExpiryInterval: 2, DisconnectedAt: disconnected,
+		Will: &store.Will{Topic: "will/short", Payload: []byte("short"), QoS: 1, Delay: time.Hour}}
+	if err := e.st.SaveSession(ctx, "t1", sess, store.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig
+	cfg.DueInterval = 50 * time.Millisecond
+	cfg.SweepInterval = time.Hour
+	svc, _ := e.startService(t, cfg)
+	waitFor(t, "the will published at the session's end", func() bool { return svc.Stats().WillsPublished == 1 })
+	if at := time.Since(disconnected); at < 2*time.Second {
+		t.Fatalf("will published %v after the disconnect, before the session ended (2s)", at)
+	}
+	if _, err := e.st.LoadSession(ctx, "t1", "short"); err != store.ErrNoSession {
+		t.Fatalf("the ended session is still there: %v", err)
+	}
+}
+
 // TestServiceSettlesLapsedEdge ensures the sessions of an edge whose lease
 // lapsed become disconnected at the lease's end: their wills fire after
 // their delay, their expiry starts (a short one deletes the session), and

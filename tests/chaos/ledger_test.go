@@ -204,15 +204,12 @@ type result struct {
 	Lost        map[string]int `json:"lost"`        // by subscriber: acknowledged, never received
 	DupQoS2     map[string]int `json:"dup_qos2"`    // by subscriber: QoS 2 messages received twice
 	DupQoS1     int            `json:"dup_qos1"`    // all subscribers: QoS 1 messages received twice (allowed)
-	// QoS2LastInterval is how many QoS 2 messages were sent in the session
-	// save interval before the fault: what a crashed edge's sessions may repeat.
-	QoS2LastInterval int    `json:"qos2_last_interval"`
-	DupFlagged       int    `json:"dup_flagged"` // retransmissions (DUP) an MQTT 3.1.1 client library delivered again
-	Gaps             int    `json:"gaps"`        // gap signals to SSE/WebSocket subscribers
-	Reconnects       int    `json:"reconnects"`  // SSE/WebSocket reconnects
-	RecoverMS        int64  `json:"recover_ms"`  // fault → every subscriber got a message sent after it (-1: never)
-	RestartMS        int64  `json:"restart_ms"`  // restart/heal → the same
-	Note             string `json:"note,omitempty"`
+	DupFlagged  int            `json:"dup_flagged"` // retransmissions (DUP) an MQTT 3.1.1 client library delivered again
+	Gaps        int            `json:"gaps"`        // gap signals to SSE/WebSocket subscribers
+	Reconnects  int            `json:"reconnects"`  // SSE/WebSocket reconnects
+	RecoverMS   int64          `json:"recover_ms"`  // fault → every subscriber got a message sent after it (-1: never)
+	RestartMS   int64          `json:"restart_ms"`  // restart/heal → the same
+	Note        string         `json:"note,omitempty"`
 }
 
 func (r result) lostTotal() int {

@@ -2,21 +2,25 @@ package chart
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
-const production = "testdata/production.yaml"
+// production is the production-like values file the README installs with.
+const production = "../../charts/herald/examples/production.yaml"
 
 // TestRenderDecodesStrictly ensures every manifest the chart renders, with
 // default values and with a production-like values file, decodes into the
@@ -113,9 +117,13 @@ func TestLint(t *testing.T) {
 	}
 	for _, file := range []string{"", production} {
 		t.Run("values="+file, func(t *testing.T) {
-			l := lint.AllWithKubeVersion(chartDir, userValues(t, file, nil), namespace, kv)
+			// The linter cannot be told that the ServiceMonitor CRD is
+			// served, and reports the chart's refusal as a mere INFO
+			// without linting further: lint without it.
+			vals := userValues(t, file, map[string]any{"serviceMonitor.enabled": false})
+			l := lint.AllWithKubeVersion(chartDir, vals, namespace, kv)
 			for _, m := range l.Messages {
-				if m.Severity >= support.WarningSev {
+				if m.Severity >= support.WarningSev || strings.Contains(m.Err.Error(), "Fail:") {
 					t.Errorf("lint: %v", m)
 				} else {
 					t.Logf("lint: %v", m)
@@ -179,6 +187,7 @@ func TestRenderRefusesInconsistentValues(t *testing.T) {
 		{"CPU autoscaling without a CPU request", map[string]any{"edge.resources.requests": nil}, "requests.cpu"},
 		{"no etcd and no anonymous tenant", map[string]any{"edge.authenticated": false}, "anonymousTenant"},
 		{"client CA without TLS", map[string]any{"edge.tls.clientCASecretName": "ca"}, "edge.tls.secretName"},
+		{"existing Secret and inline credentials", map[string]any{"credentials.existingSecret": "mine", "credentials.redisPassword": "x"}, "credentials.existingSecret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderValues(t, c, userValues(t, "", tc.overrides))
@@ -340,8 +349,7 @@ func TestDisruptionBudgets(t *testing.T) {
 }
 
 // TestEdgeAutoscaling ensures the HPA scales the edge Deployment on CPU and,
-// when enabled, on open connections per pod (herald_edge_connections), and
-// that the Deployment leaves its replica count to the HPA.
+// when enabled, on open connections per pod (herald_edge_connections).
 func TestEdgeAutoscaling(t *testing.T) {
 	r := render(t, production, nil)
 	hpa := r.find(t, "HorizontalPodAutoscaler", releaseName+"-edge").(*autoscalingv2.HorizontalPodAutoscaler)
@@ -363,9 +371,6 @@ func TestEdgeAutoscaling(t *testing.T) {
 	if !cpu || !conns {
 		t.Errorf("HPA metrics (cpu %v, connections %v): %+v", cpu, conns, hpa.Spec.Metrics)
 	}
-	if d := r.deployment(t, "edge"); d.Spec.Replicas != nil {
-		t.Errorf("edge Deployment sets replicas=%d under an HPA: every upgrade would reset the scale", *d.Spec.Replicas)
-	}
 	if ru := r.deployment(t, "edge").Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("edge rolling update may take edges away before new ones are up: %+v", ru)
 	}
@@ -376,6 +381,131 @@ func TestEdgeAutoscaling(t *testing.T) {
 	}
 	if d := manual.deployment(t, "edge"); d.Spec.Replicas == nil || *d.Spec.Replicas != 4 {
 		t.Errorf("manual replicas = %s, want 4", fmtPtr(d.Spec.Replicas))
+	}
+}
+
+// TestEdgeReplicasUnderAutoscaling ensures the edge Deployment always
+// carries a replica count, so that no upgrade or rollback removes the field
+// (which resets a live Deployment to 1): under the HPA it is the live count
+// kept within the HPA's bounds, or minReplicas when there is no Deployment
+// yet; without the HPA, edge.replicas.
+func TestEdgeReplicasUnderAutoscaling(t *testing.T) {
+	live := func(replicas int32) []runtime.Object {
+		return []runtime.Object{&appsv1.Deployment{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+			ObjectMeta: metav1.ObjectMeta{Name: releaseName + "-edge", Namespace: namespace},
+			Spec:       appsv1.DeploymentSpec{Replicas: &replicas},
+		}}
+	}
+	hpa := map[string]any{"edge.autoscaling.minReplicas": 2, "edge.autoscaling.maxReplicas": 10, "edge.replicas": 7}
+	manual := map[string]any{"edge.autoscaling.enabled": false, "edge.replicas": 7}
+	for _, tc := range []struct {
+		name      string
+		live      []runtime.Object
+		overrides map[string]any
+		want      int32
+	}{
+		{"HPA, first install", nil, hpa, 2},
+		{"HPA, HPA scaled to 4", live(4), hpa, 4},
+		{"HPA turned on at 7 by hand", live(7), hpa, 7},
+		{"HPA turned on below its minimum", live(1), hpa, 2},
+		{"HPA turned on above its maximum", live(14), hpa, 10},
+		{"HPA off, first install", nil, manual, 7},
+		{"HPA turned off at 4", live(4), manual, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := renderObjects(t, cluster{live: tc.live}, "", tc.overrides)
+			d := r.deployment(t, "edge")
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != tc.want {
+				t.Errorf("replicas = %s, want %d", fmtPtr(d.Spec.Replicas), tc.want)
+			}
+		})
+	}
+}
+
+// TestServiceMonitorNeedsItsCRD ensures serviceMonitor.enabled on a cluster
+// without the Prometheus Operator's CRDs stops the install with a message
+// saying what to install, instead of the API server's "no matches for kind",
+// and renders the ServiceMonitor where the CRD is served.
+func TestServiceMonitorNeedsItsCRD(t *testing.T) {
+	c := loadChart(t)
+	vals := userValues(t, "", map[string]any{"serviceMonitor.enabled": true})
+	if _, err := renderIn(t, cluster{}, c, vals); err == nil || !strings.Contains(err.Error(), "Prometheus Operator's CRDs") {
+		t.Errorf("error %v, want one naming the Prometheus Operator's CRDs", err)
+	}
+	if r := renderObjects(t, withPrometheusOperator, "", map[string]any{"serviceMonitor.enabled": true}); !r.has("ServiceMonitor", releaseName) {
+		t.Errorf("no ServiceMonitor with its CRD served: %v", r.names())
+	}
+	if r := renderObjects(t, cluster{}, "", nil); r.has("ServiceMonitor", releaseName) {
+		t.Error("ServiceMonitor rendered by default")
+	}
+}
+
+// TestDefaultsInstallAnywhere ensures the default values ask nothing of the
+// cluster that a bare one lacks: no LoadBalancer Service (helm install
+// --wait would wait for an address forever without a load-balancer
+// provider), no topology constraint a zone-less node cannot meet, no
+// ServiceMonitor; and that the production example asks for its
+// LoadBalancer while keeping zone-less nodes schedulable.
+func TestDefaultsInstallAnywhere(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		mqttType   corev1.ServiceType
+		nodes      corev1.UnsatisfiableConstraintAction
+	}{
+		{"defaults", "", corev1.ServiceTypeClusterIP, corev1.ScheduleAnyway},
+		{"production", production, corev1.ServiceTypeLoadBalancer, corev1.DoNotSchedule},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := renderObjects(t, withPrometheusOperator, tc.file, nil)
+			for _, m := range r.manifests {
+				if svc, ok := m.obj.(*corev1.Service); ok && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Name != releaseName+"-mqtt" {
+					t.Errorf("Service %s is a LoadBalancer", svc.Name)
+				}
+			}
+			if got := r.find(t, "Service", releaseName+"-mqtt").(*corev1.Service).Spec.Type; got != tc.mqttType {
+				t.Errorf("MQTT Service type %s, want %s", got, tc.mqttType)
+			}
+			spread := map[string]corev1.UnsatisfiableConstraintAction{}
+			for _, c := range r.deployment(t, "edge").Spec.Template.Spec.TopologySpreadConstraints {
+				spread[c.TopologyKey] = c.WhenUnsatisfiable
+			}
+			if spread["topology.kubernetes.io/zone"] != corev1.ScheduleAnyway {
+				t.Errorf("zone spread %q: edges stay Pending on nodes without a zone label", spread["topology.kubernetes.io/zone"])
+			}
+			if spread["kubernetes.io/hostname"] != tc.nodes {
+				t.Errorf("node spread %q, want %s", spread["kubernetes.io/hostname"], tc.nodes)
+			}
+		})
+	}
+	if r := renderObjects(t, cluster{}, "", nil); r.has("ServiceMonitor", releaseName) {
+		t.Error("defaults render a ServiceMonitor")
+	}
+}
+
+// TestCredentialsSecretOwnership ensures the chart refuses to make its
+// credentials Secret over one it did not make (instead of Helm's "invalid
+// ownership metadata"), naming existingSecret as the way to use it, and
+// still updates the Secret it made itself.
+func TestCredentialsSecretOwnership(t *testing.T) {
+	secret := func(annotations map[string]string) []runtime.Object {
+		return []runtime.Object{&corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: releaseName + "-credentials", Namespace: namespace, Annotations: annotations},
+		}}
+	}
+	inline := map[string]any{"credentials.redisPassword": "redis-secret"}
+	c := loadChart(t)
+	_, err := renderIn(t, cluster{live: secret(nil)}, c, userValues(t, "", inline))
+	if err == nil || !strings.Contains(err.Error(), "credentials.existingSecret="+releaseName+"-credentials") {
+		t.Errorf("over a Secret of the user's: error %v, want one naming credentials.existingSecret", err)
+	}
+	r := renderObjects(t, cluster{live: secret(map[string]string{"meta.helm.sh/release-name": releaseName})}, "", inline)
+	if !r.has("Secret", releaseName+"-credentials") {
+		t.Error("the release's own Secret is not rendered on upgrade")
+	}
+	if r := renderObjects(t, cluster{live: secret(nil)}, "", map[string]any{"credentials.existingSecret": releaseName + "-credentials"}); r.has("Secret", releaseName+"-credentials") {
+		t.Error("a Secret rendered over existingSecret")
 	}
 }
 
@@ -471,12 +601,20 @@ func TestNetworkPolicy(t *testing.T) {
 
 // TestHelmTestHook ensures the helm test pod is a test hook that talks to
 // the HTTP Service the chart renders, with the test credential when one is
-// configured.
+// configured, and is deleted when it ends, its log printed on a failure.
 func TestHelmTestHook(t *testing.T) {
 	r := render(t, production, nil)
 	pod := r.find(t, "Pod", releaseName+"-test-publish-poll").(*corev1.Pod)
 	if pod.Annotations["helm.sh/hook"] != "test" {
 		t.Errorf("hook annotation %q", pod.Annotations["helm.sh/hook"])
+	}
+	for _, policy := range []string{"hook-succeeded", "hook-failed"} {
+		if !slices.Contains(strings.Split(pod.Annotations["helm.sh/hook-delete-policy"], ","), policy) {
+			t.Errorf("hook-delete-policy %q lacks %s: the pod outlives the test (and helm uninstall)", pod.Annotations["helm.sh/hook-delete-policy"], policy)
+		}
+	}
+	if pod.Annotations["helm.sh/hook-output-log-policy"] != "hook-failed" {
+		t.Errorf("hook-output-log-policy %q: a failed test's log is lost with its pod", pod.Annotations["helm.sh/hook-output-log-policy"])
 	}
 	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("restartPolicy %s", pod.Spec.RestartPolicy)

@@ -16,9 +16,13 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 )
@@ -59,7 +63,12 @@ func loadChart(t testing.TB) *chart.Chart {
 	return c
 }
 
-func capabilities(t testing.TB) *chartutil.Capabilities {
+// serviceMonitorAPI is the API version the Prometheus Operator's CRDs add:
+// the renderings below are for a cluster that has them, as `helm template
+// --api-versions` would say, unless a test says otherwise.
+const serviceMonitorAPI = "monitoring.coreos.com/v1/ServiceMonitor"
+
+func capabilities(t testing.TB, apiVersions ...string) *chartutil.Capabilities {
 	t.Helper()
 	kv, err := chartutil.ParseKubeVersion(kubeVersion)
 	if err != nil {
@@ -67,6 +76,7 @@ func capabilities(t testing.TB) *chartutil.Capabilities {
 	}
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.KubeVersion = *kv
+	caps.APIVersions = append(caps.APIVersions, apiVersions...)
 	return caps
 }
 
@@ -100,23 +110,59 @@ func setPath(m map[string]any, path []string, v any) {
 	m[path[len(path)-1]] = v
 }
 
+// cluster is what a rendering sees of the cluster: the API versions it
+// serves and the objects lookup finds (none: helm template, or a first
+// install).
+type cluster struct {
+	apiVersions []string
+	live        []runtime.Object
+}
+
+// withPrometheusOperator is a cluster with the ServiceMonitor CRD.
+var withPrometheusOperator = cluster{apiVersions: []string{serviceMonitorAPI}}
+
 // renderValues renders the chart as helm template does, schema validation
-// included, and returns the documents by file.
+// included, and returns the documents by file, for a cluster with the
+// Prometheus Operator's CRDs and no objects.
 func renderValues(t testing.TB, c *chart.Chart, vals map[string]any) (map[string]string, error) {
 	t.Helper()
+	return renderIn(t, withPrometheusOperator, c, vals)
+}
+
+// renderIn renders as helm install or upgrade does against cl: the
+// capabilities it serves, and its objects for lookup.
+func renderIn(t testing.TB, cl cluster, c *chart.Chart, vals map[string]any) (map[string]string, error) {
+	t.Helper()
 	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(c, vals, opts, capabilities(t))
+	rv, err := chartutil.ToRenderValues(c, vals, opts, capabilities(t, cl.apiVersions...))
 	if err != nil {
 		return nil, err
 	}
-	return engine.Render(c, rv)
+	return engine.RenderWithClientProvider(c, rv, objects(cl.live))
+}
+
+// objects answers the chart's lookup calls from a fixed set of objects.
+type objects []runtime.Object
+
+func (o objects) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
+	gvk := schema.FromAPIVersionAndKind(apiVersion, kind)
+	gvr, _ := meta.UnsafeGuessKindToResource(gvk)
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme.Scheme,
+		map[schema.GroupVersionResource]string{gvr: kind + "List"}, o...)
+	return client.Resource(gvr), true, nil
 }
 
 // render renders and strictly decodes every manifest; any failure fails t.
 func render(t testing.TB, file string, overrides map[string]any) rendering {
 	t.Helper()
+	return renderObjects(t, withPrometheusOperator, file, overrides)
+}
+
+// renderObjects is render against cl.
+func renderObjects(t testing.TB, cl cluster, file string, overrides map[string]any) rendering {
+	t.Helper()
 	c := loadChart(t)
-	files, err := renderValues(t, c, userValues(t, file, overrides))
+	files, err := renderIn(t, cl, c, userValues(t, file, overrides))
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

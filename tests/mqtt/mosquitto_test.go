@@ -2,11 +2,15 @@ package mqtt
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 )
 
 // mosquittoSub runs mosquitto_sub against addr until it received count
@@ -87,5 +91,41 @@ func TestMosquittoClients(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestEmptyPasswordMosquitto ensures a zero-length password (mosquitto_sub
+// -P "") is verified as credentials: refused as a bad user name or
+// password, MQTT 3.1.1 return code 4 and MQTT 5 0x86, so mosquitto_sub
+// reports it and stops, rather than being closed without a CONNACK (3.1.1)
+// and reconnecting forever, or told it made a protocol error (5).
+func TestEmptyPasswordMosquitto(t *testing.T) {
+	for _, version := range []string{"mqttv311", "mqttv5"} {
+		t.Run(version, func(t *testing.T) {
+			host, port, _ := strings.Cut(cluster.A.MQTT, ":")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "mosquitto_sub", "-h", host, "-p", port, "-V", version,
+				"-u", "someone", "-P", "", "-t", "empty/pw", "-C", "1").CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("mosquitto_sub still running after 10s (no CONNACK, reconnecting?): %s", out)
+			}
+			if err == nil || !strings.Contains(strings.ToLower(string(out)), "bad user name or password") {
+				t.Fatalf("mosquitto_sub: %v: %s, want a refusal for a bad user name or password", err, out)
+			}
+		})
+	}
+	// And a Paho MQTT 5 client sees the reason code.
+	conn, err := net.DialTimeout("tcp", cluster.B.MQTT, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ack, _ := c.Connect(ctx, &paho.Connect{ClientID: "empty-pw", CleanStart: true, KeepAlive: 30,
+		UsernameFlag: true, Username: "someone", PasswordFlag: true, Password: []byte{}})
+	if ack == nil || ack.ReasonCode != 0x86 {
+		t.Fatalf("Paho v5 with an empty password: CONNACK %+v, want 0x86", ack)
 	}
 }

@@ -16,10 +16,11 @@ type ownCluster struct {
 }
 
 // newCluster starts a local cluster on free ports in a temporary directory
-// and stops it (by the PIDs cluster.sh recorded) when the test ends.
-func newCluster(t *testing.T) *ownCluster {
+// and stops it (by the PIDs cluster.sh recorded) when the test ends; env
+// adds variables to its processes' environment (e.g. a flag's HERALD_*).
+func newCluster(t *testing.T, env ...string) *ownCluster {
 	t.Helper()
-	c, err := localcluster.Start(t.TempDir())
+	c, err := localcluster.Start(t.TempDir(), env...)
 	if err != nil {
 		t.Fatal(err)
 	}

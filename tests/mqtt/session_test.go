@@ -56,7 +56,9 @@ func tryDialSink(addr, clientID string, expiry uint32, will *paho.WillMessage, w
 		}},
 		OnServerDisconnect: func(d *paho.Disconnect) { c.disconnects <- d },
 	})
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
+	// herald-seq: 1 asks for each message's stream sequence (seqOf).
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry,
+		User: paho.UserProperties{{Key: "herald-seq", Value: "1"}}}}
 	if will != nil {
 		cp.WillMessage = will
 		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &willDelay}
@@ -274,6 +276,45 @@ func TestWillAfterEdgeKill9(t *testing.T) {
 	}
 }
 
+// TestWillAtSessionEnd ensures a will whose delay outlasts its session is
+// published when the session ends, not when the delay passes
+// [MQTT-3.1.3-9]: a Paho client with Session Expiry Interval 2 s and Will
+// Delay Interval 60 s loses its connection, and a subscriber on the other
+// edge gets the will after 2 s, well before 60 s. The session service's
+// expiry sweep runs hourly here, so that only the will's own due time can
+// send it.
+func TestWillAtSessionEnd(t *testing.T) {
+	cl := newCluster(t, "HERALD_SESSION_SWEEP_INTERVAL=1h")
+	watcher := dial(t, cl.B.MQTT, "e2e-will-end-watcher")
+	watcher.subscribe(t, "wills/#", 1)
+	conn, err := net.DialTimeout("tcp", cl.A.MQTT, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := paho.NewClient(paho.ClientConfig{Conn: conn})
+	expiry, delay := uint32(2), uint32(60)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := victim.Connect(ctx, &paho.Connect{ClientID: "e2e-will-end", KeepAlive: 30,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+		WillMessage:    &paho.WillMessage{Topic: "wills/end", QoS: 1, Payload: []byte("session over")},
+		WillProperties: &paho.WillProperties{WillDelayInterval: &delay}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.Close() // no DISCONNECT: the will stands
+	select {
+	case m := <-watcher.msgs:
+		took := time.Since(start)
+		if string(m.Payload) != "session over" || took < time.Duration(expiry)*time.Second {
+			t.Fatalf("got %q %s after the connection was lost, want the will once the %ds session ended", m.Payload, took, expiry)
+		}
+		t.Logf("will published %s after the connection was lost", took.Round(100*time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no will within 20 s of a %d s session's end (its delay is %d s)", expiry, delay)
+	}
+}
+
 // TestFlappingPersistentSessions ensures that with publishers on
 // overlapping topics and persistent sessions connecting and disconnecting
 // on both edges meanwhile, every session ends up with every QoS 1 message,
@@ -415,15 +456,17 @@ func TestFlappingPersistentSessions(t *testing.T) {
 	}
 }
 
-// seqOf is the stream sequence Herald sends with each message.
+// seqOf is the stream sequence Herald sends with each message to a
+// client that asked for it: the last herald-seq user property (a
+// publisher's own would come before it).
 func seqOf(m *paho.Publish) uint64 {
+	var seq uint64
 	if m.Properties != nil {
 		for _, u := range m.Properties.User {
 			if u.Key == "herald-seq" {
-				n, _ := strconv.ParseUint(u.Value, 10, 64)
-				return n
+				seq, _ = strconv.ParseUint(u.Value, 10, 64)
 			}
 		}
 	}
-	return 0
+	return seq
 }

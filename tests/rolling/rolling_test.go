@@ -5,16 +5,13 @@
 package rolling
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +19,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/heraldmq/herald/tests/localcluster"
+	"github.com/heraldmq/herald/tests/mqttload"
+	"github.com/heraldmq/herald/tests/ssestream"
 )
 
 const (
@@ -87,10 +86,17 @@ func TestRollingRestart(t *testing.T) {
 	edges := []localcluster.Edge{c.A, c.B}
 	var left, leftMQTT, leftSSE departures
 
-	subs := make([]*subscriber, subscribers)
+	subs := make([]*mqttload.Subscriber, subscribers)
 	for i := range subs {
 		// Half prefer each edge; each moves to the other when its edge leaves.
-		subs[i] = newSubscriber(ctx, t, fmt.Sprintf("roller-%d", i), edges[i%2], edges[(i+1)%2], &left, &leftMQTT)
+		cfg := mqttConfig(fmt.Sprintf("roller-%d", i), edges[i%2], edges[(i+1)%2])
+		cfg.OnConnectionDown = func() bool {
+			now := time.Now()
+			left.add(now)
+			leftMQTT.add(now)
+			return true
+		}
+		subs[i] = mqttload.NewSubscriber(ctx, t, cfg, topicPrefix+"#")
 	}
 	sses := make([]*sseClient, sseClients)
 	for i := range sses {
@@ -100,7 +106,8 @@ func TestRollingRestart(t *testing.T) {
 	for _, s := range sses {
 		s.waitOpen(t, ctx)
 	}
-	pub := newPublisher(ctx, t, edges[0], edges[1])
+	pub := mqttload.NewPublisher(ctx, t, mqttConfig("roll-publisher", edges[0], edges[1]),
+		func(i int) string { return topicPrefix + strconv.Itoa(i%8) }, publishEvery)
 
 	time.Sleep(time.Second)
 	for _, e := range edges {
@@ -131,16 +138,16 @@ func TestRollingRestart(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	sent := pub.stop()
-	t.Logf("published %d messages (acknowledged), %d publish retries", len(sent), pub.retries)
+	sent, retries := pub.Stop()
+	t.Logf("published %d messages (acknowledged), %d publish retries", len(sent), retries)
 
 	for _, s := range subs {
-		missing := s.waitAll(ctx, sent)
+		missing := s.WaitAll(ctx, sent, 5*time.Second)
 		if len(missing) > 0 {
 			t.Errorf("MQTT subscriber %s: %d of %d messages missing (first %v); %d received, %d sessions not present on reconnect",
-				s.id, len(missing), len(sent), missing[:min(5, len(missing))], s.count(), s.lostSessions())
-		} else if s.lostSessions() > 0 {
-			t.Errorf("MQTT subscriber %s: session not present on %d reconnects", s.id, s.lostSessions())
+				s.ID, len(missing), len(sent), missing[:min(5, len(missing))], s.Count(), s.LostSessions())
+		} else if s.LostSessions() > 0 {
+			t.Errorf("MQTT subscriber %s: session not present on %d reconnects", s.ID, s.LostSessions())
 		}
 	}
 	for i, s := range sses {
@@ -183,180 +190,13 @@ func mqttURLs(edges ...localcluster.Edge) []*url.URL {
 	return us
 }
 
-// reconnectSoon retries at once, then every 100 ms: the drain spreads the
-// clients, the client need not.
-func reconnectSoon(attempt int) time.Duration {
-	if attempt == 0 {
-		return 0
-	}
-	return 100 * time.Millisecond
-}
-
-// subscriber is a persistent QoS 1 MQTT 5 subscriber of roll/#.
-type subscriber struct {
-	id string
-	cm *autopaho.ConnectionManager
-
-	mu       sync.Mutex
-	got      map[string]int
-	ups      int
-	notFound int // reconnects without the session
-	changed  chan struct{}
-}
-
-func newSubscriber(ctx context.Context, t *testing.T, id string, prefer, other localcluster.Edge, left ...*departures) *subscriber {
-	t.Helper()
-	s := &subscriber{id: id, got: map[string]int{}, changed: make(chan struct{}, 1)}
-	cfg := autopaho.ClientConfig{
+// mqttConfig connects to prefer, then other, with a persistent session.
+func mqttConfig(id string, prefer, other localcluster.Edge) autopaho.ClientConfig {
+	return autopaho.ClientConfig{
 		ServerUrls: mqttURLs(prefer, other), KeepAlive: 30, CleanStartOnInitialConnection: true,
-		SessionExpiryInterval: 300, ReconnectBackoff: reconnectSoon, ConnectTimeout: 5 * time.Second,
-		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
-			s.mu.Lock()
-			if s.ups > 0 && !ack.SessionPresent {
-				s.notFound++
-			}
-			s.ups++
-			s.mu.Unlock()
-		},
-		OnConnectionDown: func() bool {
-			now := time.Now()
-			for _, l := range left {
-				l.add(now)
-			}
-			return true
-		},
-		ClientConfig: paho.ClientConfig{ClientID: id,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				s.mu.Lock()
-				s.got[string(pr.Packet.Payload)]++
-				s.mu.Unlock()
-				select {
-				case s.changed <- struct{}{}:
-				default:
-				}
-				return true, nil
-			}}},
+		SessionExpiryInterval: 300, ReconnectBackoff: mqttload.ReconnectSoon, ConnectTimeout: 5 * time.Second,
+		ClientConfig: paho.ClientConfig{ClientID: id},
 	}
-	cm, err := autopaho.NewConnection(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cm = cm
-	if err := cm.AwaitConnection(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topicPrefix + "#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = cm.Disconnect(dctx)
-	})
-	return s
-}
-
-func (s *subscriber) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.got)
-}
-
-func (s *subscriber) lostSessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notFound
-}
-
-// waitAll waits until the subscriber has every message of sent, or ctx
-// ends, and returns those missing.
-func (s *subscriber) waitAll(ctx context.Context, sent []string) []string {
-	for {
-		s.mu.Lock()
-		var missing []string
-		for _, p := range sent {
-			if s.got[p] == 0 {
-				missing = append(missing, p)
-			}
-		}
-		s.mu.Unlock()
-		if len(missing) == 0 {
-			return nil
-		}
-		select {
-		case <-s.changed:
-		case <-time.After(5 * time.Second):
-			return missing // nothing came for a while
-		case <-ctx.Done():
-			return missing
-		}
-	}
-}
-
-// publisher publishes QoS 1 messages "0", "1", ... at a steady pace,
-// retrying each until acknowledged.
-type publisher struct {
-	cancel  context.CancelFunc
-	done    chan struct{}
-	sent    []string
-	retries int
-}
-
-func newPublisher(ctx context.Context, t *testing.T, prefer, other localcluster.Edge) *publisher {
-	t.Helper()
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: mqttURLs(prefer, other), KeepAlive: 30, CleanStartOnInitialConnection: true,
-		SessionExpiryInterval: 300, ReconnectBackoff: reconnectSoon, ConnectTimeout: 5 * time.Second,
-		ClientConfig: paho.ClientConfig{ClientID: "roll-publisher"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cm.AwaitConnection(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	p := &publisher{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = cm.Disconnect(dctx)
-		}()
-		tick := time.NewTicker(publishEvery)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return
-			}
-			payload := strconv.Itoa(i)
-			for {
-				pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := cm.Publish(pctx, &paho.Publish{Topic: topicPrefix + strconv.Itoa(i%8), QoS: 1, Payload: []byte(payload)})
-				pcancel()
-				if err == nil {
-					p.sent = append(p.sent, payload)
-					break
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				p.retries++
-				_ = cm.AwaitConnection(ctx)
-			}
-		}
-	}()
-	return p
-}
-
-// stop ends the publishing and returns the messages acknowledged.
-func (p *publisher) stop() []string {
-	p.cancel()
-	<-p.done
-	return p.sent
 }
 
 // sseClient follows roll/# over SSE as EventSource does: on the end of the
@@ -367,14 +207,7 @@ type sseClient struct {
 	open  chan struct{}
 	done  chan struct{}
 
-	mu     sync.Mutex
-	events []sseEvent
-	err    error
-}
-
-type sseEvent struct {
-	seq     uint64
-	payload string
+	log ssestream.Log
 }
 
 func newSSEClient(ctx context.Context, prefer, other localcluster.Edge, left ...*departures) *sseClient {
@@ -414,7 +247,7 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 				opened = true
 				close(s.open)
 			}
-			lastID, retry = s.read(resp, lastID, retry)
+			lastID, retry = ssestream.Read(resp.Body, lastID, retry, s.log.Add, s.log.Fail)
 			resp.Body.Close()
 			if ctx.Err() == nil {
 				now := time.Now()
@@ -431,105 +264,8 @@ func (s *sseClient) run(ctx context.Context, left []*departures) {
 	}
 }
 
-// read consumes one stream and returns the last event id and retry delay.
-func (s *sseClient) read(resp *http.Response, lastID string, retry time.Duration) (string, time.Duration) {
-	br := bufio.NewReader(resp.Body)
-	var id, data string
-	for {
-		line, err := br.ReadString('\n')
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "":
-			if data != "" {
-				var m struct {
-					Payload string `json:"payload"`
-					Seq     uint64 `json:"seq"`
-				}
-				if jerr := json.Unmarshal([]byte(data), &m); jerr != nil {
-					s.fail(fmt.Errorf("bad event data %q: %w", data, jerr))
-				} else {
-					s.mu.Lock()
-					s.events = append(s.events, sseEvent{seq: m.Seq, payload: m.Payload})
-					s.mu.Unlock()
-				}
-				if id != "" {
-					lastID = id
-				}
-			}
-			id, data = "", ""
-		case strings.HasPrefix(line, "id: "):
-			id = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "data: "):
-			data = strings.TrimPrefix(line, "data: ")
-		case strings.HasPrefix(line, "event: gap"):
-			s.fail(fmt.Errorf("gap event after %s", lastID))
-		case strings.HasPrefix(line, "retry: "):
-			if ms, perr := strconv.Atoi(strings.TrimPrefix(line, "retry: ")); perr == nil {
-				retry = time.Duration(ms) * time.Millisecond
-			}
-		}
-		if err != nil {
-			return lastID, retry
-		}
-	}
-}
-
-func (s *sseClient) fail(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
-// check waits until the client has every message of sent, then verifies
-// it got the stream's messages exactly once each and in order: stream
-// sequences increasing one by one (the tenant stream holds only the
-// test's messages).
+// check waits until the client has every message of sent, then requires
+// exactly the stream.
 func (s *sseClient) check(ctx context.Context, sent []string) error {
-	want := make(map[string]bool, len(sent))
-	for _, p := range sent {
-		want[p] = true
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.mu.Lock()
-		n := 0
-		for _, e := range s.events {
-			if want[e.payload] {
-				n++
-			}
-		}
-		events := slices.Clone(s.events)
-		err := s.err
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		seen := map[string]bool{}
-		for _, e := range events {
-			seen[e.payload] = true
-		}
-		if len(seen) >= len(want) && allIn(want, seen) {
-			for i := 1; i < len(events); i++ {
-				if events[i].seq != events[i-1].seq+1 {
-					return fmt.Errorf("event %d has seq %d after %d: not the stream, exactly, in order", i, events[i].seq, events[i-1].seq)
-				}
-			}
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d of %d messages received", n, len(sent))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func allIn(want, seen map[string]bool) bool {
-	for p := range want {
-		if !seen[p] {
-			return false
-		}
-	}
-	return true
+	return s.log.Wait(ctx, sent, 10*time.Second)
 }

@@ -214,6 +214,9 @@ prometheus.io/path: /metrics
 {{/* herald.validate fails the rendering on values the schema cannot relate. */}}
 {{- define "herald.validate" -}}
 {{- $a := .Values.edge.autoscaling -}}
+{{- if and .Values.credentials.existingSecret (include "herald.secretData" .) -}}
+{{- fail (printf "credentials.existingSecret (%s) and inline credentials (credentials.natsURL, .redisPassword, ...) are both set: the inline ones would be ignored; put them in the Secret, or unset existingSecret" .Values.credentials.existingSecret) -}}
+{{- end -}}
 {{- if and .Values.nats.urlFromSecret (not (include "herald.secretName" .)) -}}
 {{- fail "nats.urlFromSecret needs credentials.natsURL or credentials.existingSecret (key nats-url)" -}}
 {{- end -}}

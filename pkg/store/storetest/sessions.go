@@ -643,3 +643,38 @@ func testSessionConcurrentUpdates(t *testing.T, s store.Store) {
 		t.Fatalf("delivered %d after %d increments: %v", got.Delivered.Seq, writers*each, err)
 	}
 }
+
+// testSessionWillDueAtSessionEnd ensures a disconnected session whose
+// expiry comes before its will delay is due at its expiry: the will goes
+// when the delay passes or the session ends, whichever is first
+// [MQTT-3.1.3-9].
+func testSessionWillDueAtSessionEnd(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	will := &store.Will{Topic: "w", Delay: time.Hour}
+	saveSession(t, s, "t1", &store.Session{ClientID: "ends-first", ExpiryInterval: 3, DisconnectedAt: now, Will: will}, store.Limits{})
+	saveSession(t, s, "t1", &store.Session{ClientID: "ended", DisconnectedAt: now, Will: will}, store.Limits{})
+	saveSession(t, s, "t1", &store.Session{ClientID: "delay-first", ExpiryInterval: 7200, DisconnectedAt: now, Will: will}, store.Limits{})
+	for _, tc := range []struct {
+		at   time.Time
+		want []string
+	}{
+		{now.Add(-time.Second), nil},
+		{now, []string{"ended"}},
+		{now.Add(3 * time.Second), []string{"ended", "ends-first"}},
+		{now.Add(59 * time.Minute), []string{"ended", "ends-first"}},
+		{now.Add(time.Hour), []string{"ended", "ends-first", "delay-first"}},
+	} {
+		due, err := s.DueSessions(ctx, "t1", tc.at, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range due {
+			got = append(got, d.ClientID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Fatalf("due at now%+v: %v, want %v", tc.at.Sub(now), got, tc.want)
+		}
+	}
+}

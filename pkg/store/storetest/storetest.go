@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionPaging", testSessionPaging},
 		{"SessionExpiry", testSessionExpiry},
 		{"SessionDue", testSessionDue},
+		{"SessionWillDueAtSessionEnd", testSessionWillDueAtSessionEnd},
 		{"SessionInvalid", testSessionInvalid},
 		{"SessionIsolation", testSessionIsolation},
 		{"SessionConcurrentUpdates", testSessionConcurrentUpdates},

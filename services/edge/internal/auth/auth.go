@@ -52,6 +52,10 @@ type Credentials struct {
 	// Username and Password come from MQTT CONNECT.
 	Username string
 	Password []byte
+	// HasPassword is set when the client sent a password (MQTT CONNECT's
+	// password flag), even an empty one: a zero-length password is a
+	// credential to verify, never the absence of one.
+	HasPassword bool
 	// Token is a bearer token (HTTP header, cookie or query).
 	Token string
 	// RemoteAddr is the client's address ("ip:port" or "ip"), so that

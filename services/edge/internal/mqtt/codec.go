@@ -114,8 +114,9 @@ func readLength(r io.ByteReader) (value, n int, err error) {
 	return 0, n, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
 }
 
-// decodeBody decodes and validates the variable header and payload of pk.
-// A panic of the codec on hostile input is reported as a malformed packet.
+// decodeBody decodes the variable header and payload of pk with the
+// codec, then validates the packet (validate.go). A panic of the codec on
+// hostile input is reported as a malformed packet.
 func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -130,6 +131,10 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 			}
 			return &badConnect{version: pk.ProtocolVersion, err: decodeError(err)}
 		}
+		if err := validate(pk, buf); err != nil {
+			return &badConnect{version: pk.ProtocolVersion, err: err}
+		}
+		return nil
 	case packets.Publish:
 		if err := pk.PublishDecode(buf); err != nil {
 			return decodeError(err)
@@ -143,20 +148,12 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 		if err := pk.PubackDecode(buf); err != nil {
 			return decodeError(err)
 		}
-		if pk.ProtocolVersion == 5 && !pk.ReasonCodeValid() {
-			return fmt.Errorf("%w: reason code %#x in %s", ErrMalformed, pk.ReasonCode, packets.PacketNames[pk.FixedHeader.Type])
-		}
 	case packets.Subscribe:
 		if err := pk.SubscribeDecode(buf); err != nil {
 			return decodeError(err)
 		}
 		if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
 			return decodeError(code)
-		}
-		for _, f := range pk.Filters {
-			if f.RetainHandling > 2 {
-				return fmt.Errorf("%w: retain handling 3", ErrProtocol)
-			}
 		}
 	case packets.Unsubscribe:
 		if err := pk.UnsubscribeDecode(buf); err != nil {
@@ -182,7 +179,7 @@ func decodeBody(pk *packets.Packet, buf []byte) (err error) {
 			return decodeError(err)
 		}
 	}
-	return nil
+	return validate(pk, buf)
 }
 
 // encode appends the wire form of pk to b.
@@ -232,6 +229,8 @@ type publishOut struct {
 	// expiry is the MQTT 5 message expiry interval left, 0 for none.
 	expiry uint32
 	ids    []int // MQTT 5 subscription identifiers
+	// seq: the client asked for the stream sequence (SeqProperty).
+	seq bool
 	// traceParent, when set, replaces or adds the MQTT 5 traceparent user
 	// property (see traceProperty).
 	traceParent string
@@ -252,7 +251,8 @@ type publishEncoder struct {
 // next call. The properties come from m in the packets codec's order:
 // payload format, message expiry, content type, response topic,
 // correlation data, subscription identifiers, topic alias, user
-// properties (the message's, then herald-seq, then traceparent).
+// properties (the message's as published, then herald-seq if the client
+// asked for it, then traceparent).
 func (e *publishEncoder) header(p *publishOut, m *message.Message) []byte {
 	var props []byte
 	if p.version == 5 {
@@ -319,9 +319,9 @@ func (e *publishEncoder) v5Properties(p *publishOut, m *message.Message) []byte 
 		}
 		b = appendUserProperty(b, u.Key, v)
 	}
-	if m.Seq > 0 {
-		// The stream sequence travels with every delivery, as on SSE
-		// and WebSocket (docs/protocols.md).
+	if p.seq && m.Seq > 0 {
+		// After the message's own: the last herald-seq is the server's
+		// (see SeqProperty).
 		b = append(b, packets.PropUser)
 		b = appendString(b, SeqProperty)
 		at := len(b)

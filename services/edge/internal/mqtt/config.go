@@ -110,6 +110,14 @@ const (
 	DefaultOfflineMax     = 10000
 )
 
+// closeWait bounds the WebSocket closing handshake of a connection the
+// server ends (wsConn): the connection's teardown waits for the client's
+// close frame, so a client that does not answer would hold a takeover of
+// its session; half the takeover wait, at most lingerTimeout.
+func (c Config) closeWait() time.Duration {
+	return min(c.TakeoverWait/2, lingerTimeout)
+}
+
 // maxMQTTPacket is the largest packet MQTT can frame: a 4-byte remaining
 // length of 268,435,455 plus the fixed header.
 const maxMQTTPacket = 268435455 + 5

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,25 @@ import (
 // packets (a DISCONNECT with the reason) are sent if the client reads them
 // promptly, and dropped otherwise.
 const closeGrace = time.Second
+
+// A connection the server ends with a reason (a DISCONNECT, or a CONNACK
+// refusing the client) closes lingering, so that the client reads the
+// reason: a socket closed while the client's packets are still arriving,
+// unread, is reset rather than closed, and a reset discards what the
+// client had not read yet — the DISCONNECT among it — and fails the
+// client's writes, which most clients take as the end before they read.
+// After its last packet the server ends its output (TCP FIN, TLS
+// close_notify, the WebSocket close frame: halfClose) and reads on,
+// discarding, until the client closes, for at most lingerTimeout and
+// lingerBytes, then closes. The bounds keep a client that never stops
+// sending from holding the goroutine (or anything else: the reads go
+// through io.Discard's pooled buffer) for long. The connection's session
+// is settled before the linger (teardown), so nothing waits for it but
+// the close of the socket.
+const (
+	lingerTimeout = 2 * time.Second
+	lingerBytes   = 1 << 20
+)
 
 // errClientDisconnect ends the read loop on a client's DISCONNECT.
 var errClientDisconnect = errors.New("mqtt: client disconnected")
@@ -52,6 +72,7 @@ type conn struct {
 	window      int  // QoS 1 and 2 messages the client accepts unacknowledged
 	maxOut      int  // the client's Maximum Packet Size, 0 for none
 	problemInfo bool // the client accepts reason strings and user properties on acks
+	seqProperty bool // MQTT 5: the client asked for the stream sequence on each PUBLISH (SeqProperty)
 	aliasMax    int  // topic aliases the client may use (advertised)
 	will        *message.Message
 	willTTL     time.Duration
@@ -63,8 +84,11 @@ type conn struct {
 	// persistent: the session outlives the connection (expiry > 0 at
 	// CONNECT); set before any other goroutine sees the connection.
 	persistent bool
-	// gone is closed once the connection has ended and released everything.
+	// gone is closed once the connection has ended and released everything
+	// (its socket may still linger).
 	gone chan struct{}
+	// stopped is set with closing: the reader handles no more packets.
+	stopped atomic.Bool
 
 	// aliasesIn are the client's topic aliases: the reader's alone.
 	aliasesIn map[uint16]string
@@ -108,6 +132,11 @@ type conn struct {
 	held          []delivery // live deliveries arriving during a SUBSCRIBE
 	sess          *session
 	acks          []*pendingAck // inbound QoS 1 and 2 publishes awaiting their store, in arrival order
+
+	// reasoned: the last packet carries a reason (a DISCONNECT or a
+	// refusing CONNACK), so the close lingers; outputEnded: the output was
+	// ended (halfClose, or closed).
+	reasoned, outputEnded bool
 	// received counts the inbound QoS 1 and 2 publishes not completed
 	// (PUBACK, or PUBCOMP, not sent yet): bounded by ReceiveMaximum.
 	received int
@@ -130,6 +159,13 @@ type conn struct {
 	replayFrom uint64
 	epoch      string
 	changes    uint64
+	// exchangesUnsaved: a persistent session's outbound QoS 2 state has
+	// moved in a way the writer must save before it sends on (a new QoS 2
+	// PUBLISH taken, a PUBREL queued): see persist.go.
+	exchangesUnsaved bool
+	// exchangeWarned is when saveExchanges last logged a failure: the
+	// writer's alone.
+	exchangeWarned time.Time
 
 	// saveMu serialises the session record's writes and guards what
 	// follows: the record last written (nil if the session keeps none),
@@ -151,22 +187,38 @@ func newConn(s *Server, nc net.Conn, base context.Context) *conn {
 // serve runs the connection: CONNECT, then packets until the connection
 // ends, then teardown.
 func (c *conn) serve(ctx context.Context) {
-	defer close(c.gone)
 	r := newConnReader(c.nc)
 	defer r.release()
-	if !c.openShallow(ctx, r) {
-		return
+	if c.openShallow(ctx, r) {
+		c.run(ctx, r)
 	}
+	close(c.gone)
+	c.closeLingering(r)
+}
+
+// run reads and handles packets until the connection ends, then tears it
+// down.
+func (c *conn) run(ctx context.Context, r *connReader) {
 	normal := false
 	for {
 		if c.version != 5 {
 			c.waitAckRoom(ctx)
 		}
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		// Checked after the deadline is set: a close that wakes the reader
+		// through the deadline (endOutput) has set stopped before.
+		if c.stopped.Load() {
+			break
+		}
 		var pk *packets.Packet
 		err := r.await()
 		if err == nil {
 			pk, err = readPacket(r, c.version, c.cfg.MaxPacketSize)
+		}
+		if err == nil && c.stopped.Load() {
+			// Sent after the server's last packet: not handled.
+			releasePacket(pk)
+			break
 		}
 		if err != nil {
 			var ne net.Error
@@ -216,27 +268,24 @@ func (c *conn) openShallow(ctx context.Context, r *connReader) bool {
 func (c *conn) open(ctx context.Context, r *connReader) bool {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
 	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
+	// A refused connection is closed by serve (closeLingering).
 	switch {
 	case errors.Is(err, ErrUnsupportedVersion):
 		c.refuse(4, err)
-		c.nc.Close()
 		return false
 	case errors.As(err, new(*badConnect)):
 		var bc *badConnect
 		if errors.As(err, &bc) && bc.version == 5 {
 			c.refuse(5, err) // 0x81 malformed or 0x82 protocol error, with the reason
 		}
-		c.nc.Close()
 		return false
 	case err != nil || pk.FixedHeader.Type != packets.Connect:
 		// Not MQTT, or not starting with CONNECT [MQTT-3.1.0-1].
-		c.nc.Close()
 		return false
 	}
 	if err := c.connect(ctx, pk); err != nil {
 		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
 		c.adm.Release()
-		c.nc.Close()
 		return false
 	}
 	return true
@@ -307,8 +356,10 @@ func (c *conn) disconnectLocked(err error, serverReference string) {
 		return
 	}
 	c.closing = true
+	c.stopped.Store(true)
 	c.dropDeliveriesLocked()
 	if c.version == 5 && !c.done {
+		c.reasoned = true
 		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
 			ProtocolVersion: 5, ReasonCode: reasonCode(err), Mods: packets.Mods{MaxSize: uint32(c.maxOut)}}
 		// Reason strings are allowed on DISCONNECT whatever the client's
@@ -373,13 +424,60 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 		c.mu.Lock()
 	}
 	c.done = true
+	closeNow := !c.reasoned && !c.outputEnded
+	c.outputEnded = true
 	c.mu.Unlock()
-	c.nc.Close()
+	if closeNow {
+		// A close without a reason does not linger. One with a reason had
+		// its output ended by the writer after the reason.
+		c.nc.Close()
+	}
 	// Saved (or its will published) before the connection is released, so
 	// before a takeover request is answered.
 	c.endSession(ctx, normal)
 	c.adm.Release()
 	c.s.release(c)
+}
+
+// endOutput ends what the server sends once its last packet is written:
+// after a reason (lingers) its output only, so that closeLingering can
+// read on, otherwise the whole connection. Over TCP and TLS it also wakes
+// the reader, which may be waiting for the client's next packet: nothing
+// would arrive to wake it, while a WebSocket client answers the close
+// frame with its own.
+func (c *conn) endOutput(lingers bool) {
+	if !lingers || !c.halfClose() {
+		c.nc.Close()
+		return
+	}
+	if _, ws := c.nc.(*wsConn); !ws {
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// halfClose ends the connection's output after what was written and keeps
+// its input open: TCP FIN, TLS close_notify, or the WebSocket close frame
+// (wsConn). It reports whether the transport could.
+func (c *conn) halfClose() bool {
+	hc, ok := c.nc.(interface{ CloseWrite() error })
+	return ok && hc.CloseWrite() == nil
+}
+
+// closeLingering closes the connection once it has ended (see lingerTimeout):
+// after a reason, its output is ended if it is not yet, and what the
+// client still sends is read and discarded until it closes, for at most
+// lingerTimeout and lingerBytes.
+func (c *conn) closeLingering(r *connReader) {
+	c.mu.Lock()
+	lingers, ended := c.reasoned, c.outputEnded
+	c.outputEnded = true
+	c.mu.Unlock()
+	if lingers && (ended || c.halfClose()) {
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		r.release() // what the reader had buffered is discarded with the rest
+		_, _ = io.CopyN(io.Discard, c.nc, lingerBytes)
+	}
+	c.nc.Close()
 }
 
 // connReader reads a connection through a pooled buffer that it holds only

@@ -30,13 +30,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		return fmt.Errorf("%w: %q level %d", ErrUnsupportedVersion, pk.Connect.ProtocolName, v)
 	}
-	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
-		err := decodeError(code)
-		if v == 5 {
-			c.refuse(v, err)
-		}
-		return err
-	}
 	if v == 5 && (pk.Properties.AuthenticationMethod != "" || len(pk.Properties.AuthenticationData) > 0) {
 		c.refuse(v, ErrBadAuthMethod)
 		return ErrBadAuthMethod
@@ -92,6 +85,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		c.maxOut = int(p.MaximumPacketSize)
 		c.problemInfo = !p.RequestProblemInfoFlag || p.RequestProblemInfo != 0
+		c.seqProperty = seqAsked(p.User)
 		c.aliasMax = max(c.cfg.TopicAliasMaximum, 0)
 		if n := min(int(p.TopicAliasMaximum), c.cfg.OutboundTopicAliases); n > 0 {
 			c.aliasesOut = newAliasLRU(n)
@@ -201,6 +195,9 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		if pk.Properties.RequestResponseInfo == 1 {
 			p.ResponseInfo = c.cfg.ResponseInformation // [MQTT-3.1.2-28]
 		}
+		if c.seqProperty {
+			p.User = []packets.UserProperty{{Key: SeqProperty, Val: "1"}} // the ask is honoured
+		}
 	}
 	c.sendControl(encodeBytes(ack))
 	if present {
@@ -220,7 +217,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 // password, its address and, over TLS, its certificate.
 func (c *conn) credentials(pk *packets.Packet) auth.Credentials {
 	cr := auth.Credentials{Username: string(pk.Connect.Username), Password: pk.Connect.Password,
-		RemoteAddr: c.nc.RemoteAddr().String()}
+		HasPassword: pk.Connect.PasswordFlag, RemoteAddr: c.nc.RemoteAddr().String()}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		if len(st.PeerCertificates) > 0 {
@@ -265,6 +262,9 @@ func (c *conn) refuse(v byte, err error) {
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	_, _ = c.nc.Write(encodeBytes(ack))
+	c.mu.Lock()
+	c.reasoned = true // the close lingers (closeLingering)
+	c.mu.Unlock()
 }
 
 // newConnID returns an identifier for one connection, unique across edges.

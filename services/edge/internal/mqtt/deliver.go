@@ -179,6 +179,9 @@ func (c *conn) handlePubrec(pk *packets.Packet) {
 		o.released = true
 		o.d.m = nil // only the identifier matters now
 		c.changes++
+		// Durable before the PUBREL leaves: a resumed session then sends
+		// PUBREL, never the PUBLISH again (persist.go).
+		c.exchangesUnsaved = c.persistent
 	}
 	if !c.done {
 		c.control = append(c.control, c.ackBytes(packets.Pubrel, pk.PacketID, err))
@@ -196,9 +199,13 @@ func (c *conn) handlePubcomp(id uint16) {
 }
 
 // completeOutboundLocked frees the identifier and the in-flight slot of an
-// outbound message.
+// outbound message. A persistent session remembers a QoS 2 message done
+// with until its cursor passes it, so that a resume does not send it again.
 func (c *conn) completeOutboundLocked(id uint16) {
 	c.changes++
+	if o := c.sess.outbound[id]; o != nil && o.d.qos == 2 && o.seq > 0 && c.persistent {
+		c.sess.complete(o.seq)
+	}
 	delete(c.sess.outbound, id)
 	if len(c.sess.outbound) == 0 {
 		c.sess.outbound = nil
@@ -259,6 +266,10 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 				break
 			}
 			d.id = c.allocIDLocked(d)
+			if d.qos == 2 && d.track && c.persistent {
+				// Durable before the PUBLISH leaves (persist.go).
+				c.exchangesUnsaved = true
+			}
 		}
 		if d.live {
 			c.live--
@@ -345,6 +356,10 @@ func (c *conn) writeLoop(done chan struct{}) {
 		var ctl [][]byte
 		ctl, batch = c.takeLocked(batch[:0])
 		closing := c.closing
+		// Set only with something taken to write: saved once for the
+		// whole batch, before any of it is written (persist.go).
+		save := c.exchangesUnsaved
+		c.exchangesUnsaved = false
 		if len(ctl) == 0 && len(batch) == 0 {
 			if bw.Buffered() > 0 {
 				c.mu.Unlock()
@@ -358,8 +373,10 @@ func (c *conn) writeLoop(done chan struct{}) {
 			if closing {
 				c.writing = false
 				c.done = true
+				lingers := c.reasoned
+				c.outputEnded = true
 				c.mu.Unlock()
-				c.nc.Close()
+				c.endOutput(lingers)
 				return
 			}
 			if idle {
@@ -392,6 +409,9 @@ func (c *conn) writeLoop(done chan struct{}) {
 		}
 		idle = false
 		c.mu.Unlock()
+		if save {
+			c.saveExchanges()
+		}
 		c.setWriteDeadline(closing)
 		for _, p := range ctl {
 			if _, err := bw.Write(p); err != nil {
@@ -424,6 +444,8 @@ func (c *conn) writeFailed() {
 	c.writing = false
 	c.done = true
 	c.closing = true
+	c.stopped.Store(true)
+	c.outputEnded = true
 	c.dropDeliveriesLocked()
 	c.control = nil
 	c.mu.Unlock()
@@ -431,8 +453,27 @@ func (c *conn) writeFailed() {
 }
 
 // SeqProperty is the MQTT 5 user property that carries a delivered
-// message's stream sequence.
+// message's stream sequence (its position, as SSE and WebSocket clients
+// see it), to a client that asked for it: MQTT requires user properties
+// to be forwarded unaltered and in order [MQTT-3.3.2-17, MQTT-3.3.2-18],
+// so nothing is added to a delivery unless the client asked. It asks with
+// the CONNECT user property "herald-seq: 1" (answered with the same in
+// CONNACK); every PUBLISH to that connection then ends its user
+// properties with one herald-seq holding the sequence in decimal. A
+// publisher's own properties, herald-seq included, are forwarded as they
+// were sent, before it: the server's is always the last one of that name.
 const SeqProperty = "herald-seq"
+
+// seqAsked reports whether the user properties of a CONNECT ask for the
+// stream sequence on every delivery (SeqProperty).
+func seqAsked(user []packets.UserProperty) bool {
+	for _, u := range user {
+		if u.Key == SeqProperty && u.Val == "1" {
+			return true
+		}
+	}
+	return false
+}
 
 // writeDelivery encodes one PUBLISH. A message that expired in the queue,
 // or that exceeds the client's Maximum Packet Size, is dropped as if it
@@ -455,6 +496,7 @@ func (c *conn) writeDelivery(w *bufio.Writer, enc *publishEncoder, d *delivery) 
 	if c.version == 5 {
 		p.ids = d.ids
 		p.traceParent = m.TraceParent
+		p.seq = c.seqProperty
 	}
 	var known bool
 	if c.aliasesOut != nil {

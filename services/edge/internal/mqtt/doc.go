@@ -10,7 +10,8 @@
 // MaxSessionExpiry; 3.1.1 CleanSession 0) are kept in the session store
 // behind node.State and resume on any edge, with the messages missed while
 // offline replayed from the stream by a saved cursor (persist.go has the
-// design, the write rate, the overflow policy and the one QoS 2 exception).
+// design, the write rate, the overflow policy and how QoS 2 stays exactly
+// once across an edge crash).
 // An empty client identifier is
 // replaced by a generated one (5.0: returned as Assigned Client Identifier;
 // 3.1.1: only with CleanSession, as the specification requires).
@@ -26,7 +27,9 @@
 // Request Problem Information (reason strings on acks), Request Response
 // Information (Config.ResponseInformation), Server Keep Alive, server
 // DISCONNECT with reasons (0x8B shutdown, 0x8E takeover, 0x9C/0x9D through
-// Server.Redirect), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
+// Server.Redirect; a connection ended with a reason, or refused in
+// CONNACK, closes lingering so that the client reads it: see
+// lingerTimeout), UNSUBSCRIBE, PINGREQ, DISCONNECT, keep alive (1.5
 // times), and will messages with will delay: a will due at once (no delay,
 // or a session that ends with the connection) is published by the edge on
 // an abnormal close; a delayed one is left in the session record, and the
@@ -44,7 +47,10 @@
 // and a per-session count) so that a copy sent again after an edge
 // failure is dropped by JetStream while a later reuse of the identifier is
 // not. Outbound, PUBLISH → PUBREC → PUBREL → PUBCOMP, the message counting
-// against the client's Receive Maximum until PUBCOMP.
+// against the client's Receive Maximum until PUBCOMP; a persistent session
+// saves the exchange before its PUBLISH and before its PUBREL leave, so
+// that a session resumed after an edge crash continues it and never sends
+// the message again as a new one (persist.go).
 //
 // # Takeover and shared subscriptions
 //
@@ -119,8 +125,12 @@
 // subtle parts of the wire format (properties, variable byte integers,
 // UTF-8 rules). Herald keeps the framing: readPacket bounds the remaining
 // length by MaxPacketSize before allocating anything, rejects packet types
-// a client may not send, and turns a panic of the decoder into a malformed
-// packet, so a hostile packet closes one connection and nothing else.
+// a client may not send, turns a panic of the decoder into a malformed
+// packet, so a hostile packet closes one connection and nothing else, and
+// checks what the codec leaves unchecked in one validating layer over it
+// (validate.go: properties that may appear once, restricted values,
+// reserved bits, CONNECT flags that depend on one another), so that the
+// handlers only see packets MQTT allows.
 // Decoded packets are recycled (packetPool) once handled; outbound
 // PUBLISH packets, the hot path, are encoded by publishEncoder, and every
 // other packet by the codec.

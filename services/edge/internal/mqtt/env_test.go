@@ -36,7 +36,7 @@ const waitFor = 5 * time.Second
 
 // env is one edge's MQTT server over a real embedded NATS with JetStream.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	bb    *backbone.Backbone
 	node  *node.Node
 	srv   *Server
@@ -46,20 +46,20 @@ type env struct {
 
 type envOption func(*Config, *node.Node)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	return newEdge(t, testserver.NATS(t), "edge-test", opts...)
 }
 
 // newEdge is one edge named id over the NATS server ns, which several
 // edges may share.
-func newEdge(t *testing.T, ns *server.Server, id string, opts ...envOption) *env {
+func newEdge(t testing.TB, ns *server.Server, id string, opts ...envOption) *env {
 	t.Helper()
 	return newEdgeOn(t, testserver.NATSConn(t, ns), id, opts...)
 }
 
 // newEdgeOn is one edge named id on the NATS connection nc.
-func newEdgeOn(t *testing.T, nc *nats.Conn, id string, opts ...envOption) *env {
+func newEdgeOn(t testing.TB, nc *nats.Conn, id string, opts ...envOption) *env {
 	t.Helper()
 	bb, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
 	if err != nil {
@@ -152,7 +152,7 @@ func (e *env) dialV5(cp *paho.Connect) (*v5, *paho.Connack, error) {
 	return c, ack, err
 }
 
-func (c *v5) subscribe(t *testing.T, opts ...paho.SubscribeOptions) *paho.Suback {
+func (c *v5) subscribe(t testing.TB, opts ...paho.SubscribeOptions) *paho.Suback {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -163,7 +163,7 @@ func (c *v5) subscribe(t *testing.T, opts ...paho.SubscribeOptions) *paho.Suback
 	return sa
 }
 
-func (c *v5) publish(t *testing.T, p *paho.Publish) *paho.PublishResponse {
+func (c *v5) publish(t testing.TB, p *paho.Publish) *paho.PublishResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -189,7 +189,7 @@ func (c *v5) expectDisconnect(t *testing.T, code byte, d time.Duration, what str
 }
 
 // next returns the next message received, failing after waitFor.
-func (c *v5) next(t *testing.T) *paho.Publish {
+func (c *v5) next(t testing.TB) *paho.Publish {
 	t.Helper()
 	select {
 	case m := <-c.msgs:
@@ -238,7 +238,7 @@ func next3(t *testing.T, msgs chan mqtt3.Message) mqtt3.Message {
 
 // raw is a hand-driven MQTT connection for protocol-level tests.
 type raw struct {
-	t       *testing.T
+	t       testing.TB
 	c       net.Conn
 	r       *bufio.Reader
 	version byte

@@ -52,16 +52,37 @@ import (
 // loses at most one interval of progress, and the messages of that
 // interval are sent again: at least once for QoS 1, as MQTT allows.
 //
-// QoS 2 exactly once holds across a normal disconnect, a takeover and an
-// edge shutdown, which all save the in-flight state before the session
-// moves. Inbound, the JetStream message id of a QoS 2 publish is saved
-// before its PUBREC, so a retransmission to another edge after a crash is
-// published under the same id and dropped by JetStream. Outbound, the
-// state is not saved before each PUBLISH (a store write per message): if
-// the edge crashes after sending a QoS 2 message and before the next
-// periodic save, the resumed session sends it again under a new packet
-// identifier, and the client may receive it twice. That is the one
-// documented exception.
+// QoS 2 is exactly once across a normal disconnect, a takeover, an edge
+// shutdown and an edge crash. A disconnect, a takeover and a shutdown save
+// the in-flight state before the session moves. For a crash, what a
+// resumed session does must never repeat what the client already took:
+//
+//   - Inbound, the JetStream message id of a QoS 2 publish is saved before
+//     the message is published, so a retransmission to another edge after a
+//     crash is published under the same id and dropped by JetStream.
+//   - Outbound, the record holds every QoS 2 message sent and not
+//     completed (AwaitPubrec), before its PUBLISH leaves: a resumed session
+//     sends it again with DUP and the same packet identifier, which a
+//     client that already has it answers with PUBREC without delivering it
+//     again [MQTT-4.3.3-10]. Never as a new message: sent under a new
+//     identifier, it would be delivered twice.
+//   - Once the client's PUBREC came, the record holds the exchange as
+//     released (AwaitPubcomp) before the PUBREL leaves: a resumed session
+//     sends PUBREL, never the PUBLISH, which a client that already had the
+//     PUBREL (and forgot the identifier) would take for a new message. A
+//     PUBREL sent again is harmless (PUBCOMP 0x92 at worst).
+//   - A completed exchange (PUBCOMP) of a message the cursor has not passed
+//     yet (an older one is still unacknowledged or queued) stays in the
+//     record as Completed until the cursor passes it (maxCompleted at
+//     most), so that the replay skips it; so does a released one.
+//
+// The writer takes these saves (saveExchanges): one store write before it
+// writes a batch holding a new QoS 2 PUBLISH or a PUBREL, whatever the
+// batch holds — so at most two writes per QoS 2 message when messages come
+// one at a time, fewer in bursts (BenchmarkQoS2SessionWrites); QoS 0 and 1
+// deliveries write nothing. A store that cannot be written does not stop
+// delivery: the failure is logged, and only an edge crash before the next
+// successful save can then repeat a QoS 2 message.
 //
 // Overflow: a resume sends at most MaxOfflineMessages messages; if more
 // matched while the client was away, the oldest are skipped, counted
@@ -195,6 +216,7 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 func (c *conn) loadLocked(rec *store.Session) {
 	c.hi, c.epoch = rec.Delivered.Seq, rec.Delivered.Epoch
 	s := c.sess
+	s.restoring = rec.Subscriptions
 	for _, f := range rec.Inflight {
 		switch f.Phase {
 		case store.AwaitPuback, store.AwaitPubrec, store.AwaitPubcomp:
@@ -218,6 +240,8 @@ func (c *conn) loadLocked(rec *store.Session) {
 			// PUBREL, which may come at once (the client saw the PUBREC).
 			s.inbound[f.PacketID] = &inbound{msgID: f.MsgID, stored: true, resumed: true}
 			c.received++
+		case store.Completed:
+			s.complete(f.Seq)
 		}
 	}
 }
@@ -238,6 +262,14 @@ func (c *conn) recordLocked() *store.Session {
 				RetainAsPublished: hs.RetainAsPublished, RetainHandling: sub.retainHandling, ID: hs.ID}
 		}
 	}
+	for f, o := range s.restoring {
+		if _, restored := s.subs[f]; !restored {
+			if rec.Subscriptions == nil {
+				rec.Subscriptions = make(map[string]store.Subscription, len(s.restoring))
+			}
+			rec.Subscriptions[f] = o
+		}
+	}
 	for id, o := range s.outbound {
 		switch {
 		case o.released:
@@ -252,6 +284,10 @@ func (c *conn) recordLocked() *store.Session {
 	}
 	for id, in := range s.inbound {
 		rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: store.AwaitPubrel, MsgID: in.msgID})
+	}
+	s.pruneCompleted(rec.Delivered.Seq)
+	for _, seq := range s.completed {
+		rec.Inflight = append(rec.Inflight, store.Inflight{Phase: store.Completed, Seq: seq})
 	}
 	return rec
 }
@@ -298,9 +334,33 @@ func (c *conn) saveSession(ctx context.Context) error {
 	now := time.Now()
 	c.mu.Lock()
 	rec := c.recordLocked()
+	changes := c.changes
 	c.mu.Unlock()
-	return c.writeLocked(ctx, rec, now)
+	if err := c.writeLocked(ctx, rec, now); err != nil {
+		return err
+	}
+	c.savedChanges = changes
+	return nil
 }
+
+// saveExchanges saves the session before the writer sends a new QoS 2
+// PUBLISH or a PUBREL (see the top of this file). A failure is logged at
+// most once every exchangeWarnEvery per connection: with the store down
+// it would otherwise be logged for every batch.
+func (c *conn) saveExchanges() {
+	err := c.saveSession(c.base)
+	if err == nil || errors.Is(err, store.ErrConflict) {
+		return
+	}
+	if now := time.Now(); now.Sub(c.exchangeWarned) >= exchangeWarnEvery {
+		c.exchangeWarned = now
+		c.n.Log.Warn("mqtt session not saved before a QoS 2 exchange: an edge crash now could repeat it",
+			"client", c.clientID, "err", err)
+	}
+}
+
+// exchangeWarnEvery spaces the warnings of saveExchanges.
+const exchangeWarnEvery = 10 * time.Second
 
 // writeLocked saves rec over c.rec; the caller holds saveMu.
 func (c *conn) writeLocked(ctx context.Context, rec *store.Session, now time.Time) error {
@@ -459,11 +519,20 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	for _, id := range pubrels {
 		c.control = append(c.control, c.ackBytes(packets.Pubrel, id, nil))
 	}
+	// The replay sends again, with DUP and their identifier, the messages
+	// in flight, and skips the QoS 2 messages the client already took:
+	// released (PUBREL only) and completed ones.
 	pending := map[uint64]*outbound{}
+	took := map[uint64]bool{}
 	for _, o := range c.sess.outbound {
-		if !o.released {
+		if o.released {
+			took[o.seq] = true
+		} else {
 			pending[o.seq] = o
 		}
+	}
+	for _, seq := range c.sess.completed {
+		took[seq] = true
 	}
 	c.kickLocked()
 	c.mu.Unlock()
@@ -473,6 +542,9 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	var ring []delivery
 	skipped := 0
 	emit := func(m *message.Message) error {
+		if took[m.Seq] {
+			return nil
+		}
 		c.mu.Lock()
 		if c.closing {
 			c.mu.Unlock()
@@ -530,6 +602,7 @@ func (c *conn) resume(ctx context.Context, rec *store.Session) error {
 	}
 	c.queue = append(c.queue, ring...)
 	c.replaying = false // the replayed messages are queued: they lower the cursor now
+	c.sess.restoring = nil
 	c.skipThrough = res.last
 	c.hi = max(c.hi, res.last)
 	if res.epoch != "" {

@@ -15,7 +15,7 @@ import (
 
 // embeddedStore opens a session store in a file of the test's own; it
 // closes at the end of the test.
-func embeddedStore(t *testing.T) *store.Embedded {
+func embeddedStore(t testing.TB) *store.Embedded {
 	t.Helper()
 	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {

@@ -322,12 +322,12 @@ func (c *conn) leave(ctx context.Context, reference string) {
 }
 
 // refuseDraining answers the CONNECT of a connection that arrived during a
-// drain with server unavailable, and closes it.
+// drain with server unavailable, and closes it (lingering once answered).
 func (c *conn) refuseDraining() {
-	defer c.nc.Close()
 	_ = c.nc.SetReadDeadline(time.Now().Add(min(c.cfg.ConnectTimeout, closeGrace)))
 	r := &connReader{nc: c.nc}
 	defer r.release()
+	defer c.closeLingering(r)
 	pk, err := readPacket(r, 0, c.cfg.MaxPacketSize)
 	if err != nil || pk.FixedHeader.Type != packets.Connect {
 		return

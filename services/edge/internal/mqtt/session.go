@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+
+	"github.com/heraldmq/herald/pkg/store"
 )
 
 // session is the state of one MQTT session: everything that must outlive
@@ -33,6 +35,47 @@ type session struct {
 	// retransmission of one is acknowledged again and not published again.
 	inbound  map[uint16]*inbound
 	received uint64 // inbound QoS 2 messages of the session so far
+	// restoring are the subscriptions of a loaded session until its resume
+	// has restored them into subs: the record keeps them meanwhile, so
+	// that a save (the CONNECT's own, a periodic one) cannot drop them.
+	restoring map[string]store.Subscription
+	// completed are the stream sequences of outbound QoS 2 messages whose
+	// exchange is over (or that were dropped as if delivered) while the
+	// session's cursor is still below them, ascending: a resume must not
+	// send them again (persist.go). Pruned as the cursor passes them; at
+	// most maxCompleted, the oldest forgotten beyond.
+	completed []uint64
+}
+
+// maxCompleted bounds session.completed: the QoS 2 messages completed
+// after the oldest message the client has not acknowledged yet (or that
+// is still queued for it). A client that leaves a message unacknowledged
+// for longer than maxCompleted QoS 2 messages after it may get the
+// oldest of those twice if its edge then crashes.
+const maxCompleted = 1024
+
+// complete records the end of the outbound QoS 2 exchange of the message
+// with stream sequence seq.
+func (s *session) complete(seq uint64) {
+	i, found := slices.BinarySearch(s.completed, seq)
+	if found {
+		return
+	}
+	s.completed = slices.Insert(s.completed, i, seq)
+	if len(s.completed) > maxCompleted {
+		s.completed = slices.Delete(s.completed, 0, len(s.completed)-maxCompleted)
+	}
+}
+
+// pruneCompleted forgets the completed sequences the cursor has passed.
+func (s *session) pruneCompleted(cursor uint64) {
+	i, _ := slices.BinarySearch(s.completed, cursor+1)
+	if i > 0 {
+		s.completed = slices.Delete(s.completed, 0, i)
+	}
+	if len(s.completed) == 0 {
+		s.completed = nil
+	}
 }
 
 // outbound is a QoS 1 or 2 message sent and not completed.

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -58,14 +57,6 @@ type granted struct {
 // precedes the SUBACK [MQTT-3.8.4-1] and retained messages precede the
 // live ones.
 func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
-	if ids := pk.Properties.SubscriptionIdentifier; len(ids) > 1 || (len(ids) == 1 && ids[0] == 0) {
-		return errors.Join(ErrProtocol, errors.New("bad subscription identifier")) // [MQTT-3.8.2.1.2]
-	}
-	for _, f := range pk.Filters {
-		if c.version == 5 && f.NoLocal && strings.HasPrefix(f.Filter, sharePrefix) {
-			return errors.Join(ErrProtocol, errors.New("no local on a shared subscription")) // [MQTT-3.8.3-4]
-		}
-	}
 	c.mu.Lock()
 	c.holding = true
 	c.mu.Unlock()

@@ -2,7 +2,10 @@ package mqtt
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -38,10 +41,63 @@ func (s *Server) WebSocketHandler() http.Handler {
 			ws.Close(websocket.StatusPolicyViolation, `the "mqtt" subprotocol is required`)
 			return
 		}
+		// The connection's context ends with the request or Close, which
+		// ends the connection. The socket's outlives it, so that the
+		// DISCONNECT and the close frame still go out: wsConn ends it, at
+		// the latest at the bound of the closing handshake.
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		stop := context.AfterFunc(s.stopCtx, cancel)
 		defer stop()
-		s.serveConn(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary), true)
+		sock, closeSock := context.WithCancel(r.Context())
+		defer closeSock()
+		s.serveConn(ctx, newWSConn(sock, closeSock, ws, s.cfg.closeWait()), true)
 	})
+}
+
+// wsConn is the MQTT byte stream over a WebSocket (websocket.NetConn),
+// whose end is the WebSocket closing handshake: the close frame after the
+// last MQTT packet, then the client's close frame, then the socket closes
+// (RFC 6455 §7). NetConn's own Close cancels reads first, which closes the
+// socket at once — no close frame, and a reset if the client was still
+// sending.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	// cancel ends the context NetConn reads and writes with, which closes
+	// the socket at once: the bound of the handshake.
+	cancel context.CancelFunc
+	wait   time.Duration
+	once   sync.Once
+	done   chan struct{} // the handshake is over and the socket closed
+}
+
+func newWSConn(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, wait time.Duration) *wsConn {
+	return &wsConn{Conn: websocket.NetConn(ctx, ws, websocket.MessageBinary), ws: ws, cancel: cancel, wait: wait,
+		done: make(chan struct{})}
+}
+
+// CloseWrite sends the close frame after what was written and starts the
+// closing handshake, on a goroutine of its own, for at most wait. The
+// client's messages meanwhile are read as before; its close frame ends
+// them (io.EOF), after which the socket closes.
+func (w *wsConn) CloseWrite() error {
+	w.once.Do(func() {
+		bound := time.AfterFunc(w.wait, w.cancel)
+		go func() {
+			defer close(w.done)
+			defer bound.Stop()
+			_ = w.ws.Close(websocket.StatusNormalClosure, "")
+		}()
+	})
+	return nil
+}
+
+// Close ends the connection with the closing handshake, started here if
+// CloseWrite did not, and returns once it is over (at most wait).
+func (w *wsConn) Close() error {
+	_ = w.CloseWrite()
+	<-w.done
+	w.cancel()
+	return nil
 }

@@ -30,7 +30,9 @@ type cluster struct {
 	clients *node.Clients
 }
 
-func newCluster(t *testing.T) *cluster {
+// newCluster starts etcd and the edge's wiring over it; the
+// Authenticator has cfg, with the cluster's Directory.
+func newCluster(t *testing.T, cfg tenantauth.Config) *cluster {
 	t.Helper()
 	cli := testserver.EtcdClient(t, testserver.Etcd(t))
 	store, err := tenant.NewEtcd(cli, tenant.EtcdConfig{Prefix: "/herald/"}, nil)
@@ -41,7 +43,8 @@ func newCluster(t *testing.T) *cluster {
 	// OnChange runs after the Directory applied the change; clients is set
 	// before Run starts.
 	c.dir = tenant.NewDirectory(store, tenant.DirectoryConfig{OnChange: func(ch tenant.Change) { c.clients.OnChange(ch) }})
-	c.auth = newAuth(t, tenantauth.Config{Directory: c.dir})
+	cfg.Directory = c.dir
+	c.auth = newAuth(t, cfg)
 	c.clients = node.NewClients(node.ClientsConfig{Check: c.auth.Check})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -132,7 +135,7 @@ func (cn *conn) open(t *testing.T) {
 
 // TestRevocationCloses ensures keys created through the tenant store authenticate at the edge, and that revoking a key, narrowing its capabilities, deleting a JWT key or deleting the tenant closes the connections concerned within 2 s (measured), refuses the credential from then on, and leaves the others open.
 func TestRevocationCloses(t *testing.T) {
-	c := newCluster(t)
+	c := newCluster(t, tenantauth.Config{})
 	ctx := t.Context()
 	for _, id := range []string{"acme", "beta"} {
 		if _, err := c.store.Create(ctx, tenant.Tenant{ID: id}); err != nil {
@@ -214,5 +217,41 @@ func TestRedisReplayAcrossEdges(t *testing.T) {
 	}
 	if ttl := rdb.TTL(t.Context(), "replaytest:{acme}:jti:once").Val(); ttl < time.Minute || ttl > time.Minute+authz.DefaultJWTLeeway+time.Second {
 		t.Fatalf("guard key TTL %v, want about exp + leeway", ttl)
+	}
+}
+
+// TestJWKSKeyThroughStore ensures a JWKS key created through the tenant
+// store (as the admin API does) admits the tokens of its identity
+// provider's document at an edge that may reach the provider, and that
+// deleting the key closes their connections within 2 s (measured) and
+// refuses their tokens.
+func TestJWKSKeyThroughStore(t *testing.T) {
+	p := newIdP(t)
+	key := rsaKeys()[2]
+	p.serve(rsaJWK("idp-key-1", "RS256", &key.PublicKey))
+	c := newCluster(t, tenantauth.Config{JWKS: tenantauth.JWKSConfig{RootCAs: p.roots, AllowNetworks: []string{"127.0.0.1/32"}}})
+	ctx := t.Context()
+	if _, err := c.store.Create(ctx, tenant.Tenant{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store.CreateJWTKey(ctx, tenant.JWTKey{ID: "acme-idp", Tenant: "acme", Algorithm: "RS256", JWKSURL: p.url("localhost"),
+		Issuer: "https://idp.example/acme"}); err != nil {
+		t.Fatal(err)
+	}
+	tok := signJWT(t, jwt.SigningMethodRS256, key, "idp-key-1", jwt.MapClaims{"iss": "https://idp.example/acme", "sub": "dev1",
+		"exp": time.Now().Add(time.Hour).Unix(), "caps": []string{"subscribe:news/#"}})
+	id := c.authenticate(t, auth.Credentials{Username: "acme", Password: []byte(tok)})
+	if id.Tenant != "acme" || id.Credential != "jwt:acme-idp" || id.Subject != "dev1" || node.AuthorizeSubscribe(id, "news/x") != nil {
+		t.Fatalf("identity %+v", id)
+	}
+	cn := c.connect(t, id)
+
+	start := time.Now()
+	if err := c.store.DeleteJWTKey(ctx, "acme", "acme-idp", 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("delete JWKS key -> close callback: %v", cn.waitClosed(t, start))
+	if _, err := c.auth.Authenticate(ctx, auth.Credentials{Username: "acme", Password: []byte(tok)}); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("token of the deleted key: %v", err)
 	}
 }

@@ -18,6 +18,13 @@
 //     capabilities from the key's claim (default "caps") or the key's
 //     defaults. With a ReplayGuard, a token is accepted once: it needs a
 //     "jti", and a second use is refused, on any edge sharing the guard.
+//   - a JWT signed by an identity provider's key, when a JWT key of the
+//     tenant names the provider's JWKS document (tenant.JWTKey.JWKSURL,
+//     jwks.go): the token's "kid" is looked up in the documents of the
+//     tenant's JWKS keys whose algorithm is the token's "alg" (and whose
+//     issuer, when set, is its "iss"); the JWK must suit that algorithm
+//     (kty, curve, "alg" and "use" when present). Credential
+//     "jwt:<id of the Herald key>", as for the key's own tokens.
 //   - a TLS client certificate and no token: the identity pinned to its
 //     SHA-256 fingerprint, else (only if the chain was verified) the one
 //     matching its subject DN; Credential "mtls:<id>", Subject the
@@ -31,6 +38,20 @@
 // was revoked, or whose tenant was deleted is refused at once: every
 // lookup reads the Directory, and the verification cache is keyed by the
 // stored hash.
+//
+// JWKS documents are fetched by this package itself (jwks.go), over an
+// http.Client whose dialer refuses internal addresses (jwks_dial.go);
+// JWKs are parsed by github.com/MicahParks/jwkset. jwkset's HTTP storage,
+// which keyfunc/v3 is built on, was measured (httptest TLS servers on
+// loopback) against what a tenant's URL can answer and does not fit:
+// v0.11.4's NewStorageFromHTTP read a 64 MiB document whole, allocating
+// 320 MiB, and accepted it (no size bound); it keeps one refresh goroutine
+// per URL for its life (1,000 storages: 1,003 more goroutines, each
+// fetching every interval whether or not a token needs it); it keeps a URL's last keys forever when refreshes fail, and
+// ignores Cache-Control. The fetch and cache here (about 480 lines with
+// the address check, not counting comments) keep one document per Herald
+// key, start no goroutine, and bound size, key count, time, staleness,
+// refetches per key and fetches per tenant.
 package tenantauth
 
 import (
@@ -39,6 +60,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -54,6 +76,7 @@ type Directory interface {
 	Tenant(id string) (tenant.Tenant, bool)
 	APIKey(id string) (tenant.APIKey, bool)
 	JWTVerifiers(tenantID string) []authz.JWTKey
+	JWKSKeys(tenantID string) []tenant.JWTKey
 	MTLSByFingerprint(fp string) (tenant.MTLSIdentity, bool)
 	MTLSBySubject(subject string) (tenant.MTLSIdentity, bool)
 }
@@ -66,8 +89,7 @@ const (
 )
 
 // Config configures an Authenticator. The edge's flags map onto it:
-// --anonymous-tenant, --auth-failures-per-second, --auth-failure-burst,
-// --jwt-single-use (a RedisReplay over the edge's Redis).
+// --anonymous-tenant and the --jwks-* flags (JWKSConfig).
 type Config struct {
 	// Directory is required.
 	Directory Directory
@@ -92,6 +114,12 @@ type Config struct {
 	// MaxTracked bounds the sources and keys with failures remembered;
 	// default DefaultMaxTracked (a few MiB at most).
 	MaxTracked int
+	// JWKS bounds the fetching of the JWKS documents tenants' JWT keys
+	// name.
+	JWKS JWKSConfig
+	// Log receives what the operator should see (JWKS fetches that
+	// failed); default slog.Default().
+	Log *slog.Logger
 	// Now returns the time; default time.Now.
 	Now func() time.Time
 }
@@ -106,7 +134,7 @@ func (c Config) Validate() error {
 	case c.FailuresPerSecond < 0 || c.FailureBurst < 0 || c.MaxTracked < 0:
 		return errors.New("tenantauth: negative failure limit")
 	}
-	return nil
+	return c.JWKS.Validate()
 }
 
 // Authenticator implements auth.Authenticator over a Directory. Safe for
@@ -118,6 +146,7 @@ type Authenticator struct {
 	jwt      authz.JWTOptions
 	replay   ReplayGuard
 	failures *failureLimiter
+	jwks     *jwksCache
 	now      func() time.Time
 }
 
@@ -144,9 +173,16 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.JWT.Now == nil {
 		cfg.JWT.Now = cfg.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	jwks, err := newJWKSCache(cfg.JWKS.WithDefaults(), cfg.Directory, cfg.Now, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	return &Authenticator{
 		dir: cfg.Directory, anon: cfg.AnonymousTenant, cache: cfg.Cache, jwt: cfg.JWT, replay: cfg.Replay,
-		failures: newFailureLimiter(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.MaxTracked), now: cfg.Now,
+		failures: newFailureLimiter(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.MaxTracked), jwks: jwks, now: cfg.Now,
 	}, nil
 }
 
@@ -159,7 +195,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	if token == "" {
 		token = string(c.Password)
 	}
-	if token == "" {
+	if token == "" && !c.HasPassword {
 		if c.Certificate != nil {
 			if id, ok := a.certificate(c); ok {
 				return id, nil
@@ -235,12 +271,14 @@ func (a *Authenticator) apiKey(token string, now time.Time) (keyID string, _ aut
 	}, nil
 }
 
-// jwtToken verifies a JWT with the keys of the tenant it names.
+// jwtToken verifies a JWT with the keys of the tenant it names: its own
+// keys, and the keys of the JWKS documents its JWKS keys name.
 func (a *Authenticator) jwtToken(ctx context.Context, token, username string) (auth.Identity, error) {
-	_, tid, err := authz.PeekJWT(token, authz.DefaultTenantClaim)
+	p, err := authz.PeekToken(token, authz.DefaultTenantClaim)
 	if err != nil {
 		return auth.Identity{}, fmt.Errorf("%w: %w", auth.ErrBadCredentials, err)
 	}
+	tid := p.Tenant
 	if tid == "" {
 		tid = username
 	}
@@ -250,7 +288,11 @@ func (a *Authenticator) jwtToken(ctx context.Context, token, username string) (a
 	if _, ok := a.dir.Tenant(tid); !ok {
 		return auth.Identity{}, fmt.Errorf("%w: invalid JWT", auth.ErrBadCredentials)
 	}
-	ji, err := authz.VerifyJWT(token, a.dir.JWTVerifiers(tid), a.jwt)
+	keys := a.dir.JWTVerifiers(tid)
+	if authz.ValidJWTAlgorithm(p.Alg) && p.Alg[0] != 'H' {
+		keys = append(keys, a.jwks.candidates(ctx, tid, p)...)
+	}
+	ji, err := authz.VerifyJWT(token, keys, a.jwt)
 	if err != nil {
 		return auth.Identity{}, fmt.Errorf("%w: %w", auth.ErrBadCredentials, err)
 	}
@@ -343,7 +385,8 @@ func (a *Authenticator) Check(id auth.Identity) error {
 		}
 	case strings.HasPrefix(id.Credential, auth.CredentialJWTKey):
 		kid := strings.TrimPrefix(id.Credential, auth.CredentialJWTKey)
-		if !slices.ContainsFunc(a.dir.JWTVerifiers(id.Tenant), func(k authz.JWTKey) bool { return k.ID == kid }) {
+		if !slices.ContainsFunc(a.dir.JWTVerifiers(id.Tenant), func(k authz.JWTKey) bool { return k.ID == kid }) &&
+			!slices.ContainsFunc(a.dir.JWKSKeys(id.Tenant), func(k tenant.JWTKey) bool { return k.ID == kid }) {
 			return revoked("JWT key deleted")
 		}
 	case strings.HasPrefix(id.Credential, auth.CredentialMTLS):

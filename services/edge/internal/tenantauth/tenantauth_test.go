@@ -31,13 +31,14 @@ type fakeDir struct {
 	tenants map[string]tenant.Tenant
 	keys    map[string]tenant.APIKey
 	jwt     map[string][]authz.JWTKey
+	jwks    map[string][]tenant.JWTKey
 	byFP    map[string]tenant.MTLSIdentity
 	bySubj  map[string]tenant.MTLSIdentity
 }
 
 func newFakeDir(tenants ...string) *fakeDir {
 	d := &fakeDir{tenants: map[string]tenant.Tenant{}, keys: map[string]tenant.APIKey{}, jwt: map[string][]authz.JWTKey{},
-		byFP: map[string]tenant.MTLSIdentity{}, bySubj: map[string]tenant.MTLSIdentity{}}
+		jwks: map[string][]tenant.JWTKey{}, byFP: map[string]tenant.MTLSIdentity{}, bySubj: map[string]tenant.MTLSIdentity{}}
 	for _, t := range tenants {
 		d.tenants[t] = tenant.Tenant{ID: t}
 	}
@@ -47,6 +48,7 @@ func newFakeDir(tenants ...string) *fakeDir {
 func (d *fakeDir) Tenant(id string) (tenant.Tenant, bool) { t, ok := d.tenants[id]; return t, ok }
 func (d *fakeDir) APIKey(id string) (tenant.APIKey, bool) { k, ok := d.keys[id]; return k, ok }
 func (d *fakeDir) JWTVerifiers(tid string) []authz.JWTKey { return d.jwt[tid] }
+func (d *fakeDir) JWKSKeys(tid string) []tenant.JWTKey    { return d.jwks[tid] }
 func (d *fakeDir) MTLSByFingerprint(fp string) (tenant.MTLSIdentity, bool) {
 	m, ok := d.byFP[fp]
 	return m, ok
@@ -133,17 +135,21 @@ func TestAnonymous(t *testing.T) {
 	}
 }
 
+// TestEmptyPasswordIsAPassword ensures a client that sent a zero-length
+// password is refused as bad credentials, never admitted as anonymous.
+func TestEmptyPasswordIsAPassword(t *testing.T) {
+	a := newAuth(t, tenantauth.Config{Directory: newFakeDir("acme"), AnonymousTenant: "dev"})
+	_, err := a.Authenticate(t.Context(), auth.Credentials{Username: "u", Password: []byte{}, HasPassword: true})
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("empty password: err = %v, want bad credentials", err)
+	}
+}
+
 var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
 
 func signHS(t *testing.T, kid string, claims jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	tok.Header["kid"] = kid
-	s, err := tok.SignedString(hmacSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signJWT(t, jwt.SigningMethodHS256, hmacSecret, kid, claims)
 }
 
 // TestJWT ensures JWTs verify with the keys of the tenant they name (claim or MQTT username), take capabilities from the claim or the key's defaults, and that expired, foreign, unsigned-for and replayed tokens are refused.
