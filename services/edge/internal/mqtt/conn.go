@@ -361,7 +361,7 @@ func (c *conn) disconnectLocked(err error, serverReference string) {
 	if c.version == 5 && !c.done {
 		c.reasoned = true
 		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
-			ProtocolVersion: 5, ReasonCode: reasonCode(err), Mods: packets.Mods{MaxSize: uint32(c.maxOut)}}
+			ProtocolVersion: 5, ReasonCode: reasonIn(err, packets.Disconnect), Mods: packets.Mods{MaxSize: uint32(c.maxOut)}}
 		// Reason strings are allowed on DISCONNECT whatever the client's
 		// Request Problem Information [MQTT-3.1.2-29].
 		pk.Properties.ReasonString = reasonString(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/topic"
@@ -249,7 +250,7 @@ func willRefused(err error) error {
 // refuse writes a CONNACK refusing the client for err. It writes directly:
 // no writer runs before the CONNECT is accepted.
 func (c *conn) refuse(v byte, err error) {
-	code := reasonCode(err)
+	code := reasonIn(err, packets.Connack)
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: v}
 	switch {
 	case v == 5 || (v > 5 && errors.Is(err, ErrUnsupportedVersion)):
@@ -258,7 +259,7 @@ func (c *conn) refuse(v byte, err error) {
 	case errors.Is(err, errWillRefused):
 		ack.ProtocolVersion, ack.ReasonCode = 4, 0x05
 	default:
-		ack.ProtocolVersion, ack.ReasonCode = 4, connackCodeV3(code)
+		ack.ProtocolVersion, ack.ReasonCode = 4, fault.Of(err).MQTT3
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	_, _ = c.nc.Write(encodeBytes(ack))

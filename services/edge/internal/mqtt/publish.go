@@ -367,7 +367,7 @@ func (c *conn) handlePubrel(id uint16) error {
 func (c *conn) ackBytes(typ byte, id uint16, err error) []byte {
 	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, ProtocolVersion: c.version, PacketID: id}
 	if c.version == 5 {
-		pk.ReasonCode = reasonCode(err)
+		pk.ReasonCode = reasonIn(err, typ)
 		pk.Mods = packets.Mods{MaxSize: uint32(c.maxOut), DisallowProblemInfo: !c.problemInfo}
 		pk.Properties.ReasonString = reasonString(err)
 	}

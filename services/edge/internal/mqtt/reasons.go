@@ -4,62 +4,62 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/heraldmq/herald/pkg/backbone"
-	"github.com/heraldmq/herald/pkg/topic"
-	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
-	"github.com/heraldmq/herald/services/edge/internal/limits"
-	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Sentinel errors of the MQTT server. reasonCode maps them, and the errors
-// of the rest of Herald, to MQTT 5 reason codes.
+// Sentinel errors of the MQTT server. Each declares its fault kind: the
+// one table of pkg/fault maps it, as it maps the errors of the rest of
+// Herald, to MQTT 5 reason codes and MQTT 3.1.1 return codes (reasonCode,
+// reasonIn, connackCodeV3).
 var (
 	// ErrMalformed is returned for a packet that does not decode.
-	ErrMalformed = errors.New("mqtt: malformed packet")
+	ErrMalformed = fault.New(fault.Invalid, "mqtt: malformed packet")
 	// ErrProtocol is returned for a packet that decodes but breaks the protocol.
-	ErrProtocol = errors.New("mqtt: protocol error")
+	ErrProtocol = fault.New(fault.ProtocolError, "mqtt: protocol error")
 	// ErrPacketTooLarge is returned for a packet larger than MaxPacketSize.
-	ErrPacketTooLarge = errors.New("mqtt: packet too large")
+	ErrPacketTooLarge = fault.New(fault.TooLarge, "mqtt: packet too large")
 	// ErrUnsupportedVersion is returned for a CONNECT of a protocol level other than 4 or 5.
-	ErrUnsupportedVersion = errors.New("mqtt: unsupported protocol version")
+	ErrUnsupportedVersion = fault.New(fault.UnsupportedVersion, "mqtt: unsupported protocol version")
 	// ErrClientID is returned for a client identifier the server refuses.
-	ErrClientID = errors.New("mqtt: client identifier not valid")
+	ErrClientID = fault.New(fault.BadClientID, "mqtt: client identifier not valid")
 	// ErrBadAuthMethod is returned for a CONNECT asking for enhanced authentication.
-	ErrBadAuthMethod = errors.New("mqtt: authentication method not supported")
+	ErrBadAuthMethod = fault.New(fault.BadAuthMethod, "mqtt: authentication method not supported")
 	// ErrTopicAlias is returned for a topic alias of 0 or above the Topic Alias Maximum.
-	ErrTopicAlias = errors.New("mqtt: topic alias invalid")
+	ErrTopicAlias = fault.New(fault.TopicAlias, "mqtt: topic alias invalid")
 	// ErrReceiveMaximum is returned when a client exceeds the Receive Maximum.
-	ErrReceiveMaximum = errors.New("mqtt: receive maximum exceeded")
+	ErrReceiveMaximum = fault.New(fault.ReceiveMaximum, "mqtt: receive maximum exceeded")
 	// errPacketIDNotFound answers a PUBREL or PUBREC for an exchange the
 	// session does not hold; it does not end the connection.
-	errPacketIDNotFound = errors.New("mqtt: packet identifier not found")
+	errPacketIDNotFound = fault.New(fault.NotFound, "mqtt: packet identifier not found")
 	// ErrServerUnavailable refuses a client the server cannot serve now.
-	ErrServerUnavailable = errors.New("mqtt: server unavailable")
+	ErrServerUnavailable = fault.New(fault.Unavailable, "mqtt: server unavailable")
 	// ErrSessionTakenOver ends a connection whose client identifier
 	// connected again, on this edge or another.
-	ErrSessionTakenOver = errors.New("mqtt: session taken over")
+	ErrSessionTakenOver = fault.New(fault.TakenOver, "mqtt: session taken over")
 	// ErrUseAnotherServer ends connections the edge sends elsewhere for now (a drain).
-	ErrUseAnotherServer = errors.New("mqtt: use another server")
+	ErrUseAnotherServer = fault.New(fault.UseAnotherServer, "mqtt: use another server")
 	// ErrServerMoved ends connections the edge sends elsewhere for good.
-	ErrServerMoved = errors.New("mqtt: server moved")
+	ErrServerMoved = fault.New(fault.ServerMoved, "mqtt: server moved")
 	// ErrSlowConsumer is returned when a client's queue is full of QoS 1 messages.
-	ErrSlowConsumer = errors.New("mqtt: slow consumer: queue full")
+	ErrSlowConsumer = fault.New(fault.SlowConsumer, "mqtt: slow consumer: queue full")
 	// ErrKeepAliveTimeout is returned when nothing arrived within 1.5 keep alive intervals.
-	ErrKeepAliveTimeout = errors.New("mqtt: keep alive timeout")
+	ErrKeepAliveTimeout = fault.New(fault.KeepAlive, "mqtt: keep alive timeout")
 	// errQoS0RateTooHigh ends a connection whose QoS 0 publish exceeded a
 	// rate limit: QoS 0 has no acknowledgement to refuse in (DISCONNECT
 	// 0x96, message rate too high); it is joined with the limits error.
-	errQoS0RateTooHigh = errors.New("mqtt: message rate too high")
+	errQoS0RateTooHigh = fault.New(fault.MessageRate, "mqtt: message rate too high")
 	// ErrShuttingDown is returned when the server closes its connections.
-	ErrShuttingDown = errors.New("mqtt: server shutting down")
+	ErrShuttingDown = fault.New(fault.ShuttingDown, "mqtt: server shutting down")
 	// errWillRefused wraps why a CONNECT's will was refused (willRefused),
-	// so that an MQTT 3.1.1 client gets return code 5 whatever the reason.
+	// so that an MQTT 3.1.1 client gets return code 5 whatever the reason;
+	// an MQTT 5 client gets the reason's own code.
 	errWillRefused = errors.New("mqtt: will refused")
 )
 
-// MQTT 5 reason codes used by the server (MQTT 5 §2.4).
+// MQTT 5 reason codes (MQTT 5 §2.4). Which one reports an error is the
+// fault table's business (reasonCode, reasonIn); the packets the server
+// builds itself, and the tests, name them.
 const (
 	codeSuccess              byte = 0x00
 	codeGrantedQoS1          byte = 0x01
@@ -92,69 +92,32 @@ const (
 	codeConnectionRateExceed byte = 0x9F
 )
 
-// reasonCode maps an error to the MQTT 5 reason code that reports it, in
-// whatever packet carries it (CONNACK, PUBACK, SUBACK, DISCONNECT).
+// reasonCode is the MQTT 5 reason code of err's kind (pkg/fault's table):
+// what a CONNACK or a DISCONNECT says for it; 0 for nil.
 func reasonCode(err error) byte {
-	switch {
-	case err == nil:
+	if err == nil {
 		return codeSuccess
-	case errors.Is(err, ErrPacketTooLarge):
-		return codePacketTooLarge
-	case errors.Is(err, errQoS0RateTooHigh):
-		return codeMessageRateTooHigh
-	// Tenants' limits and authentication failures (MQTT 5 §4.13): a
-	// refused CONNECT, PUBLISH or SUBSCRIBE filter, as the packet says.
-	case errors.Is(err, limits.ErrConnectionLimit), errors.Is(err, limits.ErrRateLimited),
-		errors.Is(err, limits.ErrPayloadTooLarge), errors.Is(err, limits.ErrSubscriptionLimit):
-		return codeQuotaExceeded
-	case errors.Is(err, auth.ErrRateLimited):
-		return codeConnectionRateExceed
-	case errors.Is(err, limits.ErrServerBusy):
-		return codeServerBusy
-	case errors.Is(err, ErrMalformed):
-		return codeMalformed
-	case errors.Is(err, ErrProtocol):
-		return codeProtocolError
-	case errors.Is(err, ErrUnsupportedVersion):
-		return codeUnsupportedVersion
-	case errors.Is(err, ErrClientID):
-		return codeClientIDNotValid
-	case errors.Is(err, ErrBadAuthMethod):
-		return codeBadAuthMethod
-	case errors.Is(err, ErrTopicAlias):
-		return codeTopicAliasInvalid
-	case errors.Is(err, ErrReceiveMaximum):
-		return codeReceiveMaxExceeded
-	case errors.Is(err, hub.ErrSharedUnsupported):
-		return codeSharedSubUnsupported
-	case errors.Is(err, ErrServerUnavailable):
-		return codeServerUnavailable
-	case errors.Is(err, errPacketIDNotFound):
-		return codePacketIDNotFound
-	case errors.Is(err, ErrSessionTakenOver):
-		return codeSessionTakenOver
-	case errors.Is(err, ErrUseAnotherServer):
-		return codeUseAnotherServer
-	case errors.Is(err, ErrServerMoved):
-		return codeServerMoved
-	case errors.Is(err, ErrSlowConsumer):
-		return codeQuotaExceeded
-	case errors.Is(err, ErrKeepAliveTimeout):
-		return codeKeepAliveTimeout
-	case errors.Is(err, ErrShuttingDown):
-		return codeServerShuttingDown
-	case errors.Is(err, auth.ErrBadCredentials):
-		return codeBadUserOrPassword
-	case errors.Is(err, auth.ErrNotAuthorized):
-		return codeNotAuthorized
-	case errors.Is(err, node.ErrInvalidTopic):
-		return codeTopicNameInvalid
-	case errors.Is(err, hub.ErrInvalidFilter), isTopicError(err):
-		return codeTopicFilterInvalid
-	case errors.Is(err, backbone.ErrBadTenant):
-		return codeNotAuthorized
 	}
-	return codeUnspecified
+	return fault.Of(err).MQTT5
+}
+
+// reasonIn is the reason code that reports err in a packet of the given
+// type: reasonCode when the packet may carry it, else 0x80 (0x92 in PUBREL
+// and PUBCOMP).
+func reasonIn(err error, packet byte) byte { return fault.MQTT5For(err, packet) }
+
+// connackCodeV3 is the MQTT 3.1.1 CONNACK return code of the kind whose
+// MQTT 5 reason code is code (MQTT 3.1.1 §3.2.2.3): the closest to it.
+func connackCodeV3(code byte) byte {
+	if code < 0x80 {
+		return 0x00
+	}
+	for k := range fault.Kind(255) {
+		if c := k.Codes(); c.Name != "" && c.MQTT5 == code {
+			return c.MQTT3
+		}
+	}
+	return 0x03 // server unavailable
 }
 
 // maxReasonString bounds a reason string: it is a hint for humans.
@@ -171,42 +134,6 @@ func reasonString(err error) string {
 		s = strings.ToValidUTF8(s[:maxReasonString], "")
 	}
 	return s
-}
-
-func isTopicError(err error) bool {
-	for _, e := range []error{topic.ErrEmpty, topic.ErrTooLong, topic.ErrTooDeep,
-		topic.ErrInvalidUTF8, topic.ErrWildcardInName, topic.ErrBadWildcard} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// connackCodeV3 maps an MQTT 5 CONNACK reason code to the MQTT 3.1.1
-// return code closest to it (MQTT 3.1.1 §3.2.2.3).
-func connackCodeV3(code byte) byte {
-	switch code {
-	case codeSuccess:
-		return 0x00
-	case codeUnsupportedVersion:
-		return 0x01
-	case codeClientIDNotValid:
-		return 0x02
-	case codeBadUserOrPassword:
-		return 0x04
-	case codeNotAuthorized, codeBadAuthMethod:
-		return 0x05
-	}
-	return 0x03 // server unavailable
-}
-
-// subackCodeV3 maps an MQTT 5 SUBACK reason code to MQTT 3.1.1: any failure is 0x80.
-func subackCodeV3(code byte) byte {
-	if code >= 0x80 {
-		return 0x80
-	}
-	return code
 }
 
 // decodeError classifies an error of the packets codec, which reports

@@ -70,9 +70,9 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("%s: %w", f.Filter, err)
 			}
-			codes[i] = reasonCode(err)
+			codes[i] = reasonIn(err, packets.Suback)
 			if c.version != 5 {
-				codes[i] = subackCodeV3(codes[i])
+				codes[i] = 0x80 // 3.1.1 knows one failure code
 			}
 			continue
 		}
