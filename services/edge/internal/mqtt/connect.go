@@ -13,7 +13,6 @@ import (
 	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/store"
-	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -109,11 +108,6 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	c.keepAlive = keepAlive
 
 	if pk.Connect.WillFlag {
-		if err := topic.ValidateName(pk.Connect.WillTopic, c.n.Limits); err != nil {
-			err = errors.Join(node.ErrInvalidTopic, err)
-			c.refuse(v, err)
-			return err
-		}
 		c.will = &message.Message{Tenant: c.tenant, Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload,
 			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain, Origin: c.origin}
 		if v == 5 {
@@ -126,8 +120,10 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		// included, against its capabilities; its payload against the
 		// tenant's limit; its message against the rates). It is judged
 		// once, as a PUBLISH is: what was accepted is delivered.
-		if err := c.publishRefusal(c.will); err != nil {
-			err = willRefused(err)
+		if c.willAccepted, err = c.n.Accept(c.adm.Caller(), c.will); err != nil {
+			if !fault.Is(err, fault.InvalidTopic) {
+				err = willRefused(err)
+			}
 			c.refuse(v, err)
 			return err
 		}
@@ -241,7 +237,7 @@ func (c *conn) revoke(reason error) {
 // (quota exceeded) over a rate; MQTT 3.1.1 return code 5 (not
 // authorized) for each, the closest it has.
 func willRefused(err error) error {
-	if errors.Is(err, limits.ErrPayloadTooLarge) {
+	if fault.Is(err, fault.PayloadQuota) {
 		err = errors.Join(ErrPacketTooLarge, err)
 	}
 	return fmt.Errorf("%w: %w", errWillRefused, err)

@@ -159,8 +159,11 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 			// (MQTT 5 §3.1.3.2.2), under the id the session service would
 			// use, so that it is stored once whoever publishes it.
 			if rec.Will != nil && !rec.DisconnectedAt.IsZero() {
-				m := rec.Will.Message(c.tenant, now)
-				if _, err := c.n.PublishChecked(sctx, m, backbone.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec)}); err != nil {
+				w, err := c.n.Kept(c.tenant, rec.Will.Message(c.tenant, now))
+				if err == nil {
+					_, err = w.Publish(sctx, node.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec), Wait: node.WaitStored})
+				}
+				if err != nil {
 					return nil, fmt.Errorf("publishing the ended session's will: %w", err)
 				}
 			}
@@ -455,12 +458,12 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 // publishWill publishes the connection's will now, under the id the
 // session service would use for this disconnect (store.WillMsgID).
 func (c *conn) publishWill(ctx context.Context, now time.Time) {
-	w := c.will
+	w := c.willAccepted.Message()
 	if c.willTTL > 0 {
 		w.ExpiresAt = now.Add(c.willTTL)
 	}
 	id := store.WillMsgID(c.tenant, &store.Session{ClientID: c.clientID, DisconnectedAt: now})
-	if _, err := c.n.PublishChecked(ctx, w, backbone.PublishOptions{MsgID: id}); err != nil {
+	if _, err := c.willAccepted.Publish(ctx, node.PublishOptions{MsgID: id, Wait: node.WaitStored}); err != nil {
 		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
 	}
 }

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
-	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -49,18 +47,13 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		if ttl := applyProperties(m, &pk.Properties); ttl > 0 {
 			m.ExpiresAt = time.Now().Add(ttl)
 		}
-		if m.ResponseTopic != "" && topic.ValidateName(m.ResponseTopic, c.n.Limits) != nil {
+		if m.ResponseTopic != "" && topic.ValidateName(m.ResponseTopic, c.n.TopicLimits()) != nil {
 			return errors.Join(ErrProtocol, errors.New("invalid response topic")) // [MQTT-3.3.2-14]
 		}
 	}
 
-	deny := c.publishRefusal(m)
-	if deny != nil && qos == 0 {
-		return c.refuseQoS0(m, deny)
-	}
-
 	var ack *pendingAck
-	opts := backbone.PublishOptions{Protocol: telemetry.ProtocolMQTT}
+	opts := node.PublishOptions{Protocol: telemetry.ProtocolMQTT}
 	if qos > 0 {
 		c.mu.Lock()
 		if qos == 2 {
@@ -92,15 +85,6 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		}
 		c.received++
 		ack = &pendingAck{id: pk.PacketID, qos: qos}
-		if deny != nil {
-			// Refused in order with the other acknowledgements: PUBACK or
-			// PUBREC 0x87 (not authorized) or 0x97 (quota exceeded); the
-			// QoS 2 exchange ends there. MQTT 3.1.1: the connection closes.
-			c.acks = append(c.acks, ack)
-			c.mu.Unlock()
-			c.completeAck(ack, deny)
-			return nil
-		}
 		if qos == 2 {
 			c.sess.received++
 			ack.in = &inbound{msgID: qos2MsgID(c.tenant, c.sess, pk.PacketID, c.sess.received)}
@@ -114,33 +98,21 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 		c.changes++
 		c.mu.Unlock()
 		if qos == 2 && c.persistent {
-			// The exchange's message id is saved before the message is
-			// stored: if this edge dies between the two, the client's
-			// retransmission, on whatever edge, is published again under
-			// the same id, which JetStream drops. Saved only after the
-			// store, a crash in between stored it twice.
-			if err := c.saveSession(ctx); err != nil {
-				c.completeAck(ack, fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, err))
+			// The exchange's message id is saved once the publish passed
+			// its checks and before the message is stored: if this edge
+			// dies between the two, the client's retransmission, on
+			// whatever edge, is published again under the same id, which
+			// JetStream drops. Saved only after the store, a crash in
+			// between stored it twice.
+			opts.BeforeSend = func() error {
+				if err := c.saveSession(ctx); err != nil {
+					return fmt.Errorf("%w: session not saved: %w", ErrServerUnavailable, err)
+				}
 				return nil
 			}
 		}
 	}
 	return c.publishPending(ctx, m, opts, ack)
-}
-
-// publishRefusal returns why the connection may not publish m, or nil:
-// an error wrapping auth.ErrForbidden (outside its capabilities), or
-// limits.ErrRateLimited or limits.ErrPayloadTooLarge (its tenant's limits,
-// taken from the buckets when nil). An invalid topic name is left to the
-// publish, which reports it.
-func (c *conn) publishRefusal(m *message.Message) error {
-	if topic.ValidateName(m.Topic, c.n.Limits) != nil {
-		return nil
-	}
-	if err := node.AuthorizePublish(c.id, m.Topic); err != nil {
-		return err
-	}
-	return c.adm.Publish(len(m.Payload))
 }
 
 // refuseQoS0 handles a refused QoS 0 publish, which has no acknowledgement
@@ -150,34 +122,40 @@ func (c *conn) publishRefusal(m *message.Message) error {
 // DISCONNECT 0x96 (message rate too high) or 0x95 (packet too large), so
 // that the client learns to slow down.
 func (c *conn) refuseQoS0(m *message.Message, deny error) error {
-	switch {
-	case errors.Is(deny, limits.ErrRateLimited):
+	switch fault.KindOf(deny) {
+	case fault.Quota:
 		return errors.Join(errQoS0RateTooHigh, deny)
-	case errors.Is(deny, limits.ErrPayloadTooLarge):
+	case fault.PayloadQuota:
 		return errors.Join(ErrPacketTooLarge, deny)
-	case errors.Is(deny, auth.ErrNotAuthorized):
+	case fault.Forbidden:
 		c.s.deniedQoS0.Add(1)
-		c.n.Log.Debug("mqtt QoS 0 publish dropped: not authorized", "client", c.clientID, "topic", m.Topic)
+		c.n.Logger().Debug("mqtt QoS 0 publish dropped: not authorized", "client", c.clientID, "topic", m.Topic)
 		return nil
+	case fault.InvalidTopic:
+		return deny
 	}
-	return deny
+	// Not stored (the backbone could not take it): at most once.
+	c.n.Logger().Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", deny)
+	return nil
 }
 
-// publishPending sends m to the backbone. A QoS 0 message (ack nil) is
-// handed over without an acknowledgement (node.Send): at most once, with
-// nothing to wait for, except one in qos0Pace, which paces the connection.
-// A QoS 1 or 2 message (and a pacing one) is sent with PublishAsync and
-// its confirmation queued for the connection's confirmer, which waits for
-// the stores in arrival order (the order its acknowledgements must leave
-// in anyway) and acknowledges each.
-func (c *conn) publishPending(ctx context.Context, m *message.Message, opts backbone.PublishOptions, ack *pendingAck) error {
+// publishPending publishes m through the edge's core, which checks it
+// (topic, capabilities, limits) before it sends it. A QoS 0 message (ack
+// nil) is handed over without an acknowledgement (node.WaitNothing): at
+// most once, with nothing to wait for, except one in qos0Pace, which paces
+// the connection; a refused one is handled by refuseQoS0. A QoS 1 or 2
+// message (and a pacing one) is sent without waiting and its confirmation
+// queued for the connection's confirmer, which waits for the stores in
+// arrival order (the order its acknowledgements must leave in anyway) and
+// acknowledges each; a refused one is acknowledged with its reason, in
+// its turn.
+func (c *conn) publishPending(ctx context.Context, m *message.Message, opts node.PublishOptions, ack *pendingAck) error {
+	caller := c.adm.Caller()
 	if ack == nil {
 		if c.unpaced++; c.unpaced < qos0Pace {
-			if err := c.n.Send(ctx, m, opts); err != nil {
-				if errors.Is(err, node.ErrInvalidTopic) {
-					return err
-				}
-				c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
+			opts.Wait = node.WaitNothing
+			if _, err := c.n.Publish(ctx, caller, m, opts); err != nil {
+				return c.refuseQoS0(m, err)
 			}
 			return nil
 		}
@@ -195,15 +173,11 @@ func (c *conn) publishPending(ctx context.Context, m *message.Message, opts back
 	case <-ctx.Done():
 		return ErrShuttingDown
 	}
-	pending, err := c.n.PublishAsync(ctx, m, opts)
+	pending, err := c.n.Publish(ctx, caller, m, opts)
 	if err != nil {
 		<-c.pubSlots
 		if ack == nil {
-			if errors.Is(err, node.ErrInvalidTopic) {
-				return err
-			}
-			c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
-			return nil
+			return c.refuseQoS0(m, err)
 		}
 		c.completeAck(ack, err)
 		return nil
@@ -228,7 +202,7 @@ const qos0Pace = 16
 // QoS 1 or 2, or a QoS 0 message that paces its connection (ack nil).
 type confirmation struct {
 	m       *message.Message
-	pending *backbone.Pending
+	pending *node.Receipt
 	ack     *pendingAck
 }
 
@@ -253,12 +227,12 @@ func (c *conn) confirmLoop(ctx context.Context) {
 }
 
 // confirm waits for the store of m and acknowledges it.
-func (c *conn) confirm(ctx context.Context, m *message.Message, pending *backbone.Pending, ack *pendingAck) {
+func (c *conn) confirm(ctx context.Context, m *message.Message, pending *node.Receipt, ack *pendingAck) {
 	defer c.pubs.Done()
 	_, err := pending.Wait(ctx)
 	<-c.pubSlots
 	if err != nil {
-		c.n.Log.Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
+		c.n.Logger().Warn("mqtt publish not stored", "client", c.clientID, "topic", m.Topic, "qos", m.QoS, "err", err)
 	}
 	if ack == nil {
 		return // a QoS 0 message that paced the connection

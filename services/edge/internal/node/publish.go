@@ -122,34 +122,41 @@ func (n *Node) check(c Caller, m *message.Message) error {
 	return nil
 }
 
-// PublishChecked stores m on the backbone without the caller checks of
-// Publish (the topic is validated): for the MQTT server's wills, judged at
-// CONNECT already, until it moves onto Publish.
-func (n *Node) PublishChecked(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (message.Position, error) {
-	r, err := n.legacyPublish(ctx, m, opts, WaitStored)
-	if err != nil {
-		return message.Position{}, err
+// Accepted is a message that passed Publish's checks to be sent later: an
+// MQTT will, judged at its CONNECT as the PUBLISH it will be, and published
+// when its connection ends. What was accepted is delivered: it is not
+// checked again (a credential's rates, say, when it fires).
+type Accepted struct {
+	n *Node
+	m *message.Message
+}
+
+// Accept runs the checks of Publish on m for the caller and keeps it, to
+// be published later.
+func (n *Node) Accept(c Caller, m *message.Message) (*Accepted, error) {
+	if err := n.check(c, m); err != nil {
+		return nil, err
 	}
-	return r.Wait(ctx)
+	return &Accepted{n: n, m: m}, nil
 }
 
-// PublishAsync is PublishChecked without waiting for the store, for the
-// MQTT server until it moves onto Publish.
-func (n *Node) PublishAsync(ctx context.Context, m *message.Message, opts backbone.PublishOptions) (*backbone.Pending, error) {
-	return n.legacyPublish(ctx, m, opts, WaitNone)
-}
-
-// Send is PublishChecked without an acknowledgement, for the MQTT server
-// until it moves onto Publish.
-func (n *Node) Send(ctx context.Context, m *message.Message, opts backbone.PublishOptions) error {
-	_, err := n.legacyPublish(ctx, m, opts, WaitNothing)
-	return err
-}
-
-func (n *Node) legacyPublish(ctx context.Context, m *message.Message, opts backbone.PublishOptions, wait Wait) (*Receipt, error) {
-	n.adoptLegacy()
+// Kept is a message accepted earlier and kept since: the will of a
+// session record, accepted at its connection's CONNECT (here or on
+// another edge), which this edge publishes when a clean start ends that
+// session. Only its topic is checked again; it goes to tenant's stream.
+func (n *Node) Kept(tenant string, m *message.Message) (*Accepted, error) {
 	if err := topic.ValidateName(m.Topic, n.limits); err != nil {
 		return nil, errors.Join(ErrInvalidTopic, err)
 	}
-	return n.send(ctx, m, opts, wait)
+	m.Tenant = tenant
+	return &Accepted{n: n, m: m}, nil
+}
+
+// Message returns the accepted message; changes to it (an expiry set when
+// it fires) are published.
+func (a *Accepted) Message() *message.Message { return a.m }
+
+// Publish sends the accepted message as Publish does (BeforeSend aside).
+func (a *Accepted) Publish(ctx context.Context, opts PublishOptions) (*Receipt, error) {
+	return a.n.send(ctx, a.m, backbone.PublishOptions{MsgID: opts.MsgID, TraceParent: opts.TraceParent, Protocol: opts.Protocol}, opts.Wait)
 }
