@@ -2,6 +2,7 @@ package store
 
 import (
 	"github.com/heraldmq/herald/pkg/fault"
+	"github.com/heraldmq/herald/pkg/record"
 )
 
 // Sentinel errors; implementations wrap them with %w.
@@ -29,15 +30,17 @@ var (
 	// flush, a restart without persistence, a failover to a lagging replica)
 	// and the tenant must be rebuilt from its stream. Nothing is written.
 	ErrStateLost = fault.New(fault.Unavailable, "store: tenant state lost")
-	// ErrNoSession is returned by LoadSession for an unknown session.
-	ErrNoSession = fault.New(fault.NotFound, "store: no such session")
+	// ErrNoSession is returned by LoadSession for an unknown session
+	// (record.ErrNoSession).
+	ErrNoSession = record.ErrNoSession
 	// ErrConflict is returned by SaveSession and DeleteSession when the
 	// stored session's revision is not the one the caller read: another
-	// writer changed it in between.
-	ErrConflict = fault.New(fault.Conflict, "store: session revision conflict")
+	// writer changed it in between (record.ErrConflict).
+	ErrConflict = record.ErrConflict
 	// ErrSessionLimit is returned by SaveSession creating a session beyond
-	// the tenant's Limits.Sessions; nothing is written.
-	ErrSessionLimit = fault.New(fault.Quota, "store: tenant session limit reached")
+	// the tenant's Limits.Sessions; nothing is written
+	// (record.ErrSessionLimit).
+	ErrSessionLimit = record.ErrSessionLimit
 	// ErrBadSession is returned for a session without a client id, or with
 	// an invalid subscription filter.
 	ErrBadSession = fault.New(fault.Invalid, "store: invalid session")

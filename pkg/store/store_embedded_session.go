@@ -80,14 +80,14 @@ func unindexDue(tb *bolt.Bucket, clientID string, stored []byte) error {
 		return err
 	}
 	if db := tb.Bucket(keySessionDue); db != nil {
-		if d := old.dueMillis(); d >= 0 {
+		if d := dueMillis(old); d >= 0 {
 			if err := db.Delete(append(be(uint64(d)), clientID...)); err != nil {
 				return err
 			}
 		}
 	}
 	if eb := tb.Bucket(keySessionEdge); eb != nil {
-		if e := old.edgeIndex(); e != "" {
+		if e := edgeIndex(old); e != "" {
 			return eb.Delete(edgeEntry(e, clientID))
 		}
 	}
@@ -161,7 +161,7 @@ func (e *Embedded) SaveSession(_ context.Context, tenant string, s *Session, lim
 		if rev, err = sb.NextSequence(); err != nil {
 			return err
 		}
-		deadline := s.deadlineMillis()
+		deadline := deadlineMillis(s)
 		if err := sb.Put([]byte(s.ClientID), storedSession(rev, deadline, body)); err != nil {
 			return err
 		}
@@ -170,12 +170,12 @@ func (e *Embedded) SaveSession(_ context.Context, tenant string, s *Session, lim
 				return err
 			}
 		}
-		if due := s.dueMillis(); due >= 0 {
+		if due := dueMillis(s); due >= 0 {
 			if err := tb.Bucket(keySessionDue).Put(append(be(uint64(due)), s.ClientID...), nil); err != nil {
 				return err
 			}
 		}
-		if edge := s.edgeIndex(); edge != "" {
+		if edge := edgeIndex(s); edge != "" {
 			if err := tb.Bucket(keySessionEdge).Put(edgeEntry(edge, s.ClientID), nil); err != nil {
 				return err
 			}

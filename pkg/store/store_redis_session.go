@@ -140,8 +140,8 @@ func (r *Redis) SaveSession(ctx context.Context, tenant string, s *Session, lim 
 		return err
 	}
 	rev, err := saveSessionScript.Run(ctx, r.rdb, r.keys(tenant).session(),
-		s.ClientID, strconv.FormatUint(s.Revision, 10), body, s.deadlineMillis(), lim.WithDefaults().Sessions, s.dueMillis(),
-		s.edgeIndex()).Text()
+		s.ClientID, strconv.FormatUint(s.Revision, 10), body, deadlineMillis(s), lim.WithDefaults().Sessions, dueMillis(s),
+		edgeIndex(s)).Text()
 	if err != nil {
 		return fmt.Errorf("store: save session %s: %w", tenant, scriptErr(err))
 	}
@@ -344,7 +344,7 @@ func (r *Redis) EdgeSessions(ctx context.Context, tenant, edge, after string, ma
 		return nil, fmt.Errorf("store: edge sessions %s: %w", tenant, err)
 	}
 	// A session saved since the index was read may name another edge now.
-	return slices.DeleteFunc(out, func(s *Session) bool { return s.edgeIndex() != edge }), nil
+	return slices.DeleteFunc(out, func(s *Session) bool { return edgeIndex(s) != edge }), nil
 }
 
 // edgeLeasesKey is the hash of edge leases: edge → end (Unix ms). One key
