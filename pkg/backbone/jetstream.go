@@ -59,9 +59,6 @@ func New(nc *nats.Conn, cfg Config, opts ...Option) (*Backbone, error) {
 // Config returns the effective configuration.
 func (b *Backbone) Config() Config { return b.cfg }
 
-// Conn returns the NATS connection.
-func (b *Backbone) Conn() *nats.Conn { return b.nc }
-
 // EnsureTenant creates the tenant's stream if needed and returns its epoch.
 func (b *Backbone) EnsureTenant(ctx context.Context, tenant string) (string, error) {
 	b.mu.Lock()

@@ -28,22 +28,32 @@ type liveFixture struct {
 	fixture
 	st store.Store
 	bb *backbone.Backbone
+	// nc is the backbone's NATS connection, on which tests play edges.
+	nc *nats.Conn
 }
 
 // dataPlane returns an embedded store and a backbone on an embedded NATS,
 // private to the test.
 func dataPlane(t *testing.T) (store.Store, *backbone.Backbone) {
 	t.Helper()
+	st, bb, _ := dataPlaneConn(t)
+	return st, bb
+}
+
+// dataPlaneConn is dataPlane with the backbone's NATS connection.
+func dataPlaneConn(t *testing.T) (store.Store, *backbone.Backbone, *nats.Conn) {
+	t.Helper()
 	st, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	bb, err := backbone.New(testserver.NATSConn(t, testserver.NATS(t)), backbone.Config{MaxBytes: 64 << 20})
+	nc := testserver.NATSConn(t, testserver.NATS(t))
+	bb, err := backbone.New(nc, backbone.Config{MaxBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, bb
+	return st, bb, nc
 }
 
 // wired returns the options giving an admin server a private data plane.
@@ -54,14 +64,14 @@ func wired(t *testing.T) []Option {
 
 func newLiveFixture(t *testing.T) liveFixture {
 	t.Helper()
-	st, bb := dataPlane(t)
+	st, bb, nc := dataPlaneConn(t)
 	f := newFixture(t, Config{}, WithStore(st), WithBackbone(bb))
 	for _, id := range []string{"acme", "beta"} {
 		if err := f.store.Ensure(t.Context(), tenant.Tenant{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return liveFixture{f, st, bb}
+	return liveFixture{f, st, bb, nc}
 }
 
 // applyStream does the session service's job for tenant: applies every
@@ -318,7 +328,7 @@ func TestConnections(t *testing.T) {
 	op := operatorToken
 	since := time.Now().Add(-time.Minute).Truncate(time.Second)
 	kicked := make(chan string, 4)
-	nc := f.bb.Conn()
+	nc := f.nc
 	fakeEdge(t, nc, f.bb.Config(), "edge-a", []backbone.ConnectionInfo{
 		{ID: "m1", Protocol: "mqtt", ClientID: "m1", Credential: "key:k1", Remote: "10.0.0.1:1", Since: since},
 		{ID: "s1", Protocol: "sse", ClientID: "svc", Since: since},

@@ -201,9 +201,9 @@ func (s *flakyStore) DeleteTenant(ctx context.Context, tenantID string) error {
 
 // TestDeleteTenantDeletesData ensures deleting a tenant removes its stream, retained messages, replay buffer and sessions and leaves other tenants' alone; that a failed step leaves the tenant marked as being deleted (gone, and not creatable again: 409) until a retry — DeleteTenant again, or the background — finishes it; and that the tenant created again starts empty, under a new epoch.
 func TestDeleteTenantDeletesData(t *testing.T) {
-	st, bb := dataPlane(t)
+	st, bb, nc := dataPlaneConn(t)
 	flaky := &flakyStore{Store: st}
-	f := liveFixture{newFixture(t, Config{DeletionRetry: 100 * time.Millisecond}, WithStore(flaky), WithBackbone(bb)), st, bb}
+	f := liveFixture{newFixture(t, Config{DeletionRetry: 100 * time.Millisecond}, WithStore(flaky), WithBackbone(bb)), st, bb, nc}
 	ctx := t.Context()
 	for _, id := range []string{"acme", "beta"} {
 		f.must(t, 200, "POST", "/v1/tenants", operatorToken, map[string]any{"id": id})

@@ -321,9 +321,12 @@ func WithTenants(src *tenant.Etcd, rdb redis.UniversalClient) Option {
 	return func(o *options) { o.tenants, o.redis = src, rdb }
 }
 
-// New builds an edge over a backbone and a session-state reader. The
-// backbone's NATS connection stays the caller's.
-func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Logger, opts ...Option) (*Server, error) {
+// New builds an edge over a backbone, a session-state reader (retained
+// messages, replay buffers; nil: replays read the streams only) and the
+// session writer of its MQTT server (persistent sessions and the edge's
+// lease; nil: MQTT sessions end with their connections). The backbone's
+// NATS connection stays the caller's.
+func New(cfg Config, bb *backbone.Backbone, state node.StateReader, sessions mqtt.Sessions, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -374,7 +377,9 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, log *slog.Lo
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	s.node = n
-	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node); err != nil {
+	bbCfg := bb.Config()
+	deps := mqtt.Deps{Sessions: sessions, Control: bb.Control(), ClientSubject: bbCfg.ClientControlSubject}
+	if s.mqtt, err = mqtt.New(cfg.MQTT, s.node, deps); err != nil {
 		return nil, err
 	}
 	wsCfg := cfg.WS

@@ -47,7 +47,7 @@ func startServer(t *testing.T, cfg edge.Config, opts ...edge.Option) (s *edge.Se
 	if cfg.ID == "" {
 		cfg.ID = "edge-t"
 	}
-	s, err = edge.New(cfg, bb, nil, nil, opts...)
+	s, err = edge.New(cfg, bb, nil, nil, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

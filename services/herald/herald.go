@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// This process's store is a file no other process opens: no other
 	// edge can hold one of its sessions.
 	cfg.Edge.MQTT.SoleEdge = true
-	es, err := edge.New(cfg.Edge, bb, st, log, edge.WithTenants(tenants, nil), edge.WithTelemetry(p))
+	es, err := edge.New(cfg.Edge, bb, st, store.NewEdgeWriter(st), log, edge.WithTenants(tenants, nil), edge.WithTelemetry(p))
 	if err != nil {
 		return err
 	}

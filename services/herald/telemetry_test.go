@@ -36,7 +36,7 @@ func runEdge(t *testing.T, ns *server.Server, st *store.Embedded, id string, rec
 		t.Fatal(err)
 	}
 	s, err := edge.New(edge.Config{ID: id, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AnonymousTenant: tenantID},
-		bb, st, nil, edge.WithTelemetry(rec.Providers()))
+		bb, st, store.NewEdgeWriter(st), nil, edge.WithTelemetry(rec.Providers()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func run(c cli) error {
 		opts = append(opts, edge.WithTenants(tenants, rdb))
 		log.Info("authenticated mode: tenants from etcd", "endpoints", strings.Join(c.EtcdEndpoints, ","), "prefix", c.EtcdPrefix)
 	}
-	s, err := edge.New(c.Edge, bb, st, log, opts...)
+	s, err := edge.New(c.Edge, bb, st, store.NewEdgeWriter(st), log, opts...)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -54,12 +55,24 @@ func Node(tb testing.TB, s *server.Server, id string, opts ...func(*node.Config)
 		tb.Fatal(err)
 	}
 	jetStreams.Store(n, js)
-	tb.Cleanup(func() { jetStreams.Delete(n) })
+	conns.Store(n, nc)
+	tb.Cleanup(func() {
+		jetStreams.Delete(n)
+		conns.Delete(n)
+	})
 	return n
 }
 
-// jetStreams are JetStream contexts on the servers of the nodes built here.
-var jetStreams sync.Map // *node.Node → jetstream.JetStream
+// jetStreams are JetStream contexts on the servers of the nodes built
+// here, conns their NATS connections.
+var jetStreams, conns sync.Map // *node.Node → jetstream.JetStream, *nats.Conn
+
+// Conn returns the NATS connection of a node built by Node, for tests that
+// break it.
+func Conn(n *node.Node) *nats.Conn {
+	nc, _ := conns.Load(n)
+	return nc.(*nats.Conn)
+}
 
 // JetStream returns a JetStream context on the server of a node built by
 // Node, for tests that act on the stream behind the core, as another

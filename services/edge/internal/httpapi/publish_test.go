@@ -85,7 +85,7 @@ func TestPublishUnavailable(t *testing.T) {
 	n := edgetest.Node(t, ns, "e1")
 	srv := httptest.NewServer(httpapi.NewPublishHandler(n))
 	defer srv.Close()
-	n.Backbone.Conn().Close()
+	edgetest.Conn(n).Close()
 	resp, err := http.Post(srv.URL+"?topic=a", "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ type Config struct {
 	WriteTimeout time.Duration `name:"write-timeout" env:"HERALD_MQTT_WRITE_TIMEOUT" help:"Bounds each write to a client, so that a client that stopped reading cannot hold a connection forever; default 10s."`
 	// SessionLease is the length of the edge lease that vouches for every
 	// persistent session the edge holds (store.EdgeLeaseStore,
-	// store.Session.Edge); the edge renews it every third of it. If the
+	// record.Session.Edge); the edge renews it every third of it. If the
 	// edge dies, the session service takes its sessions as disconnected
 	// when the lease lapses and fires their wills (after their delay): it
 	// bounds how late a will of a dead edge comes; default 10s.

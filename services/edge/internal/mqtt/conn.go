@@ -10,13 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/control"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/nats-io/nats.go"
 )
 
 // closeGrace bounds the writes of a connection being closed: its last
@@ -78,7 +78,7 @@ type conn struct {
 	willAccepted *node.Accepted // the will, judged at CONNECT by the publish checks
 	willTTL      time.Duration
 	willDelay    time.Duration
-	storeWill    *store.Will // the will as the session record keeps it
+	storeWill    *record.Will // the will as the session record keeps it
 	// expiry is the session expiry interval in seconds: 0, the session
 	// ends with the connection. Changed by a DISCONNECT under saveMu.
 	expiry uint32
@@ -143,7 +143,7 @@ type conn struct {
 	received int
 	// ctl is the connection's interest in its control subject (takeovers
 	// from other edges); echoed is set once its own announcement came back.
-	ctl    *nats.Subscription
+	ctl    *control.Sub
 	echoed bool
 	// hi is the highest stream sequence routed to the connection and epoch
 	// its stream's epoch; floor, if floored, caps the cursor below queued
@@ -173,7 +173,7 @@ type conn struct {
 	// whether another writer took it, when it was written, the changes it
 	// reflects, and whether the connection ended.
 	saveMu       sync.Mutex
-	rec          *store.Session
+	rec          *record.Session
 	recLost      bool
 	ended        bool
 	lastSave     time.Time

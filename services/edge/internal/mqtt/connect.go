@@ -12,7 +12,7 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -127,7 +127,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 			c.refuse(v, err)
 			return err
 		}
-		c.storeWill = store.WillOf(c.will, c.willDelay, c.willTTL)
+		c.storeWill = record.WillOf(c.will, c.willDelay, c.willTTL)
 	}
 
 	// Session expiry: what the client asks (3.1.1: CleanSession 0 asks
@@ -136,7 +136,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	maxExpiry := uint32(c.cfg.MaxSessionExpiry / time.Second)
 	askedExpiry := pk.Properties.SessionExpiryInterval
 	switch {
-	case c.s.records == nil:
+	case c.s.sessions == nil:
 	case v == 5:
 		c.expiry = min(askedExpiry, maxExpiry)
 	case !pk.Connect.Clean:
@@ -155,7 +155,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	}
 	rec, present, err := c.openSession(ctx, pk.Connect.Clean)
 	if err != nil {
-		if !errors.Is(err, store.ErrSessionLimit) {
+		if !errors.Is(err, record.ErrSessionLimit) {
 			err = fmt.Errorf("%w: session: %w", ErrServerUnavailable, err)
 		}
 		c.refuse(v, err)

@@ -16,7 +16,7 @@ import (
 // TCP listener and over WebSocket (/mqtt) alike.
 func TestConnectTimeout(t *testing.T) {
 	const ct = 500 * time.Millisecond
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ConnectTimeout = ct })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ConnectTimeout = ct })
 	check := func(t *testing.T, start time.Time, closed bool) {
 		t.Helper()
 		took := time.Since(start)

@@ -57,8 +57,8 @@ func newCrashPair(t *testing.T) *crashPair {
 	ns := testserver.NATS(t)
 	noPeriodicSave := func(c *Config) { c.SessionLease, c.SessionSaveInterval = time.Hour, 20*time.Minute }
 	p.aNATS = testserver.NATSConn(t, ns)
-	p.a = newEdgeOn(t, p.aNATS, "edge-a", func(c *Config, n *node.Node) { n.State = p.cs; noPeriodicSave(c) })
-	p.b = newEdge(t, ns, "edge-b", func(c *Config, n *node.Node) { n.State = p.st; noPeriodicSave(c) })
+	p.a = newEdgeOn(t, p.aNATS, "edge-a", func(c *Config, n *node.Config) { n.State = p.cs; noPeriodicSave(c) })
+	p.b = newEdge(t, ns, "edge-b", func(c *Config, n *node.Config) { n.State = p.st; noPeriodicSave(c) })
 	return p
 }
 
@@ -241,7 +241,7 @@ func BenchmarkQoS2SessionWrites(b *testing.B) {
 
 func benchmarkQoS2Writes(b *testing.B, s store.Store, burst bool) {
 	st := &countingStore{Store: s}
-	e := newEdge(b, testserver.NATS(b), "edge-bench", func(_ *Config, n *node.Node) { n.State = st })
+	e := newEdge(b, testserver.NATS(b), "edge-bench", func(_ *Config, n *node.Config) { n.State = st })
 	sub, _, err := e.dialV5(&paho.Connect{ClientID: "bench-sub", KeepAlive: 30, Properties: expiry(300)})
 	if err != nil {
 		b.Fatal(err)

@@ -8,10 +8,10 @@
 // Authenticator (the identity's tenant is the connection's topic
 // namespace). Persistent sessions (5.0 Session Expiry Interval, capped by
 // MaxSessionExpiry; 3.1.1 CleanSession 0) are kept in the session store
-// behind node.State and resume on any edge, with the messages missed while
-// offline replayed from the stream by a saved cursor (persist.go has the
-// design, the write rate, the overflow policy and how QoS 2 stays exactly
-// once across an edge crash).
+// through the writer the server is given (Deps.Sessions) and resume on any
+// edge, with the messages missed while offline replayed from the stream by
+// a saved cursor (persist.go has the design, the write rate, the overflow
+// policy and how QoS 2 stays exactly once across an edge crash).
 // An empty client identifier is
 // replaced by a generated one (5.0: returned as Assigned Client Identifier;
 // 3.1.1: only with CleanSession, as the specification requires).

@@ -14,7 +14,7 @@ import (
 // lives: the edge incarnation's (store.EdgeLeaseStore), named
 // "<edge id>~<random>" so that a restarted edge, which has lost its
 // connections, never vouches for the sessions of the one before it. Each
-// record names it (store.Session.Edge). The edge renews the lease every
+// record names it (record.Session.Edge). The edge renews the lease every
 // third of SessionLease on a goroutine of its own, so liveness costs one
 // store write per edge per renewal whatever the number of connections,
 // and a record is written only when its session's state moved. When the
@@ -26,12 +26,6 @@ import (
 // The store holds the lease rather than NATS key-value: the session service
 // reads it beside the session records it settles, and an edge with a
 // session store needs nothing more.
-
-// edgeLeases is the part of the store that keeps edge leases
-// (store.EdgeLeaseStore).
-type edgeLeases interface {
-	RenewEdgeLease(ctx context.Context, edge string, until time.Time) error
-}
 
 // edgeLease is the lease of this edge incarnation. The zero value is ready;
 // the name is drawn on first use.
@@ -49,7 +43,7 @@ func (s *Server) leaseName() string {
 	s.lease.once.Do(func() {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
-		s.lease.name = s.node.ID + "~" + hex.EncodeToString(b[:])
+		s.lease.name = s.node.EdgeID() + "~" + hex.EncodeToString(b[:])
 	})
 	return s.lease.name
 }
@@ -73,8 +67,7 @@ func (s *Server) ensureLease(ctx context.Context) error {
 // renewLease writes the lease, SessionLease ahead, if forced or if a third
 // of it has passed since the last renewal.
 func (s *Server) renewLease(ctx context.Context, now time.Time, force bool) error {
-	st, ok := s.records.(edgeLeases)
-	if !ok {
+	if s.sessions == nil {
 		return nil
 	}
 	s.lease.mu.Lock()
@@ -84,7 +77,7 @@ func (s *Server) renewLease(ctx context.Context, now time.Time, force bool) erro
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := st.RenewEdgeLease(sctx, s.leaseName(), now.Add(s.cfg.SessionLease)); err != nil {
+	if err := s.sessions.RenewEdgeLease(sctx, s.leaseName(), now.Add(s.cfg.SessionLease)); err != nil {
 		return err
 	}
 	s.lease.renewed = now
@@ -104,7 +97,7 @@ func (s *Server) leaseLoop() {
 			return
 		case now := <-t.C:
 			if err := s.renewLease(context.Background(), now, false); err != nil {
-				s.node.Log.Warn("mqtt edge lease not renewed", "lease", s.leaseName(), "err", err)
+				s.log.Warn("mqtt edge lease not renewed", "lease", s.leaseName(), "err", err)
 			}
 		}
 	}

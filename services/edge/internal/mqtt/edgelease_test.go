@@ -48,7 +48,7 @@ func waitCount(t *testing.T, what string, n *atomic.Int64, want int64) {
 func TestIdleSessionsWriteNothing(t *testing.T) {
 	st := embeddedStore(t)
 	cs := &countingStore{Store: st}
-	a := newEdge(t, testserver.NATS(t), "edge-a", func(c *Config, n *node.Node) {
+	a := newEdge(t, testserver.NATS(t), "edge-a", func(c *Config, n *node.Config) {
 		n.State = cs
 		c.SessionLease, c.SessionSaveInterval = time.Second, 50*time.Millisecond
 	})

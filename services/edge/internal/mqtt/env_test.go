@@ -25,7 +25,6 @@ import (
 	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,13 +37,17 @@ const waitFor = 5 * time.Second
 type env struct {
 	t     testing.TB
 	bb    *backbone.Backbone
+	nc    *nats.Conn
 	node  *node.Node
 	srv   *Server
 	addr  string // MQTT over TCP
 	wsURL string // MQTT over WebSocket
 }
 
-type envOption func(*Config, *node.Node)
+// envOption refines the MQTT server's configuration and its core's. A
+// node.Config.State that keeps sessions and edge leases (a store.Store)
+// is also the server's session writer.
+type envOption func(*Config, *node.Config)
 
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
@@ -65,16 +68,25 @@ func newEdgeOn(t testing.TB, nc *nats.Conn, id string, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h *hub.Hub
-	live := bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) { h.Dispatch(m) })
-	h = hub.New(live)
-	n := &node.Node{ID: id, Backbone: bb, Hub: h, Auth: auth.Anonymous{Tenant: "dev"},
+	var n *node.Node
+	live := bb.NewLive(backbone.LiveConfig{}, func(m *message.Message) { n.Dispatch(m) })
+	ncfg := node.Config{ID: id, Stream: bb, Interest: live, Auth: auth.Anonymous{Tenant: "dev"},
 		Log: slog.New(slog.DiscardHandler)}
 	var cfg Config
 	for _, o := range opts {
-		o(&cfg, n)
+		o(&cfg, &ncfg)
 	}
-	srv, err := New(cfg, n)
+	if n, err = node.New(ncfg); err != nil {
+		t.Fatal(err)
+	}
+	deps := Deps{Control: bb.Control(), ClientSubject: bb.Config().ClientControlSubject}
+	if st, ok := ncfg.State.(interface {
+		store.SessionStore
+		store.EdgeLeaseStore
+	}); ok {
+		deps.Sessions = store.NewEdgeWriter(st)
+	}
+	srv, err := New(cfg, n, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +112,7 @@ func newEdgeOn(t testing.TB, nc *nats.Conn, id string, opts ...envOption) *env {
 			t.Errorf("%d connections left after Close", st.Connections)
 		}
 	})
-	return &env{t: t, bb: bb, node: n, srv: srv, addr: l.Addr().String(),
+	return &env{t: t, bb: bb, nc: nc, node: n, srv: srv, addr: l.Addr().String(),
 		wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/mqtt"}
 }
 

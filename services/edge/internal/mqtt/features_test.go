@@ -176,14 +176,14 @@ func TestSessionTakeoverSameEdge(t *testing.T) {
 // session over locally.
 func TestSessionTakeoverSoleEdge(t *testing.T) {
 	for _, sole := range []bool{false, true} {
-		e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = sole })
+		e := newEnv(t, func(c *Config, _ *node.Config) { c.SoleEdge = sole })
 		e.v5("warm") // the first request sets up the client's reply subscription
-		before := e.bb.Conn().NumSubscriptions()
+		before := e.nc.NumSubscriptions()
 		var cs []*v5
 		for i := range 5 {
 			cs = append(cs, e.v5(fmt.Sprintf("c%d", i)))
 		}
-		added := e.bb.Conn().NumSubscriptions() - before
+		added := e.nc.NumSubscriptions() - before
 		if want := map[bool]int{false: 5, true: 0}[sole]; added != want {
 			t.Fatalf("sole edge %v: %d subscriptions for 5 connections, want %d", sole, added, want)
 		}
@@ -191,10 +191,10 @@ func TestSessionTakeoverSoleEdge(t *testing.T) {
 		for _, c := range cs {
 			_ = c.Disconnect(&paho.Disconnect{})
 		}
-		waitUntil(t, func() bool { return e.bb.Conn().NumSubscriptions() == before },
+		waitUntil(t, func() bool { return e.nc.NumSubscriptions() == before },
 			"ended connections' control subscriptions were not unsubscribed")
 	}
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.SoleEdge = true })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.SoleEdge = true })
 	first := e.v5("same")
 	e.v5("same")
 	first.expectDisconnect(t, codeSessionTakenOver, time.Second, "the first connection was not taken over within 1s")
@@ -231,7 +231,7 @@ func TestSessionTakeoverRace(t *testing.T) {
 	e := newEnv(t)
 	c := e.v5("racer")
 	c.subscribe(t, paho.SubscribeOptions{Topic: "x", QoS: 0}) // the CONNECT's announcement came back by now
-	nc := e.bb.Conn()
+	nc := e.nc
 	ann := nats.NewMsg(e.bb.Config().ClientControlSubject("dev", "racer"))
 	ann.Header.Set(hdrControl, ctlAnnounce)
 	ann.Header.Set(hdrConnID, "a-newer-connection-elsewhere")
@@ -249,7 +249,7 @@ func TestSessionTakeoverUnconfirmed(t *testing.T) {
 	st := embeddedStore(t)
 	const wait = 200 * time.Millisecond
 	ns := testserver.NATS(t)
-	e := newEdge(t, ns, "edge-a", func(c *Config, n *node.Node) { n.State = st; c.TakeoverWait = wait })
+	e := newEdge(t, ns, "edge-a", func(c *Config, n *node.Config) { n.State = st; c.TakeoverWait = wait })
 	subject := e.bb.Config().ClientControlSubject("dev", "held")
 	for _, tc := range []struct {
 		name   string
@@ -303,7 +303,7 @@ func TestSessionTakeoverUnconfirmed(t *testing.T) {
 // the bound and was refused with 0x88 until that edge's next reconnect.
 func TestSessionTakeoverAfterNATSReconnect(t *testing.T) {
 	st := embeddedStore(t)
-	withStore := func(_ *Config, n *node.Node) { n.State = st }
+	withStore := func(_ *Config, n *node.Config) { n.State = st }
 	ns := testserver.NATS(t)
 	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
 	nc, err := nats.Connect("nats://"+proxy.Addr(), nats.MaxReconnects(-1),
@@ -353,7 +353,7 @@ func TestSessionTakeoverEndedConnection(t *testing.T) {
 		t.Run(fmt.Sprintf("newer connection %v", newer), func(t *testing.T) {
 			st := embeddedStore(t)
 			const wait = 500 * time.Millisecond
-			opts := func(c *Config, n *node.Node) {
+			opts := func(c *Config, n *node.Config) {
 				n.State, c.TakeoverWait = st, wait
 				c.retireAfter = time.Minute // the ended connection's subscription outlives the test's steps
 			}
@@ -417,7 +417,7 @@ func waitUntil(t *testing.T, cond func() bool, failure string) {
 // the client asked for no problem information, and that CONNACK carries
 // response information only when asked for.
 func TestRequestProblemInformation(t *testing.T) {
-	e := newEnv(t, func(c *Config, n *node.Node) { n.Limits.MaxLevels = 2; c.ResponseInformation = "resp/dev/" })
+	e := newEnv(t, func(c *Config, n *node.Config) { n.Limits.MaxLevels = 2; c.ResponseInformation = "resp/dev/" })
 	for _, tc := range []struct {
 		props      packets.Properties
 		wantReason bool
@@ -443,7 +443,7 @@ func TestRequestProblemInformation(t *testing.T) {
 // TestServerKeepAlive ensures a configured server keep alive is told to an
 // MQTT 5 client in CONNACK and enforced at 1.5 times.
 func TestServerKeepAlive(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ServerKeepAlive = time.Second })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ServerKeepAlive = time.Second })
 	r := e.raw()
 	start := time.Now()
 	if ack := r.connect(600, packets.Properties{}); !ack.Properties.ServerKeepAliveFlag || ack.Properties.ServerKeepAlive != 1 {
@@ -501,7 +501,7 @@ func TestRedirect(t *testing.T) {
 // interval is what is left of it, and an expired message is not delivered.
 func TestMessageExpiryDecremented(t *testing.T) {
 	state := &fakeState{}
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = state })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.State = state })
 	epoch, err := e.bb.EnsureTenant(context.Background(), "dev")
 	if err != nil {
 		t.Fatal(err)
@@ -551,7 +551,7 @@ func TestDollarTopicsFirstLevelWildcards(t *testing.T) {
 // closes the connection with its MQTT 5 reason code, and closes an MQTT
 // 3.1.1 connection without a packet, leaving other clients alone.
 func TestProtocolErrorsV5AndV3(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.TopicAliasMaximum = 4 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.TopicAliasMaximum = 4 })
 	bystander := e.v5("bystander")
 	bystander.subscribe(t, paho.SubscribeOptions{Topic: "ok", QoS: 1})
 	publishWith := func(topic string, props ...byte) []byte {

@@ -142,7 +142,7 @@ func flood(t *testing.T, conn net.Conn, version byte, first []byte, trigger func
 // after its last packet, keeps reading (and discarding) what still comes
 // for a bounded time, then closes.
 func TestLingeringClose(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ReceiveMaximum = 2; c.MaxPacketSize = 4096 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ReceiveMaximum = 2; c.MaxPacketSize = 4096 })
 	connect := func(v byte, clientID string, ps packets.Properties) []byte {
 		pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: v,
 			Connect:    packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID},

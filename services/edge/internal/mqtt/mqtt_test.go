@@ -179,7 +179,7 @@ func TestPubackOrder(t *testing.T) {
 // TestPublishInvalidTopic ensures a QoS 1 publish to an invalid topic gets
 // PUBACK 0x90 and nothing is stored.
 func TestPublishInvalidTopic(t *testing.T) {
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.Limits.MaxLevels = 2 })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.Limits.MaxLevels = 2 })
 	pub := e.v5("pub")
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -251,7 +251,7 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 // retain-as-published was asked for.
 func TestRetained(t *testing.T) {
 	state := &fakeState{}
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = state })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.State = state })
 	epoch, err := e.bb.EnsureTenant(context.Background(), "dev")
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestWebSocket(t *testing.T) {
 // TestAuthRefused ensures a client the authenticator refuses gets CONNACK
 // 0x87 (MQTT 5) or 0x05 (MQTT 3.1.1).
 func TestAuthRefused(t *testing.T) {
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.Auth = auth.Anonymous{} })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.Auth = auth.Anonymous{} })
 	_, ack, err := e.dialV5(&paho.Connect{ClientID: "nope", CleanStart: true})
 	if err == nil || ack == nil || ack.ReasonCode != 0x87 {
 		t.Fatalf("CONNACK %+v, %v; want 0x87", ack, err)
@@ -391,7 +391,7 @@ func TestAuthRefused(t *testing.T) {
 // TestProtocolErrors ensures malformed input, packets before CONNECT and a
 // missing CONNECT close the connection without affecting other clients.
 func TestProtocolErrors(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ConnectTimeout = 200 * time.Millisecond; c.MaxPacketSize = 4096 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ConnectTimeout = 200 * time.Millisecond; c.MaxPacketSize = 4096 })
 	bystander := e.v5("bystander")
 	bystander.subscribe(t, paho.SubscribeOptions{Topic: "ok", QoS: 1})
 
@@ -494,7 +494,7 @@ func TestKeepAlive(t *testing.T) {
 // TestSlowConsumer ensures a client that does not acknowledge QoS 1
 // messages is disconnected with 0x97 once its queue is full.
 func TestSlowConsumer(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.QueueSize = 4 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.QueueSize = 4 })
 	r := e.raw()
 	r.connect(30, packets.Properties{ReceiveMaximum: 1})
 	r.sendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
@@ -580,7 +580,7 @@ func TestServeContextEndsItsConnections(t *testing.T) {
 // waiting: the server slows its reading instead of disconnecting, and every
 // publish is acknowledged and stored.
 func TestV311ManyInFlight(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ReceiveMaximum = 4 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ReceiveMaximum = 4 })
 	if _, err := e.bb.EnsureTenant(context.Background(), "dev"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
@@ -20,7 +20,7 @@ import (
 //
 // A session that outlives its connection (MQTT 5 Session Expiry Interval
 // above 0; MQTT 3.1.1 CleanSession 0), or whose connection has a will, has
-// a record in the session store (store.Session), written by the edge that
+// a record in the session store (record.Session), written by the edge that
 // holds the connection and, once it is disconnected, by the session service
 // (will delay, expiry). Every write is conditional on the revision last
 // read, so two writers never silently overwrite each other: an edge whose
@@ -96,15 +96,6 @@ import (
 // disconnected at its end: it fires the will after its delay, and expires
 // the session.
 
-// sessionRecords is the part of the session store the MQTT server uses.
-// The store behind node.State implements it (store.SessionStore); without
-// it, sessions end with their connections.
-type sessionRecords interface {
-	LoadSession(ctx context.Context, tenant, clientID string) (*store.Session, error)
-	SaveSession(ctx context.Context, tenant string, s *store.Session, lim store.Limits) error
-	DeleteSession(ctx context.Context, tenant, clientID string, revision uint64) error
-}
-
 // holder names the connection in its session record (ConnectedTo).
 func (c *conn) holder() string { return c.n.ID + "/" + c.connID }
 
@@ -123,8 +114,8 @@ const storeTimeout = 5 * time.Second
 // (the previous connection, anywhere, saved it before it answered), and
 // writes the record this connection holds. It reports whether a session
 // was resumed; its record, if any, is in c.rec.
-func (c *conn) openSession(ctx context.Context, clean bool) (loaded *store.Session, present bool, err error) {
-	recs := c.s.records
+func (c *conn) openSession(ctx context.Context, clean bool) (loaded *record.Session, present bool, err error) {
+	recs := c.s.sessions
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
 		c.sess = newSession(c.clientID)
@@ -133,7 +124,7 @@ func (c *conn) openSession(ctx context.Context, clean bool) (loaded *store.Sessi
 			return nil, false, nil
 		}
 		loaded, err = c.tryOpen(ctx, recs, clean)
-		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
+		if !errors.Is(err, record.ErrConflict) || attempt == 2 {
 			return loaded, loaded != nil, err
 		}
 	}
@@ -141,12 +132,12 @@ func (c *conn) openSession(ctx context.Context, clean bool) (loaded *store.Sessi
 
 // tryOpen is one attempt of openSession; it returns the loaded session, if
 // one is resumed.
-func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*store.Session, error) {
+func (c *conn) tryOpen(ctx context.Context, recs Sessions, clean bool) (*record.Session, error) {
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	rec, err := recs.LoadSession(sctx, c.tenant, c.clientID)
 	switch {
-	case errors.Is(err, store.ErrNoSession):
+	case errors.Is(err, record.ErrNoSession):
 		rec = nil
 	case err != nil:
 		return nil, err
@@ -161,7 +152,7 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 			if rec.Will != nil && !rec.DisconnectedAt.IsZero() {
 				w, err := c.n.Kept(c.tenant, rec.Will.Message(c.tenant, now))
 				if err == nil {
-					_, err = w.Publish(sctx, node.PublishOptions{MsgID: store.WillMsgID(c.tenant, rec), Wait: node.WaitStored})
+					_, err = w.Publish(sctx, node.PublishOptions{MsgID: record.WillMsgID(c.tenant, rec), Wait: node.WaitStored})
 				}
 				if err != nil {
 					return nil, fmt.Errorf("publishing the ended session's will: %w", err)
@@ -206,7 +197,7 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 	if rec != nil {
 		next.Revision = rec.Revision
 	}
-	if err := recs.SaveSession(sctx, c.tenant, next, store.Limits{}); err != nil {
+	if err := recs.SaveSession(sctx, c.tenant, next); err != nil {
 		return nil, err
 	}
 	c.saveMu.Lock()
@@ -216,26 +207,26 @@ func (c *conn) tryOpen(ctx context.Context, recs sessionRecords, clean bool) (*s
 }
 
 // loadLocked makes a stored session this connection's.
-func (c *conn) loadLocked(rec *store.Session) {
+func (c *conn) loadLocked(rec *record.Session) {
 	c.hi, c.epoch = rec.Delivered.Seq, rec.Delivered.Epoch
 	s := c.sess
 	s.restoring = rec.Subscriptions
 	for _, f := range rec.Inflight {
 		switch f.Phase {
-		case store.AwaitPuback, store.AwaitPubrec, store.AwaitPubcomp:
+		case record.AwaitPuback, record.AwaitPubrec, record.AwaitPubcomp:
 			if s.outbound == nil {
 				s.outbound = map[uint16]*outbound{}
 			}
 			s.sent++
 			qos := byte(2)
-			if f.Phase == store.AwaitPuback {
+			if f.Phase == record.AwaitPuback {
 				qos = 1
 			}
 			// The message itself comes back from the replay (placeholder
 			// until then); a released one only needs its PUBREL.
 			s.outbound[f.PacketID] = &outbound{d: delivery{id: f.PacketID, qos: qos, track: true}, seq: f.Seq,
-				order: s.sent, released: f.Phase == store.AwaitPubcomp}
-		case store.AwaitPubrel:
+				order: s.sent, released: f.Phase == record.AwaitPubcomp}
+		case record.AwaitPubrel:
 			if s.inbound == nil {
 				s.inbound = map[uint16]*inbound{}
 			}
@@ -243,7 +234,7 @@ func (c *conn) loadLocked(rec *store.Session) {
 			// PUBREL, which may come at once (the client saw the PUBREC).
 			s.inbound[f.PacketID] = &inbound{msgID: f.MsgID, stored: true, resumed: true}
 			c.received++
-		case store.Completed:
+		case record.Completed:
 			s.complete(f.Seq)
 		}
 	}
@@ -252,23 +243,23 @@ func (c *conn) loadLocked(rec *store.Session) {
 // recordLocked returns the record of the connection's session as it stands
 // (the caller holds c.mu, or the connection is not shared yet), connected
 // under the edge lease.
-func (c *conn) recordLocked() *store.Session {
+func (c *conn) recordLocked() *record.Session {
 	s := c.sess
-	rec := &store.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
+	rec := &record.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
 		ConnectedTo: c.holder(), Edge: c.s.leaseName(), Will: c.storeWill,
 		Delivered: message.Position{Epoch: c.epoch, Seq: c.cursorLocked()}}
 	if len(s.subs) > 0 {
-		rec.Subscriptions = make(map[string]store.Subscription, len(s.subs))
+		rec.Subscriptions = make(map[string]record.Subscription, len(s.subs))
 		for f, sub := range s.subs {
 			hs := &sub.hs
-			rec.Subscriptions[f] = store.Subscription{QoS: hs.QoS, NoLocal: hs.NoLocal,
+			rec.Subscriptions[f] = record.Subscription{QoS: hs.QoS, NoLocal: hs.NoLocal,
 				RetainAsPublished: hs.RetainAsPublished, RetainHandling: sub.retainHandling, ID: hs.ID}
 		}
 	}
 	for f, o := range s.restoring {
 		if _, restored := s.subs[f]; !restored {
 			if rec.Subscriptions == nil {
-				rec.Subscriptions = make(map[string]store.Subscription, len(s.restoring))
+				rec.Subscriptions = make(map[string]record.Subscription, len(s.restoring))
 			}
 			rec.Subscriptions[f] = o
 		}
@@ -276,21 +267,21 @@ func (c *conn) recordLocked() *store.Session {
 	for id, o := range s.outbound {
 		switch {
 		case o.released:
-			rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: store.AwaitPubcomp, Seq: o.seq})
+			rec.Inflight = append(rec.Inflight, record.Inflight{PacketID: id, Phase: record.AwaitPubcomp, Seq: o.seq})
 		case o.d.track && o.seq > 0:
-			ph := store.AwaitPuback
+			ph := record.AwaitPuback
 			if o.d.qos == 2 {
-				ph = store.AwaitPubrec
+				ph = record.AwaitPubrec
 			}
-			rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: ph, Seq: o.seq})
+			rec.Inflight = append(rec.Inflight, record.Inflight{PacketID: id, Phase: ph, Seq: o.seq})
 		}
 	}
 	for id, in := range s.inbound {
-		rec.Inflight = append(rec.Inflight, store.Inflight{PacketID: id, Phase: store.AwaitPubrel, MsgID: in.msgID})
+		rec.Inflight = append(rec.Inflight, record.Inflight{PacketID: id, Phase: record.AwaitPubrel, MsgID: in.msgID})
 	}
 	s.pruneCompleted(rec.Delivered.Seq)
 	for _, seq := range s.completed {
-		rec.Inflight = append(rec.Inflight, store.Inflight{Phase: store.Completed, Seq: seq})
+		rec.Inflight = append(rec.Inflight, record.Inflight{Phase: record.Completed, Seq: seq})
 	}
 	return rec
 }
@@ -352,7 +343,7 @@ func (c *conn) saveSession(ctx context.Context) error {
 // it would otherwise be logged for every batch.
 func (c *conn) saveExchanges() {
 	err := c.saveSession(c.base)
-	if err == nil || errors.Is(err, store.ErrConflict) {
+	if err == nil || errors.Is(err, record.ErrConflict) {
 		return
 	}
 	if now := time.Now(); now.Sub(c.exchangeWarned) >= exchangeWarnEvery {
@@ -366,12 +357,12 @@ func (c *conn) saveExchanges() {
 const exchangeWarnEvery = 10 * time.Second
 
 // writeLocked saves rec over c.rec; the caller holds saveMu.
-func (c *conn) writeLocked(ctx context.Context, rec *store.Session, now time.Time) error {
+func (c *conn) writeLocked(ctx context.Context, rec *record.Session, now time.Time) error {
 	rec.Revision = c.rec.Revision
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := c.s.records.SaveSession(sctx, c.tenant, rec, store.Limits{}); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+	if err := c.s.sessions.SaveSession(sctx, c.tenant, rec); err != nil {
+		if errors.Is(err, record.ErrConflict) {
 			c.recLost = true
 			c.disconnect(errSessionLost)
 		}
@@ -392,7 +383,7 @@ func (c *conn) saveDue(ctx context.Context, now time.Time) {
 	c.mu.Lock()
 	moved := c.changes != c.savedChanges
 	changes := c.changes
-	var rec *store.Session
+	var rec *record.Session
 	if moved {
 		rec = c.recordLocked()
 	}
@@ -406,7 +397,7 @@ func (c *conn) saveDue(ctx context.Context, now time.Time) {
 		c.savedChanges = changes
 	}
 	c.saveMu.Unlock()
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	if err != nil && !errors.Is(err, record.ErrConflict) {
 		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
 	}
 }
@@ -438,7 +429,7 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 	if c.expiry == 0 {
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
-		if err := c.s.records.DeleteSession(sctx, c.tenant, c.clientID, c.rec.Revision); err != nil && !errors.Is(err, store.ErrConflict) {
+		if err := c.s.sessions.DeleteSession(sctx, c.tenant, c.clientID, c.rec.Revision); err != nil && !errors.Is(err, record.ErrConflict) {
 			c.n.Log.Warn("mqtt session record not deleted", "client", c.clientID, "err", err)
 		}
 		return
@@ -450,19 +441,19 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 	if normal || fire {
 		rec.Will = nil
 	}
-	if err := c.writeLocked(ctx, rec, now); err != nil && !errors.Is(err, store.ErrConflict) {
+	if err := c.writeLocked(ctx, rec, now); err != nil && !errors.Is(err, record.ErrConflict) {
 		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
 	}
 }
 
 // publishWill publishes the connection's will now, under the id the
-// session service would use for this disconnect (store.WillMsgID).
+// session service would use for this disconnect (record.WillMsgID).
 func (c *conn) publishWill(ctx context.Context, now time.Time) {
 	w := c.willAccepted.Message()
 	if c.willTTL > 0 {
 		w.ExpiresAt = now.Add(c.willTTL)
 	}
-	id := store.WillMsgID(c.tenant, &store.Session{ClientID: c.clientID, DisconnectedAt: now})
+	id := record.WillMsgID(c.tenant, &record.Session{ClientID: c.clientID, DisconnectedAt: now})
 	if _, err := c.willAccepted.Publish(ctx, node.PublishOptions{MsgID: id, Wait: node.WaitStored}); err != nil {
 		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
 	}
@@ -472,7 +463,7 @@ func (c *conn) publishWill(ctx context.Context, now time.Time) {
 // CONNACK was queued: live interest in its subscriptions first (deliveries
 // held), then the PUBRELs owed, then the replay of what it missed from the
 // stream, then the held live messages beyond the replay.
-func (c *conn) resume(ctx context.Context, rec *store.Session) error {
+func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 	c.mu.Lock()
 	c.holding = true
 	// Until the replay is queued, nothing after the loaded position is

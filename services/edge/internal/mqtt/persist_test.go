@@ -29,7 +29,7 @@ func embeddedStore(t testing.TB) *store.Embedded {
 func twoEdges(t *testing.T) (a, b *env, st store.Store) {
 	t.Helper()
 	st = embeddedStore(t)
-	withStore := func(_ *Config, n *node.Node) { n.State = st }
+	withStore := func(_ *Config, n *node.Config) { n.State = st }
 	ns := testserver.NATS(t)
 	return newEdge(t, ns, "edge-a", withStore), newEdge(t, ns, "edge-b", withStore), st
 }

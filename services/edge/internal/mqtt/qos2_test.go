@@ -175,7 +175,7 @@ func TestRetransmissionsSetDUP(t *testing.T) {
 // publishes unacknowledged than the advertised Receive Maximum is
 // disconnected with 0x93.
 func TestReceiveMaximumInbound(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *node.Node) { c.ReceiveMaximum = 2 })
+	e := newEnv(t, func(c *Config, _ *node.Config) { c.ReceiveMaximum = 2 })
 	r := e.raw()
 	if ack := r.connect(30, packets.Properties{}); ack.Properties.ReceiveMaximum != 2 {
 		t.Fatalf("Receive Maximum %d advertised", ack.Properties.ReceiveMaximum)

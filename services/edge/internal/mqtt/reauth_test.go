@@ -46,7 +46,7 @@ func TestResumeReauthorized(t *testing.T) {
 	st := embeddedStore(t)
 	a := &narrowable{}
 	a.set(t, "subscribe:a/#", "subscribe:b/#")
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.State, n.Auth = st, a })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.State, n.Auth = st, a })
 	device := func() (*v5, *paho.Connack) {
 		c, ack, err := e.dialV5(&paho.Connect{ClientID: "device-1", KeepAlive: 30, Properties: expiry(300),
 			Username: "device", UsernameFlag: true})

@@ -39,7 +39,7 @@ func (g *gatedStore) Replay(ctx context.Context, tenant string, after uint64, ma
 func TestResumeEndedMidReplay(t *testing.T) {
 	emb := embeddedStore(t)
 	st := &gatedStore{Store: emb}
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = st })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.State = st })
 
 	c, _, err := e.dialV5(&paho.Connect{ClientID: "resumer", KeepAlive: 30, Properties: expiry(300)})
 	if err != nil {

@@ -4,25 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/control"
+	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/nats-io/nats.go"
 )
 
 // Server is the MQTT server of one edge. It is safe for concurrent use.
 type Server struct {
 	cfg  Config
 	node *node.Node
+	deps Deps
+	log  *slog.Logger
 
-	// records keeps persistent sessions; nil: sessions end with their
+	// sessions keeps persistent sessions; nil: sessions end with their
 	// connections.
-	records   sessionRecords
+	sessions  Sessions
 	saveStart sync.Once
 	// lease is the edge lease that vouches for the held sessions
 	// (edgelease.go).
@@ -43,14 +46,16 @@ type Server struct {
 	// clients are the connections by control subject (tenant and client
 	// identifier); ctlSubs routes control messages to their connection.
 	clients map[string]*conn
-	ctlSubs map[*nats.Subscription]*conn
+	ctlSubs map[*control.Sub]*conn
 	// retired are the control subscriptions of ended connections, until
 	// controlLoop unsubscribes them (release).
-	retired map[*nats.Subscription]retiredSub
+	retired map[*control.Sub]retiredSub
 	// wg counts accept loops, connections and control goroutines.
 	wg sync.WaitGroup
 
-	ctlCh    chan *nats.Msg
+	// inbox receives the control messages of every connection's control
+	// subject; made with the first takeover (ctlStart).
+	inbox    *control.Inbox
 	ctlStart sync.Once
 	ctlStop  chan struct{}
 
@@ -86,22 +91,28 @@ type counters struct {
 	unauthorizedDropped atomic.Uint64
 }
 
-// New returns a server over n.
-func New(cfg Config, n *node.Node) (*Server, error) {
+// New returns a server over the edge's core n, writing sessions and
+// coordinating takeovers through deps.
+func New(cfg Config, n *node.Node, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if n == nil || n.Hub == nil || n.Backbone == nil || n.Auth == nil || n.Log == nil {
-		return nil, errors.New("mqtt: node needs a backbone, a hub, an authenticator and a logger")
+	if n == nil {
+		return nil, errors.New("mqtt: the edge's core is required")
 	}
-	records, _ := n.State.(sessionRecords)
+	if !cfg.SoleEdge && (deps.Control == nil || deps.ClientSubject == nil) {
+		return nil, errors.New("mqtt: the control plane and the clients' control subjects are required unless the edge is the sole edge")
+	}
+	if deps.ClientSubject == nil {
+		// A sole edge only names its own connections.
+		deps.ClientSubject = func(tenant, clientID string) string { return tenant + "\x00" + clientID }
+	}
 	stopCtx, stopAll := context.WithCancel(context.Background())
 	cfg = cfg.WithDefaults()
-	return &Server{cfg: cfg, node: n, records: records,
+	return &Server{cfg: cfg, node: n, deps: deps, log: n.Logger(), sessions: deps.Sessions,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
-		clients: map[string]*conn{}, ctlSubs: map[*nats.Subscription]*conn{},
-		retired: map[*nats.Subscription]retiredSub{},
-		ctlCh:   make(chan *nats.Msg, controlBuffer), ctlStop: make(chan struct{}),
+		clients: map[string]*conn{}, ctlSubs: map[*control.Sub]*conn{},
+		retired: map[*control.Sub]retiredSub{}, ctlStop: make(chan struct{}),
 		stopCtx: stopCtx, stopAll: stopAll}, nil
 }
 
@@ -309,7 +320,7 @@ func (s *Server) Leavers(reference string) []func(context.Context) {
 // publishes in flight (unlike shutdown): those the client sent complete
 // before teardown, and unacknowledged ones are sent again by the client.
 func (c *conn) leave(ctx context.Context, reference string) {
-	if err := c.saveSession(ctx); err != nil && !errors.Is(err, store.ErrConflict) {
+	if err := c.saveSession(ctx); err != nil && !errors.Is(err, record.ErrConflict) {
 		c.n.Log.Warn("mqtt session not saved before leaving", "client", c.clientID, "err", err)
 	}
 	err := ErrShuttingDown

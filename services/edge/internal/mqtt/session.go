@@ -8,14 +8,14 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/heraldmq/herald/pkg/store"
+	"github.com/heraldmq/herald/pkg/record"
 )
 
 // session is the state of one MQTT session: everything that must outlive
 // a network connection (MQTT 5 §4.1) — the subscriptions, the QoS 1 and 2
 // messages sent and not completed, the QoS 2 messages received and not
 // released. A connection holds its session under conn.mu; a persistent
-// session is saved to the session store as a store.Session record and
+// session is saved to the session store as a record.Session record and
 // loaded from it on CONNECT, on any edge (persist.go).
 type session struct {
 	clientID string
@@ -38,7 +38,7 @@ type session struct {
 	// restoring are the subscriptions of a loaded session until its resume
 	// has restored them into subs: the record keeps them meanwhile, so
 	// that a save (the CONNECT's own, a periodic one) cannot drop them.
-	restoring map[string]store.Subscription
+	restoring map[string]record.Subscription
 	// completed are the stream sequences of outbound QoS 2 messages whose
 	// exchange is over (or that were dropped as if delivered) while the
 	// session's cursor is still below them, ascending: a resume must not

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/store"
-	"github.com/nats-io/nats.go"
+	"github.com/heraldmq/herald/pkg/control"
+	"github.com/heraldmq/herald/pkg/record"
 )
 
 // Session takeover across edges.
@@ -14,17 +14,17 @@ import (
 // A client identifier names one session per tenant, and a session has at
 // most one connection: the newest [MQTT-3.1.4-3]. On one edge the server's
 // registry finds the older connection directly. Across edges, every
-// connection holds core NATS interest in its control subject
-// (backbone.Config.ClientControlSubject; a ChanSubscribe on the server's one
-// control channel, so no goroutine per connection), and a CONNECT, before it
-// is answered:
+// connection holds interest in its control subject on the control plane
+// (Deps.ClientSubject; a subscription of the server's one control.Inbox,
+// so no goroutine per connection), and a CONNECT, before it is answered:
 //
 //  1. closes the older connection on this edge, if any, and waits for it to
 //     be gone;
 //  2. sends a takeover request on the control subject. An older connection
 //     on another edge answers it after it sent DISCONNECT 0x8E (Session
-//     taken over) and ended; with none anywhere, NATS answers at once that
-//     there are no responders, so a CONNECT costs one round trip;
+//     taken over) and ended; with none anywhere, the control plane (core
+//     NATS) answers at once that there are no responders
+//     (control.ErrNoResponders), so a CONNECT costs one round trip;
 //  3. subscribes to the control subject and announces itself on it.
 //
 // The older connection gets TakeoverWait to end (its session saved); the
@@ -73,8 +73,7 @@ const controlBuffer = 256
 func (s *Server) takeOver(ctx context.Context, c *conn) error {
 	var unconfirmed error
 	deadline := time.Now().Add(s.cfg.TakeoverWait)
-	bb := s.node.Backbone
-	c.ctlSubject = bb.Config().ClientControlSubject(c.tenant, c.clientID)
+	c.ctlSubject = s.deps.ClientSubject(c.tenant, c.clientID)
 	s.mu.Lock()
 	old := s.clients[c.ctlSubject]
 	s.clients[c.ctlSubject] = c
@@ -89,54 +88,48 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 	if s.cfg.SoleEdge {
 		return unconfirmed
 	}
-	nc := bb.Conn()
+	ctl := s.deps.Control
 	// The other edge waits TakeoverWait from when the request reaches it.
 	rctx, cancel := context.WithTimeout(ctx, 2*s.cfg.TakeoverWait)
-	req := nats.NewMsg(c.ctlSubject)
-	req.Header.Set(hdrControl, ctlTakeover)
-	req.Header.Set(hdrConnID, c.connID)
-	resp, err := nc.RequestMsgWithContext(rctx, req)
+	resp, err := ctl.Request(rctx, c.ctlSubject, map[string]string{hdrControl: ctlTakeover, hdrConnID: c.connID}, nil)
 	cancel()
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
+	case errors.Is(err, control.ErrNoResponders):
 	case err != nil:
 		unconfirmed = errTakeoverUnconfirmed
-		s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID, "err", err)
-	case resp.Header.Get(hdrGone) != "1":
+		s.log.Warn("mqtt takeover not confirmed", "client", c.clientID, "err", err)
+	case resp.Header[hdrGone] != "1":
 		unconfirmed = errTakeoverUnconfirmed
-		s.node.Log.Warn("mqtt takeover not confirmed", "client", c.clientID,
+		s.log.Warn("mqtt takeover not confirmed", "client", c.clientID,
 			"err", "the previous connection did not end within the takeover wait")
 	}
 
 	s.ctlStart.Do(func() {
+		s.inbox = ctl.NewInbox(controlBuffer)
 		s.wg.Add(1)
-		go s.controlLoop()
+		go s.controlLoop(s.inbox)
 	})
 	// Subscribed and registered under s.mu, so that handleControl, which
 	// looks the subscription up under s.mu, never sees a message of a
 	// subscription not registered yet: an unknown subscription is one
 	// whose connection has ended (see handleControl).
 	s.mu.Lock()
-	sub, err := nc.ChanSubscribe(c.ctlSubject, s.ctlCh)
+	sub, err := s.inbox.Subscribe(c.ctlSubject)
 	if err != nil {
 		s.mu.Unlock()
-		s.node.Log.Warn("mqtt control subscription failed: a later connection elsewhere cannot take this one over",
+		s.log.Warn("mqtt control subscription failed: a later connection elsewhere cannot take this one over",
 			"client", c.clientID, "err", err)
 		return unconfirmed
 	}
-	_ = sub.SetPendingLimits(-1, -1)
 	s.ctlSubs[sub] = c
 	s.mu.Unlock()
 	c.mu.Lock()
 	c.ctl = sub
 	c.mu.Unlock()
-	// The server registers the subscription before it routes the
-	// announcement (same NATS connection, in order): it comes back to c.
-	ann := nats.NewMsg(c.ctlSubject)
-	ann.Header.Set(hdrControl, ctlAnnounce)
-	ann.Header.Set(hdrConnID, c.connID)
-	if err := nc.PublishMsg(ann); err != nil {
-		s.node.Log.Warn("mqtt takeover announcement failed", "client", c.clientID, "err", err)
+	// The control plane registers the subscription before it routes the
+	// announcement (one NATS connection, in order): it comes back to c.
+	if err := ctl.Publish(c.ctlSubject, map[string]string{hdrControl: ctlAnnounce, hdrConnID: c.connID}, nil); err != nil {
+		s.log.Warn("mqtt takeover announcement failed", "client", c.clientID, "err", err)
 	}
 	return unconfirmed
 }
@@ -144,14 +137,15 @@ func (s *Server) takeOver(ctx context.Context, c *conn) error {
 // controlLoop handles the control messages of this edge's connections
 // until Close, and unsubscribes the control subscriptions of ended
 // connections once their grace is over (see release).
-func (s *Server) controlLoop() {
+func (s *Server) controlLoop(inbox *control.Inbox) {
 	defer s.wg.Done()
+	defer inbox.Close()
 	grace := s.cfg.retireAfter
 	tick := time.NewTicker(grace)
 	defer tick.Stop()
 	for {
 		select {
-		case m := <-s.ctlCh:
+		case m := <-inbox.C:
 			s.handleControl(m)
 		case now := <-tick.C:
 			s.unsubscribeRetired(now.Add(-grace))
@@ -172,7 +166,7 @@ type retiredSub struct {
 // unsubscribeRetired unsubscribes the retired subscriptions released
 // before cutoff; all of them when cutoff is zero.
 func (s *Server) unsubscribeRetired(cutoff time.Time) {
-	var due []*nats.Subscription
+	var due []*control.Sub
 	s.mu.Lock()
 	for sub, r := range s.retired {
 		if cutoff.IsZero() || r.at.Before(cutoff) {
@@ -186,7 +180,7 @@ func (s *Server) unsubscribeRetired(cutoff time.Time) {
 	}
 }
 
-func (s *Server) handleControl(m *nats.Msg) {
+func (s *Server) handleControl(m *control.Msg) {
 	s.mu.Lock()
 	c := s.ctlSubs[m.Sub]
 	ended := s.retired[m.Sub].c
@@ -196,7 +190,7 @@ func (s *Server) handleControl(m *nats.Msg) {
 		// request still gets its answer, if no newer connection holds the
 		// session — the CONNECT would otherwise wait out its bound for
 		// nothing and be refused.
-		if m.Reply != "" && m.Header.Get(hdrControl) == ctlTakeover {
+		if m.Expects() && m.Header[hdrControl] == ctlTakeover {
 			// controlLoop, which runs this, is counted in s.wg.
 			s.wg.Add(1)
 			go func() {
@@ -206,8 +200,8 @@ func (s *Server) handleControl(m *nats.Msg) {
 		}
 		return
 	}
-	from := m.Header.Get(hdrConnID)
-	switch m.Header.Get(hdrControl) {
+	from := m.Header[hdrConnID]
+	switch m.Header[hdrControl] {
 	case ctlAnnounce:
 		c.mu.Lock()
 		own := from == c.connID
@@ -224,7 +218,7 @@ func (s *Server) handleControl(m *nats.Msg) {
 			return
 		}
 		c.disconnect(ErrSessionTakenOver)
-		if m.Reply == "" {
+		if !m.Expects() {
 			return
 		}
 		// c is counted in s.wg until it is gone, so this Add cannot race
@@ -232,11 +226,11 @@ func (s *Server) handleControl(m *nats.Msg) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			ans := nats.NewMsg(m.Reply)
+			ans := map[string]string{}
 			if c.waitGone(time.Now().Add(s.cfg.TakeoverWait)) {
-				ans.Header.Set(hdrGone, "1")
+				ans[hdrGone] = "1"
 			}
-			_ = m.RespondMsg(ans)
+			_ = m.Respond(ans, nil)
 		}()
 	}
 }
@@ -249,16 +243,16 @@ func (s *Server) handleControl(m *nats.Msg) {
 // connection's "gone" would come first and let the CONNECT load the
 // session before that save. If the record cannot be read, nothing is
 // answered: the CONNECT is refused after its bound and the client retries.
-func (s *Server) answerEnded(m *nats.Msg, c *conn) {
-	if c != nil && s.records != nil {
+func (s *Server) answerEnded(m *control.Msg, c *conn) {
+	if c != nil && s.sessions != nil {
 		ctx, cancel := context.WithTimeout(s.stopCtx, s.cfg.TakeoverWait)
-		rec, err := s.records.LoadSession(ctx, c.tenant, c.clientID)
+		rec, err := s.sessions.LoadSession(ctx, c.tenant, c.clientID)
 		cancel()
 		switch {
-		case errors.Is(err, store.ErrNoSession):
+		case errors.Is(err, record.ErrNoSession):
 		case err != nil:
 			if s.stopCtx.Err() == nil {
-				s.node.Log.Warn("mqtt takeover request for an ended connection not answered: session record not read",
+				s.log.Warn("mqtt takeover request for an ended connection not answered: session record not read",
 					"client", c.clientID, "err", err)
 			}
 			return
@@ -266,9 +260,7 @@ func (s *Server) answerEnded(m *nats.Msg, c *conn) {
 			return
 		}
 	}
-	ans := nats.NewMsg(m.Reply)
-	ans.Header.Set(hdrGone, "1")
-	_ = m.RespondMsg(ans)
+	_ = m.Respond(map[string]string{hdrGone: "1"}, nil)
 }
 
 // waitGone returns once c has ended (true) or at deadline (false).

@@ -40,7 +40,7 @@ func userProps(m *paho.Publish) paho.UserProperties {
 // more herald-seq after them, the last of that name, holding the message's
 // stream sequence.
 func TestUserPropertiesUnaltered(t *testing.T) {
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.State = embeddedStore(t) })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.State = embeddedStore(t) })
 	sent := paho.UserProperties{{Key: "a", Value: "1"}, {Key: SeqProperty, Value: "forged"}, {Key: "a", Value: "2"},
 		{Key: "herald-other", Value: "x"}}
 	plain := e.v5("plain")

@@ -261,7 +261,7 @@ func (passwordAuth) Authenticate(_ context.Context, c auth.Credentials) (auth.Id
 // 4 (a raw client: Paho 3.1.1 sends no empty password), not a protocol
 // error or a silent close.
 func TestEmptyPasswordIsAPassword(t *testing.T) {
-	e := newEnv(t, func(_ *Config, n *node.Node) { n.Auth = passwordAuth{} })
+	e := newEnv(t, func(_ *Config, n *node.Config) { n.Auth = passwordAuth{} })
 	_, ack, err := e.dialV5(&paho.Connect{ClientID: "empty-pw", CleanStart: true, KeepAlive: 30,
 		UsernameFlag: true, Username: "u", PasswordFlag: true, Password: []byte{}})
 	if ack == nil || ack.ReasonCode != codeBadUserOrPassword {
