@@ -47,6 +47,9 @@ type Subscription struct {
 	// the filter goes to one member of the group across all edges, instead
 	// of to every subscription.
 	Group string
+	// Owner is the subscriber's own handle on the subscription (the
+	// core's Sub), which the hub leaves alone.
+	Owner any
 
 	release func()
 }

@@ -234,23 +234,23 @@ func TestSubscribeChecks(t *testing.T) {
 		{[]string{"b"}, node.Live(), fault.Forbidden},
 		{[]string{"a/x"}, node.After(message.Position{Seq: 1}), fault.Forbidden},
 	} {
-		if _, err := f.Subscribe(ctx, tc.filters, tc.from, ""); fault.KindOf(err) != tc.kind || err == nil {
+		if _, err := f.Subscribe(ctx, tc.filters, tc.from, node.SubOptions{}); fault.KindOf(err) != tc.kind || err == nil {
 			t.Errorf("%v from %+v: %v, want kind %v", tc.filters, tc.from, err, tc.kind)
 		}
 	}
 	if got := n.Subscriptions(); got != 0 {
 		t.Fatalf("%d subscriptions left by refusals", got)
 	}
-	if _, err := f.Subscribe(ctx, []string{"a/1", "a/1", "a/2"}, node.Live(), "x"); err != nil {
+	if _, err := f.Subscribe(ctx, []string{"a/1", "a/1", "a/2"}, node.Live(), node.SubOptions{Key: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Subscribe(ctx, []string{"a/h/1"}, node.After(message.Position{Seq: 0}), "y"); err != nil {
+	if _, err := f.Subscribe(ctx, []string{"a/h/1"}, node.After(message.Position{Seq: 0}), node.SubOptions{Key: "y"}); err != nil {
 		t.Fatalf("history allowed: %v", err)
 	}
 	if got := n.Subscriptions(); got != 3 {
 		t.Fatalf("%d subscriptions, want 3 (duplicates folded)", got)
 	}
-	if _, err := f.Subscribe(ctx, []string{"a/4"}, node.Live(), "z"); !errors.Is(err, limits.ErrSubscriptionLimit) {
+	if _, err := f.Subscribe(ctx, []string{"a/4"}, node.Live(), node.SubOptions{Key: "z"}); !errors.Is(err, limits.ErrSubscriptionLimit) {
 		t.Fatalf("fourth filter: %v, want the subscription limit", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
+	"github.com/heraldmq/herald/services/edge/internal/hub"
 )
 
 func msg(seq uint64) *message.Message { return &message.Message{Topic: "t", Seq: seq} }
@@ -28,7 +29,20 @@ func testFeed(t *testing.T, queue int, overflow Overflow, wake func()) *Feed {
 	return f
 }
 
-func (f *Feed) newSub(key string) *Sub { return &Sub{f: f, key: key, paused: true} }
+// newSub returns a paused subscription of f, outside the hub.
+func (f *Feed) newSub(key string) *Sub {
+	s := &Sub{f: f, key: key, paused: true}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.policy.PerMessage {
+		f.paused++
+	}
+	f.subs = append(f.subs, s)
+	return s
+}
+
+// deliver hands m to s as the hub would.
+func (s *Sub) deliver(m *message.Message) { s.f.Deliver(m, []*hub.Subscription{{Owner: s}}) }
 
 func drain(t *testing.T, f *Feed) ([]Item, error) {
 	t.Helper()
@@ -67,20 +81,20 @@ func TestPausedThenLive(t *testing.T) {
 	f := testFeed(t, 10, OverflowClose, func() { wakes++ })
 	s := f.newSub("k")
 	for _, n := range []uint64{4, 5, 6} {
-		s.Deliver(msg(n), nil)
+		s.deliver(msg(n))
 	}
 	if f.Pending() != 0 || wakes != 0 {
 		t.Fatal("paused subscriber queued")
 	}
 	s.live(5)
-	s.Deliver(msg(6), nil) // a second copy
-	s.Deliver(msg(7), nil)
+	s.deliver(msg(6)) // a second copy
+	s.deliver(msg(7))
 	items, err := drain(t, f)
 	if got := seqs(items); err != nil || !equal(got, []int64{6, 7}) || wakes != 1 {
 		t.Fatalf("got %v err %v wakes %d", got, err, wakes)
 	}
-	if f.held != 0 {
-		t.Fatalf("held %d after drain", f.held)
+	if f.count != 0 {
+		t.Fatalf("held %d after drain", f.count)
 	}
 }
 
@@ -89,10 +103,10 @@ func TestPausedThenLive(t *testing.T) {
 func TestOverflowClose(t *testing.T) {
 	f := testFeed(t, 2, OverflowClose, nil)
 	a, b := f.newSub("a"), f.newSub("b")
-	a.Deliver(msg(1), nil)
+	a.deliver(msg(1))
 	b.live(0)
-	b.Deliver(msg(2), nil)
-	b.Deliver(msg(3), nil)
+	b.deliver(msg(2))
+	b.deliver(msg(3))
 	if _, err := drain(t, f); !errors.Is(err, ErrSlowConsumer) || !errors.Is(f.Err(), ErrSlowConsumer) {
 		t.Fatalf("no overflow: %v", err)
 	}
@@ -105,13 +119,13 @@ func TestOverflowDrop(t *testing.T) {
 	s := f.newSub("a")
 	s.live(0)
 	for n := uint64(1); n <= 5; n++ {
-		s.Deliver(msg(n), nil)
+		s.deliver(msg(n))
 	}
 	items, _ := drain(t, f)
 	if got := seqs(items); !equal(got, []int64{1, 2, -2}) {
 		t.Fatalf("got %v", got)
 	}
-	s.Deliver(msg(6), nil)
+	s.deliver(msg(6))
 	items, _ = drain(t, f)
 	if got := seqs(items); !equal(got, []int64{6}) {
 		t.Fatalf("got %v", got)
@@ -123,8 +137,8 @@ func TestOverflowDrop(t *testing.T) {
 func TestDropWhilePaused(t *testing.T) {
 	f := testFeed(t, 1, OverflowDrop, nil)
 	s := f.newSub("a")
-	s.Deliver(msg(8), nil)
-	s.Deliver(msg(9), nil)
+	s.deliver(msg(8))
+	s.deliver(msg(9))
 	s.live(7)
 	items, _ := drain(t, f)
 	if got := seqs(items); !equal(got, []int64{8, -8}) {
@@ -138,13 +152,13 @@ func TestStop(t *testing.T) {
 	f := testFeed(t, 4, OverflowClose, nil)
 	a, b := f.newSub("a"), f.newSub("b")
 	a.live(0)
-	a.Deliver(msg(1), nil)
-	b.Deliver(msg(2), nil)
+	a.deliver(msg(1))
+	b.deliver(msg(2))
 	a.leave()
 	b.leave()
-	a.Deliver(msg(3), nil)
-	if items, _ := drain(t, f); len(items) != 0 || f.held != 0 {
-		t.Fatalf("got %v, held %d", seqs(items), f.held)
+	a.deliver(msg(3))
+	if items, _ := drain(t, f); len(items) != 0 || f.count != 0 {
+		t.Fatalf("got %v, held %d", seqs(items), f.count)
 	}
 }
 
@@ -154,16 +168,16 @@ func TestReset(t *testing.T) {
 	f := testFeed(t, 4, OverflowClose, nil)
 	s := f.newSub("a")
 	s.live(0)
-	s.Deliver(msg(5), nil)
-	s.Deliver(msg(1), nil)
+	s.deliver(msg(5))
+	s.deliver(msg(1))
 	if !errors.Is(f.Err(), ErrSlowConsumer) {
 		t.Fatal("reset not treated as overflow")
 	}
 	f = testFeed(t, 4, OverflowDrop, nil)
 	s = f.newSub("a")
 	s.live(0)
-	s.Deliver(msg(5), nil)
-	s.Deliver(msg(1), nil)
+	s.deliver(msg(5))
+	s.deliver(msg(1))
 	items, _ := drain(t, f)
 	if got := seqs(items); !equal(got, []int64{5, -5, 1}) || !items[1].EpochChanged {
 		t.Fatalf("got %v", got)

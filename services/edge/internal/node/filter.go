@@ -14,7 +14,7 @@ import (
 // default group.
 var sharedPrefixes = []string{"$share/", "$queue/"}
 
-// validateStreamFilter checks a topic filter of an SSE stream, a WebSocket
+// validateFilter checks a topic filter of an SSE stream, a WebSocket
 // subscription or a long-poll: the rules of an MQTT filter (topic.Limits),
 // and no shared-subscription prefix. Shared subscriptions are MQTT's (the
 // MQTT server balances them across a group); these transports have no
@@ -24,9 +24,16 @@ var sharedPrefixes = []string{"$share/", "$queue/"}
 // cover. So they are refused here, in the one check all three transports
 // apply, with an error wrapping hub.ErrInvalidFilter (HTTP 400
 // invalid_topic, WebSocket error frame invalid_topic).
-func validateStreamFilter(filter string, l topic.Limits) error {
+//
+// A transport that names shared groups itself (Policy.SharedGroups: MQTT,
+// which has parsed "$share/<group>/" off the filter) passes its filters
+// as they are.
+func validateFilter(filter string, l topic.Limits, sharedGroups bool) error {
 	if err := topic.ValidateFilter(filter, l); err != nil {
 		return fmt.Errorf("topic filter %q: %w", filter, err)
+	}
+	if sharedGroups {
+		return nil
 	}
 	for _, p := range sharedPrefixes {
 		if strings.HasPrefix(filter, p) {

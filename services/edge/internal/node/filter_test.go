@@ -32,7 +32,7 @@ func TestValidateStreamFilter(t *testing.T) {
 		{"a/#/b", false, false},
 		{"", false, false},
 	} {
-		err := validateStreamFilter(tc.filter, topic.Limits{})
+		err := validateFilter(tc.filter, topic.Limits{}, false)
 		if (err == nil) != tc.ok || errors.Is(err, hub.ErrInvalidFilter) != tc.invalid {
 			t.Errorf("%q: %v (ok %v, invalid filter %v)", tc.filter, err, tc.ok, tc.invalid)
 		}

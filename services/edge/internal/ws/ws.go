@@ -440,7 +440,7 @@ func (s *session) subscribe(req request) {
 	// The core validates the filter (invalid_topic), authorizes it
 	// (not_authorized), applies the connection's subscription limit
 	// (rate_limited) and takes live interest.
-	fs, err := s.feed.Subscribe(s.ctx, []string{req.Topic}, from, req.Topic)
+	fs, err := s.feed.Subscribe(s.ctx, []string{req.Topic}, from, node.SubOptions{Key: req.Topic})
 	if err != nil {
 		s.fail(req.ID, err)
 		return
