@@ -114,6 +114,28 @@ func Publish(tb testing.TB, n *node.Node, m *message.Message) *message.Message {
 	return &stored
 }
 
+// Stored returns every message of Tenant's stream, in order, as a
+// subscriber resuming from its start reads them (the core's replay).
+func Stored(tb testing.TB, n *node.Node) []*message.Message {
+	tb.Helper()
+	ctx := context.Background()
+	f, err := n.Subscribe(ctx, Admit(tb, n), []string{"#"}, node.After(message.Position{}), node.Policy{Queue: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var out []*message.Message
+	if _, err := f.Replay(ctx, func(it node.Item) error {
+		if !it.Gap() {
+			out = append(out, it.Msg)
+		}
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
 // Refusing is an option of Node: an authenticator without an anonymous
 // tenant, which refuses everyone.
 func Refusing(c *node.Config) { c.Auth = auth.Anonymous{} }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
 )
@@ -54,12 +53,8 @@ func TestPublishBatch(t *testing.T) {
 	}
 	// What was stored, with its flags.
 	var seen []string
-	err := n.Backbone.Range(t.Context(), edgetest.Tenant, []string{"#"}, 0, 0, func(m *message.Message) error {
+	for _, m := range edgetest.Stored(t, n) {
 		seen = append(seen, fmt.Sprintf("%s:%x:%v:%d:%s", m.Topic, m.Payload, m.Retain, m.QoS, m.ContentType))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if want := []string{"b/1:6f6e65:false:1:text/plain", "b/2:ff00:true:0:"}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("stored %v, want %v", seen, want)

@@ -228,7 +228,7 @@ type publishOut struct {
 	alias uint16 // MQTT 5 topic alias, 0 for none
 	// expiry is the MQTT 5 message expiry interval left, 0 for none.
 	expiry uint32
-	ids    []int // MQTT 5 subscription identifiers
+	ids    []uint32 // MQTT 5 subscription identifiers
 	// seq: the client asked for the stream sequence (SeqProperty).
 	seq bool
 	// traceParent, when set, replaces or adds the MQTT 5 traceparent user
@@ -305,7 +305,7 @@ func (e *publishEncoder) v5Properties(p *publishOut, m *message.Message) []byte 
 	for _, id := range p.ids {
 		if id > 0 {
 			b = append(b, packets.PropSubscriptionIdentifier)
-			b = appendVarInt(b, id)
+			b = appendVarInt(b, int(id))
 		}
 	}
 	if p.alias > 0 {

@@ -38,7 +38,9 @@ func referencePublish(t testing.TB, p *publishOut, m *message.Message) []byte {
 			pr.User = append(pr.User, packets.UserProperty{Key: SeqProperty, Val: strconv.FormatUint(m.Seq, 10)})
 		}
 		pr.User = traceProperty(pr.User, p.traceParent)
-		pr.SubscriptionIdentifier = p.ids
+		for _, id := range p.ids {
+			pr.SubscriptionIdentifier = append(pr.SubscriptionIdentifier, int(id))
+		}
 		pr.TopicAlias, pr.TopicAliasFlag = p.alias, true
 	}
 	var b bytes.Buffer
@@ -64,7 +66,7 @@ func TestPublishEncoderMatchesCodec(t *testing.T) {
 		{"v5 bare", publishOut{version: 5, topic: "a/b"}, &message.Message{Topic: "a/b", Payload: []byte("x")}},
 		{"v5 seq not asked", publishOut{version: 5, qos: 1, id: 1, topic: "a/b"}, &message.Message{Topic: "a/b", Payload: []byte("x"), Seq: 42}},
 		{"v5 seq", publishOut{version: 5, qos: 1, id: 1, topic: "a/b", seq: true}, &message.Message{Topic: "a/b", Payload: []byte("x"), Seq: 42}},
-		{"v5 every property", publishOut{version: 5, qos: 2, id: 300, topic: "a/b", alias: 3, expiry: 70000, ids: []int{1, 200, 300000}, traceParent: "00-abc-def-01", seq: true}, full},
+		{"v5 every property", publishOut{version: 5, qos: 2, id: 300, topic: "a/b", alias: 3, expiry: 70000, ids: []uint32{1, 200, 300000}, traceParent: "00-abc-def-01", seq: true}, full},
 		{"v5 known alias", publishOut{version: 5, qos: 1, id: 2, alias: 9}, full},
 		{"v5 trace added", publishOut{version: 5, topic: "t", traceParent: "00-x-y-01"}, &message.Message{Topic: "t", Payload: []byte("x"), Seq: 1}},
 		{"v5 wildcard response topic dropped", publishOut{version: 5, topic: "t"}, &message.Message{Topic: "t", ResponseTopic: "r/#"}},

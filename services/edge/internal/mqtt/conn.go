@@ -14,7 +14,6 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -126,13 +125,15 @@ type conn struct {
 	writing       bool
 	writerDone    chan struct{}
 	control       [][]byte   // encoded packets, sent before deliveries
-	queue         []delivery // deliveries, in order, from head
+	queue         []delivery // deliveries ahead of the feed's, in order, from head
 	head          int
-	live          int // live deliveries queued or held: bounded by QueueSize
-	holding       bool
-	held          []delivery // live deliveries arriving during a SUBSCRIBE
-	sess          *session
-	acks          []*pendingAck // inbound QoS 1 and 2 publishes awaiting their store, in arrival order
+	// feed is the connection's subscriptions and the bounded queue of its
+	// live messages (the core's: node.Feed), made with its first
+	// subscription; the writer takes from it after queue (takeLocked).
+	feed  *node.Feed
+	taken []node.Item // the writer's buffer for the feed's items
+	sess  *session
+	acks  []*pendingAck // inbound QoS 1 and 2 publishes awaiting their store, in arrival order
 
 	// reasoned: the last packet carries a reason (a DISCONNECT or a
 	// refusing CONNACK), so the close lingers; outputEnded: the output was
@@ -145,14 +146,13 @@ type conn struct {
 	// from other edges); echoed is set once its own announcement came back.
 	ctl    *control.Sub
 	echoed bool
-	// hi is the highest stream sequence routed to the connection and epoch
+	// hi is the highest stream sequence taken for the connection and epoch
 	// its stream's epoch; floor, if floored, caps the cursor below queued
 	// deliveries that were dropped when the connection began to close;
-	// skipThrough drops live messages a resume's replay already covered;
 	// changes counts what moves the cursor or the in-flight state (see
 	// persist.go).
-	hi, floor, skipThrough uint64
-	floored                bool
+	hi, floor uint64
+	floored   bool
 	// replaying is set while a resume's replay is read and not queued yet:
 	// the cursor may not pass replayFrom, the loaded position, since the
 	// live messages held meanwhile raise hi beyond messages the replay owes.
@@ -228,7 +228,7 @@ func (c *conn) run(ctx context.Context, r *connReader) {
 				c.disconnect(ErrKeepAliveTimeout)
 			case errors.Is(err, ErrMalformed), errors.Is(err, ErrProtocol), errors.Is(err, ErrPacketTooLarge),
 				errors.Is(err, ErrTopicAlias):
-				c.n.Log.Debug("mqtt bad packet", "client", c.clientID, "err", err)
+				c.s.log.Debug("mqtt bad packet", "client", c.clientID, "err", err)
 				c.disconnect(err)
 			}
 			break
@@ -241,7 +241,7 @@ func (c *conn) run(ctx context.Context, r *connReader) {
 					c.disconnect(err)
 				}
 			} else {
-				c.n.Log.Debug("mqtt connection closed by the server", "client", c.clientID, "err", err)
+				c.s.log.Debug("mqtt connection closed by the server", "client", c.clientID, "err", err)
 				c.disconnect(err)
 			}
 			break
@@ -285,7 +285,7 @@ func (c *conn) open(ctx context.Context, r *connReader) bool {
 		return false
 	}
 	if err := c.connect(ctx, pk); err != nil {
-		c.n.Log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
+		c.s.log.Debug("mqtt connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
 		c.adm.Release()
 		return false
 	}
@@ -372,16 +372,18 @@ func (c *conn) disconnectLocked(err error, serverReference string) {
 	c.kickLocked()
 }
 
-// dropDeliveriesLocked forgets every queued and held delivery; the
-// session's cursor stays below them, so a resumed session gets them.
+// dropDeliveriesLocked forgets the deliveries queued ahead of the feed's
+// (the feed keeps its own until teardown closes it: the writer takes none
+// once closing); the session's cursor stays below them, so a resumed
+// session gets them.
 func (c *conn) dropDeliveriesLocked() {
-	if len(c.queue) > c.head || len(c.held) > 0 {
+	if len(c.queue) > c.head {
 		cur := c.cursorLocked()
 		if !c.floored || cur < c.floor {
 			c.floor, c.floored = cur, true
 		}
 	}
-	c.queue, c.head, c.held, c.live = nil, 0, nil, 0
+	c.queue, c.head = nil, 0
 }
 
 // disconnectExpiry applies the Session Expiry Interval of a client's
@@ -407,10 +409,11 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	c.mu.Lock()
 	c.closing = true
 	c.dropDeliveriesLocked()
-	subs := c.sess.subs
 	c.mu.Unlock()
-	for _, sub := range subs {
-		c.n.Hub.Unsubscribe(&sub.hs)
+	// Nothing new arrives; what the feed holds keeps the session's cursor
+	// below it until the session is settled.
+	if c.feed != nil {
+		c.feed.Leave()
 	}
 	// Publishes already read complete (a client's last QoS 0 messages
 	// before DISCONNECT must not be lost), bounded by the backbone's
@@ -436,6 +439,9 @@ func (c *conn) teardown(ctx context.Context, normal bool) {
 	// Saved (or its will published) before the connection is released, so
 	// before a takeover request is answered.
 	c.endSession(ctx, normal)
+	if c.feed != nil {
+		c.feed.Close()
+	}
 	c.adm.Release()
 	c.s.release(c)
 }
@@ -620,5 +626,3 @@ func (r *connReader) release() {
 	}
 	r.r, r.w = 0, 0
 }
-
-var _ hub.Subscriber = (*conn)(nil)

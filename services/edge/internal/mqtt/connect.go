@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/record"
@@ -36,10 +35,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 	}
 
 	actx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
-	id, err := c.n.Auth.Authenticate(actx, c.credentials(pk))
-	if err == nil && !backbone.ValidTenant(id.Tenant) {
-		err = fmt.Errorf("%w: tenant %q", backbone.ErrBadTenant, id.Tenant)
-	}
+	id, err := c.n.Authenticate(actx, c.credentials(pk))
 	if err == nil {
 		// Counted against the tenant's connections and registered for
 		// revocation before the CONNACK; released by teardown, or by
@@ -202,7 +198,7 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 			// The connection is set up: closing it goes through the read
 			// loop and teardown, which release what the resume took.
 			if !errors.Is(err, errClosing) {
-				c.n.Log.Warn("mqtt session not resumed", "client", c.clientID, "err", err)
+				c.s.log.Warn("mqtt session not resumed", "client", c.clientID, "err", err)
 			}
 			c.disconnect(err)
 		}
@@ -228,7 +224,7 @@ func (c *conn) credentials(pk *packets.Packet) auth.Credentials {
 // tenant deleted (node.Clients): MQTT 5 DISCONNECT 0x87, then close. It
 // only queues the DISCONNECT: it runs on the Directory's goroutine.
 func (c *conn) revoke(reason error) {
-	c.n.Log.Info("mqtt connection closed: credential revoked", "client", c.clientID, "tenant", c.tenant, "reason", reason)
+	c.s.log.Info("mqtt connection closed: credential revoked", "client", c.clientID, "tenant", c.tenant, "reason", reason)
 	c.disconnect(reason)
 }
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -16,139 +16,19 @@ type delivery struct {
 	m      *message.Message
 	qos    byte
 	retain bool
-	ids    []int // subscription identifiers
+	ids    []uint32 // subscription identifiers
 	id     uint16
 	dup    bool // a retransmission
-	// live deliveries count against QueueSize; retained ones sent after a
-	// SUBACK are already in memory and do not.
+	// live: a live message, taken from the feed (for telemetry).
 	live bool
 	// track: the delivery holds the session's cursor back until it is
 	// written (QoS 0) or acknowledged (live and replayed messages, not
 	// retained ones, which are older than the cursor).
 	track bool
-	// subs are the matched subscriptions of a held delivery, routed again
-	// (retained duplicates dropped) when the SUBSCRIBE completes.
-	subs []*hub.Subscription
 }
 
 // maxBatch bounds the deliveries the writer takes per lock acquisition.
 const maxBatch = 128
-
-// Origin implements hub.Subscriber.
-func (c *conn) Origin() string { return c.origin }
-
-// Deliver implements hub.Subscriber. It never blocks: the message is
-// queued under the overflow policy of the package documentation.
-func (c *conn) Deliver(m *message.Message, subs []*hub.Subscription) {
-	// The clock only for a message that can expire: it was 5% of an edge's
-	// CPU in a fan-out, read once per subscriber.
-	if !m.ExpiresAt.IsZero() && m.Expired(time.Now()) {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	d, ok := c.routeLocked(m, subs)
-	if !ok || !c.admitLocked(d.qos) {
-		return
-	}
-	if c.holding {
-		d.subs = subs
-		c.held = append(c.held, d)
-		return
-	}
-	c.queue = append(c.queue, d)
-	c.kickLocked()
-}
-
-// routeLocked decides how m is delivered for the subscriptions it matched:
-// once, at the highest QoS granted, skipping subscriptions that were
-// replaced or unsubscribed and those whose retained pass already sent m.
-func (c *conn) routeLocked(m *message.Message, subs []*hub.Subscription) (delivery, bool) {
-	d := delivery{m: m, live: true, track: true}
-	if m.Seq <= c.skipThrough && m.Seq > 0 {
-		return d, false // a resume's replay sent it
-	}
-	found := false
-	for _, hs := range subs {
-		sub := c.sess.subs[subKey(hs)]
-		if sub == nil || &sub.hs != hs || sub.retainedDup(m) {
-			continue
-		}
-		found = true
-		d.qos = max(d.qos, min(m.QoS, hs.QoS))
-		if hs.RetainAsPublished && m.Retain {
-			d.retain = true
-		}
-		if hs.ID != 0 {
-			d.ids = append(d.ids, int(hs.ID))
-		}
-	}
-	if found {
-		c.hi = max(c.hi, m.Seq)
-	}
-	return d, found
-}
-
-// admitLocked applies the queue bound to a live delivery of the given QoS
-// and reports whether it may be queued.
-func (c *conn) admitLocked(qos byte) bool {
-	if c.live < c.cfg.QueueSize {
-		c.live++
-		return true
-	}
-	if qos == 0 {
-		c.s.stats.dropped.Add(1)
-		return false
-	}
-	if c.evictQoS0Locked() {
-		c.s.stats.dropped.Add(1)
-		return true
-	}
-	c.s.stats.slowConsumers.Add(1)
-	c.n.Log.Info("mqtt slow consumer disconnected", "client", c.clientID, "queue", c.cfg.QueueSize)
-	c.disconnectLocked(ErrSlowConsumer, "")
-	return false
-}
-
-// evictQoS0Locked removes the oldest live QoS 0 delivery, queued or held.
-func (c *conn) evictQoS0Locked() bool {
-	for i := c.head; i < len(c.queue); i++ {
-		if d := c.queue[i]; d.live && d.qos == 0 {
-			c.queue = append(c.queue[:i], c.queue[i+1:]...)
-			return true
-		}
-	}
-	for i, d := range c.held {
-		if d.qos == 0 {
-			c.held = append(c.held[:i], c.held[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
-// releaseLocked ends the hold of a SUBSCRIBE: the live deliveries that
-// arrived meanwhile follow the retained messages, minus their duplicates.
-func (c *conn) releaseLocked() {
-	c.holding = false
-	held := c.held
-	c.held = nil
-	if c.closing {
-		return
-	}
-	for _, h := range held {
-		d, ok := c.routeLocked(h.m, h.subs)
-		if !ok {
-			c.live--
-			continue
-		}
-		c.queue = append(c.queue, d)
-	}
-	c.kickLocked()
-}
 
 // handlePuback completes an outbound QoS 1 message. A PUBACK for anything
 // else is ignored.
@@ -227,7 +107,24 @@ func (c *conn) sendableLocked() bool {
 	if c.closing || len(c.control) > 0 {
 		return true
 	}
-	return c.head < len(c.queue) && (c.queue[c.head].qos == 0 || c.queue[c.head].dup || len(c.sess.outbound) < c.window)
+	if c.head < len(c.queue) {
+		d := &c.queue[c.head]
+		return d.qos == 0 || d.dup || len(c.sess.outbound) < c.window
+	}
+	return c.feedOpenLocked() && c.feed.Ready(c.fitsWindowLocked)
+}
+
+// feedOpenLocked reports whether the writer may take the feed's live
+// messages: they follow everything queued before them, and wait while a
+// resume's replay is read and not queued yet.
+func (c *conn) feedOpenLocked() bool {
+	return c.feed != nil && !c.replaying && c.head == len(c.queue)
+}
+
+// fitsWindowLocked reports whether a live message can be sent now: QoS 0
+// always, QoS 1 and 2 within the client's in-flight window.
+func (c *conn) fitsWindowLocked(it *node.Item) bool {
+	return it.QoS == 0 || len(c.sess.outbound) < c.window
 }
 
 // kickLocked starts the writer if it is not running and has work.
@@ -251,8 +148,10 @@ func (c *conn) kickLocked() {
 }
 
 // takeLocked hands the writer the control packets and the deliveries the
-// in-flight window allows, assigning packet identifiers to QoS 1 and 2
-// ones (retransmissions keep theirs and their place in the window).
+// in-flight window allows — those queued here (retransmissions, a
+// resume's replay, retained messages), then the feed's live messages —
+// assigning packet identifiers to QoS 1 and 2 ones (retransmissions keep
+// theirs and their place in the window).
 func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 	ctl := c.control
 	c.control = nil
@@ -270,9 +169,6 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 				// Durable before the PUBLISH leaves (persist.go).
 				c.exchangesUnsaved = true
 			}
-		}
-		if d.live {
-			c.live--
 		}
 		batch = append(batch, *d)
 		*d = delivery{}
@@ -292,7 +188,42 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 		c.queue = append(c.queue[:0], c.queue[c.head:]...)
 		c.head = 0
 	}
+	if len(batch) < maxBatch && c.feedOpenLocked() {
+		batch = c.takeFeedLocked(batch)
+	}
 	return ctl, batch
+}
+
+// takeFeedLocked takes the feed's live messages the in-flight window
+// allows, in order.
+func (c *conn) takeFeedLocked(batch []delivery) []delivery {
+	room := c.window - len(c.sess.outbound)
+	c.taken = c.feed.Take(c.taken[:0], maxBatch-len(batch), func(it *node.Item) bool {
+		if it.QoS == 0 {
+			return true
+		}
+		if room <= 0 {
+			return false
+		}
+		room--
+		return true
+	})
+	for i := range c.taken {
+		it := &c.taken[i]
+		d := delivery{m: it.Msg, qos: it.QoS, retain: it.Retain, ids: it.IDs, live: true, track: true}
+		c.hi = max(c.hi, d.m.Seq)
+		if d.qos > 0 {
+			d.id = c.allocIDLocked(&d)
+			if d.qos == 2 && c.persistent {
+				// Durable before the PUBLISH leaves (persist.go).
+				c.exchangesUnsaved = true
+			}
+		}
+		batch = append(batch, d)
+		c.changes++
+		*it = node.Item{}
+	}
+	return batch
 }
 
 // allocIDLocked assigns d a free packet identifier and records it in the
@@ -308,7 +239,7 @@ func (c *conn) allocIDLocked(d *delivery) uint16 {
 			s.sent++
 			o := &outbound{d: *d, order: s.sent, seq: d.m.Seq}
 			o.d.id = s.nextID
-			o.d.live, o.d.subs = false, nil
+			o.d.live = false
 			s.outbound[s.nextID] = o
 			return s.nextID
 		}
@@ -518,16 +449,7 @@ func (c *conn) writeDelivery(w *bufio.Writer, enc *publishEncoder, d *delivery) 
 	}
 	_, err := w.Write(m.Payload)
 	if err == nil {
-		c.n.Telemetry.Delivered(telemetry.ProtocolMQTT, m, d.live)
+		c.n.Metrics().Delivered(telemetry.ProtocolMQTT, m, d.live)
 	}
 	return err
-}
-
-// subKey is the key of a hub subscription among the session's: its filter
-// as the client subscribed it.
-func subKey(hs *hub.Subscription) string {
-	if hs.Group != "" {
-		return sharePrefix + hs.Group + "/" + hs.Filter
-	}
-	return hs.Filter
 }

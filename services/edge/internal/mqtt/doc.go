@@ -57,11 +57,12 @@
 // A CONNECT closes the connection of the same tenant and client identifier
 // on this edge directly, and on other edges through a request on the core
 // NATS control subject of the client, before it is answered (takeover.go).
-// A shared subscription $share/<group>/<filter> is a NATS queue
-// subscription on the filter's live subjects, the queue named after tenant,
-// group and filter, so NATS gives each message to one edge with members;
-// that edge gives it to one local member, round robin (hub.SharedInterest).
-// No retained messages are sent to a shared subscription.
+// A shared subscription $share/<group>/<filter> is a subscription of the
+// core with a group (node.SubOptions.Group): a NATS queue subscription on
+// the filter's live subjects, the queue named after tenant, group and
+// filter, so NATS gives each message to one edge with members; that edge
+// gives it to one local member, round robin. No retained messages are
+// sent to a shared subscription.
 //
 // # Durability
 //
@@ -104,18 +105,25 @@
 // on a plain TCP socket it waits for data through the runtime poller and
 // reads whatever arrived with one system call; CONNECT is read and
 // answered on a helper goroutine, so that the deep calls it makes do not
-// leave every idle connection's reader with a grown stack. Live messages reach a
-// connection through hub.Subscriber.Deliver, which never blocks: it puts the
-// message on the connection's queue, bounded by QueueSize messages. When the
-// queue is full, a QoS 0 message is dropped (counted in Stats.Dropped); a
-// QoS 1 or 2 message evicts the oldest queued QoS 0 message if there is one, and
-// otherwise the client is a slow consumer: it is sent DISCONNECT 0x97 Quota
-// exceeded (the limit that was hit is an administrative one, the queue;
-// 0x89 Server busy would wrongly blame the server) and the connection is
-// closed (counted in Stats.SlowConsumers). QoS 1 and 2 messages wait in the queue
-// while the client's in-flight window (its Receive Maximum; ReceiveMaximum
-// for 3.1.1) is full. Retained messages sent after a SUBSCRIBE are already
-// in memory when they are queued and do not count against the bound.
+// leave every idle connection's reader with a grown stack.
+//
+// Live messages reach a connection through its feed (node.Feed, the
+// edge's core: the connection's subscriptions and the bounded queue of
+// their live messages, one delivery per message at the highest QoS its
+// subscriptions grant), which never blocks the hub: it holds at most
+// QueueSize messages under node.OverflowShedQoS0. When the queue is full,
+// a QoS 0 message is dropped (counted in Stats.Dropped); a QoS 1 or 2
+// message evicts the oldest queued QoS 0 message if there is one, and
+// otherwise the client is a slow consumer: it is sent DISCONNECT 0x97
+// Quota exceeded (the limit that was hit is an administrative one, the
+// queue; 0x89 Server busy would wrongly blame the server) and the
+// connection is closed (counted in Stats.SlowConsumers). QoS 1 and 2
+// messages wait in the feed while the client's in-flight window (its
+// Receive Maximum; ReceiveMaximum for 3.1.1) is full: the writer takes
+// what the window allows (node.Feed.Take). Retained messages sent after a
+// SUBSCRIBE, a resume's replayed messages and retransmissions are queued
+// by the connection ahead of the feed's, already in memory, and do not
+// count against the bound.
 //
 // # Codec
 //

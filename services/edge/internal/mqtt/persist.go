@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/record"
-	"github.com/heraldmq/herald/pkg/topic"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -32,11 +29,12 @@ import (
 // cursor) and its subscriptions. A CONNECT that resumes the session, on any
 // edge, authorizes the subscriptions again for the credential it presents
 // (those it no longer may hold are left out, and so are their messages),
-// takes live interest in the subscriptions first (deliveries held),
-// replays the tenant stream after the cursor filtered by them (node.Replay:
-// replay buffer, then JetStream), QoS downgraded to each subscription's and
-// QoS 0 messages left out as MQTT allows, then releases the live messages
-// with a sequence beyond the replay's end: the SSE resume pattern. The
+// subscribes them in the connection's feed first (live messages held),
+// replays the tenant stream after the cursor filtered by them
+// (node.Feed.Resume, the core's one replay: replay buffer, then the
+// stream), QoS downgraded to each subscription's and QoS 0 messages left
+// out as MQTT allows, then releases the live messages with a sequence
+// beyond the replay's end: the resume of every transport. The
 // outbound QoS 1 and 2 messages in flight at the save are recorded by
 // sequence and packet identifier and sent again, with DUP and the same
 // identifier, when the replay reaches them; those the client had received
@@ -97,7 +95,7 @@ import (
 // the session.
 
 // holder names the connection in its session record (ConnectedTo).
-func (c *conn) holder() string { return c.n.ID + "/" + c.connID }
+func (c *conn) holder() string { return c.n.EdgeID() + "/" + c.connID }
 
 // errSessionLost ends a connection whose session record was changed by
 // another writer.
@@ -172,20 +170,16 @@ func (c *conn) tryOpen(ctx context.Context, recs Sessions, clean bool) (*record.
 	if rec == nil && c.expiry == 0 && c.will == nil {
 		return nil, nil // nothing to keep: the session ends with the connection
 	}
-	// The session service only looks after tenants whose stream exists.
-	if _, err := c.n.Backbone.EnsureTenant(sctx, c.tenant); err != nil {
-		return nil, err
-	}
 	if rec == nil && c.expiry > 0 {
 		// A new session owes nothing published before it existed.
-		st, err := c.n.Backbone.State(sctx, c.tenant)
-		switch {
-		case errors.Is(err, backbone.ErrNoStream):
-		case err != nil:
+		head, err := c.n.Head(sctx, c.tenant)
+		if err != nil {
 			return nil, err
-		default:
-			c.hi, c.epoch = st.LastSeq, st.Epoch
 		}
+		c.hi, c.epoch = head.Seq, head.Epoch
+	} else if _, err := c.n.Epoch(sctx, c.tenant); err != nil {
+		// The session service only looks after tenants whose stream exists.
+		return nil, err
 	}
 	// The record names the edge lease: it must live first.
 	if err := c.s.ensureLease(sctx); err != nil {
@@ -251,9 +245,9 @@ func (c *conn) recordLocked() *record.Session {
 	if len(s.subs) > 0 {
 		rec.Subscriptions = make(map[string]record.Subscription, len(s.subs))
 		for f, sub := range s.subs {
-			hs := &sub.hs
-			rec.Subscriptions[f] = record.Subscription{QoS: hs.QoS, NoLocal: hs.NoLocal,
-				RetainAsPublished: hs.RetainAsPublished, RetainHandling: sub.retainHandling, ID: hs.ID}
+			o := sub.sub.Options()
+			rec.Subscriptions[f] = record.Subscription{QoS: o.QoS, NoLocal: o.NoLocal,
+				RetainAsPublished: o.RetainAsPublished, RetainHandling: sub.retainHandling, ID: o.ID}
 		}
 	}
 	for f, o := range s.restoring {
@@ -306,8 +300,12 @@ func (c *conn) cursorLocked() uint64 {
 			lower(d.m.Seq)
 		}
 	}
-	for i := range c.held {
-		lower(c.held[i].m.Seq)
+	if c.feed != nil {
+		// The live messages the feed holds (queued, or held while a
+		// subscription starts) have not been sent.
+		if seq, ok := c.feed.Oldest(); ok {
+			lower(seq)
+		}
 	}
 	for _, o := range c.sess.outbound {
 		if o.d.track && !o.released {
@@ -348,7 +346,7 @@ func (c *conn) saveExchanges() {
 	}
 	if now := time.Now(); now.Sub(c.exchangeWarned) >= exchangeWarnEvery {
 		c.exchangeWarned = now
-		c.n.Log.Warn("mqtt session not saved before a QoS 2 exchange: an edge crash now could repeat it",
+		c.s.log.Warn("mqtt session not saved before a QoS 2 exchange: an edge crash now could repeat it",
 			"client", c.clientID, "err", err)
 	}
 }
@@ -398,7 +396,7 @@ func (c *conn) saveDue(ctx context.Context, now time.Time) {
 	}
 	c.saveMu.Unlock()
 	if err != nil && !errors.Is(err, record.ErrConflict) {
-		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
+		c.s.log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
 	}
 }
 
@@ -430,7 +428,7 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 		if err := c.s.sessions.DeleteSession(sctx, c.tenant, c.clientID, c.rec.Revision); err != nil && !errors.Is(err, record.ErrConflict) {
-			c.n.Log.Warn("mqtt session record not deleted", "client", c.clientID, "err", err)
+			c.s.log.Warn("mqtt session record not deleted", "client", c.clientID, "err", err)
 		}
 		return
 	}
@@ -442,7 +440,7 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 		rec.Will = nil
 	}
 	if err := c.writeLocked(ctx, rec, now); err != nil && !errors.Is(err, record.ErrConflict) {
-		c.n.Log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
+		c.s.log.Warn("mqtt session not saved", "client", c.clientID, "err", err)
 	}
 }
 
@@ -455,28 +453,31 @@ func (c *conn) publishWill(ctx context.Context, now time.Time) {
 	}
 	id := record.WillMsgID(c.tenant, &record.Session{ClientID: c.clientID, DisconnectedAt: now})
 	if _, err := c.willAccepted.Publish(ctx, node.PublishOptions{MsgID: id, Wait: node.WaitStored}); err != nil {
-		c.n.Log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
+		c.s.log.Warn("mqtt will not published", "client", c.clientID, "topic", w.Topic, "err", err)
 	}
 }
 
 // resume restores a loaded session on the reader goroutine, after the
-// CONNACK was queued: live interest in its subscriptions first (deliveries
-// held), then the PUBRELs owed, then the replay of what it missed from the
-// stream, then the held live messages beyond the replay.
+// CONNACK was queued: its subscriptions in the connection's feed first
+// (live messages held), then the PUBRELs owed, then the replay of what it
+// missed from the stream (node.Feed.Resume, which then releases the held
+// live messages beyond the replay).
 func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 	c.mu.Lock()
-	c.holding = true
 	// Until the replay is queued, nothing after the loaded position is
 	// delivered, whatever live messages are held: a connection that ends
 	// mid-replay saves at most that position. Left set on an error return.
 	c.replaying, c.replayFrom = true, rec.Delivered.Seq
 	c.mu.Unlock()
-	var filters []string
 	revoked := 0
 	for f, o := range rec.Subscriptions {
 		group, filter, err := parseShared(f)
-		if err != nil || topic.ValidateFilter(filter, c.n.Limits) != nil {
+		if err != nil {
 			continue
+		}
+		feed, err := c.ensureFeed(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: restoring subscription %q: %w", ErrServerUnavailable, f, err)
 		}
 		// Re-authorized as a SUBSCRIBE of this credential would be: the
 		// key may have been narrowed since the session was saved, or the
@@ -484,28 +485,27 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 		// is left out, with its offline messages, and the record saved
 		// without it (c.changes, below); MQTT has no packet to tell the
 		// client, which may SUBSCRIBE again and get 0x87.
-		if err := node.AuthorizeSubscribe(c.id, f); err != nil {
+		sub, err := feed.Subscribe(ctx, []string{filter}, node.Live(), node.SubOptions{Key: f, Group: group,
+			QoS: min(o.QoS, 2), NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, ID: o.ID})
+		switch {
+		case fault.Is(err, fault.Forbidden):
 			revoked++
-			c.n.Log.Info("mqtt session subscription dropped on resume: no longer authorized", "client", c.clientID,
+			c.s.log.Info("mqtt session subscription dropped on resume: no longer authorized", "client", c.clientID,
 				"tenant", c.tenant, "filter", f, "err", err)
 			continue
-		}
-		sub := &subscription{retainHandling: o.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter,
-			Group: group, Subscriber: c, QoS: min(o.QoS, 2), NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, ID: o.ID}}
-		if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
+		case fault.Is(err, fault.InvalidFilter), fault.Is(err, fault.Quota):
+			c.s.log.Info("mqtt session subscription dropped on resume", "client", c.clientID,
+				"tenant", c.tenant, "filter", f, "err", err)
+			continue
+		case err != nil:
 			return fmt.Errorf("%w: restoring subscription %q: %w", ErrServerUnavailable, f, err)
 		}
 		c.mu.Lock()
 		if c.sess.subs == nil {
 			c.sess.subs = map[string]*subscription{}
 		}
-		c.sess.subs[f] = sub
+		c.sess.subs[f] = &subscription{sub: sub, retainHandling: o.RetainHandling}
 		c.mu.Unlock()
-		if group == "" {
-			// Shared subscriptions get no offline messages: another member
-			// of the group had them.
-			filters = append(filters, filter)
-		}
 	}
 
 	c.mu.Lock()
@@ -528,6 +528,7 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 	for _, seq := range c.sess.completed {
 		took[seq] = true
 	}
+	feed := c.feed
 	c.kickLocked()
 	c.mu.Unlock()
 
@@ -535,8 +536,13 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 	limit := c.cfg.MaxOfflineMessages
 	var ring []delivery
 	skipped := 0
-	emit := func(m *message.Message) error {
-		if took[m.Seq] {
+	emit := func(it node.Item) error {
+		if it.Gap() {
+			c.s.log.Warn("mqtt session missed messages no longer in the stream", "client", c.clientID,
+				"after", rec.Delivered.String(), "stream_recreated", it.EpochChanged)
+			return nil
+		}
+		if took[it.Msg.Seq] {
 			return nil
 		}
 		c.mu.Lock()
@@ -544,7 +550,7 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 			c.mu.Unlock()
 			return errClosing
 		}
-		d, ok := c.routeReplayLocked(m, pending[m.Seq])
+		d, ok := c.routeReplayLocked(it, pending[it.Msg.Seq])
 		c.mu.Unlock()
 		if !ok {
 			return nil
@@ -557,31 +563,23 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 		ring = append(ring, d)
 		return nil
 	}
-	gap := func(epochChanged bool) error {
-		c.n.Log.Warn("mqtt session missed messages no longer in the stream", "client", c.clientID,
-			"after", rec.Delivered.String(), "stream_recreated", epochChanged)
-		return nil
-	}
-	var res struct {
-		last  uint64
-		epoch string
-	}
-	if len(filters) > 0 {
-		r, err := c.n.Replay(ctx, c.tenant, filters, rec.Delivered, emit, gap)
+	var res node.Replayed
+	if feed != nil {
+		var err error
+		res, err = feed.Resume(ctx, rec.Delivered, emit)
 		if errors.Is(err, errClosing) {
 			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w: replaying the session's messages: %w", ErrServerUnavailable, err)
 		}
-		res.last, res.epoch = r.Last, r.Epoch
 	}
 	if revoked > 0 {
 		c.s.stats.unauthorizedDropped.Add(uint64(revoked))
 	}
 	if skipped > 0 {
 		c.s.stats.offlineDropped.Add(uint64(skipped))
-		c.n.Log.Warn("mqtt offline messages beyond max_offline_messages skipped, oldest first", "client", c.clientID,
+		c.s.log.Warn("mqtt offline messages beyond max_offline_messages skipped, oldest first", "client", c.clientID,
 			"skipped", skipped, "sent", len(ring))
 	}
 
@@ -595,47 +593,31 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 		}
 	}
 	c.queue = append(c.queue, ring...)
-	c.replaying = false // the replayed messages are queued: they lower the cursor now
+	c.replaying = false // the replayed messages are queued: they lower the cursor, and live ones follow
 	c.sess.restoring = nil
-	c.skipThrough = res.last
-	c.hi = max(c.hi, res.last)
-	if res.epoch != "" {
-		c.epoch = res.epoch
+	c.hi = max(c.hi, res.Last)
+	if res.Epoch != "" {
+		c.epoch = res.Epoch
 	}
 	c.changes++
-	c.releaseLocked()
+	c.kickLocked()
 	return nil
 }
 
-// routeReplayLocked decides how a replayed message is delivered: once, at
-// the highest QoS its matching subscriptions grant; QoS 0 not at all (MQTT
-// keeps only QoS 1 and 2 messages for an offline session); again with DUP
-// and its old packet identifier if it was in flight at the save (o).
-func (c *conn) routeReplayLocked(m *message.Message, o *outbound) (delivery, bool) {
-	d := delivery{m: m, track: true}
-	found := false
-	for _, sub := range c.sess.subs {
-		hs := &sub.hs
-		if hs.Group != "" || !topic.Match(hs.Filter, m.Topic) ||
-			(hs.NoLocal && strings.HasSuffix(m.Origin, "/"+c.clientID)) {
-			continue
-		}
-		found = true
-		d.qos = max(d.qos, min(m.QoS, hs.QoS))
-		if hs.RetainAsPublished && m.Retain {
-			d.retain = true
-		}
-		if hs.ID != 0 {
-			d.ids = append(d.ids, int(hs.ID))
-		}
-	}
+// routeReplayLocked decides how a replayed message is delivered: at the
+// highest QoS its matching subscriptions grant (it, from the feed); QoS 0
+// not at all (MQTT keeps only QoS 1 and 2 messages for an offline
+// session); again with DUP and its old packet identifier if it was in
+// flight at the save (o).
+func (c *conn) routeReplayLocked(it node.Item, o *outbound) (delivery, bool) {
+	d := delivery{m: it.Msg, track: true, qos: it.QoS, retain: it.Retain, ids: it.IDs}
 	if o != nil && o.d.m == nil {
-		o.d.m = m
+		o.d.m = it.Msg
 		d.id, d.dup, d.qos = o.d.id, true, o.d.qos
 		o.d = d
 		return d, true
 	}
-	return d, found && d.qos > 0
+	return d, d.qos > 0
 }
 
 // saveLoop saves the due sessions of the server's connections every

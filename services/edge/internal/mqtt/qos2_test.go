@@ -148,7 +148,7 @@ func TestQoS2OutboundFlow(t *testing.T) {
 // unacknowledged messages again with DUP and the same packet identifier,
 // in the order first sent, and PUBREL for those the client received.
 func TestRetransmissionsSetDUP(t *testing.T) {
-	c, _, _ := queueConn(10)
+	c := queueConn(t, 10)
 	c.window = 10
 	for _, topic := range []string{"a", "b", "c"} {
 		c.queue = append(c.queue, delivery{m: &message.Message{Topic: topic}, qos: 2})

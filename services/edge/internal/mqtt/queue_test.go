@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,47 +12,73 @@ import (
 	"testing"
 
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
-	"github.com/heraldmq/herald/services/edge/internal/node"
+	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// queueConn returns a connection with one subscription per QoS and no
-// writer (done), so that deliveries stay queued.
-func queueConn(queueSize int) (*conn, *hub.Subscription, *hub.Subscription) {
-	s := &Server{cfg: Config{QueueSize: queueSize}.WithDefaults(), node: &node.Node{Log: slog.New(slog.DiscardHandler)}}
-	c := newConn(s, nil, context.Background())
-	c.done = true
-	c.sess.subs = map[string]*subscription{}
-	for _, f := range []string{"q0", "q1"} {
-		sub := &subscription{hs: hub.Subscription{Filter: f, QoS: byte(len(c.sess.subs))}}
-		c.sess.subs[f] = sub
+// queueConn returns a connection of the anonymous tenant over an
+// in-memory core, subscribed to "q0" at QoS 0 and "q1" at QoS 1, and with
+// no writer (done), so that deliveries stay queued in its feed.
+func queueConn(t *testing.T, queueSize int) *conn {
+	t.Helper()
+	n := edgetest.MemoryNode(t)
+	s, err := New(Config{QueueSize: queueSize, SoleEdge: true}, n, Deps{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return c, &c.sess.subs["q0"].hs, &c.sess.subs["q1"].hs
+	c := newConn(s, nil, context.Background())
+	c.done, c.window, c.tenant = true, 10, edgetest.Tenant
+	c.adm = edgetest.Admit(t, n)
+	for _, f := range []packets.Subscription{{Filter: "q0", Qos: 0}, {Filter: "q1", Qos: 1}} {
+		sub, err := c.subscribe(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.Replay(context.Background(), c.queueRetained); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(c.feed.Close)
+	return c
+}
+
+// dispatch hands the connection's edge a live message of the anonymous
+// tenant on topic with payload p, as the backbone would.
+func dispatch(c *conn, topic, p string, qos byte) {
+	c.n.Dispatch(&message.Message{Tenant: edgetest.Tenant, Topic: topic, Payload: []byte(p), QoS: qos})
+}
+
+// taken lists the payloads of what the writer would take now.
+func taken(c *conn) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, batch := c.takeLocked(nil)
+	var got []string
+	for _, d := range batch {
+		got = append(got, string(d.m.Payload))
+	}
+	return strings.Join(got, "")
 }
 
 // TestOverflowPolicy ensures a full queue drops QoS 0 messages, makes room
 // for QoS 1 by evicting the oldest QoS 0, and disconnects a client whose
 // queue is full of QoS 1 messages.
 func TestOverflowPolicy(t *testing.T) {
-	c, q0, q1 := queueConn(3)
-	msg := func(topic string, qos byte) *message.Message { return &message.Message{Topic: topic, QoS: qos} }
-	c.Deliver(msg("a", 0), []*hub.Subscription{q0})
-	c.Deliver(msg("b", 1), []*hub.Subscription{q1})
-	c.Deliver(msg("c", 0), []*hub.Subscription{q0})
-	c.Deliver(msg("d", 0), []*hub.Subscription{q0}) // full: dropped
-	c.Deliver(msg("e", 1), []*hub.Subscription{q1}) // evicts a
-	var got []string
-	for _, d := range c.queue[c.head:] {
-		got = append(got, d.m.Topic)
-	}
-	if strings.Join(got, "") != "bce" || c.s.stats.dropped.Load() != 2 || c.closing {
+	c := queueConn(t, 3)
+	dispatch(c, "q0", "a", 0)
+	dispatch(c, "q1", "b", 1)
+	dispatch(c, "q0", "c", 0)
+	dispatch(c, "q0", "d", 0) // full: dropped
+	dispatch(c, "q1", "e", 1) // evicts a
+	if got := taken(c); got != "bce" || c.s.stats.dropped.Load() != 2 || c.closing {
 		t.Fatalf("queue %v, dropped %d, closing %v", got, c.s.stats.dropped.Load(), c.closing)
 	}
-	c.Deliver(msg("f", 1), []*hub.Subscription{q1}) // evicts c
-	c.Deliver(msg("g", 1), []*hub.Subscription{q1}) // full of QoS 1: slow consumer
-	if !c.closing || c.s.stats.slowConsumers.Load() != 1 || len(c.queue) != 0 {
-		t.Fatalf("closing %v, slow consumers %d, queue %d", c.closing, c.s.stats.slowConsumers.Load(), len(c.queue))
+	for _, p := range "fgh" {
+		dispatch(c, "q1", string(p), 1)
+	}
+	dispatch(c, "q1", "i", 1) // full of QoS 1: slow consumer
+	if !c.closing || c.s.stats.slowConsumers.Load() != 1 || taken(c) != "" {
+		t.Fatalf("closing %v, slow consumers %d", c.closing, c.s.stats.slowConsumers.Load())
 	}
 }
 
@@ -61,13 +86,21 @@ func TestOverflowPolicy(t *testing.T) {
 // of a client is queued once at the highest granted QoS, and not above the
 // message's own QoS.
 func TestDeliverOnceAtMaxQoS(t *testing.T) {
-	c, q0, q1 := queueConn(10)
-	c.Deliver(&message.Message{Topic: "x", QoS: 1}, []*hub.Subscription{q0, q1})
-	c.Deliver(&message.Message{Topic: "y", QoS: 0}, []*hub.Subscription{q0, q1})
-	stale := &hub.Subscription{Filter: "q1", QoS: 1}
-	c.Deliver(&message.Message{Topic: "z", QoS: 1}, []*hub.Subscription{stale}) // replaced subscription
-	if len(c.queue) != 2 || c.queue[0].qos != 1 || c.queue[1].qos != 0 {
-		t.Fatalf("queue %+v", c.queue)
+	c := queueConn(t, 10)
+	sub, err := c.subscribe(context.Background(), packets.Subscription{Filter: "#", Qos: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Replay(context.Background(), c.queueRetained); err != nil {
+		t.Fatal(err)
+	}
+	dispatch(c, "q1", "x", 1)
+	dispatch(c, "q1", "y", 0)
+	c.mu.Lock()
+	_, batch := c.takeLocked(nil)
+	c.mu.Unlock()
+	if len(batch) != 2 || batch[0].qos != 1 || batch[1].qos != 0 {
+		t.Fatalf("batch %+v", batch)
 	}
 }
 

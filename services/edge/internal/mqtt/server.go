@@ -321,7 +321,7 @@ func (s *Server) Leavers(reference string) []func(context.Context) {
 // before teardown, and unacknowledged ones are sent again by the client.
 func (c *conn) leave(ctx context.Context, reference string) {
 	if err := c.saveSession(ctx); err != nil && !errors.Is(err, record.ErrConflict) {
-		c.n.Log.Warn("mqtt session not saved before leaving", "client", c.clientID, "err", err)
+		c.s.log.Warn("mqtt session not saved before leaving", "client", c.clientID, "err", err)
 	}
 	err := ErrShuttingDown
 	if reference != "" {

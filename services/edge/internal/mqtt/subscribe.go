@@ -2,70 +2,37 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/topic"
-	"github.com/heraldmq/herald/services/edge/internal/hub"
+	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// subscription is one filter of a connection.
+// subscription is one filter of a session: its subscription in the
+// connection's feed (the core's), and what the session record keeps
+// beside the feed's options.
 type subscription struct {
-	hs hub.Subscription
-	// retainedSeqs are the sequences of the retained messages sent for
-	// this subscription, by topic, until the live stream has passed them
-	// (retainedMax): a live delivery of the same or an older message of
-	// the topic is a duplicate.
-	retainedSeqs map[string]uint64
-	retainedMax  uint64
+	sub *node.Sub
 	// retainHandling is the subscription's option, kept with a persistent
 	// session.
 	retainHandling byte
 }
 
-// retainedDup reports whether live message m was already sent, or
-// superseded, by the retained pass.
-func (s *subscription) retainedDup(m *message.Message) bool {
-	if s.retainedSeqs == nil {
-		return false
-	}
-	if m.Seq > s.retainedMax {
-		// Live messages of a tenant arrive in stream order: every later
-		// one is newer than every retained message sent.
-		s.retainedSeqs = nil
-		return false
-	}
-	seq, ok := s.retainedSeqs[m.Topic]
-	return ok && m.Seq <= seq
-}
-
-// granted is a subscription made by one SUBSCRIBE, for its retained pass.
-type granted struct {
-	sub            *subscription
-	retainHandling byte
-	isNew          bool
-}
-
-// handleSubscribe takes live interest in each filter, sends the SUBACK,
-// then the matching retained messages, then the live messages that arrived
-// meanwhile, minus those the retained pass already sent. Live deliveries
-// are held for the duration, so that nothing of the new subscriptions
-// precedes the SUBACK [MQTT-3.8.4-1] and retained messages precede the
-// live ones.
+// handleSubscribe subscribes each filter in the connection's feed, sends
+// the SUBACK, then the matching retained messages, then the live
+// messages that arrived meanwhile, minus those the retained pass already
+// sent. The feed holds live deliveries for the duration (node.Policy's
+// PerMessage), so that nothing of the new subscriptions precedes the
+// SUBACK [MQTT-3.8.4-1] and retained messages precede the live ones.
 func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
-	c.mu.Lock()
-	c.holding = true
-	c.mu.Unlock()
-
 	codes := make([]byte, len(pk.Filters))
-	var gs []granted
+	var subs []*node.Sub
 	var firstErr error
 	for i, f := range pk.Filters {
-		g, err := c.subscribe(ctx, f)
+		s, err := c.subscribe(ctx, f)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("%s: %w", f.Filter, err)
@@ -76,8 +43,8 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 			}
 			continue
 		}
-		codes[i] = g.sub.hs.QoS
-		gs = append(gs, g)
+		codes[i] = s.Options().QoS
+		subs = append(subs, s)
 	}
 	suback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback},
 		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes,
@@ -86,74 +53,135 @@ func (c *conn) handleSubscribe(ctx context.Context, pk *packets.Packet) error {
 		suback.Properties.ReasonString = reasonString(firstErr)
 	}
 	c.sendControl(encodeBytes(suback))
-	if c.expiry > 0 && len(gs) > 0 {
+	if c.expiry > 0 && len(subs) > 0 {
 		c.advanceCursor(ctx)
 	}
-	c.sendRetained(ctx, gs)
-	c.mu.Lock()
-	c.releaseLocked()
-	c.mu.Unlock()
+	// Each subscription's start: its retained messages, as its retain
+	// handling asks, queued ahead of the live messages it releases.
+	for _, s := range subs {
+		if s.Closed() {
+			continue // replaced by a later filter of the same SUBSCRIBE
+		}
+		if _, err := s.Replay(ctx, c.queueRetained); err != nil {
+			break // closing: teardown releases the rest
+		}
+	}
 	return nil
 }
 
-// subscribe registers one filter with the hub, replacing the connection's
-// subscription of the same filter, and returns once it is live.
-func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (granted, error) {
+// subscribe makes one filter a subscription of the connection's feed,
+// replacing the session's subscription of the same filter
+// [MQTT-3.8.4-3], and returns it live but paused. Its start is retained
+// first as its retain handling asks [MQTT-3.3.1-9, MQTT-3.3.1-10,
+// MQTT-3.3.1-11]; a shared subscription gets no retained messages (MQTT 5
+// §4.8.2).
+func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (*node.Sub, error) {
 	group, filter, err := parseShared(f.Filter)
 	if err != nil {
-		return granted{}, err
+		return nil, err
 	}
-	if err := topic.ValidateFilter(filter, c.n.Limits); err != nil {
-		return granted{}, err
-	}
-	if err := node.AuthorizeSubscribe(c.id, f.Filter); err != nil {
-		return granted{}, err // SUBACK 0x87
-	}
-	c.mu.Lock()
-	held := len(c.sess.subs)
-	if c.sess.subs[f.Filter] == nil {
-		held++
-	}
-	c.mu.Unlock()
-	if err := c.adm.Subscriptions(held); err != nil {
-		return granted{}, err // SUBACK 0x97
-	}
-	sub := &subscription{retainHandling: f.RetainHandling, hs: hub.Subscription{Tenant: c.tenant, Filter: filter, Group: group, Subscriber: c,
-		QoS: min(f.Qos, 2), NoLocal: f.NoLocal, RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}}
-	if err := c.n.Hub.Subscribe(ctx, &sub.hs); err != nil {
-		c.n.Log.Warn("mqtt subscribe failed", "client", c.clientID, "filter", f.Filter, "err", err)
-		return granted{}, err
+	feed, err := c.ensureFeed(ctx)
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	old := c.sess.subs[f.Filter]
+	c.mu.Unlock()
+	from := node.RetainedFirst()
+	if rh := f.RetainHandling; group != "" || rh == 2 || (rh == 1 && old != nil) {
+		from = node.Live()
+	}
+	o := node.SubOptions{Key: f.Filter, Group: group, QoS: min(f.Qos, 2), NoLocal: f.NoLocal,
+		RetainAsPublished: f.RetainAsPublished, ID: uint32(f.Identifier)}
+	if old != nil {
+		o.Replaces = old.sub // closed once the new one is live: no message falls between
+	}
+	// The core validates the filter (0x8F), authorizes it (0x87), applies
+	// the connection's subscription limit (0x97) and takes live interest.
+	s, err := feed.Subscribe(ctx, []string{filter}, from, o)
+	if err != nil {
+		if fault.Is(err, fault.Unavailable) {
+			c.s.log.Warn("mqtt subscribe failed", "client", c.clientID, "filter", f.Filter, "err", err)
+		}
+		return nil, err
+	}
+	c.mu.Lock()
 	if c.sess.subs == nil {
 		c.sess.subs = map[string]*subscription{}
 	}
-	c.sess.subs[f.Filter] = sub
+	c.sess.subs[f.Filter] = &subscription{sub: s, retainHandling: f.RetainHandling}
 	c.changes++
 	c.mu.Unlock()
-	if old != nil {
-		// The new subscription took over first: no message falls between.
-		c.n.Hub.Unsubscribe(&old.hs) // [MQTT-3.8.4-3]
+	return s, nil
+}
+
+// ensureFeed returns the connection's feed, made with its first
+// subscription (a SUBSCRIBE, or a resumed session's): the bounded queue of
+// its live messages, QoS 0 shed first (see the package documentation),
+// one delivery per message. Only the reader sets it, under mu.
+func (c *conn) ensureFeed(ctx context.Context) (*node.Feed, error) {
+	if c.feed != nil {
+		return c.feed, nil
 	}
-	rh := f.RetainHandling
-	if group != "" {
-		rh = 2 // no retained messages for a shared subscription (MQTT 5 §4.8.2)
+	f, err := c.n.NewFeed(ctx, c.adm, node.Policy{Queue: c.cfg.QueueSize, Overflow: node.OverflowShedQoS0,
+		OnDrop: func() { c.s.stats.dropped.Add(1) }, PerMessage: true, SharedGroups: true, Wake: c.feedWake})
+	if err != nil {
+		return nil, err
 	}
-	return granted{sub: sub, retainHandling: rh, isNew: old == nil}, nil
+	c.mu.Lock()
+	c.feed = f
+	c.mu.Unlock()
+	return f, nil
+}
+
+// feedWake is the feed's Wake: the writer has something to take, or the
+// feed ended — a slow consumer is disconnected (0x97), a revoked
+// credential too (its reason; the admission's close says it as well).
+func (c *conn) feedWake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.feed == nil {
+		return // revoked while the feed was made: the admission closes the connection
+	}
+	switch err := c.feed.Err(); {
+	case err == nil:
+		c.kickLocked()
+	case errors.Is(err, node.ErrSlowConsumer):
+		if !c.closing {
+			c.s.stats.slowConsumers.Add(1)
+			c.s.log.Info("mqtt slow consumer disconnected", "client", c.clientID, "queue", c.cfg.QueueSize)
+		}
+		c.disconnectLocked(ErrSlowConsumer, "")
+	case !errors.Is(err, node.ErrFeedClosed):
+		c.disconnectLocked(err, "")
+	}
+}
+
+// queueRetained queues a retained message of a new subscription's start.
+func (c *conn) queueRetained(it node.Item) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return errClosing
+	}
+	c.queue = append(c.queue, delivery{m: it.Msg, qos: it.QoS, retain: true, ids: it.IDs})
+	c.kickLocked()
+	return nil
 }
 
 // advanceCursor moves a persistent session's cursor to the stream's end
 // after a SUBSCRIBE took effect: what was published before it is not owed
-// to the new subscription, and must not come back on a resume.
+// to the new subscription, and must not come back on a resume. (What the
+// feed still holds for the older subscriptions keeps the cursor below it:
+// see cursorLocked.)
 func (c *conn) advanceCursor(ctx context.Context) {
-	st, err := c.n.Backbone.State(ctx, c.tenant)
+	head, err := c.n.Head(ctx, c.tenant)
 	if err != nil {
-		return // no stream yet: the cursor's zero is its start
+		return
 	}
 	c.mu.Lock()
-	if c.epoch == "" || c.epoch == st.Epoch {
-		c.hi, c.epoch = max(c.hi, st.LastSeq), st.Epoch
+	if c.epoch == "" || c.epoch == head.Epoch {
+		c.hi, c.epoch = max(c.hi, head.Seq), head.Epoch
 		c.changes++
 	}
 	c.mu.Unlock()
@@ -161,6 +189,9 @@ func (c *conn) advanceCursor(ctx context.Context) {
 
 // sharePrefix starts the filter of a shared subscription.
 const sharePrefix = "$share/"
+
+// errBadShare is a malformed shared subscription filter (SUBACK 0x8F).
+var errBadShare = fault.New(fault.InvalidFilter, "invalid shared subscription")
 
 // parseShared splits a shared subscription's filter "$share/<group>/<filter>"
 // (MQTT 5 §4.8.2, also accepted from 3.1.1 clients as most brokers do);
@@ -172,52 +203,9 @@ func parseShared(f string) (group, filter string, err error) {
 	}
 	group, filter, ok = strings.Cut(rest, "/")
 	if !ok || group == "" || filter == "" || strings.ContainsAny(group, "+#") { // [MQTT-4.8.2-1, MQTT-4.8.2-2]
-		return "", "", fmt.Errorf("%w: shared subscription %q", hub.ErrInvalidFilter, f)
+		return "", "", fmt.Errorf("%w: %q", errBadShare, f)
 	}
 	return group, filter, nil
-}
-
-// sendRetained queues the retained messages of the new subscriptions, as
-// their retain handling asks [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11].
-func (c *conn) sendRetained(ctx context.Context, gs []granted) {
-	for _, g := range gs {
-		if g.retainHandling == 2 || (g.retainHandling == 1 && !g.isNew) {
-			continue
-		}
-		hs := &g.sub.hs
-		// node.Retained also folds in the stream's tail the session service
-		// has not applied yet: a retained publish just before this
-		// subscribe is not missed.
-		res, err := c.n.Retained(ctx, c.tenant, hs.Filter)
-		msgs := res.Messages
-		if err != nil {
-			c.n.Log.Warn("mqtt retained messages unavailable", "client", c.clientID, "filter", hs.Filter, "err", err)
-			continue
-		}
-		var ids []int
-		if hs.ID != 0 {
-			ids = []int{int(hs.ID)}
-		}
-		now := time.Now()
-		c.mu.Lock()
-		if c.closing {
-			c.mu.Unlock()
-			return
-		}
-		for _, m := range msgs {
-			if len(m.Payload) == 0 || m.Expired(now) || !topic.Match(hs.Filter, m.Topic) {
-				continue
-			}
-			c.queue = append(c.queue, delivery{m: m, qos: min(m.QoS, hs.QoS), retain: true, ids: ids})
-			if g.sub.retainedSeqs == nil {
-				g.sub.retainedSeqs = map[string]uint64{}
-			}
-			g.sub.retainedSeqs[m.Topic] = max(g.sub.retainedSeqs[m.Topic], m.Seq)
-			g.sub.retainedMax = max(g.sub.retainedMax, m.Seq)
-		}
-		c.kickLocked()
-		c.mu.Unlock()
-	}
 }
 
 // handleUnsubscribe removes each filter and sends the UNSUBACK.
@@ -233,7 +221,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 			codes[i] = codeNoSubscription
 			continue
 		}
-		c.n.Hub.Unsubscribe(&sub.hs)
+		sub.sub.Close()
 	}
 	unsuback := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback},
 		ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes,

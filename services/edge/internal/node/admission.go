@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/limits"
 )
@@ -28,7 +30,9 @@ type Admission struct {
 	revoked  error
 }
 
-// Admit takes a slot of the edge's Shed (an error wrapping
+// Admit refuses an identity whose tenant cannot name a stream (an error
+// wrapping backbone.ErrBadTenant: a credential the tenant source got
+// wrong), then takes a slot of the edge's Shed (an error wrapping
 // limits.ErrServerBusy when the edge sheds load), counts a new connection
 // against its tenant's connection limit
 // (an error wrapping limits.ErrConnectionLimit) and registers it with
@@ -38,7 +42,10 @@ type Admission struct {
 // connection's feeds stop delivering before close is called. Without
 // Clients or Quota (anonymous mode) the corresponding part is skipped.
 func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason error)) (_ *Admission, err error) {
-	n.adoptLegacy()
+	if !backbone.ValidTenant(info.Identity.Tenant) {
+		// No stream can be named after it: refused as a bad credential.
+		return nil, fmt.Errorf("%w: tenant %q", backbone.ErrBadTenant, info.Identity.Tenant)
+	}
 	a := &Admission{id: info.Identity, origin: n.Origin(info.ID)}
 	close = n.watchAdmission(a, info, a.revocation(close))
 	defer func() { a.tel.admitted(err) }()

@@ -453,7 +453,8 @@ func (f *Feed) Pending() int {
 
 // Oldest returns the lowest stream sequence of the messages the feed
 // holds (queued, or held during a replay), and false when it holds none:
-// a transport that keeps a cursor (MQTT's session) must not pass it.
+// a transport that keeps a cursor (MQTT's session) must not pass it. A
+// feed that is over keeps what it held, undelivered, until Close.
 func (f *Feed) Oldest() (uint64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -525,7 +526,6 @@ func (f *Feed) revoke(reason error) {
 	first := f.err == nil
 	if first {
 		f.err = reason
-		f.items, f.hold = nil, nil
 	}
 	f.mu.Unlock()
 	if first && f.policy.Wake != nil {
@@ -680,7 +680,6 @@ func (f *Feed) overflowLocked() (wake bool) {
 		return false
 	}
 	f.err = ErrSlowConsumer
-	f.items, f.hold = nil, nil
 	return true
 }
 

@@ -113,18 +113,6 @@ type Node struct {
 	quota   *limits.Limits
 	shed    *limits.Shedder
 	tel     *telemetry.Edge
-
-	// Legacy fields, read by the MQTT server alone until it moves onto
-	// Publish and the Feed: they go with that move (legacy.go).
-	legacy    legacy
-	ID        string
-	Backbone  *backbone.Backbone
-	Hub       *hub.Hub
-	State     StateReader
-	Auth      auth.Authenticator
-	Log       *slog.Logger
-	Limits    topic.Limits
-	Telemetry *telemetry.Edge
 }
 
 // New returns the core of an edge.
@@ -137,10 +125,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{id: cfg.ID, stream: cfg.Stream, hub: hub.New(cfg.Interest), state: cfg.State, auth: cfg.Auth,
 		log: cfg.Log, limits: cfg.Limits, clients: cfg.Clients, quota: cfg.Quota, shed: cfg.Shed, tel: cfg.Telemetry}
-	n.legacy.once.Do(func() {}) // nothing to adopt: see legacy.go
-	bb, _ := cfg.Stream.(*backbone.Backbone)
-	n.ID, n.Backbone, n.Hub, n.State, n.Auth, n.Log, n.Limits, n.Telemetry =
-		n.id, bb, n.hub, n.state, n.auth, n.log, n.limits, n.tel
 	return n, nil
 }
 
@@ -153,7 +137,7 @@ func (n *Node) Logger() *slog.Logger { return n.log }
 // TopicLimits returns the bounds of topic names and filters.
 func (n *Node) TopicLimits() topic.Limits { return n.limits }
 
-// Telemetry returns the edge's metrics and spans (nil-safe methods); nil
+// Metrics returns the edge's metrics and spans (nil-safe methods); nil
 // without telemetry.
 func (n *Node) Metrics() *telemetry.Edge { return n.tel }
 
@@ -164,7 +148,6 @@ func (n *Node) Authenticate(ctx context.Context, c auth.Credentials) (auth.Ident
 
 // Origin returns the origin tag of a client of this edge.
 func (n *Node) Origin(client string) string {
-	n.adoptLegacy()
 	return n.id + "/" + client
 }
 
@@ -175,6 +158,14 @@ func (n *Node) Dispatch(m *message.Message) int { return n.hub.Dispatch(m) }
 
 // Subscriptions returns the number of live subscriptions on the edge.
 func (n *Node) Subscriptions() int { return n.hub.Len() }
+
+// Epoch returns the epoch of the tenant's stream, which is created if it
+// does not exist: the session service looks after the tenants whose
+// stream exists, so a transport that keeps state for a tenant (an MQTT
+// session) makes sure of it first.
+func (n *Node) Epoch(ctx context.Context, tenant string) (string, error) {
+	return n.stream.EnsureTenant(ctx, tenant)
+}
 
 // Head returns the position of the tenant stream's end: what a client
 // that wants only what comes next starts from. The stream is created if

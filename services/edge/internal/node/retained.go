@@ -28,7 +28,6 @@ type RetainedResult struct {
 // the store has not applied yet and folds its retained messages (and
 // deletions) in. Call it after taking live interest.
 func (n *Node) Retained(ctx context.Context, tenant, filter string) (RetainedResult, error) {
-	n.adoptLegacy()
 	st, err := n.stream.State(ctx, tenant)
 	if errors.Is(err, backbone.ErrNoStream) {
 		return RetainedResult{}, nil
