@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/heraldmq/herald/pkg/control"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
@@ -47,8 +46,9 @@ var errClientDisconnect = errors.New("mqtt: client disconnected")
 
 // conn is one MQTT connection. Its reader goroutine runs serve and owns
 // the protocol state; a writer goroutine exists only while there is
-// something to write. Deliver and publish completions run on other
-// goroutines and meet the writer under mu.
+// something to write. The feed's wake, publish completions and the
+// session's saves run on other goroutines and meet the reader and the
+// writer in the connection's lock domains (recorder, inflight, outbox).
 type conn struct {
 	s   *Server
 	n   *node.Node
@@ -78,9 +78,6 @@ type conn struct {
 	willTTL      time.Duration
 	willDelay    time.Duration
 	storeWill    *record.Will // the will as the session record keeps it
-	// expiry is the session expiry interval in seconds: 0, the session
-	// ends with the connection. Changed by a DISCONNECT under saveMu.
-	expiry uint32
 	// persistent: the session outlives the connection (expiry > 0 at
 	// CONNECT); set before any other goroutine sees the connection.
 	persistent bool
@@ -97,92 +94,28 @@ type conn struct {
 	// accepts none.
 	aliasesOut *aliasLRU
 
-	// pubSlots bounds the connection's publishes in flight to the backbone.
-	pubSlots chan struct{}
-	// ackRoom is signalled when a publish acknowledgement leaves the queue
-	// of pending acks (see waitAckRoom).
-	ackRoom chan struct{}
-	pubs    sync.WaitGroup
-	// confirms are the QoS 1 and 2 publishes awaiting their store, from
-	// confirmHead, for the confirmer goroutine that runs while there are
-	// any (confirming); guarded by mu.
-	confirms    []confirmation
-	confirmHead int
-	confirming  bool
-	// unpaced counts the QoS 0 publishes sent since the last one that
-	// asked for an acknowledgement: the reader's alone.
-	unpaced int
-	// lingering: the writer waits for work (writerLinger) on wake;
-	// guarded by mu.
-	lingering bool
-	wake      chan struct{}
+	// The connection's three lock domains, each a type that owns its
+	// state and its lock. When one is taken under another it is in this
+	// order, never the reverse: recorder (saveMu, persist.go) writes the
+	// session's record; inflight (pubMu, publish.go) is the pipeline of
+	// the client's publishes and their acknowledgements; outbox (mu,
+	// deliver.go) is what the connection sends and the state sending
+	// moves.
+	recorder
+	inflight
+	outbox
 
-	mu sync.Mutex
-	// closing: deliveries stop and the writer ends the connection once it
-	// has written the control packets (the last of which may be a
-	// DISCONNECT). done: no writer may start again.
-	closing, done bool
-	writing       bool
-	writerDone    chan struct{}
-	control       [][]byte   // encoded packets, sent before deliveries
-	queue         []delivery // deliveries ahead of the feed's, in order, from head
-	head          int
-	// feed is the connection's subscriptions and the bounded queue of its
-	// live messages (the core's: node.Feed), made with its first
-	// subscription; the writer takes from it after queue (takeLocked).
-	feed  *node.Feed
-	taken []node.Item // the writer's buffer for the feed's items
-	sess  *session
-	acks  []*pendingAck // inbound QoS 1 and 2 publishes awaiting their store, in arrival order
-
-	// reasoned: the last packet carries a reason (a DISCONNECT or a
-	// refusing CONNACK), so the close lingers; outputEnded: the output was
-	// ended (halfClose, or closed).
-	reasoned, outputEnded bool
-	// received counts the inbound QoS 1 and 2 publishes not completed
-	// (PUBACK, or PUBCOMP, not sent yet): bounded by ReceiveMaximum.
-	received int
-	// ctl is the connection's interest in its control subject (takeovers
-	// from other edges); echoed is set once its own announcement came back.
-	ctl    *control.Sub
-	echoed bool
-	// hi is the highest stream sequence taken for the connection and epoch
-	// its stream's epoch; floor, if floored, caps the cursor below queued
-	// deliveries that were dropped when the connection began to close;
-	// changes counts what moves the cursor or the in-flight state (see
-	// persist.go).
-	hi, floor uint64
-	floored   bool
-	// replaying is set while a resume's replay is read and not queued yet:
-	// the cursor may not pass replayFrom, the loaded position, since the
-	// live messages held meanwhile raise hi beyond messages the replay owes.
-	replaying  bool
-	replayFrom uint64
-	epoch      string
-	changes    uint64
-	// exchangesUnsaved: a persistent session's outbound QoS 2 state has
-	// moved in a way the writer must save before it sends on (a new QoS 2
-	// PUBLISH taken, a PUBREL queued): see persist.go.
-	exchangesUnsaved bool
+	// changes counts what moves the cursor or the in-flight state, in
+	// whatever domain (see persist.go).
+	changes atomic.Uint64
 	// exchangeWarned is when saveExchanges last logged a failure: the
 	// writer's alone.
 	exchangeWarned time.Time
-
-	// saveMu serialises the session record's writes and guards what
-	// follows: the record last written (nil if the session keeps none),
-	// whether another writer took it, when it was written, the changes it
-	// reflects, and whether the connection ended.
-	saveMu       sync.Mutex
-	rec          *record.Session
-	recLost      bool
-	ended        bool
-	lastSave     time.Time
-	savedChanges uint64
 }
 
 func newConn(s *Server, nc net.Conn, base context.Context) *conn {
 	return &conn{s: s, n: s.node, cfg: &s.cfg, nc: nc, base: base, problemInfo: true,
-		sess: &session{}, gone: make(chan struct{})}
+		outbox: outbox{sess: &session{}}, gone: make(chan struct{})}
 }
 
 // serve runs the connection: CONNECT, then packets until the connection

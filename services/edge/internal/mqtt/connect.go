@@ -158,7 +158,10 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		c.s.release(c)
 		return err
 	}
-	if c.rec != nil {
+	c.saveMu.Lock()
+	keeps := c.keeps()
+	c.saveMu.Unlock()
+	if keeps {
 		c.s.saveStart.Do(func() {
 			c.s.wg.Add(1)
 			go c.s.saveLoop()

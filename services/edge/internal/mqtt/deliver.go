@@ -5,11 +5,65 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/control"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
+
+// outbox is what a connection sends and the state sending moves, the
+// lock domain that the writer, the feed's wake and the acknowledgements of
+// outbound messages meet in, under mu: the control packets and deliveries
+// queued, the feed the writer takes live messages from, the writer's
+// lifecycle, the session's subscriptions and outbound QoS 1 and 2 state
+// (sess) and its cursor. Nothing holding mu takes another domain's lock.
+type outbox struct {
+	mu sync.Mutex
+	// closing: deliveries stop and the writer ends the connection once it
+	// has written the control packets (the last of which may be a
+	// DISCONNECT). done: no writer may start again.
+	closing, done bool
+	writing       bool
+	writerDone    chan struct{}
+	// lingering: the writer waits for work (writerLinger) on wake.
+	lingering bool
+	wake      chan struct{}
+	control   [][]byte   // encoded packets, sent before deliveries
+	queue     []delivery // deliveries ahead of the feed's, in order, from head
+	head      int
+	// feed is the connection's subscriptions and the bounded queue of its
+	// live messages (the core's: node.Feed), made with its first
+	// subscription; the writer takes from it after queue (takeLocked).
+	feed  *node.Feed
+	taken []node.Item // the writer's buffer for the feed's items
+	sess  *session
+
+	// reasoned: the last packet carries a reason (a DISCONNECT or a
+	// refusing CONNACK), so the close lingers; outputEnded: the output was
+	// ended (halfClose, or closed).
+	reasoned, outputEnded bool
+	// ctl is the connection's interest in its control subject (takeovers
+	// from other edges); echoed is set once its own announcement came back.
+	ctl    *control.Sub
+	echoed bool
+	// hi is the highest stream sequence taken for the connection and epoch
+	// its stream's epoch; floor, if floored, caps the cursor below queued
+	// deliveries that were dropped when the connection began to close
+	// (see persist.go).
+	hi, floor uint64
+	floored   bool
+	// replaying is set while a resume's replay is read and not queued yet:
+	// the cursor may not pass replayFrom, the loaded position, since the
+	// live messages held meanwhile raise hi beyond messages the replay owes.
+	replaying  bool
+	replayFrom uint64
+	epoch      string
+	// exchangesUnsaved: a persistent session's outbound QoS 2 state has
+	// moved in a way the writer must save before it sends on (a new QoS 2
+	// PUBLISH taken, a PUBREL queued): see persist.go.
+	exchangesUnsaved bool
+}
 
 // delivery is one message queued for a client.
 type delivery struct {
@@ -58,7 +112,7 @@ func (c *conn) handlePubrec(pk *packets.Packet) {
 	default:
 		o.released = true
 		o.d.m = nil // only the identifier matters now
-		c.changes++
+		c.changes.Add(1)
 		// Durable before the PUBREL leaves: a resumed session then sends
 		// PUBREL, never the PUBLISH again (persist.go).
 		c.exchangesUnsaved = c.persistent
@@ -82,7 +136,7 @@ func (c *conn) handlePubcomp(id uint16) {
 // outbound message. A persistent session remembers a QoS 2 message done
 // with until its cursor passes it, so that a resume does not send it again.
 func (c *conn) completeOutboundLocked(id uint16) {
-	c.changes++
+	c.changes.Add(1)
 	if o := c.sess.outbound[id]; o != nil && o.d.qos == 2 && o.seq > 0 && c.persistent {
 		c.sess.complete(o.seq)
 	}
@@ -173,7 +227,7 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 		batch = append(batch, *d)
 		*d = delivery{}
 		c.head++
-		c.changes++
+		c.changes.Add(1)
 	}
 	switch {
 	case c.head == len(c.queue):
@@ -220,7 +274,7 @@ func (c *conn) takeFeedLocked(batch []delivery) []delivery {
 			}
 		}
 		batch = append(batch, d)
-		c.changes++
+		c.changes.Add(1)
 		*it = node.Item{}
 	}
 	return batch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/fault"
@@ -94,6 +95,29 @@ import (
 // disconnected at its end: it fires the will after its delay, and expires
 // the session.
 
+// recorder writes a connection's session record, the lock domain of the
+// record, under saveMu, which serialises its writes: the record last
+// written (nil if the session keeps none), whether another writer took it,
+// when it was written, the changes it reflects, whether the connection
+// ended, and the session's expiry. A write takes a snapshot of the other
+// domains (inflight, then outbox), each under its own lock.
+type recorder struct {
+	saveMu       sync.Mutex
+	rec          *record.Session
+	recLost      bool
+	ended        bool
+	lastSave     time.Time
+	savedChanges uint64
+	// expiry is the session expiry interval in seconds: 0, the session
+	// ends with the connection. Set by CONNECT, changed by a DISCONNECT
+	// under saveMu.
+	expiry uint32
+}
+
+// keeps reports whether the connection writes a record: it has one, and
+// no other writer took it. The caller holds saveMu.
+func (r *recorder) keeps() bool { return r.rec != nil && !r.recLost }
+
 // holder names the connection in its session record (ConnectedTo).
 func (c *conn) holder() string { return c.n.EdgeID() + "/" + c.connID }
 
@@ -118,6 +142,7 @@ func (c *conn) openSession(ctx context.Context, clean bool) (loaded *record.Sess
 		c.mu.Lock()
 		c.sess = newSession(c.clientID)
 		c.mu.Unlock()
+		c.inflight.reset()
 		if recs == nil {
 			return nil, false, nil
 		}
@@ -166,6 +191,7 @@ func (c *conn) tryOpen(ctx context.Context, recs Sessions, clean bool) (*record.
 		c.mu.Lock()
 		c.loadLocked(rec)
 		c.mu.Unlock()
+		c.inflight.restore(rec)
 	}
 	if rec == nil && c.expiry == 0 && c.will == nil {
 		return nil, nil // nothing to keep: the session ends with the connection
@@ -185,9 +211,7 @@ func (c *conn) tryOpen(ctx context.Context, recs Sessions, clean bool) (*record.
 	if err := c.s.ensureLease(sctx); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	next := c.recordLocked()
-	c.mu.Unlock()
+	next := c.record()
 	if rec != nil {
 		next.Revision = rec.Revision
 	}
@@ -200,7 +224,8 @@ func (c *conn) tryOpen(ctx context.Context, recs Sessions, clean bool) (*record.
 	return rec, nil
 }
 
-// loadLocked makes a stored session this connection's.
+// loadLocked makes a stored session this connection's, on its sending
+// side (inflight.restore takes the receiving side).
 func (c *conn) loadLocked(rec *record.Session) {
 	c.hi, c.epoch = rec.Delivered.Seq, rec.Delivered.Epoch
 	s := c.sess
@@ -220,24 +245,25 @@ func (c *conn) loadLocked(rec *record.Session) {
 			// until then); a released one only needs its PUBREL.
 			s.outbound[f.PacketID] = &outbound{d: delivery{id: f.PacketID, qos: qos, track: true}, seq: f.Seq,
 				order: s.sent, released: f.Phase == record.AwaitPubcomp}
-		case record.AwaitPubrel:
-			if s.inbound == nil {
-				s.inbound = map[uint16]*inbound{}
-			}
-			// Received before: counts against Receive Maximum until its
-			// PUBREL, which may come at once (the client saw the PUBREC).
-			s.inbound[f.PacketID] = &inbound{msgID: f.MsgID, stored: true, resumed: true}
-			c.received++
 		case record.Completed:
 			s.complete(f.Seq)
 		}
 	}
 }
 
-// recordLocked returns the record of the connection's session as it stands
-// (the caller holds c.mu, or the connection is not shared yet), connected
-// under the edge lease.
-func (c *conn) recordLocked() *record.Session {
+// record returns the record of the connection's session as it stands,
+// connected under the edge lease: a snapshot of its receiving side, then
+// of its sending side, each under its domain's lock.
+func (c *conn) record() *record.Session {
+	in := c.inflight.record()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recordLocked(in)
+}
+
+// recordLocked returns the record of the session with the open inbound
+// exchanges in (inflight.record); the caller holds c.mu.
+func (c *conn) recordLocked(in []record.Inflight) *record.Session {
 	s := c.sess
 	rec := &record.Session{ClientID: c.clientID, ExpiryInterval: c.expiry,
 		ConnectedTo: c.holder(), Edge: c.s.leaseName(), Will: c.storeWill,
@@ -270,9 +296,7 @@ func (c *conn) recordLocked() *record.Session {
 			rec.Inflight = append(rec.Inflight, record.Inflight{PacketID: id, Phase: ph, Seq: o.seq})
 		}
 	}
-	for id, in := range s.inbound {
-		rec.Inflight = append(rec.Inflight, record.Inflight{PacketID: id, Phase: record.AwaitPubrel, MsgID: in.msgID})
-	}
+	rec.Inflight = append(rec.Inflight, in...)
 	s.pruneCompleted(rec.Delivered.Seq)
 	for _, seq := range s.completed {
 		rec.Inflight = append(rec.Inflight, record.Inflight{Phase: record.Completed, Seq: seq})
@@ -320,14 +344,12 @@ func (c *conn) cursorLocked() uint64 {
 func (c *conn) saveSession(ctx context.Context) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
-	if c.rec == nil || c.recLost {
+	if !c.keeps() {
 		return nil
 	}
 	now := time.Now()
-	c.mu.Lock()
-	rec := c.recordLocked()
-	changes := c.changes
-	c.mu.Unlock()
+	changes := c.changes.Load()
+	rec := c.record()
 	if err := c.writeLocked(ctx, rec, now); err != nil {
 		return err
 	}
@@ -374,22 +396,12 @@ func (c *conn) writeLocked(ctx context.Context, rec *record.Session, now time.Ti
 // the last save: liveness is the edge lease's business.
 func (c *conn) saveDue(ctx context.Context, now time.Time) {
 	c.saveMu.Lock()
-	if c.rec == nil || c.recLost || c.ended {
+	changes := c.changes.Load()
+	if !c.keeps() || c.ended || changes == c.savedChanges {
 		c.saveMu.Unlock()
 		return
 	}
-	c.mu.Lock()
-	moved := c.changes != c.savedChanges
-	changes := c.changes
-	var rec *record.Session
-	if moved {
-		rec = c.recordLocked()
-	}
-	c.mu.Unlock()
-	if rec == nil {
-		c.saveMu.Unlock()
-		return
-	}
+	rec := c.record()
 	err := c.writeLocked(ctx, rec, now)
 	if err == nil {
 		c.savedChanges = changes
@@ -421,7 +433,7 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 	if fire {
 		c.publishWill(ctx, now)
 	}
-	if c.rec == nil || c.recLost {
+	if !c.keeps() {
 		return
 	}
 	if c.expiry == 0 {
@@ -432,9 +444,7 @@ func (c *conn) endSession(ctx context.Context, normal bool) {
 		}
 		return
 	}
-	c.mu.Lock()
-	rec := c.recordLocked()
-	c.mu.Unlock()
+	rec := c.record()
 	rec.ConnectedTo, rec.Edge, rec.DisconnectedAt = "", "", now
 	if normal || fire {
 		rec.Will = nil
@@ -599,7 +609,7 @@ func (c *conn) resume(ctx context.Context, rec *record.Session) error {
 	if res.Epoch != "" {
 		c.epoch = res.Epoch
 	}
-	c.changes++
+	c.changes.Add(1)
 	c.kickLocked()
 	return nil
 }

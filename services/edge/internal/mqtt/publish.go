@@ -4,15 +4,94 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/fault"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/pkg/record"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
+
+// inflight is the pipeline of a client's publishes, the lock domain of
+// their acknowledgements, under pubMu: the QoS 1 and 2 publishes read and
+// not acknowledged yet, in arrival order (acks), those awaiting their
+// store (confirms, for the confirmer goroutine), the session's open
+// inbound QoS 2 exchanges (inbound) and the counts that bound them. An
+// acknowledgement is queued for the writer under pubMu and then the
+// outbox's mu, so that acknowledgements leave in order; nothing under the
+// outbox's mu takes pubMu.
+type inflight struct {
+	pubMu sync.Mutex
+	acks  []*pendingAck
+	// received counts the inbound QoS 1 and 2 publishes not completed
+	// (PUBACK, or PUBCOMP, not sent yet): bounded by ReceiveMaximum.
+	received int
+	// inbound are the QoS 2 messages received from the client whose
+	// exchange is not over (no PUBREL yet), by packet identifier: a
+	// retransmission of one is acknowledged again and not published again.
+	// They are the session's, saved with it.
+	inbound map[uint16]*inbound
+	// exchanges counts the session's inbound QoS 2 messages so far
+	// (qos2MsgID).
+	exchanges uint64
+	// confirms are the QoS 1 and 2 publishes awaiting their store, from
+	// confirmHead, for the confirmer goroutine that runs while there are
+	// any (confirming).
+	confirms    []confirmation
+	confirmHead int
+	confirming  bool
+
+	// Not under pubMu. pubSlots bounds the connection's publishes in
+	// flight to the backbone; ackRoom is signalled when a publish
+	// acknowledgement leaves acks (see waitAckRoom); pubs counts the
+	// publishes not settled; unpaced counts the QoS 0 publishes sent since
+	// the last one that asked for an acknowledgement (the reader's alone).
+	pubSlots chan struct{}
+	ackRoom  chan struct{}
+	pubs     sync.WaitGroup
+	unpaced  int
+}
+
+// reset forgets the inbound state of a session about to be opened (again).
+func (in *inflight) reset() {
+	in.pubMu.Lock()
+	defer in.pubMu.Unlock()
+	in.inbound, in.exchanges, in.received = nil, 0, 0
+}
+
+// record returns the open inbound QoS 2 exchanges as the session record
+// keeps them.
+func (in *inflight) record() []record.Inflight {
+	in.pubMu.Lock()
+	defer in.pubMu.Unlock()
+	var out []record.Inflight
+	for id, e := range in.inbound {
+		out = append(out, record.Inflight{PacketID: id, Phase: record.AwaitPubrel, MsgID: e.msgID})
+	}
+	return out
+}
+
+// restore takes back the open inbound QoS 2 exchanges of a loaded
+// session: received before, they count against Receive Maximum until
+// their PUBREL, which may come at once (the client saw the PUBREC).
+func (in *inflight) restore(rec *record.Session) {
+	in.pubMu.Lock()
+	defer in.pubMu.Unlock()
+	for _, f := range rec.Inflight {
+		if f.Phase != record.AwaitPubrel {
+			continue
+		}
+		if in.inbound == nil {
+			in.inbound = map[uint16]*inbound{}
+		}
+		in.inbound[f.PacketID] = &inbound{msgID: f.MsgID, stored: true, resumed: true}
+		in.received++
+	}
+}
 
 // pendingAck is an inbound QoS 1 or 2 publish waiting for its store, then
 // for its PUBACK or PUBREC to be sent.
@@ -55,9 +134,9 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 	var ack *pendingAck
 	opts := node.PublishOptions{Protocol: telemetry.ProtocolMQTT}
 	if qos > 0 {
-		c.mu.Lock()
+		c.pubMu.Lock()
 		if qos == 2 {
-			if in := c.sess.inbound[pk.PacketID]; in != nil && in.resumed {
+			if in := c.inbound[pk.PacketID]; in != nil && in.resumed {
 				// Received by an earlier connection, perhaps on an edge that
 				// died before storing it: published again under the same id,
 				// which JetStream drops if it has it, then PUBREC.
@@ -65,38 +144,37 @@ func (c *conn) handlePublish(ctx context.Context, pk *packets.Packet) error {
 				ack = &pendingAck{id: pk.PacketID, qos: qos, in: in}
 				opts.MsgID = in.msgID
 				c.acks = append(c.acks, ack)
-				c.mu.Unlock()
+				c.pubMu.Unlock()
 				return c.publishPending(ctx, m, opts, ack)
 			} else if in != nil {
 				// A retransmission [MQTT-4.3.3-10]: received again, not
 				// stored again. Its PUBREC follows the store if it is still
 				// running; otherwise it is sent again now.
 				if in.stored {
-					c.control = append(c.control, c.ackBytes(packets.Pubrec, pk.PacketID, nil))
-					c.kickLocked()
+					c.sendControl(c.ackBytes(packets.Pubrec, pk.PacketID, nil))
 				}
-				c.mu.Unlock()
+				c.pubMu.Unlock()
 				return nil
 			}
 		}
 		if c.version == 5 && c.received >= c.cfg.ReceiveMaximum {
-			c.mu.Unlock()
+			c.pubMu.Unlock()
 			return ErrReceiveMaximum // [MQTT-3.3.4-9]
 		}
 		c.received++
 		ack = &pendingAck{id: pk.PacketID, qos: qos}
 		if qos == 2 {
-			c.sess.received++
-			ack.in = &inbound{msgID: qos2MsgID(c.tenant, c.sess, pk.PacketID, c.sess.received)}
-			if c.sess.inbound == nil {
-				c.sess.inbound = make(map[uint16]*inbound)
+			c.exchanges++
+			ack.in = &inbound{msgID: qos2MsgID(c.tenant, c.sess, pk.PacketID, c.exchanges)}
+			if c.inbound == nil {
+				c.inbound = make(map[uint16]*inbound)
 			}
-			c.sess.inbound[pk.PacketID] = ack.in
+			c.inbound[pk.PacketID] = ack.in
 			opts.MsgID = ack.in.msgID
 		}
 		c.acks = append(c.acks, ack)
-		c.changes++
-		c.mu.Unlock()
+		c.changes.Add(1)
+		c.pubMu.Unlock()
 		if qos == 2 && c.persistent {
 			// The exchange's message id is saved once the publish passed
 			// its checks and before the message is stored: if this edge
@@ -183,11 +261,11 @@ func (c *conn) publishPending(ctx context.Context, m *message.Message, opts node
 		return nil
 	}
 	c.pubs.Add(1)
-	c.mu.Lock()
+	c.pubMu.Lock()
 	c.confirms = append(c.confirms, confirmation{m: m, pending: pending, ack: ack})
 	start := !c.confirming
 	c.confirming = true
-	c.mu.Unlock()
+	c.pubMu.Unlock()
 	if start {
 		go c.confirmLoop(ctx)
 	}
@@ -210,18 +288,18 @@ type confirmation struct {
 // await their store, one goroutine for all of them rather than one each.
 func (c *conn) confirmLoop(ctx context.Context) {
 	for {
-		c.mu.Lock()
+		c.pubMu.Lock()
 		if c.confirmHead == len(c.confirms) {
 			clear(c.confirms)
 			c.confirms, c.confirmHead = c.confirms[:0], 0
 			c.confirming = false
-			c.mu.Unlock()
+			c.pubMu.Unlock()
 			return
 		}
 		j := c.confirms[c.confirmHead]
 		c.confirms[c.confirmHead] = confirmation{}
 		c.confirmHead++
-		c.mu.Unlock()
+		c.pubMu.Unlock()
 		c.confirm(ctx, j.m, j.pending, j.ack)
 	}
 }
@@ -247,6 +325,8 @@ func (c *conn) confirm(ctx context.Context, m *message.Message, pending *node.Re
 // negative acknowledgement: a failure closes the connection, so that the
 // client publishes again.
 func (c *conn) completeAck(a *pendingAck, err error) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a.done, a.err = true, err
@@ -269,7 +349,7 @@ func (c *conn) completeAck(a *pendingAck, err error) {
 			// A PUBREC with an error code ends the exchange (MQTT 5 §4.3.3):
 			// the client may reuse the identifier.
 			typ = packets.Pubrec
-			delete(c.sess.inbound, a.id)
+			delete(c.inbound, a.id)
 			c.received--
 		}
 		if !c.done {
@@ -293,9 +373,9 @@ func (c *conn) completeAck(a *pendingAck, err error) {
 // client down.
 func (c *conn) waitAckRoom(ctx context.Context) {
 	for {
-		c.mu.Lock()
-		full := len(c.acks) >= c.cfg.ReceiveMaximum && !c.closing
-		c.mu.Unlock()
+		c.pubMu.Lock()
+		full := len(c.acks) >= c.cfg.ReceiveMaximum && !c.stopped.Load()
+		c.pubMu.Unlock()
 		if !full {
 			return
 		}
@@ -313,9 +393,9 @@ func (c *conn) waitAckRoom(ctx context.Context) {
 // not hold is answered with PUBCOMP 0x92 (3.1.1: PUBCOMP), as a client
 // that lost the PUBCOMP sends PUBREL again.
 func (c *conn) handlePubrel(id uint16) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	in := c.sess.inbound[id]
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	in := c.inbound[id]
 	var err error
 	switch {
 	case in == nil:
@@ -324,14 +404,11 @@ func (c *conn) handlePubrel(id uint16) error {
 		// The client cannot have seen a PUBREC yet.
 		return errors.Join(ErrProtocol, errors.New("PUBREL before PUBREC"))
 	default:
-		delete(c.sess.inbound, id)
+		delete(c.inbound, id)
 		c.received--
-		c.changes++
+		c.changes.Add(1)
 	}
-	if !c.done {
-		c.control = append(c.control, c.ackBytes(packets.Pubcomp, id, err))
-		c.kickLocked()
-	}
+	c.sendControl(c.ackBytes(packets.Pubcomp, id, err))
 	return nil
 }
 

@@ -11,10 +11,11 @@ import (
 	"github.com/heraldmq/herald/pkg/record"
 )
 
-// session is the state of one MQTT session: everything that must outlive
-// a network connection (MQTT 5 §4.1) — the subscriptions, the QoS 1 and 2
-// messages sent and not completed, the QoS 2 messages received and not
-// released. A connection holds its session under conn.mu; a persistent
+// session is the state of one MQTT session that must outlive a network
+// connection (MQTT 5 §4.1) on the sending side — the subscriptions, the
+// QoS 1 and 2 messages sent and not completed — held in the connection's
+// outbox (conn.mu); the QoS 2 messages received and not released, the
+// receiving side, are the connection's inflight (conn.pubMu). A persistent
 // session is saved to the session store as a record.Session record and
 // loaded from it on CONNECT, on any edge (persist.go).
 type session struct {
@@ -30,11 +31,6 @@ type session struct {
 	outbound map[uint16]*outbound
 	sent     uint64 // orders outbound, for retransmission
 	nextID   uint16
-	// inbound are the QoS 2 messages received from the client whose
-	// exchange is not over (no PUBREL yet), by packet identifier: a
-	// retransmission of one is acknowledged again and not published again.
-	inbound  map[uint16]*inbound
-	received uint64 // inbound QoS 2 messages of the session so far
 	// restoring are the subscriptions of a loaded session until its resume
 	// has restored them into subs: the record keeps them meanwhile, so
 	// that a save (the CONNECT's own, a periodic one) cannot drop them.
@@ -112,7 +108,7 @@ func newSession(clientID string) *session {
 //
 // A QoS 2 message must be stored once even if the client sends it again
 // (with DUP) before it saw the PUBREC — for example after the edge that
-// stored it died. Within a connection the session's inbound map catches
+// stored it died. Within a connection the open exchanges (inflight) catch
 // the copy; across edges the copy would be published again, and the id
 // makes JetStream drop it. The id must name this one exchange and no
 // other: packet identifiers are reused as soon as an exchange completes,

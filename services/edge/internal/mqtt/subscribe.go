@@ -110,7 +110,7 @@ func (c *conn) subscribe(ctx context.Context, f packets.Subscription) (*node.Sub
 		c.sess.subs = map[string]*subscription{}
 	}
 	c.sess.subs[f.Filter] = &subscription{sub: s, retainHandling: f.RetainHandling}
-	c.changes++
+	c.changes.Add(1)
 	c.mu.Unlock()
 	return s, nil
 }
@@ -182,7 +182,7 @@ func (c *conn) advanceCursor(ctx context.Context) {
 	c.mu.Lock()
 	if c.epoch == "" || c.epoch == head.Epoch {
 		c.hi, c.epoch = max(c.hi, head.Seq), head.Epoch
-		c.changes++
+		c.changes.Add(1)
 	}
 	c.mu.Unlock()
 }
@@ -215,7 +215,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 		c.mu.Lock()
 		sub := c.sess.subs[f.Filter]
 		delete(c.sess.subs, f.Filter)
-		c.changes++
+		c.changes.Add(1)
 		c.mu.Unlock()
 		if sub == nil {
 			codes[i] = codeNoSubscription
