@@ -150,8 +150,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fault.Is(err, fault.Busy) {
 		// A shedding edge answers in the protocol: close 1013 (try again
 		// later), which WebSocket clients surface, unlike a refused upgrade.
-		if conn, err := h.upgrade(w, r, &h.cfg, func() {}); err == nil {
-			_ = conn.Close(closeCode(fault.Of(err).WS), "server busy")
+		code := closeCode(fault.Of(err).WS)
+		if conn, uerr := h.upgrade(w, r, &h.cfg, func() {}); uerr == nil {
+			_ = conn.Close(code, "server busy")
 		}
 		return
 	}

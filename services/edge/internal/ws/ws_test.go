@@ -14,6 +14,7 @@ import (
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
+	"github.com/heraldmq/herald/services/edge/internal/limits"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
 	"github.com/nats-io/nats.go/jetstream"
@@ -336,5 +337,25 @@ func TestConfigValidate(t *testing.T) {
 		if c.Validate() == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// TestShedClosesTryAgainLater ensures an edge that sheds load answers a
+// WebSocket in the protocol: the upgrade completes and the connection is
+// closed with 1013 (try again later).
+func TestShedClosesTryAgainLater(t *testing.T) {
+	shed, err := limits.NewShedder(limits.ShedConfig{MaxConnections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := shed.Admit() // the edge's one connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	n := edgetest.MemoryNode(t, func(c *node.Config) { c.Shed = shed })
+	c := dial(t, ws.Config{}, n)
+	if _, err := c.read(); websocket.CloseStatus(err) != 1013 {
+		t.Fatalf("read: %v, want close 1013", err)
 	}
 }
