@@ -606,21 +606,27 @@ func (f *Feed) deliverMessageLocked(m *message.Message, hss []*hub.Subscription)
 func (f *Feed) routeLocked(m *message.Message, subs []*Sub) (entry, bool) {
 	e := entry{msg: m}
 	for _, s := range subs {
-		if s.stopped || !s.passLocked(m) {
-			continue
-		}
-		if e.sub == nil {
-			e.sub = s
-		}
-		e.qos = max(e.qos, min(m.QoS, s.opts.QoS))
-		if s.opts.RetainAsPublished && m.Retain {
-			e.retain = true
-		}
-		if s.opts.ID != 0 {
-			e.ids = append(e.ids, s.opts.ID)
+		if !s.stopped && s.passLocked(m) {
+			e.add(s)
 		}
 	}
 	return e, e.sub != nil
+}
+
+// add sums subscription s up into the delivery of e's message, which it
+// matched: the highest QoS granted, the retain flag if s keeps it, the
+// identifiers.
+func (e *entry) add(s *Sub) {
+	if e.sub == nil {
+		e.sub = s
+	}
+	e.qos = max(e.qos, min(e.msg.QoS, s.opts.QoS))
+	if s.opts.RetainAsPublished && e.msg.Retain {
+		e.retain = true
+	}
+	if s.opts.ID != 0 {
+		e.ids = append(e.ids, s.opts.ID)
+	}
 }
 
 // admitLocked applies the queue's bound to a message about to be queued

@@ -325,19 +325,9 @@ func (f *Feed) Resume(ctx context.Context, from message.Position, emit func(Item
 			func(m *message.Message, epoch string) error {
 				e := entry{msg: m}
 				for _, s := range subs {
-					if s.opts.Group != "" || (s.opts.NoLocal && originClient(m.Origin) == client) ||
-						!slices.ContainsFunc(s.filters, func(filter string) bool { return topic.Match(filter, m.Topic) }) {
-						continue
-					}
-					if e.sub == nil {
-						e.sub = s
-					}
-					e.qos = max(e.qos, min(m.QoS, s.opts.QoS))
-					if s.opts.RetainAsPublished && m.Retain {
-						e.retain = true
-					}
-					if s.opts.ID != 0 {
-						e.ids = append(e.ids, s.opts.ID)
+					if s.opts.Group == "" && (!s.opts.NoLocal || originClient(m.Origin) != client) &&
+						slices.ContainsFunc(s.filters, func(filter string) bool { return topic.Match(filter, m.Topic) }) {
+						e.add(s)
 					}
 				}
 				if e.sub == nil {
