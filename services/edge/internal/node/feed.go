@@ -172,6 +172,9 @@ type Feed struct {
 	// subscriptions, and hold the live messages that arrived meanwhile.
 	paused int
 	hold   []held
+	// peek is Ready's item, kept here so that judging it allocates
+	// nothing.
+	peek Item
 }
 
 // entry is a queued item before its epoch is stamped: a message with its
@@ -393,12 +396,14 @@ func (f *Feed) Take(buf []Item, max int, fits func(*Item) bool) []Item {
 		if e.sub.stopped && !f.policy.PerMessage {
 			continue
 		}
-		it := e.item()
-		if !fits(&it) {
+		// Judged in place: an item of its own, passed to fits, would
+		// escape to the heap, once per message and subscriber.
+		buf = append(buf, e.item())
+		if !fits(&buf[len(buf)-1]) {
+			buf = buf[:len(buf)-1]
 			break
 		}
-		it.Pos.Epoch = f.epoch
-		buf = append(buf, it)
+		buf[len(buf)-1].Pos.Epoch = f.epoch
 	}
 	for j := range i {
 		if f.items[j].msg != nil {
@@ -429,8 +434,8 @@ func (f *Feed) Ready(fits func(*Item) bool) bool {
 		if e.sub.stopped && !f.policy.PerMessage {
 			continue
 		}
-		it := e.item()
-		return f.err == nil && fits(&it)
+		f.peek = e.item()
+		return f.err == nil && fits(&f.peek)
 	}
 	return false
 }
