@@ -35,9 +35,8 @@ type outbox struct {
 	// feed is the connection's subscriptions and the bounded queue of its
 	// live messages (the core's: node.Feed), made with its first
 	// subscription; the writer takes from it after queue (takeLocked).
-	feed  *node.Feed
-	taken []node.Item // the writer's buffer for the feed's items
-	sess  *session
+	feed *node.Feed
+	sess *session
 
 	// reasoned: the last packet carries a reason (a DISCONNECT or a
 	// refusing CONNACK), so the close lingers; outputEnded: the output was
@@ -251,19 +250,10 @@ func (c *conn) takeLocked(batch []delivery) ([][]byte, []delivery) {
 // takeFeedLocked takes the feed's live messages the in-flight window
 // allows, in order.
 func (c *conn) takeFeedLocked(batch []delivery) []delivery {
-	room := c.window - len(c.sess.outbound)
-	c.taken = c.feed.Take(c.taken[:0], maxBatch-len(batch), func(it *node.Item) bool {
-		if it.QoS == 0 {
-			return true
-		}
-		if room <= 0 {
+	taken := c.feed.Take(maxBatch-len(batch), func(it *node.Item) bool {
+		if it.QoS > 0 && len(c.sess.outbound) >= c.window {
 			return false
 		}
-		room--
-		return true
-	})
-	for i := range c.taken {
-		it := &c.taken[i]
 		d := delivery{m: it.Msg, qos: it.QoS, retain: it.Retain, ids: it.IDs, live: true, track: true}
 		c.hi = max(c.hi, d.m.Seq)
 		if d.qos > 0 {
@@ -274,8 +264,10 @@ func (c *conn) takeFeedLocked(batch []delivery) []delivery {
 			}
 		}
 		batch = append(batch, d)
-		c.changes.Add(1)
-		*it = node.Item{}
+		return true
+	})
+	if taken > 0 {
+		c.changes.Add(uint64(taken))
 	}
 	return batch
 }

@@ -124,7 +124,8 @@ func (c *conn) ensureFeed(ctx context.Context) (*node.Feed, error) {
 		return c.feed, nil
 	}
 	f, err := c.n.NewFeed(ctx, c.adm, node.Policy{Queue: c.cfg.QueueSize, Overflow: node.OverflowShedQoS0,
-		OnDrop: func() { c.s.stats.dropped.Add(1) }, PerMessage: true, SharedGroups: true, Wake: c.feedWake})
+		OnDrop: func() { c.s.stats.dropped.Add(1) }, PerMessage: true, SharedGroups: true,
+		Wake: c.feedWake, Ended: c.feedEnded})
 	if err != nil {
 		return nil, err
 	}
@@ -134,27 +135,27 @@ func (c *conn) ensureFeed(ctx context.Context) (*node.Feed, error) {
 	return f, nil
 }
 
-// feedWake is the feed's Wake: the writer has something to take, or the
-// feed ended — a slow consumer is disconnected (0x97), a revoked
-// credential too (its reason; the admission's close says it as well).
+// feedWake is the feed's Wake: the writer has something to take.
 func (c *conn) feedWake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.feed == nil {
-		return // revoked while the feed was made: the admission closes the connection
-	}
-	switch err := c.feed.Err(); {
-	case err == nil:
-		c.kickLocked()
-	case errors.Is(err, node.ErrSlowConsumer):
+	c.kickLocked()
+}
+
+// feedEnded is the feed's Ended: a slow consumer is disconnected (0x97),
+// a revoked credential too (its reason; the admission's close says it as
+// well).
+func (c *conn) feedEnded(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(err, node.ErrSlowConsumer) {
 		if !c.closing {
 			c.s.stats.slowConsumers.Add(1)
 			c.s.log.Info("mqtt slow consumer disconnected", "client", c.clientID, "queue", c.cfg.QueueSize)
 		}
-		c.disconnectLocked(ErrSlowConsumer, "")
-	case !errors.Is(err, node.ErrFeedClosed):
-		c.disconnectLocked(err, "")
+		err = ErrSlowConsumer
 	}
+	c.disconnectLocked(err, "")
 }
 
 // queueRetained queues a retained message of a new subscription's start.

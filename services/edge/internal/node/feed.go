@@ -94,6 +94,11 @@ type Policy struct {
 	// from whatever goroutine made it so (often the hub's dispatcher): it
 	// must not block (a non-blocking channel send, or starting a writer).
 	Wake func()
+	// Ended, if set, is called instead of Wake when the feed ends by an
+	// overflow or a revocation, with why (see Drain), once, under the same
+	// rules: a transport that takes items as its window allows (Take)
+	// learns the end without asking at each wake.
+	Ended func(err error)
 }
 
 // Sentinel errors of a Feed.
@@ -166,14 +171,17 @@ type Feed struct {
 	// buffered by paused subscriptions; bounded by Policy.Queue.
 	count int
 	err   error // set once: overflow, revocation or close
-	subs  []*Sub
-	epoch string // the stream's epoch, as last stamped
+	// ending is set with an overflow or a revocation until Ended (or
+	// Wake) is called.
+	ending bool
+	subs   []*Sub
+	epoch  string // the stream's epoch, as last stamped
 	// With Policy.PerMessage: paused is the number of paused
 	// subscriptions, and hold the live messages that arrived meanwhile.
 	paused int
 	hold   []held
-	// peek is Ready's item, kept here so that judging it allocates
-	// nothing.
+	// peek is the item Take and Ready hand over, kept here so that
+	// handing it allocates nothing.
 	peek Item
 }
 
@@ -377,34 +385,36 @@ func (f *Feed) Drain(ctx context.Context, buf []Item) ([]Item, error) {
 	return buf, nil
 }
 
-// Take moves queued items to buf, in order, while fits accepts the next
-// one and buf holds fewer than max, and returns buf: a writer that can
+// Take hands the queued items to take, in order, at most max of them,
+// while take accepts them, and returns how many it took: a writer that can
 // send only some of what is queued (MQTT, within the client's in-flight
 // window) takes those and leaves the rest queued, under the feed's bound.
-// fits runs under the feed's lock: it must only look at the item and the
-// caller's own state. Positions carry the epoch last seen (no lookup: see
-// Drain); a feed that is over takes nothing (Err says why).
-func (f *Feed) Take(buf []Item, max int, fits func(*Item) bool) []Item {
+// take runs under the feed's lock with an item valid during the call
+// only: it must only look at the item and change the caller's own state.
+// Positions carry the epoch last seen (no lookup: see Drain); a feed that
+// is over takes nothing (Err says why).
+func (f *Feed) Take(max int, take func(*Item) bool) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return buf
+		return 0
 	}
-	i := 0
-	for ; i < len(f.items) && len(buf) < max; i++ {
+	i, n := 0, 0
+	for ; i < len(f.items) && n < max; i++ {
 		e := &f.items[i]
 		if e.sub.stopped && !f.policy.PerMessage {
 			continue
 		}
-		// Judged in place: an item of its own, passed to fits, would
-		// escape to the heap, once per message and subscriber.
-		buf = append(buf, e.item())
-		if !fits(&buf[len(buf)-1]) {
-			buf = buf[:len(buf)-1]
+		// Handed over in place (peek): an item of its own, passed to
+		// take, would escape to the heap, once per message and subscriber.
+		f.peek = e.item()
+		f.peek.Pos.Epoch = f.epoch
+		if !take(&f.peek) {
 			break
 		}
-		buf[len(buf)-1].Pos.Epoch = f.epoch
+		n++
 	}
+	f.peek = Item{}
 	for j := range i {
 		if f.items[j].msg != nil {
 			f.count--
@@ -418,11 +428,11 @@ func (f *Feed) Take(buf []Item, max int, fits func(*Item) bool) []Item {
 			f.items = f.items[:0]
 		}
 	} else if i > 0 {
-		n := copy(f.items, f.items[i:])
-		clear(f.items[n:])
-		f.items = f.items[:n]
+		left := copy(f.items, f.items[i:])
+		clear(f.items[left:])
+		f.items = f.items[:left]
 	}
-	return buf
+	return n
 }
 
 // Ready reports whether Take would take something now.
@@ -435,7 +445,9 @@ func (f *Feed) Ready(fits func(*Item) bool) bool {
 			continue
 		}
 		f.peek = e.item()
-		return f.err == nil && fits(&f.peek)
+		ok := f.err == nil && fits(&f.peek)
+		f.peek = Item{}
+		return ok
 	}
 	return false
 }
@@ -528,12 +540,31 @@ func (f *Feed) Leave() {
 // holds: nothing more is delivered, and Drain answers reason.
 func (f *Feed) revoke(reason error) {
 	f.mu.Lock()
-	first := f.err == nil
-	if first {
-		f.err = reason
+	if f.err == nil {
+		f.err, f.ending = reason, true
 	}
+	ended := f.endedLocked()
 	f.mu.Unlock()
-	if first && f.policy.Wake != nil {
+	f.signal(false, ended)
+}
+
+// endedLocked returns why the feed ended if the transport has not been
+// told yet.
+func (f *Feed) endedLocked() error {
+	if !f.ending {
+		return nil
+	}
+	f.ending = false
+	return f.err
+}
+
+// signal tells the transport, outside the lock, that the feed ended
+// (Ended, or Wake without it) or that it has something to read (Wake).
+func (f *Feed) signal(wake bool, ended error) {
+	switch {
+	case ended != nil && f.policy.Ended != nil:
+		f.policy.Ended(ended)
+	case (wake || ended != nil) && f.policy.Wake != nil:
 		f.policy.Wake()
 	}
 }
@@ -559,10 +590,9 @@ func (f *Feed) Deliver(m *message.Message, subs []*hub.Subscription) {
 			wake = hs.Owner.(*Sub).deliverLocked(m) || wake
 		}
 	}
+	ended := f.endedLocked()
 	f.mu.Unlock()
-	if wake && f.policy.Wake != nil {
-		f.policy.Wake()
-	}
+	f.signal(wake, ended)
 }
 
 // deliverMessageLocked delivers m once for the connection (PerMessage):
@@ -690,7 +720,7 @@ func (f *Feed) overflowLocked() (wake bool) {
 	if f.err != nil {
 		return false
 	}
-	f.err = ErrSlowConsumer
+	f.err, f.ending = ErrSlowConsumer, true
 	return true
 }
 
