@@ -34,6 +34,10 @@ var (
 	ErrNotStored = errors.New("backbone: message not stored")
 	// ErrNoStream is returned when a tenant has no stream yet.
 	ErrNoStream = errors.New("backbone: tenant has no stream")
+	// ErrIncompleteRead is returned by Range when the stream did not
+	// deliver messages it said it holds within the publish timeout; the
+	// caller retries, nothing is skipped.
+	ErrIncompleteRead = errors.New("backbone: stream read incomplete")
 )
 
 var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
