@@ -21,7 +21,7 @@ name=${out#"$PWD"/}
 # Packages compiled per minute on 2 cores, from the cold builds of
 # bin/herald measured here (COMPILE_RATE in the Makefile says when); used
 # only to say roughly how long a first build takes.
-rate=${COMPILE_RATE:-100}
+rate=${COMPILE_RATE:-350}
 
 tty=0
 [ -t 1 ] && tty=1
@@ -71,12 +71,15 @@ set -e
 total=$(grep -c . "$list" || true)
 total=$((total > 0 ? total : 1))
 if [ "$total" -ge 100 ]; then
-  say "$name: compiling $total packages; a first build takes about $(((total + rate - 1) / rate)) min on 2 cores (later builds take seconds)"
+  mins=$(((total + rate / 2) / rate))
+  say "$name: compiling $total packages; a first build takes about $((mins > 0 ? mins : 1)) min on 2 quiet cores, more on busy ones (later builds take seconds)"
 fi
 
 # 2. The build, one progress line. go build rewrites its output every
-# time, so the build ID tells whether the program changed.
-before=$($GO tool buildid "$out" 2>/dev/null || true)
+# time, so its checksum tells whether the program changed (not `go tool
+# buildid`: Go builds that tool on first use, which on a cold cache
+# compiles part of the standard library out of sight of the count).
+before=$(cksum 2>/dev/null <"$out" || true)
 t0=$SECONDS
 set +e
 $GO build -v -o "$out" "$pkg" 2>&1 | {
@@ -105,7 +108,7 @@ if [ "$rc" != 0 ]; then
   exit "$rc"
 fi
 compiled=$(cat "$list")
-if [ "$($GO tool buildid "$out" 2>/dev/null || true)" != "$before" ]; then
+if [ "$(cksum 2>/dev/null <"$out" || true)" != "$before" ]; then
   what="$compiled package$([ "$compiled" = 1 ] || echo s) compiled"
   [ "$compiled" != 0 ] || what="from the build cache"
   say "$name: built in $(since "$start") ($what)"
