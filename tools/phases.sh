@@ -5,7 +5,8 @@
 #   tools/phases.sh --total TARGET:USUAL...     the sum of USUAL, in minutes
 #
 # Each TARGET is a make target of its own (so `make test-unit` runs one
-# phase); USUAL is how long it took on 2 quiet cores (the Makefile says
+# phase), run with IN_TEST=1 (the Makefile then skips what an earlier
+# phase did); USUAL is how long it took on 2 quiet cores (the Makefile says
 # when it was measured). Before anything runs the plan is printed; each
 # phase opens with its number, description (the target's `## ` comment in
 # the Makefile) and usual time, says every HEARTBEAT seconds (default 120)
@@ -90,7 +91,7 @@ for i in "${!targets[@]}"; do
   ) &
   beat=$!
   set +e
-  "$MAKE" --no-print-directory "$t"
+  "$MAKE" --no-print-directory "$t" IN_TEST=1
   rc=$?
   set -e
   stop_beat
