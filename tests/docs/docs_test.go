@@ -72,3 +72,13 @@ func TestReadmeQuotesNoDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestGettingStarted ensures docs/getting-started.md's commands work as
+// written, in order, and print what it shows: make run's first lines, the
+// MQTT device and the long-poll against it, then make cluster-up, the
+// device on edge A read back from edge B, and make cluster-down with
+// nothing left running. Its browser steps are tests/browser's
+// TestGettingStartedPages.
+func TestGettingStarted(t *testing.T) {
+	runDoc(t, "docs/getting-started.md")
+}
