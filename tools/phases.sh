@@ -8,8 +8,8 @@
 # phase), run with IN_TEST=1 (the Makefile then skips what an earlier
 # phase did); USUAL is how long it took on 2 quiet cores (the Makefile says
 # when it was measured). Before anything runs the plan is printed; each
-# phase opens with its number, description (the target's `## ` comment in
-# the Makefile) and usual time, says every HEARTBEAT seconds (default 120)
+# phase opens with its number, description (the target's line of `make
+# help`) and usual time, says every HEARTBEAT seconds (default 120)
 # that it is still running and for how long, and closes with the time it
 # took; at the end, or at the first failure, a table of every phase.
 set -euo pipefail
@@ -32,13 +32,15 @@ fi
 
 MAKE=${MAKE:-make}
 HEARTBEAT=${HEARTBEAT:-120}
-makefile=${MAKEFILE_PATH:-Makefile}
 [ $# -gt 0 ] || { echo "usage: $0 TARGET:USUAL..." >&2; exit 2; }
 
 tty=0
 [ -t 1 ] && tty=1
 clock() { local s=$1; printf '%dm%02ds' $((s / 60)) $((s % 60)); }
-describe() { sed -n "s/^## $1: //p" "$makefile" | head -1; }
+# describe TARGET: its line of `make help` (the `## TARGET:` comment, with
+# the variables in it expanded).
+help=$(MAKEFLAGS= "$MAKE" --no-print-directory -s help 2>/dev/null || true)
+describe() { awk -v t="$1" '$1 == "make" && $2 == t { sub(/^make +[^ ]+ +/, ""); print; exit }' <<<"$help"; }
 
 targets=() usual=()
 for p in "$@"; do
