@@ -276,18 +276,93 @@ port_of() {
   esac
 }
 
+# ports: "VARIABLE name" for every TCP port `up` listens on (etcd's peer
+# port is a unix socket).
+ports() {
+  local v
+  for v in NATS_PORT:nats REDIS_PORT:redis ETCD_PORT:etcd ADMIN_PORT:admin ADMIN_OPS_PORT:admin \
+    SESSION_OPS_PORT:session EDGE_A_MQTT:edge-a EDGE_A_HTTP:edge-a EDGE_A_OPS:edge-a \
+    EDGE_B_MQTT:edge-b EDGE_B_HTTP:edge-b EDGE_B_OPS:edge-b; do
+    echo "${v%%:*} ${v#*:}"
+  done
+  if [ "$HA" = 1 ]; then
+    for v in NATS_PORT_2:nats-2 NATS_PORT_3:nats-3 NATS_ROUTE_PORT_1:nats-1 NATS_ROUTE_PORT_2:nats-2 \
+      NATS_ROUTE_PORT_3:nats-3 REDIS_REPLICA_PORT:redis-replica SENTINEL_PORT:sentinel; do
+      echo "${v%%:*} ${v#*:}"
+    done
+  fi
+}
+
+# port_owner PORT: who listens on TCP PORT, on any address, as "pid N
+# (command line)"; fails when nobody does. From /proc, so that it needs
+# neither ss nor lsof: the listening socket's inode in /proc/net/tcp{,6},
+# then the process holding a descriptor of it.
+port_owner() {
+  local hex inode fd pid
+  hex=$(printf '%04X' "$1")
+  inode=$(awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10; exit }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+  [ -n "$inode" ] || return 1
+  fd=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" -print -quit 2>/dev/null || true)
+  if [ -z "$fd" ]; then
+    echo "a process this user cannot see (as root: ss -ltnp 'sport = :$1')"
+    return 0
+  fi
+  pid=${fd#/proc/} pid=${pid%%/*}
+  echo "pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | tr -s ' ' | sed 's/ $//' | cut -c1-120))"
+}
+
+# ports_free: every port `up` needs is free, or it says which is taken by
+# whom and stops before starting anything. A distribution's service (Debian
+# starts redis-server and mosquitto on 6379 and 1883) is the usual owner.
+ports_free() {
+  local v name port owner taken=0 service=0
+  while read -r v name; do
+    port=${!v}
+    owner=$(port_owner "$port") || continue
+    echo "cluster: port $port ($v, for $name) is taken by $owner" >&2
+    case $owner in *redis-server*|*mosquitto*) service=1 ;; esac
+    taken=1
+  done < <(ports)
+  [ $taken = 1 ] || return 0
+  echo "cluster: nothing started. Stop what holds those ports, or move the cluster: each port is an" \
+    "environment variable (e.g. REDIS_PORT=16379 make cluster-up)." >&2
+  if [ $service = 1 ]; then
+    echo "cluster: a Redis or Mosquitto of the system (Debian starts them as services)? They stop with:" \
+      "systemctl disable --now redis-server mosquitto" >&2
+  fi
+  exit 1
+}
+
+# running: stops `up` when this state directory's cluster already runs.
+running() {
+  [ -d "$pids" ] || return 0
+  local f live=()
+  for f in "$pids"/*.pid; do
+    [ -f "$f" ] || continue
+    if alive "$(cat "$f")"; then live+=("$(basename "$f" .pid)"); fi
+  done
+  [ ${#live[@]} -eq 0 ] && return 0
+  echo "cluster: already running from $DIR (${live[*]}): make cluster-down first" >&2
+  exit 1
+}
+
 up() {
-  trap 'echo "cluster: start failed, stopping what was started" >&2; down' ERR
   for b in nats-server etcd herald-edge herald-session herald-admin; do
     [ -x "$BIN/$b" ] || { echo "cluster: $BIN/$b missing: run 'make build servers'" >&2; exit 1; }
   done
-  command -v redis-server >/dev/null || { echo "cluster: redis-server missing: run 'make test-deps'" >&2; exit 1; }
-  command -v curl >/dev/null || { echo "cluster: curl missing (it sets up etcd's users)" >&2; exit 1; }
+  command -v redis-server >/dev/null || { echo "cluster: redis-server missing: run 'make cluster-deps'" >&2; exit 1; }
+  command -v curl >/dev/null || { echo "cluster: curl missing (it sets up etcd's users): run 'make cluster-deps'" >&2; exit 1; }
+  running
+  ports_free
+  trap 'echo "cluster: start failed, stopping what was started" >&2; down' ERR
   secrets
   mkdir -p "$pids" "$logs" "$DIR/nats" "$DIR/redis"
 
   local backing=(nats redis etcd)
   [ "$HA" = 1 ] && backing=(nats-1 nats-2 nats-3 redis redis-replica etcd)
+  [ -f "$DIR/etcd-auth" ] || echo "cluster: first start in $DIR: setting up etcd's users (a few seconds)"
+  echo "cluster: starting ${backing[*]}; waiting for their ports (at most 15 s each)"
   for name in "${backing[@]}"; do launch "$name"; done
   for name in "${backing[@]}"; do wait_port "$name" "$(port_of "$name")"; done
   if [ "$HA" = 1 ]; then
@@ -295,6 +370,7 @@ up() {
     wait_port sentinel "$SENTINEL_PORT"
   fi
 
+  echo "cluster: starting admin, session, edge-a, edge-b; waiting for their ports"
   for name in admin session edge-a edge-b; do launch "$name"; done
   wait_port admin "$ADMIN_PORT"
   wait_port session "$SESSION_OPS_PORT"
@@ -335,6 +411,24 @@ alive() {
   ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
+# stop NAME PID: SIGTERM, then wait for it to exit, saying what it waits
+# for, and SIGKILL after a bound: an edge drains first, asking its clients
+# to leave over the first half of its --drain-timeout (20 s) and exiting
+# once they have, or at the timeout; the others stop at once.
+stop() {
+  local name=$1 pid=$2 t0=$EPOCHREALTIME bound=10 what="waiting for it to exit"
+  case $name in edge-*) bound=25 what="it drains its clients, up to 20 s" ;; esac
+  printf 'cluster: stopping %s (pid %s): SIGTERM; %s... ' "$name" "$pid" "$what"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((bound * 10))); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "still running after $bound s: SIGKILL"
+  else
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "stopped in %.1f s\n", b - a }'
+  fi
+}
+
 down() {
   [ -d "$pids" ] || { echo "cluster: nothing started from $DIR"; return 0; }
   # Edges first so they drain before the backbone goes.
@@ -342,11 +436,7 @@ down() {
     local f=$pids/$name.pid
     [ -f "$f" ] || continue
     local pid; pid=$(cat "$f")
-    if alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
-      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
-    fi
+    if alive "$pid"; then stop "$name" "$pid"; fi
     rm -f "$f"
   done
   echo "Herald local cluster stopped."

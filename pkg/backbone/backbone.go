@@ -39,6 +39,10 @@ var (
 	ErrUnavailable = fault.New(fault.Unavailable, "backbone: unavailable")
 	// ErrNoStream is returned when a tenant has no stream yet.
 	ErrNoStream = fault.New(fault.Unavailable, "backbone: tenant has no stream")
+	// ErrIncompleteRead is returned by Range when the stream did not
+	// deliver messages it said it holds within the publish timeout; the
+	// caller retries, nothing is skipped.
+	ErrIncompleteRead = fault.New(fault.Unavailable, "backbone: stream read incomplete")
 )
 
 // unavailable classifies an error of NATS or JetStream as ErrUnavailable;

@@ -314,24 +314,48 @@ func cutStreamName(name string) (string, bool) {
 // upto 0 means "up to the last message stored when Range started". It stops
 // at the first error fn returns.
 func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, after, upto uint64, fn func(*message.Message) error) error {
-	st, err := b.State(ctx, tenant)
-	if err != nil {
-		return err
+	if !ValidTenant(tenant) {
+		return ErrBadTenant
 	}
-	if upto == 0 || upto > st.LastSeq {
-		upto = st.LastSeq
+	stream, err := b.js.Stream(ctx, StreamName(tenant))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return ErrNoStream
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	info := stream.CachedInfo()
+	b.remember(tenant, info)
+	last := info.State.LastSeq
+	if upto == 0 || upto > last {
+		upto = last
 	}
 	if upto <= after {
 		return nil
 	}
-	var subjects []string
+	// The stream's last message marks the end of the read. On a NATS
+	// cluster the consumer below may be led by a replica that has not yet
+	// stored what the stream's leader acknowledged (a quorum is two of
+	// three): its count of what is pending, and an empty answer, can be
+	// short of the truth, and a read that trusted them missed the newest
+	// messages (reliability.md, finding 9). So the consumer's filters also
+	// take the last message's own subject, and the read ends only once a
+	// message at or past upto arrived; what that subject adds beyond the
+	// topic filters is skipped here.
+	lastMsg, err := stream.GetMsg(ctx, last)
+	if err != nil {
+		return unavailable(err)
+	}
+	subjects := []string{lastMsg.Subject}
 	for _, f := range filters {
 		subjects = append(subjects, topic.FilterSubjects(b.cfg.InSubject(tenant), f)...)
 	}
-	cons, err := b.js.OrderedConsumer(ctx, StreamName(tenant), jetstream.OrderedConsumerConfig{
+	cons, err := b.js.CreateConsumer(ctx, StreamName(tenant), jetstream.ConsumerConfig{
 		FilterSubjects: consumerSubjects(b.cfg.InSubject(tenant)+".>", subjects),
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
+		AckPolicy:      jetstream.AckNonePolicy,
+		MemoryStorage:  true,
 		// A backstop only: the consumer is deleted when Range returns.
 		InactiveThreshold: 10 * time.Second,
 	})
@@ -341,14 +365,15 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 	// Delete the consumer at once: a stream allows a bounded number of
 	// consumers (1,000 by default), and resumes may be many per second.
 	defer func() {
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.PublishTimeout)
-			defer cancel()
-			_ = b.js.DeleteConsumer(dctx, StreamName(tenant), info.Name)
-		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.PublishTimeout)
+		defer cancel()
+		_ = b.js.DeleteConsumer(dctx, StreamName(tenant), cons.CachedInfo().Name)
 	}()
 	for {
-		batch, err := cons.FetchNoWait(256)
+		// The batch yields messages as they arrive, and the read ends on
+		// the message at upto, so the wait is spent only when the server
+		// does not deliver what it stored.
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(b.cfg.PublishTimeout))
 		if err != nil {
 			return unavailable(err)
 		}
@@ -362,29 +387,26 @@ func (b *Backbone) Range(ctx context.Context, tenant string, filters []string, a
 			if md.Sequence.Stream > upto {
 				return nil
 			}
-			m, err := b.decodeStored(tenant, jm.Subject(), jm.Headers(), jm.Data(), md.Sequence.Stream, md.Timestamp)
-			if err != nil {
-				continue // not a Herald subject: skip, never fail a reader
+			// A message that is not of a Herald subject is skipped, never
+			// failing a reader.
+			if m, err := b.decodeStored(tenant, jm.Subject(), jm.Headers(), jm.Data(), md.Sequence.Stream, md.Timestamp); err == nil && anyMatch(filters, m.Topic) {
+				if err := fn(m); err != nil {
+					return err
+				}
 			}
-			if !anyMatch(filters, m.Topic) {
-				continue
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
-			if md.Sequence.Stream == upto || md.NumPending == 0 {
+			if md.Sequence.Stream == upto {
 				return nil
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			return unavailable(err)
-		}
-		if n == 0 {
-			// Nothing left that matches the filters.
-			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: reading %s up to %d: nothing delivered within %s",
+				ErrIncompleteRead, StreamName(tenant), upto, b.cfg.PublishTimeout)
 		}
 	}
 }

@@ -110,22 +110,30 @@ func TestTelemetryAcrossEdges(t *testing.T) {
 		t.Fatalf("sse first line %q", lines.Text())
 	}
 
-	// An MQTT 5 subscriber on B as well: its delivery names B's deliver
-	// span in a traceparent user property.
-	subConn, err := net.Dial("tcp", mqttB)
-	if err != nil {
-		t.Fatal(err)
+	// Two MQTT 5 subscribers on B as well: the one that asked at CONNECT
+	// (herald-trace: 1) gets B's deliver span in its delivery's
+	// traceparent user property, the other the publisher's, unaltered
+	// [MQTT-3.3.2-17].
+	mqttSubscriber := func(id string, user paho.UserProperties) <-chan *paho.Publish {
+		subConn, err := net.Dial("tcp", mqttB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan *paho.Publish, 1)
+		sub := paho.NewClient(paho.ClientConfig{Conn: subConn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil }}})
+		ca, err := sub.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, Properties: &paho.ConnectProperties{User: user}})
+		if err != nil || ca.ReasonCode != 0 {
+			t.Fatalf("connect subscriber: %v", err)
+		}
+		t.Cleanup(func() { _ = sub.Disconnect(&paho.Disconnect{}) })
+		if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "sensors/#", QoS: 1}}}); err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+		return got
 	}
-	got := make(chan *paho.Publish, 1)
-	sub := paho.NewClient(paho.ClientConfig{Conn: subConn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-		func(pr paho.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil }}})
-	if ca, err := sub.Connect(ctx, &paho.Connect{ClientID: "sub1", CleanStart: true, KeepAlive: 30}); err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("connect subscriber: %v", err)
-	}
-	defer sub.Disconnect(&paho.Disconnect{})
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "sensors/#", QoS: 1}}}); err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
+	got := mqttSubscriber("sub1", paho.UserProperties{{Key: "herald-trace", Value: "1"}})
+	gotPlain := mqttSubscriber("sub2", nil)
 
 	conn, err := net.Dial("tcp", mqttA)
 	if err != nil {
@@ -153,11 +161,16 @@ func TestTelemetryAcrossEdges(t *testing.T) {
 	if !strings.Contains(data, "21.5") {
 		t.Fatalf("sse data %q", data)
 	}
-	var delivered *paho.Publish
-	select {
-	case delivered = <-got:
-	case <-ctx.Done():
-		t.Fatal("no MQTT delivery on B")
+	var delivered, deliveredPlain *paho.Publish
+	for _, c := range []struct {
+		ch <-chan *paho.Publish
+		p  **paho.Publish
+	}{{got, &delivered}, {gotPlain, &deliveredPlain}} {
+		select {
+		case *c.p = <-c.ch:
+		case <-ctx.Done():
+			t.Fatal("no MQTT delivery on B")
+		}
 	}
 
 	mqtt := []attribute.KeyValue{attribute.String(telemetry.LabelProtocol, telemetry.ProtocolMQTT), attribute.String(telemetry.LabelTenant, tenantID)}
@@ -176,9 +189,9 @@ func TestTelemetryAcrossEdges(t *testing.T) {
 		{recB, "B", telemetry.MetricEdgeMessagesSent, sse, 1},
 		{recB, "B", telemetry.MetricEdgeBytesSent, sse, 4},
 		{recB, "B", telemetry.MetricEdgeConnections, sse, 1},
-		{recB, "B", telemetry.MetricEdgeMessagesSent, []attribute.KeyValue{attribute.String(telemetry.LabelProtocol, telemetry.ProtocolMQTT)}, 1},
+		{recB, "B", telemetry.MetricEdgeMessagesSent, []attribute.KeyValue{attribute.String(telemetry.LabelProtocol, telemetry.ProtocolMQTT)}, 2},
 		{recB, "B", telemetry.MetricEdgeMessagesReceived, nil, 0},
-		{recB, "B", telemetry.MetricEdgeSubscriptions, nil, 2},
+		{recB, "B", telemetry.MetricEdgeSubscriptions, nil, 3},
 	} {
 		if got, _ := tc.rec.Sum(t, tc.name, tc.attrs...); got != tc.want {
 			t.Errorf("edge %s: %s%v = %v, want %v", tc.edge, tc.name, tc.attrs, got, tc.want)
@@ -217,7 +230,10 @@ func TestTelemetryAcrossEdges(t *testing.T) {
 	if tp := delivered.Properties.User.Get("traceparent"); tp != wantTP {
 		t.Errorf("MQTT 5 delivery traceparent %q, want B's deliver span %q", tp, wantTP)
 	}
-	if !spanAttr(deliver, "herald.subscribers", attribute.IntValue(2)) || !spanAttr(publish, "herald.protocol", attribute.StringValue("mqtt")) {
+	if tp, want := deliveredPlain.Properties.User.Get("traceparent"), "00-"+clientTrace+"-"+clientSpan+"-01"; tp != want || len(deliveredPlain.Properties.User) != 1 {
+		t.Errorf("MQTT 5 delivery to a client that did not ask: user properties %v, want the publisher's traceparent %q alone", deliveredPlain.Properties.User, want)
+	}
+	if !spanAttr(deliver, "herald.subscribers", attribute.IntValue(3)) || !spanAttr(publish, "herald.protocol", attribute.StringValue("mqtt")) {
 		t.Errorf("span attributes: deliver %v, publish %v", deliver.Attributes, publish.Attributes)
 	}
 	if got := resourceAttr(publish, "service.instance.id"); got != "edge-a" {

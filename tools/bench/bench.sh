@@ -3,7 +3,8 @@
 # own MQTT listener and Herald (embedded default; local cluster with one and
 # two edges), on loopback, one after the other, then the store benchmarks
 # against real Redis, and docs/benchmarks.md from it all.
-# Bounded: every scenario has a fixed duration; the whole run takes ~10 min.
+# Bounded: every scenario has a fixed duration; how long the whole run
+# takes is in the Makefile (make help).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$root/bin

@@ -59,25 +59,26 @@ type conn struct {
 	base context.Context
 
 	// Set by CONNECT before any subscription exists, read-only afterwards.
-	version      byte
-	clientID     string
-	tenant       string
-	id           auth.Identity   // who authenticated
-	adm          *node.Admission // registration and limits; released by teardown or a refused CONNECT
-	origin       string
-	connID       string // unique per connection, for takeovers
-	ctlSubject   string // the session's control subject
-	keepAlive    time.Duration
-	window       int  // QoS 1 and 2 messages the client accepts unacknowledged
-	maxOut       int  // the client's Maximum Packet Size, 0 for none
-	problemInfo  bool // the client accepts reason strings and user properties on acks
-	seqProperty  bool // MQTT 5: the client asked for the stream sequence on each PUBLISH (SeqProperty)
-	aliasMax     int  // topic aliases the client may use (advertised)
-	will         *message.Message
-	willAccepted *node.Accepted // the will, judged at CONNECT by the publish checks
-	willTTL      time.Duration
-	willDelay    time.Duration
-	storeWill    *record.Will // the will as the session record keeps it
+	version       byte
+	clientID      string
+	tenant        string
+	id            auth.Identity   // who authenticated
+	adm           *node.Admission // registration and limits; released by teardown or a refused CONNECT
+	origin        string
+	connID        string // unique per connection, for takeovers
+	ctlSubject    string // the session's control subject
+	keepAlive     time.Duration
+	window        int  // QoS 1 and 2 messages the client accepts unacknowledged
+	maxOut        int  // the client's Maximum Packet Size, 0 for none
+	problemInfo   bool // the client accepts reason strings and user properties on acks
+	seqProperty   bool // MQTT 5: the client asked for the stream sequence on each PUBLISH (SeqProperty)
+	traceProperty bool // MQTT 5: the client asked for the trace context of each sampled PUBLISH (TraceProperty)
+	aliasMax      int  // topic aliases the client may use (advertised)
+	will          *message.Message
+	willAccepted  *node.Accepted // the will, judged at CONNECT by the publish checks
+	willTTL       time.Duration
+	willDelay     time.Duration
+	storeWill     *record.Will // the will as the session record keeps it
 	// persistent: the session outlives the connection (expiry > 0 at
 	// CONNECT); set before any other goroutine sees the connection.
 	persistent bool

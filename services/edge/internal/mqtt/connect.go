@@ -81,7 +81,8 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		}
 		c.maxOut = int(p.MaximumPacketSize)
 		c.problemInfo = !p.RequestProblemInfoFlag || p.RequestProblemInfo != 0
-		c.seqProperty = seqAsked(p.User)
+		c.seqProperty = asked(p.User, SeqProperty)
+		c.traceProperty = asked(p.User, TraceProperty)
 		c.aliasMax = max(c.cfg.TopicAliasMaximum, 0)
 		if n := min(int(p.TopicAliasMaximum), c.cfg.OutboundTopicAliases); n > 0 {
 			c.aliasesOut = newAliasLRU(n)
@@ -191,8 +192,12 @@ func (c *conn) connect(ctx context.Context, pk *packets.Packet) error {
 		if pk.Properties.RequestResponseInfo == 1 {
 			p.ResponseInfo = c.cfg.ResponseInformation // [MQTT-3.1.2-28]
 		}
+		// The asks are honoured: answered with the same.
 		if c.seqProperty {
-			p.User = []packets.UserProperty{{Key: SeqProperty, Val: "1"}} // the ask is honoured
+			p.User = append(p.User, packets.UserProperty{Key: SeqProperty, Val: "1"})
+		}
+		if c.traceProperty {
+			p.User = append(p.User, packets.UserProperty{Key: TraceProperty, Val: "1"})
 		}
 	}
 	c.sendControl(encodeBytes(ack))

@@ -441,11 +441,19 @@ func (c *conn) writeFailed() {
 // were sent, before it: the server's is always the last one of that name.
 const SeqProperty = "herald-seq"
 
-// seqAsked reports whether the user properties of a CONNECT ask for the
-// stream sequence on every delivery (SeqProperty).
-func seqAsked(user []packets.UserProperty) bool {
+// TraceProperty is the MQTT 5 user property with which a client asks, at
+// CONNECT ("herald-trace: 1", answered with the same in CONNACK), for the
+// trace context of each sampled delivery: its PUBLISH then carries the
+// edge's deliver span as its W3C traceparent user property, replacing the
+// publisher's (as a W3C intermediary does) or added last. Other clients get
+// the publisher's traceparent, if any, unaltered [MQTT-3.3.2-17].
+const TraceProperty = "herald-trace"
+
+// asked reports whether the user properties of a CONNECT ask for the
+// server's property key (SeqProperty, TraceProperty) with the value "1".
+func asked(user []packets.UserProperty, key string) bool {
 	for _, u := range user {
-		if u.Key == SeqProperty && u.Val == "1" {
+		if u.Key == key && u.Val == "1" {
 			return true
 		}
 	}
@@ -472,7 +480,9 @@ func (c *conn) writeDelivery(w *bufio.Writer, enc *publishEncoder, d *delivery) 
 	}
 	if c.version == 5 {
 		p.ids = d.ids
-		p.traceParent = m.TraceParent
+		if c.traceProperty {
+			p.traceParent = m.TraceParent
+		}
 		p.seq = c.seqProperty
 	}
 	var known bool
