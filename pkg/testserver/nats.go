@@ -76,7 +76,7 @@ func NATSCluster(tb testing.TB, n int) []*server.Server {
 			tb.Fatalf("NATS server %s not ready", s.Name())
 		}
 	}
-	for !srvs[0].JetStreamIsClustered() || srvs[0].JetStreamIsCurrent() == false {
+	for !srvs[0].JetStreamIsClustered() || !srvs[0].JetStreamIsCurrent() {
 		if time.Now().After(deadline) {
 			tb.Fatal("NATS cluster: no JetStream meta leader after 30 s")
 		}
