@@ -24,7 +24,7 @@ E2E_SUITES = e2e mqtt browser tenancy rolling hostile docs
 E2E_PKGS = $(patsubst %,./tests/%/...,$(E2E_SUITES))
 
 .PHONY: all help build servers run test test-deps cluster-deps check vet fmt-check lint proto \
-        test-unit test-e2e bench bench-store cluster-up cluster-down cluster-status clean
+        test-unit test-e2e bench bench-compare bench-store cluster-up cluster-down cluster-status clean
 
 all: build
 
@@ -137,6 +137,10 @@ chaos-short: $(BUILT)
 ## bench: Herald beside Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~8 min; 458 s measured last)
 bench: test-deps build servers
 	bash tools/bench/bench.sh
+## bench-compare: Herald at BASE=<commit> beside the working tree, alternating rounds in one run, into data/bench-compare/compare.md (~10 min)
+bench-compare:
+	bash tools/bench/compare.sh
+
 ## bench-store: store and offline-delivery benchmarks against real Redis and NATS (~1 min)
 bench-store:
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 500x ./store/
