@@ -262,6 +262,7 @@ func TestLiveTenantScope(t *testing.T) {
 	f.must(t, 200, "GET", "/v1/tenants/acme/sessions", tok, nil)
 	f.must(t, 200, "GET", "/v1/tenants/acme/retained", tok, nil)
 	f.must(t, 200, "POST", "/v1/tenants/acme/publish", tok, map[string]any{"topic": "t"})
+	f.must(t, 200, "GET", "/v1/tenants/acme/messages?after=0", tok, nil)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/v1/tenants/beta/sessions"},
 		{"GET", "/v1/tenants/beta/sessions/x"},
@@ -270,6 +271,8 @@ func TestLiveTenantScope(t *testing.T) {
 		{"GET", "/v1/tenants/beta/retained/t"},
 		{"DELETE", "/v1/tenants/beta/retained/t"},
 		{"POST", "/v1/tenants/beta/publish"},
+		{"GET", "/v1/tenants/beta/messages"},
+		{"GET", "/v1/tenants/beta/messages?after=0"},
 	} {
 		var body any
 		if req.method == "POST" {
