@@ -226,14 +226,15 @@ func (l *liveService) ListConnections(ctx context.Context, req *adminv1.ListConn
 	for _, r := range replies {
 		for _, c := range r.Connections {
 			conns = append(conns, &adminv1.Connection{
-				Id:          connID(r.Edge, c.ID),
-				Tenant:      req.GetTenant(),
-				Edge:        r.Edge,
-				Protocol:    c.Protocol,
-				ClientId:    c.ClientID,
-				KeyId:       c.Credential,
-				RemoteAddr:  c.Remote,
-				ConnectTime: timestamppb.New(c.Since),
+				Id:            connID(r.Edge, c.ID),
+				Tenant:        req.GetTenant(),
+				Edge:          r.Edge,
+				Protocol:      c.Protocol,
+				ClientId:      c.ClientID,
+				KeyId:         c.Credential,
+				RemoteAddr:    c.Remote,
+				ConnectTime:   timestamppb.New(c.Since),
+				Subscriptions: c.Subscriptions,
 			})
 		}
 	}
