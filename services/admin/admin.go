@@ -21,9 +21,9 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
-	"github.com/heraldmq/herald/services/admin/console"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
+	"github.com/heraldmq/herald/services/admin/console"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 )

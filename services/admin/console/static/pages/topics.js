@@ -53,8 +53,10 @@ export async function render(ctx) {
     cursor = page.nextPosition;
     status.textContent = `watching ${f}, at ${page.lastPosition}`;
     for (const m of page.messages || []) {
-      rows.prepend(h('tr', null, h('td', { class: 'mono' }, m.position), h('td', { class: 'mono' }, m.topic),
-        h('td', { class: 'payload' }, payloadText(m.payload)), h('td', null, fmtTime(m.publishTime))));
+      rows.prepend(h('tr', null, h('td', { class: 'mono', 'data-label': 'Position' }, m.position),
+        h('td', { class: 'mono', 'data-label': 'Topic' }, m.topic),
+        h('td', { class: 'payload', 'data-label': 'Payload' }, payloadText(m.payload)),
+        h('td', { 'data-label': 'Stored' }, fmtTime(m.publishTime))));
     }
     while (rows.children.length > KEEP) rows.lastChild.remove();
   });
