@@ -385,6 +385,18 @@ func messageProto(epoch string, m *message.Message) *adminv1.Message {
 	return out
 }
 
+// listFilter is a list call's topic filter: empty means "#"; a malformed
+// one is INVALID_ARGUMENT.
+func listFilter(filter string) (string, error) {
+	if filter == "" {
+		filter = "#"
+	}
+	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
+		return "", invalid("filter: " + err.Error())
+	}
+	return filter, nil
+}
+
 // ListRetained implements adminv1.LiveServiceServer. The page token is the
 // last topic of the previous page.
 func (l *liveService) ListRetained(ctx context.Context, req *adminv1.ListRetainedRequest) (*adminv1.ListRetainedResponse, error) {
@@ -395,12 +407,9 @@ func (l *liveService) ListRetained(ctx context.Context, req *adminv1.ListRetaine
 	if err != nil {
 		return nil, err
 	}
-	filter := req.GetFilter()
-	if filter == "" {
-		filter = "#"
-	}
-	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
-		return nil, invalid("filter: " + err.Error())
+	filter, err := listFilter(req.GetFilter())
+	if err != nil {
+		return nil, err
 	}
 	st, err := l.store.State(ctx, req.GetTenant())
 	if err != nil {

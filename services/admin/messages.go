@@ -6,7 +6,6 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
-	"github.com/heraldmq/herald/pkg/topic"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 )
 
@@ -26,12 +25,9 @@ func (l *liveService) ListMessages(ctx context.Context, req *adminv1.ListMessage
 	if err != nil {
 		return nil, err
 	}
-	filter := req.GetFilter()
-	if filter == "" {
-		filter = "#"
-	}
-	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
-		return nil, invalid("filter: " + err.Error())
+	filter, err := listFilter(req.GetFilter())
+	if err != nil {
+		return nil, err
 	}
 	var after message.Position
 	fromNow := req.GetAfter() == ""

@@ -24,7 +24,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/heraldmq/herald/tests/localcluster"
 )
 
 // consoleWidths are the window widths every console page is checked at: a
@@ -316,19 +315,7 @@ func TestAdminConsole(t *testing.T) {
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
 	op := "op-" + hex.EncodeToString(secret)
-	h, err := localcluster.StartEmbedded(t.TempDir(), "HERALD_ADMIN_TOKEN="+op, "HERALD_ANONYMOUS_TENANT=")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(h.Log)
-			t.Logf("--- herald log\n%s", b)
-		}
-	})
+	h := runEmbedded(t, "HERALD_ADMIN_TOKEN="+op, "HERALD_ANONYMOUS_TENANT=")
 	shots := os.Getenv("HERALD_CONSOLE_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
