@@ -385,16 +385,20 @@ func messageProto(epoch string, m *message.Message) *adminv1.Message {
 	return out
 }
 
-// listFilter is a list call's topic filter: empty means "#"; a malformed
-// one is INVALID_ARGUMENT.
-func listFilter(filter string) (string, error) {
+// filteredPage checks a filtered list call's page size and topic filter:
+// an empty filter means "#"; a malformed one is INVALID_ARGUMENT.
+func filteredPage(size int32, filter string) (int, string, error) {
+	n, err := pageSize(size)
+	if err != nil {
+		return 0, "", err
+	}
 	if filter == "" {
 		filter = "#"
 	}
 	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
-		return "", invalid("filter: " + err.Error())
+		return 0, "", invalid("filter: " + err.Error())
 	}
-	return filter, nil
+	return n, filter, nil
 }
 
 // ListRetained implements adminv1.LiveServiceServer. The page token is the
@@ -403,11 +407,7 @@ func (l *liveService) ListRetained(ctx context.Context, req *adminv1.ListRetaine
 	if err := l.check(ctx, req.GetTenant(), "listing retained messages", needsStore, l.store != nil); err != nil {
 		return nil, err
 	}
-	n, err := pageSize(req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	filter, err := listFilter(req.GetFilter())
+	n, filter, err := filteredPage(req.GetPageSize(), req.GetFilter())
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,7 @@ func (l *liveService) ListMessages(ctx context.Context, req *adminv1.ListMessage
 	if err := l.check(ctx, req.GetTenant(), "reading the stream", needsBackbone, l.bb != nil); err != nil {
 		return nil, err
 	}
-	n, err := pageSize(req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	filter, err := listFilter(req.GetFilter())
+	n, filter, err := filteredPage(req.GetPageSize(), req.GetFilter())
 	if err != nil {
 		return nil, err
 	}
