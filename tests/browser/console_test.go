@@ -296,12 +296,27 @@ func connectMQTT(t *testing.T, addr string, cp *paho.Connect, token string) (*mq
 	return c, 0
 }
 
+// TestAdminConsoleDevelopmentMode ensures the console of make run's
+// development mode (the admin API answering without a credential) logs in
+// with an empty key, as docs/admin-console.md says, and shows its dev
+// tenant.
+func TestAdminConsoleDevelopmentMode(t *testing.T) {
+	h := runEmbedded(t)
+	u := &consoleUI{t: t, ctx: startBrowser(t), base: h.Admin, shots: t.TempDir()}
+	if err := chromedp.Do(u.ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(h.Admin+"/console/")); err != nil {
+		t.Fatal(err)
+	}
+	u.wait("login form", `document.getElementById('login') && document.getElementById('top').hidden`)
+	u.login("", "operator")
+	u.open("tenants", rowHas("dev"))
+}
+
 // TestAdminConsole ensures the admin web console of bin/herald (as make run
 // starts it, here with credentials required) works in headless Chromium
-// on the REST API alone: nothing but a login form without a key and a
-// wrong key refused; the operator creates a tenant, edits its limits,
-// deletes another with confirmation, creates an API key whose token it
-// shows once; a Paho client connecting with that key shows on the
+// on the REST API alone: nothing but a login form (and no API call)
+// without a key, and a wrong key refused; the operator creates a tenant,
+// edits its limits, deletes another with confirmation, creates an API key
+// whose token it shows once and edits its capabilities; a Paho client connecting with that key shows on the
 // connections page with its protocol, address and subscription; the usage
 // page charts its messages; a message published from the topics page
 // reaches the client and the topic viewer, and its retained copy shows and
@@ -334,6 +349,13 @@ func TestAdminConsole(t *testing.T) {
 		t.Fatalf("before login the console shows %d tables or pages", n)
 	}
 	u.check("login")
+	u.mu.Lock()
+	for _, url := range u.urls {
+		if strings.Contains(url, "/v1/") {
+			t.Errorf("before login the console called the API: %s", url)
+		}
+	}
+	u.mu.Unlock()
 	u.fill("#key", "not-the-key")
 	u.submit("#login")
 	u.wait("a wrong key refused", `document.getElementById('login-error').textContent.includes('not accepted') && sessionStorage.length === 0`)
@@ -376,6 +398,11 @@ func TestAdminConsole(t *testing.T) {
 	u.wait("the new token", `(document.getElementById('new-token') || {}).textContent?.startsWith('hk_') && `+rowHas("console test device", "publish,subscribe:demo/#"))
 	token := eval[string](u, `document.getElementById('new-token').textContent`)
 	u.check("keys")
+	// Its capabilities edited: the row and the API say so.
+	u.press("console test device", "Edit")
+	u.fill("#page .caps-edit textarea", "publish,subscribe:demo/#\nsubscribe:alerts/+")
+	u.submit("#page .caps-edit")
+	u.wait("capabilities edited", rowHas("console test device", "publish,subscribe:demo/#", "subscribe:alerts/+"))
 
 	// A client with that key shows on the connections page.
 	c, code := connectMQTT(t, h.MQTT, &paho.Connect{ClientID: "console-device", CleanStart: true, KeepAlive: 30}, token)
