@@ -496,7 +496,14 @@ func TestAdminConsole(t *testing.T) {
 
 	// Kick the client.
 	u.open("connections", rowHas("console-device"))
-	u.press("console-device", "Kick")
+	// Armed, the Kick survives the page's next read of the list.
+	read := eval[string](u, `document.getElementById('connections-read').textContent`)
+	u.do(`[...document.querySelectorAll('#page tbody tr')].find(r => r.textContent.includes('console-device')).querySelector('button').click()`)
+	u.wait("a read of the list", fmt.Sprintf(`document.getElementById('connections-read').textContent !== %s`, js(read)))
+	if got := eval[string](u, `document.querySelector('#page tbody tr button').textContent`); got != "Really kick?" {
+		t.Fatalf("after a refresh the armed Kick button reads %q", got)
+	}
+	u.do(`document.querySelector('#page tbody tr button').click()`)
 	select {
 	case <-c.closed:
 	case <-time.After(10 * time.Second):

@@ -84,22 +84,23 @@ export function toBase64(text) {
 }
 
 // confirmButton asks for a second click before acting: the first turns
-// it into "Really <label>?".
+// it into "Really <label>?" for 10 s. While armed it has the class "armed",
+// which pages that redraw on a timer check so as not to disarm it.
 export function confirmButton(label, act) {
-  let armed = false;
   let timer;
+  const reset = () => { b.classList.remove('armed'); b.textContent = label; };
   const b = h('button', {
     type: 'button', class: 'danger',
     onclick: async () => {
-      if (!armed) {
-        armed = true;
+      if (!b.classList.contains('armed')) {
+        b.classList.add('armed');
         b.textContent = `Really ${label.toLowerCase()}?`;
-        timer = setTimeout(() => { armed = false; b.textContent = label; }, 5000);
+        timer = setTimeout(reset, 10000);
         return;
       }
       clearTimeout(timer);
       b.disabled = true;
-      try { await act(); } finally { b.disabled = false; armed = false; b.textContent = label; }
+      try { await act(); } finally { b.disabled = false; reset(); }
     },
   }, label);
   return b;

@@ -10,12 +10,14 @@ export async function connections(ctx) {
   if (!needTenant(ctx)) return;
   const base = `/v1/tenants/${ctx.enc(ctx.tenant)}/connections`;
   const box = h('div', { id: 'connections' });
-  const count = h('span', { class: 'muted' });
-  ctx.root.append(section(`Connections of ${ctx.tenant}`, h('p', null, 'On every edge, read again every 3 s. ', count), box));
+  const count = h('span', { id: 'connections-read', class: 'muted' });
+  ctx.root.append(section(`Connections of ${ctx.tenant}`, h('p', null, 'On every edge, read again every 3 s: ', count), box));
   const draw = async () => {
     const conns = (await ctx.api('GET', `${base}?pageSize=1000`)).connections || [];
     if (!ctx.live()) return;
-    count.textContent = `${conns.length} open`;
+    count.textContent = `${conns.length} open, read at ${new Date().toLocaleTimeString()}`;
+    // A Kick waiting for its confirmation keeps the table as it is.
+    if (box.querySelector('.armed:not(:disabled)')) return;
     box.replaceChildren(table(['Edge', 'Protocol', 'Client', 'Key', 'Address', 'Since', 'Subscriptions', ''], conns.map((c) => [
       c.edge, c.protocol, h('span', { class: 'mono' }, c.clientId || ''), h('span', { class: 'mono' }, c.keyId || ''),
       h('span', { class: 'mono' }, c.remoteAddr || ''), fmtTime(c.connectTime),
@@ -39,7 +41,7 @@ export async function sessions(ctx) {
   ctx.root.append(section(`Persistent sessions of ${ctx.tenant}`, box));
   const draw = async () => {
     const list = (await ctx.api('GET', `${base}?pageSize=1000`)).sessions || [];
-    if (!ctx.live()) return;
+    if (!ctx.live() || box.querySelector('.armed:not(:disabled)')) return;
     box.replaceChildren(table(['Client', 'Connected', 'Subscriptions', 'Queued', 'Expires', ''], list.map((s) => [
       h('span', { class: 'mono' }, s.clientId), s.connected ? 'yes' : 'no',
       h('div', null, (s.subscriptions || []).map((x) => h('div', { class: 'mono' }, x))), String(s.queuedMessages || 0),
