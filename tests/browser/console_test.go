@@ -319,7 +319,8 @@ func TestAdminConsoleDevelopmentMode(t *testing.T) {
 // whose token it shows once and edits its capabilities; a Paho client connecting with that key shows on the
 // connections page with its protocol, address and subscription; the usage
 // page charts its messages; a message published from the topics page
-// reaches the client and the topic viewer, and its retained copy shows and
+// reaches the client and the topic viewer (one of HTML shown as text), and
+// its retained copy shows and
 // is deleted on the retained page; a persistent session and JWT and mTLS
 // credentials show on theirs; kicking the client disconnects it; revoking
 // the key makes the edge refuse it; a tenant-scoped admin sees only its
@@ -454,6 +455,16 @@ func TestAdminConsole(t *testing.T) {
 			t.Fatal("the client did not get the console's message within 10 s")
 		}
 		break
+	}
+	// A payload that is HTML shows as its characters, and runs nothing.
+	xss := `<img src=x onerror="window.pwned=1">`
+	u.fill("#pub-topic", "demo/xss")
+	u.fill("#pub-payload", xss)
+	u.do(`document.getElementById('pub-retain').checked = false`)
+	u.submit("#publish")
+	u.wait("the HTML payload as text", `[...document.querySelectorAll('#messages td')].some(td => td.textContent === `+js(xss)+`)`)
+	if eval[bool](u, `window.pwned === 1 || !!document.querySelector('#messages img')`) {
+		t.Fatal("a payload was inserted as HTML")
 	}
 	u.check("topics")
 
