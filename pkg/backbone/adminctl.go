@@ -44,6 +44,8 @@ type ConnectionInfo struct {
 	Credential string    `json:"credential,omitempty"`
 	Remote     string    `json:"remote,omitempty"`
 	Since      time.Time `json:"since"`
+	// Subscriptions are the topic filters the connection holds.
+	Subscriptions []string `json:"subscriptions,omitempty"`
 }
 
 // KickRequest asks one edge to close a tenant's connection.

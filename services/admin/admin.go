@@ -23,6 +23,7 @@ import (
 	"github.com/heraldmq/herald/pkg/tenant"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
+	"github.com/heraldmq/herald/services/admin/console"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 )
@@ -217,6 +218,14 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	// The web console: static pages calling the REST API below with the
+	// user's key; they hold no data of their own.
+	ui, err := console.Handler()
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(console.Path, ui)
+	mux.Handle("GET "+strings.TrimSuffix(console.Path, "/"), http.RedirectHandler(console.Path, http.StatusMovedPermanently))
 	mux.Handle("/", auth.http(gw, gw))
 
 	protocols := new(http.Protocols)

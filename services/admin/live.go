@@ -226,14 +226,15 @@ func (l *liveService) ListConnections(ctx context.Context, req *adminv1.ListConn
 	for _, r := range replies {
 		for _, c := range r.Connections {
 			conns = append(conns, &adminv1.Connection{
-				Id:          connID(r.Edge, c.ID),
-				Tenant:      req.GetTenant(),
-				Edge:        r.Edge,
-				Protocol:    c.Protocol,
-				ClientId:    c.ClientID,
-				KeyId:       c.Credential,
-				RemoteAddr:  c.Remote,
-				ConnectTime: timestamppb.New(c.Since),
+				Id:            connID(r.Edge, c.ID),
+				Tenant:        req.GetTenant(),
+				Edge:          r.Edge,
+				Protocol:      c.Protocol,
+				ClientId:      c.ClientID,
+				KeyId:         c.Credential,
+				RemoteAddr:    c.Remote,
+				ConnectTime:   timestamppb.New(c.Since),
+				Subscriptions: c.Subscriptions,
 			})
 		}
 	}
@@ -384,22 +385,31 @@ func messageProto(epoch string, m *message.Message) *adminv1.Message {
 	return out
 }
 
+// filteredPage checks a filtered list call's page size and topic filter:
+// an empty filter means "#"; a malformed one is INVALID_ARGUMENT.
+func filteredPage(size int32, filter string) (int, string, error) {
+	n, err := pageSize(size)
+	if err != nil {
+		return 0, "", err
+	}
+	if filter == "" {
+		filter = "#"
+	}
+	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
+		return 0, "", invalid("filter: " + err.Error())
+	}
+	return n, filter, nil
+}
+
 // ListRetained implements adminv1.LiveServiceServer. The page token is the
 // last topic of the previous page.
 func (l *liveService) ListRetained(ctx context.Context, req *adminv1.ListRetainedRequest) (*adminv1.ListRetainedResponse, error) {
 	if err := l.check(ctx, req.GetTenant(), "listing retained messages", needsStore, l.store != nil); err != nil {
 		return nil, err
 	}
-	n, err := pageSize(req.GetPageSize())
+	n, filter, err := filteredPage(req.GetPageSize(), req.GetFilter())
 	if err != nil {
 		return nil, err
-	}
-	filter := req.GetFilter()
-	if filter == "" {
-		filter = "#"
-	}
-	if err := topic.ValidateFilter(filter, topic.Limits{}); err != nil {
-		return nil, invalid("filter: " + err.Error())
 	}
 	st, err := l.store.State(ctx, req.GetTenant())
 	if err != nil {

@@ -262,6 +262,7 @@ func TestLiveTenantScope(t *testing.T) {
 	f.must(t, 200, "GET", "/v1/tenants/acme/sessions", tok, nil)
 	f.must(t, 200, "GET", "/v1/tenants/acme/retained", tok, nil)
 	f.must(t, 200, "POST", "/v1/tenants/acme/publish", tok, map[string]any{"topic": "t"})
+	f.must(t, 200, "GET", "/v1/tenants/acme/messages?after=0", tok, nil)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/v1/tenants/beta/sessions"},
 		{"GET", "/v1/tenants/beta/sessions/x"},
@@ -270,6 +271,8 @@ func TestLiveTenantScope(t *testing.T) {
 		{"GET", "/v1/tenants/beta/retained/t"},
 		{"DELETE", "/v1/tenants/beta/retained/t"},
 		{"POST", "/v1/tenants/beta/publish"},
+		{"GET", "/v1/tenants/beta/messages"},
+		{"GET", "/v1/tenants/beta/messages?after=0"},
 	} {
 		var body any
 		if req.method == "POST" {
@@ -322,7 +325,7 @@ func fakeEdge(t *testing.T, nc *nats.Conn, cfg backbone.Config, name string, con
 	t.Cleanup(func() { ksub.Unsubscribe() })
 }
 
-// TestConnections ensures connections are gathered from every edge, listed in id order with paging through REST and gRPC, kicked on the edge named in the id, and counted in the usage.
+// TestConnections ensures connections are gathered from every edge, listed in id order with paging through REST and gRPC with the filters each holds, kicked on the edge named in the id, and counted in the usage.
 func TestConnections(t *testing.T) {
 	f := newLiveFixture(t)
 	op := operatorToken
@@ -330,7 +333,7 @@ func TestConnections(t *testing.T) {
 	kicked := make(chan string, 4)
 	nc := f.nc
 	fakeEdge(t, nc, f.bb.Config(), "edge-a", []backbone.ConnectionInfo{
-		{ID: "m1", Protocol: "mqtt", ClientID: "m1", Credential: "key:k1", Remote: "10.0.0.1:1", Since: since},
+		{ID: "m1", Protocol: "mqtt", ClientID: "m1", Credential: "key:k1", Remote: "10.0.0.1:1", Since: since, Subscriptions: []string{"a/#", "b"}},
 		{ID: "s1", Protocol: "sse", ClientID: "svc", Since: since},
 	}, kicked)
 	fakeEdge(t, nc, f.bb.Config(), "edge-b", []backbone.ConnectionInfo{
@@ -363,7 +366,8 @@ func TestConnections(t *testing.T) {
 	}
 	c := all.GetConnections()[0]
 	if c.GetEdge() != "edge-a" || c.GetProtocol() != "mqtt" || c.GetClientId() != "m1" || c.GetKeyId() != "key:k1" ||
-		c.GetRemoteAddr() != "10.0.0.1:1" || !c.GetConnectTime().AsTime().Equal(since) || c.GetTenant() != "acme" {
+		c.GetRemoteAddr() != "10.0.0.1:1" || !c.GetConnectTime().AsTime().Equal(since) || c.GetTenant() != "acme" ||
+		fmt.Sprint(c.GetSubscriptions()) != "[a/# b]" {
 		t.Fatalf("connection %v", c)
 	}
 

@@ -52,7 +52,7 @@ func (s *Server) startAdminControl() (stop func(), err error) {
 		}
 		for _, c := range clients.List(tenant) {
 			ci := backbone.ConnectionInfo{ID: c.ID, Protocol: c.Protocol, ClientID: c.Identity.Subject,
-				Credential: c.Identity.Credential, Remote: c.Remote, Since: c.Since}
+				Credential: c.Identity.Credential, Remote: c.Remote, Since: c.Since, Subscriptions: c.Subscriptions}
 			if c.Protocol == "mqtt" {
 				ci.ClientID = c.ID
 			}

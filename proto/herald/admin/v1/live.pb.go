@@ -1194,6 +1194,150 @@ func (x *PublishResponse) GetPosition() string {
 	return ""
 }
 
+// ListMessagesRequest asks for the messages stored after a position.
+type ListMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tenant whose stream to read.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// filter is an MQTT topic filter; empty means "#".
+	Filter string `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	// after is the position to read after: empty means "from now" (no
+	// messages, only the position to poll from); a bare sequence ("0") is in
+	// the stream's current epoch; a position of another epoch (the tenant
+	// was deleted and created again) reads the current stream from its
+	// start.
+	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// page_size as in ListTenantsRequest.
+	PageSize      int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesRequest) Reset() {
+	*x = ListMessagesRequest{}
+	mi := &file_herald_admin_v1_live_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesRequest) ProtoMessage() {}
+
+func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_live_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListMessagesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListMessagesResponse is one page of the stream.
+type ListMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// messages in stream order.
+	Messages []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// next_position is the after of the next call: the last message returned
+	// when the page is full, otherwise the last message stored when the
+	// call read the stream ("0" while the tenant has no stream yet).
+	NextPosition string `protobuf:"bytes,2,opt,name=next_position,json=nextPosition,proto3" json:"next_position,omitempty"`
+	// last_position is the last message stored in the tenant's stream (any
+	// topic) when the call read it; "0" while it has none.
+	LastPosition  string `protobuf:"bytes,3,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesResponse) Reset() {
+	*x = ListMessagesResponse{}
+	mi := &file_herald_admin_v1_live_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesResponse) ProtoMessage() {}
+
+func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_admin_v1_live_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListMessagesResponse) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListMessagesResponse) GetNextPosition() string {
+	if x != nil {
+		return x.NextPosition
+	}
+	return ""
+}
+
+func (x *ListMessagesResponse) GetLastPosition() string {
+	if x != nil {
+		return x.LastPosition
+	}
+	return ""
+}
+
 // GetUsageRequest names the tenant.
 type GetUsageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1205,7 +1349,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_herald_admin_v1_live_proto_msgTypes[19]
+	mi := &file_herald_admin_v1_live_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1361,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_admin_v1_live_proto_msgTypes[19]
+	mi := &file_herald_admin_v1_live_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1374,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{19}
+	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetUsageRequest) GetTenant() string {
@@ -1261,7 +1405,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_herald_admin_v1_live_proto_msgTypes[20]
+	mi := &file_herald_admin_v1_live_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1417,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_admin_v1_live_proto_msgTypes[20]
+	mi := &file_herald_admin_v1_live_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1430,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{20}
+	return file_herald_admin_v1_live_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Usage) GetTenant() string {
@@ -1412,7 +1556,16 @@ const file_herald_admin_v1_live_proto_rawDesc = "" +
 	"\x06retain\x18\x04 \x01(\bR\x06retain\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\"-\n" +
 	"\x0fPublishResponse\x12\x1a\n" +
-	"\bposition\x18\x01 \x01(\tR\bposition\")\n" +
+	"\bposition\x18\x01 \x01(\tR\bposition\"x\n" +
+	"\x13ListMessagesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06filter\x18\x02 \x01(\tR\x06filter\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\"\x96\x01\n" +
+	"\x14ListMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.herald.admin.v1.MessageR\bmessages\x12#\n" +
+	"\rnext_position\x18\x02 \x01(\tR\fnextPosition\x12#\n" +
+	"\rlast_position\x18\x03 \x01(\tR\flastPosition\")\n" +
 	"\x0fGetUsageRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"\xe4\x01\n" +
 	"\x05Usage\x12\x16\n" +
@@ -1421,8 +1574,7 @@ const file_herald_admin_v1_live_proto_rawDesc = "" +
 	"\bsessions\x18\x03 \x01(\x03R\bsessions\x12+\n" +
 	"\x11retained_messages\x18\x04 \x01(\x03R\x10retainedMessages\x12.\n" +
 	"\x13messages_per_second\x18\x05 \x01(\x01R\x11messagesPerSecond\x12(\n" +
-	"\x10bytes_per_second\x18\x06 \x01(\x01R\x0ebytesPerSecond2\xc5\n" +
-	"\n" +
+	"\x10bytes_per_second\x18\x06 \x01(\x01R\x0ebytesPerSecond2\xca\v\n" +
 	"\vLiveService\x12\x8e\x01\n" +
 	"\x0fListConnections\x12'.herald.admin.v1.ListConnectionsRequest\x1a(.herald.admin.v1.ListConnectionsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/tenants/{tenant}/connections\x12\x90\x01\n" +
 	"\x0eKickConnection\x12&.herald.admin.v1.KickConnectionRequest\x1a'.herald.admin.v1.KickConnectionResponse\"-\x82\xd3\xe4\x93\x02'*%/v1/tenants/{tenant}/connections/{id}\x12\x82\x01\n" +
@@ -1433,7 +1585,8 @@ const file_herald_admin_v1_live_proto_rawDesc = "" +
 	"\fListRetained\x12$.herald.admin.v1.ListRetainedRequest\x1a%.herald.admin.v1.ListRetainedResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/tenants/{tenant}/retained\x12~\n" +
 	"\vGetRetained\x12#.herald.admin.v1.GetRetainedRequest\x1a\x18.herald.admin.v1.Message\"0\x82\xd3\xe4\x93\x02*\x12(/v1/tenants/{tenant}/retained/{topic=**}\x12\x93\x01\n" +
 	"\x0eDeleteRetained\x12&.herald.admin.v1.DeleteRetainedRequest\x1a'.herald.admin.v1.DeleteRetainedResponse\"0\x82\xd3\xe4\x93\x02**(/v1/tenants/{tenant}/retained/{topic=**}\x12u\n" +
-	"\aPublish\x12\x1f.herald.admin.v1.PublishRequest\x1a .herald.admin.v1.PublishResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/tenants/{tenant}/publish\x12h\n" +
+	"\aPublish\x12\x1f.herald.admin.v1.PublishRequest\x1a .herald.admin.v1.PublishResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/tenants/{tenant}/publish\x12\x82\x01\n" +
+	"\fListMessages\x12$.herald.admin.v1.ListMessagesRequest\x1a%.herald.admin.v1.ListMessagesResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/tenants/{tenant}/messages\x12h\n" +
 	"\bGetUsage\x12 .herald.admin.v1.GetUsageRequest\x1a\x16.herald.admin.v1.Usage\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/tenants/{tenant}/usageB:Z8github.com/heraldmq/herald/proto/herald/admin/v1;adminv1b\x06proto3"
 
 var (
@@ -1448,7 +1601,7 @@ func file_herald_admin_v1_live_proto_rawDescGZIP() []byte {
 	return file_herald_admin_v1_live_proto_rawDescData
 }
 
-var file_herald_admin_v1_live_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herald_admin_v1_live_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_herald_admin_v1_live_proto_goTypes = []any{
 	(*Connection)(nil),              // 0: herald.admin.v1.Connection
 	(*ListConnectionsRequest)(nil),  // 1: herald.admin.v1.ListConnectionsRequest
@@ -1469,42 +1622,47 @@ var file_herald_admin_v1_live_proto_goTypes = []any{
 	(*DeleteRetainedResponse)(nil),  // 16: herald.admin.v1.DeleteRetainedResponse
 	(*PublishRequest)(nil),          // 17: herald.admin.v1.PublishRequest
 	(*PublishResponse)(nil),         // 18: herald.admin.v1.PublishResponse
-	(*GetUsageRequest)(nil),         // 19: herald.admin.v1.GetUsageRequest
-	(*Usage)(nil),                   // 20: herald.admin.v1.Usage
-	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
+	(*ListMessagesRequest)(nil),     // 19: herald.admin.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),    // 20: herald.admin.v1.ListMessagesResponse
+	(*GetUsageRequest)(nil),         // 21: herald.admin.v1.GetUsageRequest
+	(*Usage)(nil),                   // 22: herald.admin.v1.Usage
+	(*timestamppb.Timestamp)(nil),   // 23: google.protobuf.Timestamp
 }
 var file_herald_admin_v1_live_proto_depIdxs = []int32{
-	21, // 0: herald.admin.v1.Connection.connect_time:type_name -> google.protobuf.Timestamp
+	23, // 0: herald.admin.v1.Connection.connect_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: herald.admin.v1.ListConnectionsResponse.connections:type_name -> herald.admin.v1.Connection
-	21, // 2: herald.admin.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 2: herald.admin.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
 	5,  // 3: herald.admin.v1.ListSessionsResponse.sessions:type_name -> herald.admin.v1.Session
-	21, // 4: herald.admin.v1.Message.publish_time:type_name -> google.protobuf.Timestamp
+	23, // 4: herald.admin.v1.Message.publish_time:type_name -> google.protobuf.Timestamp
 	11, // 5: herald.admin.v1.ListRetainedResponse.messages:type_name -> herald.admin.v1.Message
-	1,  // 6: herald.admin.v1.LiveService.ListConnections:input_type -> herald.admin.v1.ListConnectionsRequest
-	3,  // 7: herald.admin.v1.LiveService.KickConnection:input_type -> herald.admin.v1.KickConnectionRequest
-	6,  // 8: herald.admin.v1.LiveService.ListSessions:input_type -> herald.admin.v1.ListSessionsRequest
-	8,  // 9: herald.admin.v1.LiveService.GetSession:input_type -> herald.admin.v1.GetSessionRequest
-	9,  // 10: herald.admin.v1.LiveService.DeleteSession:input_type -> herald.admin.v1.DeleteSessionRequest
-	12, // 11: herald.admin.v1.LiveService.ListRetained:input_type -> herald.admin.v1.ListRetainedRequest
-	14, // 12: herald.admin.v1.LiveService.GetRetained:input_type -> herald.admin.v1.GetRetainedRequest
-	15, // 13: herald.admin.v1.LiveService.DeleteRetained:input_type -> herald.admin.v1.DeleteRetainedRequest
-	17, // 14: herald.admin.v1.LiveService.Publish:input_type -> herald.admin.v1.PublishRequest
-	19, // 15: herald.admin.v1.LiveService.GetUsage:input_type -> herald.admin.v1.GetUsageRequest
-	2,  // 16: herald.admin.v1.LiveService.ListConnections:output_type -> herald.admin.v1.ListConnectionsResponse
-	4,  // 17: herald.admin.v1.LiveService.KickConnection:output_type -> herald.admin.v1.KickConnectionResponse
-	7,  // 18: herald.admin.v1.LiveService.ListSessions:output_type -> herald.admin.v1.ListSessionsResponse
-	5,  // 19: herald.admin.v1.LiveService.GetSession:output_type -> herald.admin.v1.Session
-	10, // 20: herald.admin.v1.LiveService.DeleteSession:output_type -> herald.admin.v1.DeleteSessionResponse
-	13, // 21: herald.admin.v1.LiveService.ListRetained:output_type -> herald.admin.v1.ListRetainedResponse
-	11, // 22: herald.admin.v1.LiveService.GetRetained:output_type -> herald.admin.v1.Message
-	16, // 23: herald.admin.v1.LiveService.DeleteRetained:output_type -> herald.admin.v1.DeleteRetainedResponse
-	18, // 24: herald.admin.v1.LiveService.Publish:output_type -> herald.admin.v1.PublishResponse
-	20, // 25: herald.admin.v1.LiveService.GetUsage:output_type -> herald.admin.v1.Usage
-	16, // [16:26] is the sub-list for method output_type
-	6,  // [6:16] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 6: herald.admin.v1.ListMessagesResponse.messages:type_name -> herald.admin.v1.Message
+	1,  // 7: herald.admin.v1.LiveService.ListConnections:input_type -> herald.admin.v1.ListConnectionsRequest
+	3,  // 8: herald.admin.v1.LiveService.KickConnection:input_type -> herald.admin.v1.KickConnectionRequest
+	6,  // 9: herald.admin.v1.LiveService.ListSessions:input_type -> herald.admin.v1.ListSessionsRequest
+	8,  // 10: herald.admin.v1.LiveService.GetSession:input_type -> herald.admin.v1.GetSessionRequest
+	9,  // 11: herald.admin.v1.LiveService.DeleteSession:input_type -> herald.admin.v1.DeleteSessionRequest
+	12, // 12: herald.admin.v1.LiveService.ListRetained:input_type -> herald.admin.v1.ListRetainedRequest
+	14, // 13: herald.admin.v1.LiveService.GetRetained:input_type -> herald.admin.v1.GetRetainedRequest
+	15, // 14: herald.admin.v1.LiveService.DeleteRetained:input_type -> herald.admin.v1.DeleteRetainedRequest
+	17, // 15: herald.admin.v1.LiveService.Publish:input_type -> herald.admin.v1.PublishRequest
+	19, // 16: herald.admin.v1.LiveService.ListMessages:input_type -> herald.admin.v1.ListMessagesRequest
+	21, // 17: herald.admin.v1.LiveService.GetUsage:input_type -> herald.admin.v1.GetUsageRequest
+	2,  // 18: herald.admin.v1.LiveService.ListConnections:output_type -> herald.admin.v1.ListConnectionsResponse
+	4,  // 19: herald.admin.v1.LiveService.KickConnection:output_type -> herald.admin.v1.KickConnectionResponse
+	7,  // 20: herald.admin.v1.LiveService.ListSessions:output_type -> herald.admin.v1.ListSessionsResponse
+	5,  // 21: herald.admin.v1.LiveService.GetSession:output_type -> herald.admin.v1.Session
+	10, // 22: herald.admin.v1.LiveService.DeleteSession:output_type -> herald.admin.v1.DeleteSessionResponse
+	13, // 23: herald.admin.v1.LiveService.ListRetained:output_type -> herald.admin.v1.ListRetainedResponse
+	11, // 24: herald.admin.v1.LiveService.GetRetained:output_type -> herald.admin.v1.Message
+	16, // 25: herald.admin.v1.LiveService.DeleteRetained:output_type -> herald.admin.v1.DeleteRetainedResponse
+	18, // 26: herald.admin.v1.LiveService.Publish:output_type -> herald.admin.v1.PublishResponse
+	20, // 27: herald.admin.v1.LiveService.ListMessages:output_type -> herald.admin.v1.ListMessagesResponse
+	22, // 28: herald.admin.v1.LiveService.GetUsage:output_type -> herald.admin.v1.Usage
+	18, // [18:29] is the sub-list for method output_type
+	7,  // [7:18] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_herald_admin_v1_live_proto_init() }
@@ -1518,7 +1676,7 @@ func file_herald_admin_v1_live_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_admin_v1_live_proto_rawDesc), len(file_herald_admin_v1_live_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	LiveService_GetRetained_FullMethodName     = "/herald.admin.v1.LiveService/GetRetained"
 	LiveService_DeleteRetained_FullMethodName  = "/herald.admin.v1.LiveService/DeleteRetained"
 	LiveService_Publish_FullMethodName         = "/herald.admin.v1.LiveService/Publish"
+	LiveService_ListMessages_FullMethodName    = "/herald.admin.v1.LiveService/ListMessages"
 	LiveService_GetUsage_FullMethodName        = "/herald.admin.v1.LiveService/GetUsage"
 )
 
@@ -63,6 +64,12 @@ type LiveServiceClient interface {
 	// (1 MiB, the edges' default, when the tenant sets none):
 	// INVALID_ARGUMENT (400) over it.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// ListMessages reads the tenant's stream: the messages stored after a
+	// position whose topics match a filter, oldest first, at most page_size
+	// of them, and the position to read after next. Polled with that
+	// position it is a live view of the tenant's topics (the web console's
+	// topic viewer) that misses nothing the stream still holds.
+	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
 	// GetUsage returns the tenant's usage counters against its limits.
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*Usage, error)
 }
@@ -165,6 +172,16 @@ func (c *liveServiceClient) Publish(ctx context.Context, in *PublishRequest, opt
 	return out, nil
 }
 
+func (c *liveServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMessagesResponse)
+	err := c.cc.Invoke(ctx, LiveService_ListMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *liveServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*Usage, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Usage)
@@ -207,6 +224,12 @@ type LiveServiceServer interface {
 	// (1 MiB, the edges' default, when the tenant sets none):
 	// INVALID_ARGUMENT (400) over it.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// ListMessages reads the tenant's stream: the messages stored after a
+	// position whose topics match a filter, oldest first, at most page_size
+	// of them, and the position to read after next. Polled with that
+	// position it is a live view of the tenant's topics (the web console's
+	// topic viewer) that misses nothing the stream still holds.
+	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
 	// GetUsage returns the tenant's usage counters against its limits.
 	GetUsage(context.Context, *GetUsageRequest) (*Usage, error)
 	mustEmbedUnimplementedLiveServiceServer()
@@ -245,6 +268,9 @@ func (UnimplementedLiveServiceServer) DeleteRetained(context.Context, *DeleteRet
 }
 func (UnimplementedLiveServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedLiveServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
 }
 func (UnimplementedLiveServiceServer) GetUsage(context.Context, *GetUsageRequest) (*Usage, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
@@ -432,6 +458,24 @@ func _LiveService_Publish_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LiveService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LiveServiceServer).ListMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LiveService_ListMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LiveServiceServer).ListMessages(ctx, req.(*ListMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LiveService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetUsageRequest)
 	if err := dec(in); err != nil {
@@ -492,6 +536,10 @@ var LiveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _LiveService_Publish_Handler,
+		},
+		{
+			MethodName: "ListMessages",
+			Handler:    _LiveService_ListMessages_Handler,
 		},
 		{
 			MethodName: "GetUsage",

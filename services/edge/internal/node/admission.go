@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/heraldmq/herald/pkg/backbone"
@@ -28,6 +29,9 @@ type Admission struct {
 	mu       sync.Mutex
 	watchers map[*func(error)]struct{}
 	revoked  error
+	// feeds are the connection's open feeds, whose filters the admin API
+	// lists; guarded by mu. A slice: a connection has one or two.
+	feeds []*Feed
 }
 
 // Admit refuses an identity whose tenant cannot name a stream (an error
@@ -47,6 +51,7 @@ func (n *Node) Admit(ctx context.Context, info ClientInfo, close func(reason err
 		return nil, fmt.Errorf("%w: tenant %q", backbone.ErrBadTenant, info.Identity.Tenant)
 	}
 	a := &Admission{id: info.Identity, origin: n.Origin(info.ID)}
+	info.subscriptions = a.filters
 	close = n.watchAdmission(a, info, a.revocation(close))
 	defer func() { a.tel.admitted(err) }()
 	// Shedding comes first: a busy edge spends nothing on the connection.
@@ -132,6 +137,39 @@ func (a *Admission) watch(w func(error)) (unwatch func()) {
 		delete(a.watchers, &w)
 		a.mu.Unlock()
 	}
+}
+
+// track records an open feed of the connection; the returned function
+// forgets it. Nil-safe.
+func (a *Admission) track(f *Feed) (untrack func()) {
+	if a == nil {
+		return func() {}
+	}
+	a.mu.Lock()
+	a.feeds = append(a.feeds, f)
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		if i := slices.Index(a.feeds, f); i >= 0 {
+			a.feeds = slices.Delete(a.feeds, i, i+1)
+		}
+		a.mu.Unlock()
+	}
+}
+
+// filters returns the filters the connection's feeds hold, sorted,
+// without duplicates. It takes each feed's lock after releasing a.mu, so
+// it nests no locks.
+func (a *Admission) filters() []string {
+	a.mu.Lock()
+	feeds := slices.Clone(a.feeds)
+	a.mu.Unlock()
+	var out []string
+	for _, f := range feeds {
+		out = append(out, f.Filters()...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Release unregisters the connection and frees its limits slot. Idempotent;

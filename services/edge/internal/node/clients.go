@@ -24,6 +24,11 @@ type ClientInfo struct {
 	Identity auth.Identity
 	// Since is when the connection was registered (set by Register).
 	Since time.Time
+	// Subscriptions are the filters the connection holds, filled by List.
+	Subscriptions []string
+
+	// subscriptions reads them: the admission's feeds (set by Admit).
+	subscriptions func() []string
 }
 
 // ClientsConfig configures Clients.
@@ -219,7 +224,8 @@ func (r *Clients) Kick(tenantID, id string, reason error) int {
 	return r.closeAll(cs, reason)
 }
 
-// List returns the tenant's connections on this edge, oldest first.
+// List returns the tenant's connections on this edge, oldest first, each
+// with the filters it holds now.
 func (r *Clients) List(tenantID string) []ClientInfo {
 	r.mu.Lock()
 	out := make([]ClientInfo, 0, len(r.byTenant[tenantID]))
@@ -227,6 +233,12 @@ func (r *Clients) List(tenantID string) []ClientInfo {
 		out = append(out, c.info)
 	}
 	r.mu.Unlock()
+	// Read outside the registry's lock: the feeds have locks of their own.
+	for i := range out {
+		if out[i].subscriptions != nil {
+			out[i].Subscriptions = out[i].subscriptions()
+		}
+	}
 	slices.SortFunc(out, func(a, b ClientInfo) int { return a.Since.Compare(b.Since) })
 	return out
 }

@@ -303,3 +303,54 @@ func TestPublishChecks(t *testing.T) {
 		t.Fatal("a message naming another tenant was stored there")
 	}
 }
+
+// TestClientsListSubscriptions ensures the registry lists, for each
+// connection, the filters its open feeds hold now (the admin API's
+// connection list): every feed's subscriptions, a closed subscription or
+// feed no more.
+func TestClientsListSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	clients := node.NewClients(node.ClientsConfig{})
+	n := edgetest.MemoryNode(t, func(c *node.Config) { c.Clients = clients })
+	id := auth.Identity{Tenant: edgetest.Tenant, Anonymous: true, Credential: "key:k1"}
+	adm, err := n.Admit(ctx, node.ClientInfo{ID: "c1", Protocol: "ws", Identity: id}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Release()
+	list := func() string {
+		t.Helper()
+		l := clients.List(edgetest.Tenant)
+		if len(l) != 1 {
+			t.Fatalf("%d connections listed, want 1", len(l))
+		}
+		return fmt.Sprint(l[0].Subscriptions)
+	}
+	if got := list(); got != "[]" {
+		t.Fatalf("before any feed: %s", got)
+	}
+	f1, err := n.NewFeed(ctx, adm, node.Policy{Queue: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := f1.Subscribe(ctx, []string{"b/#", "a"}, node.Live(), node.SubOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := n.Subscribe(ctx, adm, []string{"c/+"}, node.Live(), node.Policy{Queue: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got != "[a b/# c/+]" {
+		t.Fatalf("two feeds: %s, want [a b/# c/+]", got)
+	}
+	s1.Close()
+	if got := list(); got != "[c/+]" {
+		t.Fatalf("after closing a subscription: %s, want [c/+]", got)
+	}
+	f2.Close()
+	if got := list(); got != "[]" {
+		t.Fatalf("after closing the feed: %s, want []", got)
+	}
+	f1.Close()
+}

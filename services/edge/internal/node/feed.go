@@ -223,7 +223,8 @@ func (n *Node) NewFeed(ctx context.Context, c *Admission, p Policy) (*Feed, erro
 	}
 	p.Queue = max(p.Queue, 1)
 	f := &Feed{n: n, adm: c, id: id, origin: c.origin, policy: p, epoch: epoch}
-	f.unwatch = c.watch(f.revoke)
+	unwatch, untrack := c.watch(f.revoke), c.track(f)
+	f.unwatch = func() { unwatch(); untrack() }
 	return f, nil
 }
 
@@ -520,6 +521,18 @@ func (f *Feed) Close() {
 		s.leave()
 	}
 	f.unwatch()
+}
+
+// Filters returns the filters of the feed's subscriptions, in the order
+// they were subscribed.
+func (f *Feed) Filters() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, s := range f.subs {
+		out = append(out, s.filters...)
+	}
+	return out
 }
 
 // Leave takes the feed's subscriptions out of the hub: nothing new
