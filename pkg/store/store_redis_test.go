@@ -62,6 +62,15 @@ func testDeleteTenantEveryKey(t *testing.T, rdb redis.UniversalClient) {
 			t.Fatal(err)
 		}
 	}
+	// The store's own keys, the retained topic index among them, exist
+	// before the deletion.
+	own := []string{p + ":{acme}:retained", p + ":{acme}:retained_tree"}
+	for _, k := range own {
+		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 1 {
+			t.Fatalf("%s missing before the deletion (%d, %v)", k, n, err)
+		}
+	}
+	gone = append(gone, own...)
 	for _, tn := range []string{"acme", "a*"} {
 		if err := s.DeleteTenant(ctx, tn); err != nil {
 			t.Fatal(err)
