@@ -141,6 +141,7 @@ bench: test-deps build servers
 bench-store:
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 500x ./store/
 	cd services/edge && $(GO) test -run '^$$' -bench IdleSessionWrites -benchtime 3x ./internal/mqtt/
+	cd services/session && $(GO) test -run '^$$' -bench IdleSessionSweeps -benchtime 3x .
 
 ## soak: bin/herald at half its measured capacity with churning clients for SOAK_DURATION (default 10m)
 SOAK_DURATION ?= 10m
