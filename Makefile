@@ -137,7 +137,7 @@ chaos-short: $(BUILT)
 ## bench: Herald beside Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~8 min; 458 s measured last)
 bench: test-deps build servers
 	bash tools/bench/bench.sh
-## bench-store: store and offline-delivery benchmarks against real Redis, Redis Cluster and NATS, and the store writes of 10,000 idle MQTT sessions (~70 s once compiled; 66 s measured last)
+## bench-store: store and offline-delivery benchmarks against real Redis, Redis Cluster and NATS, and the store writes of 10,000 idle MQTT sessions (~2 min; 114 s measured last)
 bench-store:
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 500x ./store/
 	cd services/edge && $(GO) test -run '^$$' -bench IdleSessionWrites -benchtime 3x ./internal/mqtt/
