@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,26 +14,6 @@ import (
 	"github.com/heraldmq/herald/services/session"
 	"github.com/redis/go-redis/v9"
 )
-
-// redisStat returns one counter of INFO section from rdb.
-func redisStat(b *testing.B, rdb *redis.Client, section, name string) int64 {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), section).Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return n
-		}
-	}
-	b.Fatalf("no %s in INFO %s", name, section)
-	return 0
-}
 
 // BenchmarkIdleSessionSweeps measures the session service's half of what
 // 10,000 idle persistent sessions cost the store (the edge's half is
@@ -54,7 +32,8 @@ func BenchmarkIdleSessionSweeps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: testserver.Redis(b)})
+	addr := testserver.Redis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	b.Cleanup(func() { rdb.Close() })
 	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: "idle"})
 	if _, err := bb.Publish(ctx, &message.Message{Tenant: "t1", Topic: "start", Payload: []byte("x"), QoS: 1}, backbone.PublishOptions{}); err != nil {
@@ -96,7 +75,7 @@ func BenchmarkIdleSessionSweeps(b *testing.B) {
 			b.Fatal("the service never applied the tenant's stream")
 		}
 	}
-	changes, commands := redisStat(b, rdb, "persistence", "rdb_changes_since_last_save"), redisStat(b, rdb, "stats", "total_commands_processed")
+	changes, commands := testserver.RedisStat(b, addr, "persistence", "rdb_changes_since_last_save"), testserver.RedisStat(b, addr, "stats", "total_commands_processed")
 	b.ResetTimer()
 	for b.Loop() {
 		time.Sleep(session.DefaultDueInterval * 10 / 3)
@@ -104,8 +83,8 @@ func BenchmarkIdleSessionSweeps(b *testing.B) {
 	}
 	b.StopTimer()
 	secs := b.Elapsed().Seconds()
-	b.ReportMetric(float64(redisStat(b, rdb, "persistence", "rdb_changes_since_last_save")-changes)/secs, "redis-changes/s")
-	b.ReportMetric(float64(redisStat(b, rdb, "stats", "total_commands_processed")-commands)/secs, "redis-commands/s")
+	b.ReportMetric(float64(testserver.RedisStat(b, addr, "persistence", "rdb_changes_since_last_save")-changes)/secs, "redis-changes/s")
+	b.ReportMetric(float64(testserver.RedisStat(b, addr, "stats", "total_commands_processed")-commands)/secs, "redis-commands/s")
 	// Still connected: none was taken for an orphan.
 	if page, err := st.EdgeSessions(ctx, "t1", edge, "idle-9998", 10); err != nil || len(page) != 1 {
 		b.Fatalf("sessions of the live edge after idle-9998: %d (%v), want idle-9999", len(page), err)

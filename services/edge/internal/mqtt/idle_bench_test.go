@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,27 +41,6 @@ func (c *writeCounter) RenewEdgeLease(ctx context.Context, edge string, until ti
 	return c.Store.RenewEdgeLease(ctx, edge, until)
 }
 
-// redisChanges returns the keys Redis changed since it started
-// (rdb_changes_since_last_save: the servers of testserver never save).
-func redisChanges(b *testing.B, rdb *redis.Client) int64 {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), "persistence").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "rdb_changes_since_last_save:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return n
-		}
-	}
-	b.Fatal("no rdb_changes_since_last_save in INFO persistence")
-	return 0
-}
-
 // BenchmarkIdleSessionWrites measures what 10,000 idle persistent MQTT 5
 // sessions cost the session store: one edge over Redis holds them (each
 // with a session expiry and one QoS 1 subscription, its record saved at
@@ -75,7 +52,8 @@ func redisChanges(b *testing.B, rdb *redis.Client) int64 {
 // session per hour. Run with -benchtime 3x or more: a single iteration
 // may fall between two renewals.
 func BenchmarkIdleSessionWrites(b *testing.B) {
-	rdb := redis.NewClient(&redis.Options{Addr: testserver.Redis(b)})
+	addr := testserver.Redis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	b.Cleanup(func() { rdb.Close() })
 	st := &writeCounter{Store: store.NewRedis(rdb, store.RedisConfig{})}
 	e := newEdge(b, testserver.NATS(b), "edge-idle", func(_ *Config, n *node.Config) { n.State = st })
@@ -93,7 +71,7 @@ func BenchmarkIdleSessionWrites(b *testing.B) {
 	if n, err := st.CountSessions(context.Background(), "dev"); err != nil || n != idleSessions {
 		b.Fatalf("%d sessions stored (%v), want %d", n, err, idleSessions)
 	}
-	writes, changes := st.writes.Load(), redisChanges(b, rdb)
+	writes, changes := st.writes.Load(), testserver.RedisStat(b, addr, "persistence", "rdb_changes_since_last_save")
 	b.ResetTimer()
 	for b.Loop() {
 		time.Sleep(DefaultSessionLease / 3)
@@ -101,7 +79,7 @@ func BenchmarkIdleSessionWrites(b *testing.B) {
 	b.StopTimer()
 	secs := b.Elapsed().Seconds()
 	w := float64(st.writes.Load()-writes) / secs
-	c := float64(redisChanges(b, rdb)-changes) / secs
+	c := float64(testserver.RedisStat(b, addr, "persistence", "rdb_changes_since_last_save")-changes) / secs
 	b.ReportMetric(w, "store-writes/s")
 	b.ReportMetric(c, "redis-changes/s")
 	b.ReportMetric(w*3600/idleSessions, "writes/session/h")
