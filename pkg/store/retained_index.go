@@ -21,9 +21,9 @@ import (
 // a bbolt bucket), each topic written with its level separator '/'
 // replaced by NUL: indexKey("a/b") is "a\x00b". NUL sorts before every
 // other byte and never occurs in a topic (topic.ValidateName), so the
-// topics under a prefix of whole levels are one contiguous range, and that
-// range is a topic tree, walked the way EMQX's retainer walks its topic
-// index:
+// topics under a prefix of whole levels are one contiguous range: the key
+// space is a topic tree (EMQX's retainer likewise keeps retained topics as
+// lists of levels in ordered tables), walked level by level:
 //
 //   - a literal level descends: "a/b/+" reads only under "a\x00b\x00";
 //   - '+' enumerates the children of the current node: seek the first key
