@@ -134,3 +134,50 @@ func TestRedisRetainedIndexBuilt(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisRetainedWildcardCommands ensures a wildcard read of 10 retained
+// topics among 50,000 runs a handful of Redis commands (script calls
+// included), not a number growing with the tenant: counted, not timed.
+func TestRedisRetainedWildcardCommands(t *testing.T) {
+	ctx := t.Context()
+	addr := testserver.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	s := store.NewRedis(rdb, store.RedisConfig{})
+	lim := store.Limits{RetainedMessages: 50000}
+	seq := uint64(0)
+	for d := 0; d < 5000; d += 100 {
+		var msgs []*message.Message
+		for i := d; i < d+100; i++ {
+			for j := range 10 {
+				seq++
+				msgs = append(msgs, &message.Message{Seq: seq, Topic: fmt.Sprintf("dev/%d/state/%d", i, j), Payload: []byte("v"), Retain: true})
+			}
+		}
+		if _, err := s.ApplyBatch(ctx, "t1", store.Batch{Epoch: "e1", Messages: msgs, Limits: lim}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		filter      string
+		matches     int
+		mostPerRead int64
+	}{
+		{"dev/1234/state/+", 10, 30},
+		{"dev/1234/#", 10, 30},
+		// '+' over 5,000 children costs a few commands per child (the
+		// index's cost model), nothing per topic below them.
+		{"dev/+/state/3", 5000, 4 * 5000},
+	} {
+		before := testserver.RedisStat(t, addr, "stats", "total_commands_processed")
+		ms, err := s.Retained(ctx, "t1", tc.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Less the INFO that read the counter.
+		n := testserver.RedisStat(t, addr, "stats", "total_commands_processed") - before - 1
+		if len(ms) != tc.matches || n > tc.mostPerRead {
+			t.Errorf("%s: %d matches in %d commands, want %d in at most %d", tc.filter, len(ms), n, tc.matches, tc.mostPerRead)
+		}
+	}
+}
