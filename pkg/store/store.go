@@ -123,7 +123,10 @@ type Store interface {
 	Fence(ctx context.Context, tenant string) (uint64, error)
 
 	// Retained returns the tenant's retained messages whose topic matches
-	// filter, sorted by topic, excluding expired ones.
+	// filter, sorted by topic, excluding expired ones. A wildcard filter
+	// costs what it visits of the tenant's retained topic tree, not what
+	// the tenant holds (retained_index.go); the store keeps the index
+	// exact through every write (RetainedIndexVerifier checks it).
 	Retained(ctx context.Context, tenant, filter string) ([]*message.Message, error)
 
 	// Replay returns up to max messages with Seq > after, ascending, and the

@@ -33,6 +33,17 @@ func benchStores(b *testing.B, fn func(b *testing.B, s store.Store)) {
 	})
 }
 
+// benchStoresCluster is benchStores plus a Redis Cluster started for the
+// benchmark.
+func benchStoresCluster(b *testing.B, fn func(b *testing.B, s store.Store)) {
+	benchStores(b, fn)
+	b.Run("redis-cluster", func(b *testing.B) {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testserver.RedisCluster(b)})
+		defer rdb.Close()
+		fn(b, store.NewRedis(rdb, store.RedisConfig{KeyPrefix: "bench"}))
+	})
+}
+
 func benchMsg(seq uint64, topic string, retain bool) *message.Message {
 	return &message.Message{Topic: topic, Payload: make([]byte, 128), QoS: 1, Retain: retain, Seq: seq, Time: time.Now()}
 }
@@ -71,7 +82,7 @@ func BenchmarkRetainedGet(b *testing.B) {
 }
 
 // BenchmarkRetainedWildcard measures a wildcard subscribe's retained read
-// matching 10 of 1000 topics (the tenant's retained set is scanned).
+// matching 10 of 1000 topics.
 func BenchmarkRetainedWildcard(b *testing.B) {
 	benchStores(b, func(b *testing.B, s store.Store) {
 		ctx := context.Background()
@@ -97,6 +108,59 @@ func fillRetained(b *testing.B, s store.Store, n int) {
 	slices.SortFunc(msgs, func(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) })
 	if err := s.Apply(context.Background(), "bench", "e", msgs, store.ReplayLimits{}); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// retained100k is the retained set of BenchmarkRetainedWildcard100k:
+// 100,000 topics, dev/<0..9998>/state/<0..9> and site/<0..9>/alarm.
+func retained100k() []string {
+	var out []string
+	for d := range 9999 {
+		for j := range 10 {
+			out = append(out, fmt.Sprintf("dev/%d/state/%d", d, j))
+		}
+	}
+	for k := range 10 {
+		out = append(out, fmt.Sprintf("site/%d/alarm", k))
+	}
+	return out
+}
+
+// BenchmarkRetainedWildcard100k measures a wildcard subscribe's retained
+// read of a filter matching 10 topics in a tenant holding 100,000
+// retained topics (issue 21's target: 5 ms at most): a literal prefix and
+// a trailing '+', a literal prefix and '#', and a '+' level with ten
+// children. Redis runs standalone and as a Cluster.
+func BenchmarkRetainedWildcard100k(b *testing.B) {
+	topics := retained100k()
+	benchStoresCluster(b, func(b *testing.B, s store.Store) {
+		fillTopics(b, s, topics)
+		for _, filter := range []string{"dev/4242/state/+", "dev/4242/#", "site/+/alarm"} {
+			b.Run("filter="+filter, func(b *testing.B) {
+				for b.Loop() {
+					ms, err := s.Retained(context.Background(), "bench", filter)
+					if err != nil || len(ms) != 10 {
+						b.Fatal(len(ms), err)
+					}
+				}
+			})
+		}
+	})
+}
+
+// fillTopics sets one retained message on each topic of the tenant
+// "bench", a thousand per batch.
+func fillTopics(b *testing.B, s store.Store, topics []string) {
+	b.Helper()
+	lim := store.Limits{RetainedMessages: len(topics) + 1}
+	for start := 0; start < len(topics); start += 1000 {
+		var msgs []*message.Message
+		for i, t := range topics[start:min(start+1000, len(topics))] {
+			msgs = append(msgs, benchMsg(uint64(start+i+1), t, true))
+		}
+		if _, err := s.ApplyBatch(context.Background(), "bench", store.Batch{Epoch: "e", Messages: msgs, Limits: lim}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/heraldmq/herald/pkg/message"
@@ -29,6 +31,8 @@ import (
 //	session_count  sessions held (8 bytes)
 //	replay/        bucket: Seq (8 bytes) -> age in Unix ms (8 bytes) + encoded message
 //	retained/      bucket: topic -> Seq (8 bytes) + encoded message
+//	retained_tree/ bucket: indexKey(topic) -> empty, for each retained topic
+//	               (the topic index wildcard reads walk, retained_index.go)
 //	retained_exp/  bucket: expiry Unix ms (8 bytes) + topic -> empty
 //	sessions/      bucket: client id -> revision (8) + deadline Unix ms (8, all ones for none) + JSON;
 //	               its sequence issues revisions
@@ -57,6 +61,7 @@ var (
 	keyReplay        = []byte("replay")
 	keyRetained      = []byte("retained")
 	keyRetainedExp   = []byte("retained_exp")
+	keyRetainedTree  = []byte("retained_tree")
 	keySessions      = []byte("sessions")
 	keySessionExp    = []byte("session_exp")
 	keySessionDue    = []byte("session_due")
@@ -72,6 +77,22 @@ func OpenEmbedded(path string) (*Embedded, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// Tenants written before a sub-bucket existed get it now (the retained
+	// index built from their retained messages), so that readers, which
+	// cannot create buckets, find every one.
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if bytes.Equal(name, keyEdgeLeases) {
+				return nil
+			}
+			_, err := tenantBucket(tx, string(name))
+			return err
+		})
+	})
+	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return &Embedded{db: db}, nil
@@ -93,8 +114,18 @@ func tenantBucket(tx *bolt.Tx, tenant string) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keySessions, keySessionExp, keySessionDue, keySessionEdge} {
+	noTree := tb.Bucket(keyRetainedTree) == nil
+	for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keyRetainedTree, keySessions, keySessionExp, keySessionDue, keySessionEdge} {
 		if _, err := tb.CreateBucketIfNotExists(k); err != nil {
+			return nil, err
+		}
+	}
+	if noTree {
+		tree := tb.Bucket(keyRetainedTree)
+		err := tb.Bucket(keyRetained).ForEach(func(k, _ []byte) error {
+			return tree.Put([]byte(indexKey(string(k))), nil)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -151,7 +182,7 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 		if !same {
 			// The stream was recreated: its sequences start again. Sessions
 			// and the fence stay.
-			for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp} {
+			for _, k := range [][]byte{keyReplay, keyRetained, keyRetainedExp, keyRetainedTree} {
 				if err := tb.DeleteBucket(k); err != nil {
 					return err
 				}
@@ -169,6 +200,7 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 			}
 		}
 		replay, retained, retainedExp := tb.Bucket(keyReplay), tb.Bucket(keyRetained), tb.Bucket(keyRetainedExp)
+		tree := tb.Bucket(keyRetainedTree)
 		count, trimmed, bytes := u64(tb.Get(keyCount)), u64(tb.Get(keyTrimmed)), int64(u64(tb.Get(keyRetainedBytes)))
 		if b.SkipThrough > applied {
 			// The stream lost these: drop the buffer through them.
@@ -219,6 +251,9 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 				if err := retained.Put([]byte(m.Topic), append(be(m.Seq), enc...)); err != nil {
 					return err
 				}
+				if err := tree.Put([]byte(indexKey(m.Topic)), nil); err != nil {
+					return err
+				}
 				if x := expiryMillis(m); x != 0 {
 					if err := retainedExp.Put(append(be(uint64(x)), m.Topic...), nil); err != nil {
 						return err
@@ -230,6 +265,9 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 				}
 			case old != nil:
 				if err := retained.Delete([]byte(m.Topic)); err != nil {
+					return err
+				}
+				if err := tree.Delete([]byte(indexKey(m.Topic))); err != nil {
 					return err
 				}
 				bytes -= oldLen
@@ -247,6 +285,9 @@ func (e *Embedded) ApplyBatch(_ context.Context, tenant string, b Batch) (ApplyR
 				bytes -= int64(len(v) - 8)
 				nRetained--
 				if err := retained.Delete(k[8:]); err != nil {
+					return err
+				}
+				if err := tree.Delete([]byte(indexKey(string(k[8:])))); err != nil {
 					return err
 				}
 			}
@@ -331,8 +372,8 @@ func (e *Embedded) Fence(_ context.Context, tenant string) (uint64, error) {
 	return n, nil
 }
 
-// Retained implements Store. A wildcard filter walks the tenant's retained
-// messages (a topic index comes later).
+// Retained implements Store. A wildcard filter walks the retained topic
+// index (retained_index.go) and reads only the matching messages.
 func (e *Embedded) Retained(_ context.Context, tenant, filter string) ([]*message.Message, error) {
 	if err := checkFilter(tenant, filter); err != nil {
 		return nil, err
@@ -360,9 +401,14 @@ func (e *Embedded) Retained(_ context.Context, tenant, filter string) ([]*messag
 			}
 			return nil
 		}
-		return retained.ForEach(func(k, v []byte) error {
-			if !topic.Match(filter, string(k)) {
-				return nil
+		tree := tb.Bucket(keyRetainedTree)
+		if tree == nil {
+			return fmt.Errorf("%w: no retained index", ErrCorrupt)
+		}
+		return walkIndex(boltSeeker{tree.Cursor()}, strings.Split(filter, "/"), func(k []byte) error {
+			v := retained.Get([]byte(topicOfKey(k)))
+			if v == nil {
+				return fmt.Errorf("%w: retained index lists %q, which holds nothing", ErrCorrupt, topicOfKey(k))
 			}
 			return add(v)
 		})
@@ -371,6 +417,40 @@ func (e *Embedded) Retained(_ context.Context, tenant, filter string) ([]*messag
 		return nil, fmt.Errorf("store: retained %s: %w", tenant, err)
 	}
 	return keepRetained(filter, out, time.Now()), nil
+}
+
+// boltSeeker is a bbolt cursor as the index walk reads it.
+type boltSeeker struct{ c *bolt.Cursor }
+
+func (b boltSeeker) Seek(k []byte) []byte { k, _ = b.c.Seek(k); return k }
+func (b boltSeeker) Next() []byte         { k, _ := b.c.Next(); return k }
+
+// VerifyRetainedIndex implements RetainedIndexVerifier.
+func (e *Embedded) VerifyRetainedIndex(_ context.Context, tenant string) error {
+	if err := checkTenant(tenant); err != nil {
+		return err
+	}
+	var stored, indexed []string
+	err := e.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket([]byte(tenant))
+		if tb == nil {
+			return nil
+		}
+		if err := tb.Bucket(keyRetained).ForEach(func(k, _ []byte) error {
+			stored = append(stored, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tb.Bucket(keyRetainedTree).ForEach(func(k, _ []byte) error {
+			indexed = append(indexed, topicOfKey(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store: verify %s: %w", tenant, err)
+	}
+	return diffIndex(tenant, stored, indexed)
 }
 
 // Replay implements Store.
@@ -452,4 +532,7 @@ func (e *Embedded) DeleteTenant(_ context.Context, tenant string) error {
 // Close implements Store.
 func (e *Embedded) Close() error { return e.db.Close() }
 
-var _ Store = (*Embedded)(nil)
+var (
+	_ Store                 = (*Embedded)(nil)
+	_ RetainedIndexVerifier = (*Embedded)(nil)
+)

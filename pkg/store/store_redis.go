@@ -36,6 +36,9 @@ type RedisConfig struct {
 //	P:{T}:retained_seq    hash    topic -> Seq of the retained message
 //	P:{T}:retained_exp    zset    score expiry (Unix ms), member topic
 //	P:{T}:retained_bytes  string  total size of the retained hash values
+//	P:{T}:retained_tree   zset    score 0, member indexKey(topic) for each
+//	                              retained topic (the topic index wildcard
+//	                              reads walk, retained_index.go)
 //	P:{T}:fence           string  the highest fence token issued or seen
 //	P:{T}:sessions        hash    client id -> "<revision>:<JSON session>"
 //	P:{T}:session_ids     zset    score 0, member client id (paging by lex)
@@ -63,15 +66,15 @@ func NewRedis(rdb redis.UniversalClient, cfg RedisConfig) *Redis {
 }
 
 type redisKeys struct {
-	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq, retainedExp, retainedBytes, fence string
-	sessions, sessionIDs, sessionExp, sessionRev, sessionDue, sessionEdge, sessionEdgeOf                 string
+	epoch, applied, trimmed, replay, replayAge, retained, retainedSeq, retainedExp, retainedBytes, fence, retainedTree string
+	sessions, sessionIDs, sessionExp, sessionRev, sessionDue, sessionEdge, sessionEdgeOf                               string
 }
 
 func (r *Redis) keys(tenant string) redisKeys {
 	p := r.prefix + ":{" + tenant + "}:"
 	return redisKeys{
 		p + "epoch", p + "applied", p + "trimmed", p + "replay", p + "replay_age", p + "retained", p + "retained_seq",
-		p + "retained_exp", p + "retained_bytes", p + "fence",
+		p + "retained_exp", p + "retained_bytes", p + "fence", p + "retained_tree",
 		p + "sessions", p + "session_ids", p + "session_exp", p + "session_rev", p + "session_due",
 		p + "session_edge", p + "session_edge_of",
 	}
@@ -79,7 +82,7 @@ func (r *Redis) keys(tenant string) redisKeys {
 
 // apply lists the keys in the order the apply script expects them.
 func (k redisKeys) apply() []string {
-	return []string{k.epoch, k.applied, k.trimmed, k.replay, k.replayAge, k.retained, k.retainedSeq, k.retainedExp, k.retainedBytes, k.fence}
+	return []string{k.epoch, k.applied, k.trimmed, k.replay, k.replayAge, k.retained, k.retainedSeq, k.retainedExp, k.retainedBytes, k.fence, k.retainedTree}
 }
 
 // session lists the keys in the order the session scripts expect them.
@@ -118,7 +121,7 @@ func scriptErr(err error) error {
 //
 // Sequences are compared as Lua numbers (exact below 2^53) but always
 // written back from the caller's decimal strings, never formatted by Lua.
-var applyScript = redis.NewScript(`
+var applyScript = redis.NewScript(indexLua + `
 local fence = tonumber(ARGV[6])
 local stored = tonumber(redis.call('GET', KEYS[10]) or '0')
 if fence < stored then
@@ -139,8 +142,9 @@ end
 if fence > stored then
   redis.call('SET', KEYS[10], ARGV[6])
 end
+buildIndex(KEYS[6], KEYS[11])
 if not same then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[11])
   redis.call('SET', KEYS[1], epoch)
 end
 if tonumber(ARGV[8]) > applied then
@@ -183,6 +187,9 @@ for i = 0, n - 1 do
         if set then
           redis.call('HSET', KEYS[6], tp, enc)
           redis.call('HSET', KEYS[7], tp, seq)
+          if not old then
+            redis.call('ZADD', KEYS[11], 0, indexKey(tp))
+          end
           if ARGV[b + 5] ~= '0' then
             redis.call('ZADD', KEYS[8], ARGV[b + 5], tp)
           elseif old then
@@ -196,6 +203,7 @@ for i = 0, n - 1 do
           redis.call('HDEL', KEYS[6], tp)
           redis.call('HDEL', KEYS[7], tp)
           redis.call('ZREM', KEYS[8], tp)
+          redis.call('ZREM', KEYS[11], indexKey(tp))
           bytes = bytes - oldlen
           count = count - 1
         end
@@ -216,6 +224,7 @@ for _, tp in ipairs(expired) do
   redis.call('HDEL', KEYS[6], tp)
   redis.call('HDEL', KEYS[7], tp)
   redis.call('ZREM', KEYS[8], tp)
+  redis.call('ZREM', KEYS[11], indexKey(tp))
 end
 if bytes ~= bytes0 then
   redis.call('SET', KEYS[9], string.format('%d', bytes))
@@ -316,9 +325,8 @@ func (r *Redis) Fence(ctx context.Context, tenant string) (uint64, error) {
 }
 
 // Retained implements Store. An exact topic is one HGET; a wildcard filter
-// scans the tenant's whole retained hash and matches each topic (a topic
-// index, per first level, comes later when tenants hold many retained
-// messages).
+// walks the retained topic index (retainedScript), one round trip per
+// page of up to retainedPage matches.
 func (r *Redis) Retained(ctx context.Context, tenant, filter string) ([]*message.Message, error) {
 	if err := checkFilter(tenant, filter); err != nil {
 		return nil, err
@@ -339,30 +347,71 @@ func (r *Redis) Retained(ctx context.Context, tenant, filter string) ([]*message
 		}
 		return keepRetained(filter, append(out, m), time.Now()), nil
 	}
-	// HSCAN may return an entry twice (during a rehash): keep the first.
-	seen := map[string]bool{}
-	var cursor uint64
+	levels := strings.Split(filter, "/")
+	args := make([]any, 0, 4+len(levels))
+	args = append(args, "", retainedPage, retainedSeeks, smallNode)
+	for _, l := range levels {
+		args = append(args, l)
+	}
 	for {
-		kv, next, err := r.rdb.HScan(ctx, k.retained, cursor, "", 512).Result()
+		res, err := retainedScript.Run(ctx, r.rdb, []string{k.retained, k.retainedTree}, args...).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("store: retained %s: %w", tenant, err)
 		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if seen[kv[i]] || !topic.Match(filter, kv[i]) {
-				continue
+		if len(res)%2 != 1 {
+			return nil, fmt.Errorf("store: retained %s: unexpected reply of %d values", tenant, len(res))
+		}
+		for i := 1; i < len(res); i += 2 {
+			b, ok := res[i+1].(string)
+			if !ok {
+				return nil, fmt.Errorf("%w: retained index lists %v, which holds nothing", ErrCorrupt, res[i])
 			}
-			seen[kv[i]] = true
-			m, err := decode(tenant, []byte(kv[i+1]))
+			m, err := decode(tenant, []byte(b))
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, m)
 		}
-		if cursor = next; cursor == 0 {
-			break
+		resume, more := res[0].(string)
+		if !more {
+			return keepRetained(filter, out, time.Now()), nil
 		}
+		// The walk resumes strictly after where it began, or it would loop.
+		if from := args[0].(string); resume <= from {
+			return nil, fmt.Errorf("store: retained %s: index walk stuck at %q", tenant, resume)
+		}
+		args[0] = resume
 	}
-	return keepRetained(filter, out, time.Now()), nil
+}
+
+// Bounds of one retainedScript call: matches returned, and index seeks
+// (each a ZRANGE or ZSCORE of a few microseconds), so that no call holds
+// Redis for more than a few milliseconds.
+const (
+	retainedPage  = 512
+	retainedSeeks = 2048
+)
+
+// VerifyRetainedIndex implements RetainedIndexVerifier.
+func (r *Redis) VerifyRetainedIndex(ctx context.Context, tenant string) error {
+	if err := checkTenant(tenant); err != nil {
+		return err
+	}
+	k := r.keys(tenant)
+	var stored, members *redis.StringSliceCmd
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		stored = p.HKeys(ctx, k.retained)
+		members = p.ZRange(ctx, k.retainedTree, 0, -1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: verify %s: %w", tenant, err)
+	}
+	indexed := make([]string, 0, len(members.Val()))
+	for _, m := range members.Val() {
+		indexed = append(indexed, topicOfKey([]byte(m)))
+	}
+	return diffIndex(tenant, stored.Val(), indexed)
 }
 
 // Replay implements Store.
@@ -514,4 +563,7 @@ func decode(tenant string, b []byte) (*message.Message, error) {
 	return m, nil
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store                 = (*Redis)(nil)
+	_ RetainedIndexVerifier = (*Redis)(nil)
+)

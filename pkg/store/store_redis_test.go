@@ -62,6 +62,15 @@ func testDeleteTenantEveryKey(t *testing.T, rdb redis.UniversalClient) {
 			t.Fatal(err)
 		}
 	}
+	// The store's own keys, the retained topic index among them, exist
+	// before the deletion.
+	own := []string{p + ":{acme}:retained", p + ":{acme}:retained_tree"}
+	for _, k := range own {
+		if n, err := rdb.Exists(ctx, k).Result(); err != nil || n != 1 {
+			t.Fatalf("%s missing before the deletion (%d, %v)", k, n, err)
+		}
+	}
+	gone = append(gone, own...)
 	for _, tn := range []string{"acme", "a*"} {
 		if err := s.DeleteTenant(ctx, tn); err != nil {
 			t.Fatal(err)
@@ -80,6 +89,95 @@ func testDeleteTenantEveryKey(t *testing.T, rdb redis.UniversalClient) {
 	for _, tn := range []string{"ab", "acmex"} {
 		if st, err := s.State(ctx, tn); err != nil || st.Applied != 1 {
 			t.Errorf("%s after deleting others: %+v, %v", tn, st, err)
+		}
+	}
+}
+
+// TestRedisRetainedIndexBuilt ensures retained messages written before the
+// topic index existed are found by wildcard reads: the first read (or
+// write) builds the index from the retained hash.
+func TestRedisRetainedIndexBuilt(t *testing.T) {
+	ctx := t.Context()
+	rdb := redis.NewClient(&redis.Options{Addr: testserver.Redis(t)})
+	t.Cleanup(func() { rdb.Close() })
+	s := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: "old"})
+	var msgs []*message.Message
+	for i, tp := range []string{"a/x", "a/y", "b/x", "c"} {
+		msgs = append(msgs, &message.Message{Seq: uint64(i + 1), Topic: tp, Payload: []byte("v"), Retain: true})
+	}
+	for _, tn := range []string{"read", "write"} {
+		if err := s.Apply(ctx, tn, "e1", msgs, store.ReplayLimits{}); err != nil {
+			t.Fatal(err)
+		}
+		// What a store without the index left behind.
+		if err := rdb.Del(ctx, "old:{"+tn+"}:retained_tree").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Apply(ctx, "write", "e1", []*message.Message{{Seq: 5, Topic: "a/z", Payload: []byte("v"), Retain: true}}, store.ReplayLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	for tn, want := range map[string][]string{"read": {"a/x", "a/y"}, "write": {"a/x", "a/y", "a/z"}} {
+		ms, err := s.Retained(ctx, tn, "a/+")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.Topic)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: Retained(a/+) = %q, want %q", tn, got, want)
+		}
+		if err := s.VerifyRetainedIndex(ctx, tn); err != nil {
+			t.Errorf("%s: %v", tn, err)
+		}
+	}
+}
+
+// TestRedisRetainedWildcardCommands ensures a wildcard read of 10 retained
+// topics among 50,000 runs a handful of Redis commands (script calls
+// included), not a number growing with the tenant: counted, not timed.
+func TestRedisRetainedWildcardCommands(t *testing.T) {
+	ctx := t.Context()
+	addr := testserver.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	s := store.NewRedis(rdb, store.RedisConfig{})
+	lim := store.Limits{RetainedMessages: 50000}
+	seq := uint64(0)
+	for d := 0; d < 5000; d += 100 {
+		var msgs []*message.Message
+		for i := d; i < d+100; i++ {
+			for j := range 10 {
+				seq++
+				msgs = append(msgs, &message.Message{Seq: seq, Topic: fmt.Sprintf("dev/%d/state/%d", i, j), Payload: []byte("v"), Retain: true})
+			}
+		}
+		if _, err := s.ApplyBatch(ctx, "t1", store.Batch{Epoch: "e1", Messages: msgs, Limits: lim}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		filter      string
+		matches     int
+		mostPerRead int64
+	}{
+		{"dev/1234/state/+", 10, 30},
+		{"dev/1234/#", 10, 30},
+		// '+' over 5,000 children costs a few commands per child (the
+		// index's cost model), nothing per topic below them.
+		{"dev/+/state/3", 5000, 4 * 5000},
+	} {
+		before := testserver.RedisStat(t, addr, "stats", "total_commands_processed")
+		ms, err := s.Retained(ctx, "t1", tc.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Less the INFO that read the counter.
+		n := testserver.RedisStat(t, addr, "stats", "total_commands_processed") - before - 1
+		if len(ms) != tc.matches || n > tc.mostPerRead {
+			t.Errorf("%s: %d matches in %d commands, want %d in at most %d", tc.filter, len(ms), n, tc.matches, tc.mostPerRead)
 		}
 	}
 }

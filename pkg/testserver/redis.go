@@ -210,3 +210,26 @@ func freePort(tb testing.TB, bus bool) int {
 	tb.Fatal("testserver: no free port pair for a Redis Cluster node")
 	return 0
 }
+
+// RedisStat returns the counter name of the INFO section of the Redis at
+// addr, such as rdb_changes_since_last_save (keys changed; the servers
+// started here never save) or total_commands_processed: what benchmarks
+// count.
+func RedisStat(tb testing.TB, addr, section, name string) int64 {
+	tb.Helper()
+	info, err := redisCommand(addr, "INFO", section)
+	if err != nil {
+		tb.Fatalf("testserver: redis INFO %s: %v", section, err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatalf("testserver: redis INFO %s: %s: %v", section, name, err)
+			}
+			return n
+		}
+	}
+	tb.Fatalf("testserver: redis INFO %s has no %s", section, name)
+	return 0
+}

@@ -28,6 +28,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RetainedLifecycle", testRetainedLifecycle},
 		{"RetainedWildcards", testRetainedWildcards},
 		{"RetainedExpired", testRetainedExpired},
+		{"RetainedIndexMatches", testRetainedIndexMatches},
+		{"RetainedIndexLifecycle", testRetainedIndexLifecycle},
 		{"RoundTrip", testRoundTrip},
 		{"ReplayPaging", testReplayPaging},
 		{"TrimByCount", testTrimByCount},
