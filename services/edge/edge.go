@@ -9,14 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
@@ -415,23 +414,14 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, sessions mqt
 	s.http.Protocols.SetHTTP1(true)
 	switch {
 	case cfg.TLS.Enabled():
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		// Without client CAs, certificates are still asked for: a client
+		// may authenticate by its certificate's fingerprint.
+		tc, err := tlsconf.Files{Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile, ClientCA: cfg.TLS.ClientCAFile}.
+			Server(tls.VerifyClientCertIfGiven, tls.RequestClientCert)
 		if err != nil {
-			return nil, fmt.Errorf("edge: tls: %w", err)
+			return nil, fmt.Errorf("edge: %w", err)
 		}
-		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			ClientAuth: tls.RequestClientCert}
-		if cfg.TLS.ClientCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("edge: tls client CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, errors.New("edge: tls client CA: no certificate in " + cfg.TLS.ClientCAFile)
-			}
-			s.http.TLSConfig.ClientCAs, s.http.TLSConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
-		}
+		s.http.TLSConfig = tc
 		s.http.Protocols.SetHTTP2(true)
 	case cfg.H2C:
 		s.http.Protocols.SetUnencryptedHTTP2(true)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,11 +29,45 @@ type conn struct {
 	Token   string        `env:"HERALD_ADMIN_TOKEN" help:"Operator token or admin key (hak_...), sent as a bearer token."`
 	Output  string        `short:"o" default:"table" enum:"table,json" help:"Output: table or json."`
 	Timeout time.Duration `default:"10s" help:"Deadline of each call."`
+	// TLS to a server started with --tls-cert; a client certificate for
+	// one started with --tls-client-ca.
+	TLS     bool   `name:"tls" env:"HERALD_ADMIN_TLS" help:"Speak TLS to the server, verifying its certificate against the system CAs (or --tls-ca)."`
+	TLSCA   string `name:"tls-ca" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CA" help:"PEM CAs the server's certificate is verified against (implies --tls)."`
+	TLSCert string `name:"tls-cert" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CLIENT_CERT" help:"PEM client certificate, for a server that requires one (mutual TLS; implies --tls)."`
+	TLSKey  string `name:"tls-key" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CLIENT_KEY" help:"PEM private key of --tls-cert."`
+}
+
+// credentials are the transport credentials of c: TLS when asked for,
+// plain text otherwise.
+func (c conn) credentials() (credentials.TransportCredentials, error) {
+	if !c.TLS && c.TLSCA == "" && c.TLSCert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA != "" {
+		pool, err := tlsconf.Pool(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 // dial returns a connection and a context carrying the token and deadline.
 func (c conn) dial(ctx context.Context) (*grpc.ClientConn, context.Context, context.CancelFunc, error) {
-	cc, err := grpc.NewClient(c.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.credentials()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cc, err := grpc.NewClient(c.Server, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, nil, err
 	}

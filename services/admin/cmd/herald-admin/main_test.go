@@ -206,3 +206,36 @@ func TestEverySettingReachable(t *testing.T) {
 		t.Errorf("not reachable from flags, environment and YAML: %v", miss)
 	}
 }
+
+// TestClientCommandsOverTLS ensures herald-admin serve takes its
+// certificate and client CAs from its flags and environment, and the
+// client commands reach it over mutual TLS with --tls-ca, --tls-cert and
+// --tls-key, while a plain-text client, or one without a certificate,
+// gets nothing.
+func TestClientCommandsOverTLS(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	t.Setenv("HERALD_ADMIN_TLS_CLIENT_CA", pki.CA)
+	c := parse(t, "serve", "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "op-token",
+		"--tls-cert", pki.ServerCert, "--tls-key", pki.ServerKey)
+	ctx, cancel := context.WithCancel(context.Background())
+	servers := make(chan *admin.Server, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, c, slog.New(slog.DiscardHandler), func(s *admin.Server) { servers <- s })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	srv := <-servers
+	t.Setenv("HERALD_ADMIN_SERVER", srv.Addr())
+	t.Setenv("HERALD_ADMIN_TOKEN", "op-token")
+
+	if _, err := command(t, "tenant", "list", "--timeout", "3s"); err == nil {
+		t.Fatal("a plain-text client listed tenants")
+	}
+	if _, err := command(t, "tenant", "list", "--timeout", "3s", "--tls-ca", pki.CA); err == nil {
+		t.Fatal("a client without a certificate listed tenants")
+	}
+	out, err := command(t, "tenant", "create", "acme", "--tls-ca", pki.CA, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey)
+	if err != nil || !strings.Contains(out, "acme") {
+		t.Fatalf("tenant create over mutual TLS: %v\n%s", err, out)
+	}
+}
