@@ -20,6 +20,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -32,8 +33,9 @@ import (
 // own settings are edge.Config, the struct the edge reads; the rest wires
 // the edge to NATS, Redis and etcd.
 type cli struct {
-	Config kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
-	Edge   edge.Config     `embed:""`
+	Version kong.VersionFlag `help:"Print the version, the commit and the Go version it was built from, then exit."`
+	Config  kong.ConfigFlag  `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
+	Edge    edge.Config      `embed:""`
 
 	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
 	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
@@ -61,7 +63,7 @@ type cli struct {
 func main() {
 	var c cli
 	kong.Parse(&c, kong.Name("herald-edge"), kong.Description("Herald edge gateway."), kong.Configuration(config.YAML),
-		kong.Vars{"anonymous_tenant": ""})
+		kong.Vars{"anonymous_tenant": "", "version": version.String("herald-edge")})
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "herald-edge:", err)
 		os.Exit(1)
