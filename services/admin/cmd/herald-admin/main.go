@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
+	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -61,6 +64,7 @@ type serveCmd struct {
 	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
 	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 
@@ -70,7 +74,8 @@ type serveCmd struct {
 
 // cli is every command.
 type cli struct {
-	Config kong.ConfigFlag `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
+	Version kong.VersionFlag `help:"Print the version, the commit and the Go version it was built from, then exit."`
+	Config  kong.ConfigFlag  `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
 
 	Serve    serveCmd    `cmd:"" default:"withargs" help:"Serve the admin API (the default command)."`
 	Token    tokenCmd    `cmd:"" help:"Print a new random operator token and its argon2id hash for --admin-token-hash."`
@@ -84,6 +89,7 @@ func parser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
 		kong.Name("herald-admin"),
 		kong.Description("Herald's administration API: gRPC and REST (JSON) on one port; and a client of it."),
 		kong.Configuration(config.YAML),
+		kong.Vars{"version": version.String("herald-admin")},
 	}, opts...)...)
 }
 
@@ -121,11 +127,15 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 	log = telemetry.NewLogger(log)
 	p := tel.Providers()
 	if c.OpsAddr != "" {
+		opsTLS, err := c.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+		if err != nil {
+			return fmt.Errorf("ops %w", err)
+		}
 		o := ops.New()
 		o.Handle("GET /metrics", tel.MetricsHandler())
 		opsCtx, opsStop := context.WithCancel(ctx)
 		opsErr := make(chan error, 1)
-		go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
+		go func() { opsErr <- o.ServeTLS(opsCtx, c.OpsAddr, opsTLS) }()
 		defer func() {
 			opsStop()
 			if err := <-opsErr; err != nil {
