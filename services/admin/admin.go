@@ -71,11 +71,11 @@ type OperatorConfig struct {
 	// AdminToken and AdminTokenHash; with neither, only admin keys stored
 	// in etcd authenticate (and there are none until an operator makes
 	// one), unless Insecure.
-	AdminToken string `name:"admin-token" env:"HERALD_ADMIN_TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
+	AdminToken string `name:"admin-token" env:"HERALD_ADMIN_TOKEN" placeholder:"TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
 	// AdminTokenHash is the operator token's argon2id hash (PHC string, as
 	// printed by "herald-admin token"), so the configuration holds no
 	// secret.
-	AdminTokenHash string `name:"admin-token-hash" env:"HERALD_ADMIN_TOKEN_HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
+	AdminTokenHash string `name:"admin-token-hash" env:"HERALD_ADMIN_TOKEN_HASH" placeholder:"HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
 }
 
 // Validate reports a configuration error.

@@ -26,7 +26,7 @@ import (
 // conn is how a client command reaches the admin API.
 type conn struct {
 	Server  string        `default:"127.0.0.1:8081" env:"HERALD_ADMIN_SERVER" help:"Admin API address (host:port), spoken to over gRPC."`
-	Token   string        `env:"HERALD_ADMIN_TOKEN" help:"Operator token or admin key (hak_...), sent as a bearer token."`
+	Token   string        `env:"HERALD_ADMIN_TOKEN" placeholder:"TOKEN" help:"Operator token or admin key (hak_...), sent as a bearer token."`
 	Output  string        `short:"o" default:"table" enum:"table,json" help:"Output: table or json."`
 	Timeout time.Duration `default:"10s" help:"Deadline of each call."`
 	// TLS to a server started with --tls-cert; a client certificate for
@@ -163,8 +163,8 @@ type tenantCmd struct {
 type tenantCreateCmd struct {
 	conn
 	ID             string `arg:"" help:"Tenant id: [a-z0-9][a-z0-9_-]{0,62}."`
-	Name           string `help:"Display name."`
-	MaxConnections int64  `help:"Connection limit (0: none)."`
+	Name           string `placeholder:"NAME" help:"Display name."`
+	MaxConnections int64  `placeholder:"N" help:"Connection limit (0: none)."`
 }
 
 // Run implements the command.
@@ -235,8 +235,8 @@ type tenantUpdateCmd struct {
 	conn
 	ID             string `arg:""`
 	Name           *string
-	MaxConnections *int64 `help:"Connection limit (0: none)."`
-	Revision       int64  `help:"Only if the tenant is still at this revision (etag)."`
+	MaxConnections *int64 `placeholder:"N" help:"Connection limit (0: none)."`
+	Revision       int64  `placeholder:"REVISION" help:"Only if the tenant is still at this revision (etag)."`
 }
 
 // Run implements the command; only the flags given are changed.
@@ -297,7 +297,7 @@ func keyRow(k *adminv1.ApiKey) []string {
 type keyCreateCmd struct {
 	conn
 	Tenant      string   `arg:""`
-	Description string   `help:"Free text."`
+	Description string   `placeholder:"TEXT" help:"Free text."`
 	Capability  []string `short:"c" help:"Capability '<actions>:<filter>', e.g. 'publish,subscribe:sensors/#' (repeatable)." sep:"none"`
 }
 
@@ -379,8 +379,8 @@ type adminKeyCmd struct {
 
 type adminKeyCreateCmd struct {
 	conn
-	Tenant      string `help:"Scope the key to this tenant; empty for an operator key."`
-	Description string `help:"Free text."`
+	Tenant      string `placeholder:"TENANT" help:"Scope the key to this tenant; empty for an operator key."`
+	Description string `placeholder:"TEXT" help:"Free text."`
 }
 
 // Run implements the command.

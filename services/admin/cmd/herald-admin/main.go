@@ -46,24 +46,24 @@ type serveCmd struct {
 	Etcd     struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
-		Username  string   `env:"HERALD_ETCD_USERNAME" help:"etcd user name (https:// endpoints speak TLS)."`
-		Password  string   `env:"HERALD_ETCD_PASSWORD" help:"etcd password (prefer the environment variable to the flag)."`
+		Username  string   `env:"HERALD_ETCD_USERNAME" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)."`
+		Password  string   `env:"HERALD_ETCD_PASSWORD" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)."`
 	} `embed:"" prefix:"etcd-"`
 	// The data plane, for the live-state calls; each is optional (the calls
 	// needing a missing one answer UNIMPLEMENTED).
-	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
-	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
+	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" placeholder:"URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
+	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" placeholder:"ADDR" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
 	RedisPrefix      string          `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
-	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
-	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" help:"Redis ACL user name."`
-	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
-	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" help:"ACL user name for the Sentinels of --redis-master-name."`
-	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
+	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
+	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" placeholder:"USER" help:"Redis ACL user name."`
+	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
+	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name."`
+	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
 	RedisTLS         bool            `name:"redis-tls" env:"HERALD_REDIS_TLS" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)."`
-	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
+	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" placeholder:"TENANT" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
 	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
-	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" placeholder:"ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
 	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`

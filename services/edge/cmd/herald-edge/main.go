@@ -40,19 +40,19 @@ type cli struct {
 	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
 	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	RedisMasterName  string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
-	RedisUsername    string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
-	RedisPassword    string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
-	SentinelUsername string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
-	SentinelPassword string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
+	RedisMasterName  string          `placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
+	RedisUsername    string          `placeholder:"USER" help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
+	RedisPassword    string          `placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	SentinelUsername string          `name:"redis-sentinel-username" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
+	SentinelPassword string          `name:"redis-sentinel-password" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
-	EtcdEndpoints    []string        `name:"etcd-endpoints" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
+	EtcdEndpoints    []string        `name:"etcd-endpoints" placeholder:"ADDR" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
 	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
-	EtcdUsername     string          `name:"etcd-username" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
-	EtcdPassword     string          `name:"etcd-password" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
+	EtcdUsername     string          `name:"etcd-username" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
+	EtcdPassword     string          `name:"etcd-password" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
 	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	LogLevel         string          `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
 	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 

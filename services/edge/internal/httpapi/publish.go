@@ -74,11 +74,11 @@ const (
 // PublishConfig configures POST /publish. The zero value is valid.
 type PublishConfig struct {
 	// MaxPayload bounds a published payload; default 1 MiB.
-	MaxPayload int64 `name:"max-payload" env:"HERALD_PUBLISH_MAX_PAYLOAD" help:"Bounds a published payload; default 1 MiB."`
+	MaxPayload int64 `name:"max-payload" env:"HERALD_PUBLISH_MAX_PAYLOAD" placeholder:"BYTES" help:"Bounds a published payload; default 1 MiB."`
 	// MaxBatch bounds the messages of one batch; default 1000.
-	MaxBatch int `name:"max-batch" env:"HERALD_PUBLISH_MAX_BATCH" help:"Bounds the messages of one batch; default 1000."`
+	MaxBatch int `name:"max-batch" env:"HERALD_PUBLISH_MAX_BATCH" placeholder:"N" help:"Bounds the messages of one batch; default 1000."`
 	// MaxBatchBytes bounds the body of a batch; default 8 MiB.
-	MaxBatchBytes int64 `name:"max-batch-bytes" env:"HERALD_PUBLISH_MAX_BATCH_BYTES" help:"Bounds the body of a batch; default 8 MiB."`
+	MaxBatchBytes int64 `name:"max-batch-bytes" env:"HERALD_PUBLISH_MAX_BATCH_BYTES" placeholder:"BYTES" help:"Bounds the body of a batch; default 8 MiB."`
 	// CookieOrigins are the host patterns (cors.Config.Hosts) of the
 	// origins besides the edge's own whose pages may publish with the
 	// cookie credential; the edge sets them from its CORS origins when

@@ -34,8 +34,8 @@ type cli struct {
 	Config   kong.ConfigFlag  `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
 	DataDir  string           `help:"Directory for all data (JetStream, etcd, session store)." default:"./data" env:"HERALD_DATA_DIR"`
 	OpsAddr  string           `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:8082" env:"HERALD_OPS_ADDR"`
-	NATSAddr string           `name:"nats-addr" help:"Let other processes reach the embedded NATS here (e.g. 127.0.0.1:4222), as user herald with the password in <data-dir>/nats-password. Empty: no listener." env:"HERALD_NATS_ADDR"`
-	EtcdAddr string           `help:"Let other processes reach the embedded etcd here (e.g. 127.0.0.1:2379), authentication on, as user root with the password in <data-dir>/etcd-password. Empty: no listener." env:"HERALD_ETCD_ADDR"`
+	NATSAddr string           `name:"nats-addr" placeholder:"ADDR" help:"Let other processes reach the embedded NATS here (e.g. 127.0.0.1:4222), as user herald with the password in <data-dir>/nats-password. Empty: no listener." env:"HERALD_NATS_ADDR"`
+	EtcdAddr string           `placeholder:"ADDR" help:"Let other processes reach the embedded etcd here (e.g. 127.0.0.1:2379), authentication on, as user root with the password in <data-dir>/etcd-password. Empty: no listener." env:"HERALD_ETCD_ADDR"`
 	// Each listener of the process takes a certificate: the edge's and the
 	// admin API's are in their configs (--tls-*, --admin-tls-*).
 	OpsTLS    tlsconf.Files        `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
@@ -47,7 +47,7 @@ type cli struct {
 	Admin     admin.Config         `embed:"" prefix:"admin-"`
 	Operator  admin.OperatorConfig `embed:""`
 	LogFormat string               `help:"Log format: text or json." default:"text" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel  string               `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	LogLevel  string               `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
 	Telemetry telemetry.Flags      `embed:""`
 }
 
