@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // cli is the command's configuration, from flags, the environment
@@ -111,7 +112,12 @@ func run(c cli) error {
 	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,
-			Username: c.EtcdUsername, Password: c.EtcdPassword, DialOptions: telemetry.EtcdDialOptions(p)})
+			Username: c.EtcdUsername, Password: c.EtcdPassword, DialOptions: telemetry.EtcdDialOptions(p),
+			// Failures reach the edge as errors, which it logs; the
+			// client's own zap logs would be a second, differently
+			// formatted stream (and log its cancelled calls at every
+			// stop as errors).
+			Logger: zap.NewNop()})
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
