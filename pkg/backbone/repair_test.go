@@ -355,25 +355,6 @@ func TestLiveRepairsSharedGap(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination written by the connection's callbacks
-// and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLiveWarnsOnlyOnALostConnection ensures a Live warns when its
 // connection is lost (live delivery pauses until the repair), and says
 // nothing when the connection is closed, as every normal stop of a Herald
@@ -393,7 +374,7 @@ func TestLiveWarnsOnlyOnALostConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testserver.Log
 	live := b.NewLive(backbone.LiveConfig{Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(*message.Message) {})
 	defer live.Close()
 

@@ -1,7 +1,6 @@
 package herald_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,29 +40,11 @@ func freeAddrs(t *testing.T, n int) []string {
 	return addrs
 }
 
-// syncBuffer is a log destination the test reads while Herald writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // embedded is a running all-in-one process.
 type embedded struct {
 	dataDir                            string
 	mqtt, http, admin, ops, nats, etcd string
-	log                                *syncBuffer
+	log                                *testserver.Log
 }
 
 // runEmbedded runs the all-in-one as `make run` configures it, on free
@@ -82,7 +62,7 @@ func runEmbeddedWith(t *testing.T, natsAddr, etcdAddr string, configure func(*he
 	t.Helper()
 	a := freeAddrs(t, 4)
 	e := &embedded{dataDir: filepath.Join(t.TempDir(), "data"), mqtt: a[0], http: a[1], admin: a[2], ops: a[3],
-		nats: natsAddr, etcd: etcdAddr, log: &syncBuffer{}}
+		nats: natsAddr, etcd: etcdAddr, log: &testserver.Log{}}
 	cfg := herald.Config{
 		DataDir:  e.dataDir,
 		NATSAddr: natsAddr,
