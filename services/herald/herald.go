@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -261,7 +262,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				defer cancelRest()
 			}
 			if err := run(runCtx); err != nil && runCtx.Err() == nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
+				// Named once: the services' errors mostly name
+				// themselves ("edge: mqtt listen: ..."), the ops
+				// server's do not.
+				if !strings.HasPrefix(err.Error(), name+": ") {
+					err = fmt.Errorf("%s: %w", name, err)
+				}
+				errs <- err
 				cancel()
 				cancelRest()
 			}
