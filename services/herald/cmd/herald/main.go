@@ -97,6 +97,9 @@ func main() {
 	// In development mode the admin API answers without a credential, as
 	// the banner says; otherwise it needs the operator token.
 	cfg.Admin.Insecure = cfg.Admin.Insecure || c.Edge.AnonymousTenant != ""
+	v := version.Get()
+	log.Info("herald starting", "version", v.Version, "commit", v.Commit, "data_dir", c.DataDir,
+		"ops", c.OpsAddr, "ops_tls", c.OpsTLS.Enabled())
 	err = herald.Run(ctx, cfg, log)
 	_ = tel.Close()
 	if err != nil {
