@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
@@ -48,6 +50,7 @@ type cli struct {
 	SentinelPassword string          `name:"redis-sentinel-password" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	EtcdEndpoints    []string        `name:"etcd-endpoints" placeholder:"ADDR" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
 	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
 	EtcdUsername     string          `name:"etcd-username" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
@@ -135,6 +138,10 @@ func run(c cli) error {
 	}
 	srv.Store(s)
 
+	opsTLS, err := c.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return fmt.Errorf("ops %w", err)
+	}
 	o := ops.New()
 	o.AddCheck("nats", backbone.Connected(nc))
 	o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -143,7 +150,7 @@ func run(c cli) error {
 	opsCtx, opsStop := context.WithCancel(context.Background())
 	defer opsStop()
 	opsErr := make(chan error, 1)
-	go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
+	go func() { opsErr <- o.ServeTLS(opsCtx, c.OpsAddr, opsTLS) }()
 
 	// The first signal starts the drain; a second one ends the process at
 	// once (stop gives the signals their default action back).

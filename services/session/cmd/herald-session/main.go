@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/heraldmq/herald/pkg/ops"
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/session"
 	"github.com/nats-io/nats.go"
@@ -45,6 +47,7 @@ type cli struct {
 	RedisTLS         bool             `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	StorePath        string           `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
 	OpsAddr          string           `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
+	OpsTLS           tlsconf.Files    `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	LogFormat        string           `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
 	LogLevel         string           `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
 	Backbone         backbone.Config  `embed:""`
@@ -83,6 +86,10 @@ func run(c cli) error {
 		return err
 	}
 
+	opsTLS, err := c.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return fmt.Errorf("ops %w", err)
+	}
 	o := ops.New()
 	o.Handle("GET /metrics", tel.MetricsHandler())
 	nc, err := backbone.Connect(c.NATSURL, "herald-session", func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -138,7 +145,7 @@ func run(c cli) error {
 	})
 	opsErr := make(chan error, 1)
 	go func() {
-		err := o.Serve(ctx, c.OpsAddr)
+		err := o.ServeTLS(ctx, c.OpsAddr, opsTLS)
 		if err != nil {
 			stop() // without its ops port the service cannot be probed: stop
 		}
