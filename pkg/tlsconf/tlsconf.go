@@ -27,6 +27,17 @@ type Files struct {
 // Enabled reports whether TLS is asked for.
 func (f Files) Enabled() bool { return f.Cert != "" || f.Key != "" }
 
+// CertFiles is Files for a listener whose clients authenticate otherwise
+// (by password), which takes no client CAs: the flags --<prefix>cert and
+// --<prefix>key only.
+type CertFiles struct {
+	Cert string `name:"cert" type:"path" placeholder:"PATH" env:"TLS_CERT" help:"PEM certificate (chain): serve this listener over TLS 1.2 or newer; needs the key too."`
+	Key  string `name:"key" type:"path" placeholder:"PATH" env:"TLS_KEY" help:"PEM private key of the certificate."`
+}
+
+// Files is c as Files, without client CAs.
+func (c CertFiles) Files() Files { return Files{Cert: c.Cert, Key: c.Key} }
+
 // Validate reports files given without their pair: a certificate without
 // its key, or client CAs without a certificate to serve TLS with.
 func (f Files) Validate() error {

@@ -59,7 +59,8 @@ type Config struct {
 	// (the edge's and the admin API's are Edge.TLS and Admin.TLS). Client
 	// CAs require client certificates on NATS and ops; etcd's clients
 	// authenticate by password, so EtcdTLS takes no client CAs.
-	NATSTLS, EtcdTLS, OpsTLS tlsconf.Files
+	NATSTLS, OpsTLS tlsconf.Files
+	EtcdTLS         tlsconf.CertFiles
 	// Backbone configures the tenant streams on the embedded NATS.
 	Backbone backbone.Config
 	Edge     edge.Config
@@ -90,7 +91,7 @@ func (c Config) Validate() error {
 	for _, l := range []struct {
 		name  string
 		files tlsconf.Files
-	}{{"nats", c.NATSTLS}, {"etcd", c.EtcdTLS}, {"ops", c.OpsTLS}} {
+	}{{"nats", c.NATSTLS}, {"etcd", c.EtcdTLS.Files()}, {"ops", c.OpsTLS}} {
 		if err := l.files.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("herald: %s %w", l.name, err))
 		}
@@ -98,11 +99,8 @@ func (c Config) Validate() error {
 	if c.NATSTLS.Enabled() && c.NATSAddr == "" {
 		errs = append(errs, errors.New("herald: nats tls needs the NATS listener (nats_addr)"))
 	}
-	if c.EtcdTLS.Enabled() && c.EtcdAddr == "" {
+	if c.EtcdTLS.Files().Enabled() && c.EtcdAddr == "" {
 		errs = append(errs, errors.New("herald: etcd tls needs the etcd listener (etcd_addr)"))
-	}
-	if c.EtcdTLS.ClientCA != "" {
-		errs = append(errs, errors.New("herald: etcd tls takes no client CA: etcd's clients authenticate by password"))
 	}
 	return errors.Join(append(errs, c.Backbone.Validate(), c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())...)
 }
@@ -156,7 +154,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer etcd.Close()
 	if cfg.EtcdAddr != "" {
-		log.Info("embedded etcd listens for other processes", "addr", etcd.ClientAddr(), "tls", cfg.EtcdTLS.Enabled(), "user", EtcdUser,
+		log.Info("embedded etcd listens for other processes", "addr", etcd.ClientAddr(), "tls", cfg.EtcdTLS.Files().Enabled(), "user", EtcdUser,
 			"password_file", filepath.Join(cfg.DataDir, EtcdPasswordFile))
 	}
 	cli, err := etcd.Client()

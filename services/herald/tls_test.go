@@ -48,7 +48,7 @@ func TestEmbeddedListenersOverTLS(t *testing.T) {
 		c.Admin.TLS = files
 		c.OpsTLS = mutual
 		c.NATSTLS = mutual
-		c.EtcdTLS = files
+		c.EtcdTLS = tlsconf.CertFiles{Cert: pki.ServerCert, Key: pki.ServerKey}
 	}, withCert, "https")
 
 	// HTTP listeners: TLS works, plain text does not.
@@ -136,8 +136,8 @@ func TestEmbeddedTLSConfig(t *testing.T) {
 	for name, c := range map[string]herald.Config{
 		"ops cert without key":      {OpsTLS: tlsconf.Files{Cert: pki.ServerCert}},
 		"nats tls without listener": {NATSTLS: files},
-		"etcd tls without listener": {EtcdTLS: files},
-		"etcd client CA":            {EtcdAddr: "127.0.0.1:0", EtcdTLS: tlsconf.Files{Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: pki.CA}},
+		"etcd tls without listener": {EtcdTLS: tlsconf.CertFiles{Cert: pki.ServerCert, Key: pki.ServerKey}},
+		"etcd key without cert":     {EtcdAddr: "127.0.0.1:0", EtcdTLS: tlsconf.CertFiles{Key: pki.ServerKey}},
 	} {
 		c.DataDir = t.TempDir()
 		if err := c.Validate(); err == nil {

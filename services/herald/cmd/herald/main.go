@@ -40,7 +40,7 @@ type cli struct {
 	// admin API's are in their configs (--tls-*, --admin-tls-*).
 	OpsTLS    tlsconf.Files        `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	NATSTLS   tlsconf.Files        `embed:"" prefix:"nats-tls-" envprefix:"HERALD_NATS_"`
-	EtcdTLS   tlsconf.Files        `embed:"" prefix:"etcd-tls-" envprefix:"HERALD_ETCD_"`
+	EtcdTLS   tlsconf.CertFiles    `embed:"" prefix:"etcd-tls-" envprefix:"HERALD_ETCD_"`
 	Backbone  backbone.Config      `embed:""`
 	Edge      edge.Config          `embed:""`
 	Session   session.Config       `embed:""`
