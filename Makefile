@@ -45,6 +45,14 @@ PROGRAMS = herald herald-edge herald-session herald-admin loadgen
 # the network.
 export COMPILE_RATE = 350
 BUILD = bash tools/build-progress.sh
+# What --version prints, stamped into every Herald program by the linker
+# (bin/* here, the images through deploy/images/build.sh): the release this
+# tree is (the chart's appVersion) and the commit, -dirty with changes not
+# committed. A binary built otherwise says what Go recorded (pkg/version).
+APP_VERSION := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/herald/Chart.yaml)
+VERSION ?= $(APP_VERSION)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+HERALD_LDFLAGS = -X github.com/heraldmq/herald/pkg/version.Version=$(VERSION) -X github.com/heraldmq/herald/pkg/version.Commit=$(COMMIT)
 .PHONY: $(PROGRAMS)
 
 ## run: build bin/herald and start it: one process, nothing to install, data in ./data (a first build takes minutes; it says how many)
@@ -73,7 +81,7 @@ BUILT = $(if $(IN_TEST),,build servers)
 ## build: every Herald program into ./bin (herald, herald-edge, herald-session, herald-admin, loadgen)
 build: $(PROGRAMS)
 $(PROGRAMS):
-	@$(BUILD) $(BIN)/$@ $($@_SRC)
+	@LDFLAGS='$(HERALD_LDFLAGS)' $(BUILD) $(BIN)/$@ $($@_SRC)
 
 ## servers: nats-server and etcd into ./bin, built from the versions pinned in pkg/go.mod
 servers: $(BIN)/nats-server $(BIN)/etcd
@@ -234,14 +242,14 @@ $(DNS_TOOLS)/.built:
 # into bin/images/*.tar, with SBOMs in bin/images/sbom; IMAGE_PUSH=1 also
 # pushes them to IMAGE_REGISTRY (see deploy/images/build.sh).
 IMAGE_REGISTRY ?=
-IMAGE_TAG      ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/herald/Chart.yaml)
+IMAGE_TAG      ?= $(APP_VERSION)
 IMAGE_PUSH     ?= 0
 .PHONY: images
 images: $(IMAGE_TOOLS)/.built
 	@command -v redis-server >/dev/null && command -v curl >/dev/null && command -v busybox >/dev/null || \
 		apt-get install -y -qq redis-server curl busybox-static
 	KO=$(IMAGE_TOOLS)/ko CRANE=$(IMAGE_TOOLS)/crane OUT=$(BIN)/images IMAGE_REGISTRY=$(IMAGE_REGISTRY) \
-		IMAGE_TAG=$(IMAGE_TAG) IMAGE_PUSH=$(IMAGE_PUSH) bash deploy/images/build.sh
+		IMAGE_TAG=$(IMAGE_TAG) IMAGE_PUSH=$(IMAGE_PUSH) HERALD_LDFLAGS='$(HERALD_LDFLAGS)' bash deploy/images/build.sh
 
 # k8s-up / k8s-down: a real single-node Kubernetes $(KUBE_VERSION) on this
 # machine (API server, etcd, controller manager, scheduler, CoreDNS, kubelet

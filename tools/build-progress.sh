@@ -16,6 +16,10 @@ set -euo pipefail
 
 out=$1 dir=$2 pkg=$3
 GO=${GO:-go}
+# LDFLAGS, if set, go to the linker (the Makefile's version stamps); go
+# list gets them too, or it would call the program stale every time.
+flags=()
+[ -z "${LDFLAGS:-}" ] || flags=(-ldflags "$LDFLAGS")
 name=${out#"$PWD"/}
 
 # Packages compiled per minute on 2 cores, from the cold builds of
@@ -53,7 +57,7 @@ trap 'rm -f "$list"' EXIT
 
 # 1. What is there to compile (and the module downloads that needs).
 set +e
-$GO list -deps -f '{{if .Stale}}{{.ImportPath}}{{end}}' "$pkg" 2>&1 >"$list" | {
+$GO list "${flags[@]}" -deps -f '{{if .Stale}}{{.ImportPath}}{{end}}' "$pkg" 2>&1 >"$list" | {
   n=0
   while IFS= read -r l; do
     case $l in
@@ -82,7 +86,7 @@ fi
 before=$(cksum 2>/dev/null <"$out" || true)
 t0=$SECONDS
 set +e
-$GO build -v -o "$out" "$pkg" 2>&1 | {
+$GO build "${flags[@]}" -v -o "$out" "$pkg" 2>&1 | {
   n=0 next=$((total / 4))
   while IFS= read -r l; do
     case $l in

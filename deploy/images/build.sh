@@ -22,7 +22,8 @@
 # Environment: KO, CRANE (the tools), OUT, IMAGE_REGISTRY (the images'
 # repository prefix), IMAGE_TAG (Herald's images' tag), IMAGE_PUSH=1 (push
 # every image to IMAGE_REGISTRY, over plain HTTP when it is on loopback),
-# IMAGES (a subset of the names above).
+# IMAGES (a subset of the names above), HERALD_LDFLAGS (linker flags of
+# Herald's programs: the version stamps --version prints, from the Makefile).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -86,12 +87,13 @@ want() { [[ " $IMAGES " == *" $1 "* ]]; }
 # image NAME:TAG, built in module DIR. (ko splits a label flag at commas:
 # the descriptions have none.)
 ko_image() {
-	local name=$1 tag=$2 dir=$3 path=$4 desc=$5 gowork=${6:-}
+	local name=$1 tag=$2 dir=$3 path=$4 desc=$5 gowork=${6:-} ldflags=()
 	want "$name" || return 0
+	case $name in herald*) [ -z "${HERALD_LDFLAGS:-}" ] || ldflags=(--ldflags "$HERALD_LDFLAGS") ;; esac
 	echo "ko build $path -> ${PREFIX}$name:$tag"
 	(cd "$ROOT/$dir" && env ${gowork:+GOWORK=$gowork} KO_DEFAULTBASEIMAGE=$BASE KO_DOCKER_REPO=${PREFIX}$name \
 		"$KO" build --bare --push=false --tarball "$OUT/$name.tar" --tags "$tag" --platform linux/amd64 \
-		--sbom spdx --sbom-dir "$WORK/sbom-$name" --image-user 65532:65532 \
+		--sbom spdx --sbom-dir "$WORK/sbom-$name" --image-user 65532:65532 "${ldflags[@]}" \
 		--image-label "org.opencontainers.image.title=$name" \
 		--image-label "org.opencontainers.image.description=$desc" \
 		--image-label "org.opencontainers.image.source=$SOURCE" \

@@ -68,15 +68,15 @@ func ValidTenant(id string) bool { return tenantRE.MatchString(id) }
 // their YAML files, keyed by the flag names).
 type Config struct {
 	// SubjectPrefix is the first subject token of every Herald subject; default "herald".
-	SubjectPrefix string `name:"subject-prefix" env:"HERALD_SUBJECT_PREFIX" help:"First token of every Herald NATS subject (default herald)."`
+	SubjectPrefix string `name:"subject-prefix" env:"HERALD_SUBJECT_PREFIX" placeholder:"PREFIX" help:"First token of every Herald NATS subject (default herald)."`
 	// Replicas is the stream replication factor; default 1 (use 3 on a NATS cluster).
-	Replicas int `name:"stream-replicas" env:"HERALD_STREAM_REPLICAS" help:"The stream replication factor; default 1 (use 3 on a NATS cluster)."`
+	Replicas int `name:"stream-replicas" env:"HERALD_STREAM_REPLICAS" placeholder:"N" help:"The stream replication factor; default 1 (use 3 on a NATS cluster)."`
 	// MaxAge bounds how long the stream keeps messages (the source of truth
 	// that replay buffers are rebuilt from); default 24h.
 	MaxAge time.Duration `name:"stream-max-age" env:"HERALD_STREAM_MAX_AGE" help:"Bounds how long the stream keeps messages (the source of truth that replay buffers are rebuilt from); default 24h."`
 	// MaxBytes bounds each tenant stream; default 1 GiB. The oldest messages
 	// are discarded first.
-	MaxBytes int64 `name:"stream-max-bytes" env:"HERALD_STREAM_MAX_BYTES" help:"Bounds each tenant stream; default 1 GiB."`
+	MaxBytes int64 `name:"stream-max-bytes" env:"HERALD_STREAM_MAX_BYTES" placeholder:"BYTES" help:"Bounds each tenant stream; default 1 GiB."`
 	// MemoryStorage keeps streams in memory instead of on disk (tests only).
 	MemoryStorage bool `kong:"-"`
 	// PublishTimeout bounds the wait for a JetStream acknowledgement; default 5s.
@@ -84,7 +84,7 @@ type Config struct {
 	// MaxPendingPublishes bounds the asynchronous publishes awaiting their
 	// acknowledgement per backbone; default 16384. When it is reached,
 	// PublishAsync waits (back-pressure onto the publishing connections).
-	MaxPendingPublishes int `name:"max-pending-publishes" env:"HERALD_MAX_PENDING_PUBLISHES" help:"Bounds the asynchronous publishes awaiting their acknowledgement per backbone; default 16384."`
+	MaxPendingPublishes int `name:"max-pending-publishes" env:"HERALD_MAX_PENDING_PUBLISHES" placeholder:"N" help:"Bounds the asynchronous publishes awaiting their acknowledgement per backbone; default 16384."`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -44,8 +44,8 @@ func Connect(url, name string, onError nats.ErrHandler, extra ...nats.Option) (*
 // keys nats-user and nats-password. User info in a URL outranks them for
 // that URL.
 type Credentials struct {
-	User     string `name:"nats-user" env:"HERALD_NATS_USER" help:"NATS user name (or put user info in --nats-url)."`
-	Password string `name:"nats-password" env:"HERALD_NATS_PASSWORD" help:"NATS password of --nats-user (prefer the environment variable to the flag)."`
+	User     string `name:"nats-user" env:"HERALD_NATS_USER" placeholder:"USER" help:"NATS user name (or put user info in --nats-url)."`
+	Password string `name:"nats-password" env:"HERALD_NATS_PASSWORD" placeholder:"PASSWORD" help:"NATS password of --nats-user (prefer the environment variable to the flag)."`
 }
 
 // Options are the connection options that present c: none when c has no

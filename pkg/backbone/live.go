@@ -190,6 +190,13 @@ func (b *Backbone) NewLive(cfg LiveConfig, handler func(*message.Message)) *Live
 		if prevDown != nil {
 			prevDown(nc, err)
 		}
+		// Closing the connection (the process stopping) disconnects it
+		// too: nothing is paused that a reconnect would repair, and a
+		// warning at every normal stop would teach operators to ignore
+		// the real ones.
+		if nc.IsClosed() {
+			return
+		}
 		l.reconnects.Add(1)
 		l.paused.Store(true)
 		l.log.Warn("nats disconnected: live delivery paused until the stream is read back after the reconnect", "err", err)

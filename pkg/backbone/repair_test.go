@@ -3,6 +3,7 @@ package backbone_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +352,52 @@ func TestLiveRepairsSharedGap(t *testing.T) {
 			}
 			t.Fatalf("%d of %d messages reached no member of the group: %v", len(missing), len(sent), missing)
 		}
+	}
+}
+
+// TestLiveWarnsOnlyOnALostConnection ensures a Live warns when its
+// connection is lost (live delivery pauses until the repair), and says
+// nothing when the connection is closed, as every normal stop of a Herald
+// process closes it.
+func TestLiveWarnsOnlyOnALostConnection(t *testing.T) {
+	s := testserver.NATS(t)
+	proxy := testserver.NewCutProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	nc, err := backbone.Connect("nats://"+proxy.Addr(), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	// Callbacks run one after the other: the closed one runs after the
+	// disconnect callback of the same close.
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	b, err := backbone.New(nc, backbone.Config{MemoryStorage: true, MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testserver.Log
+	live := b.NewLive(backbone.LiveConfig{Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(*message.Message) {})
+	defer live.Close()
+
+	proxy.Cut()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "level=WARN"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for a lost connection; logged:\n%s", logs.String())
+		}
+	}
+	proxy.Restore()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "nats reconnected"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reconnected; logged:\n%s", logs.String())
+		}
+	}
+	before := len(logs.String())
+	nc.Close()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection's closed callback never ran")
+	}
+	if after := logs.String()[before:]; strings.Contains(after, "level=WARN") || strings.Contains(after, "level=ERROR") {
+		t.Fatalf("closing the connection logged:\n%s", after)
 	}
 }

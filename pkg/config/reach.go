@@ -23,7 +23,7 @@ func Unreachable(node *kong.Node, root any) []string {
 	set := map[string]bool{}
 	for _, group := range node.AllFlags(true) {
 		for _, f := range group {
-			if f.Name == "help" || f.Name == "config" {
+			if f.Name == "help" || f.Name == "config" || f.Name == "version" {
 				continue
 			}
 			set[f.Name] = true
@@ -53,7 +53,7 @@ func walk(t reflect.Type, prefix string, fn func(flag, field string)) {
 	for i := range t.NumField() {
 		ft := t.Field(i)
 		tag := ft.Tag
-		if tag.Get("kong") == "-" || !ft.IsExported() || ft.Type == reflect.TypeOf(kong.ConfigFlag("")) {
+		if tag.Get("kong") == "-" || !ft.IsExported() || ft.Type == reflect.TypeOf(kong.ConfigFlag("")) || ft.Type == reflect.TypeOf(kong.VersionFlag(false)) {
 			continue
 		}
 		if _, embed := tag.Lookup("embed"); embed || ft.Anonymous {

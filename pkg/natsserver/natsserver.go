@@ -9,10 +9,12 @@
 package natsserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -42,6 +44,10 @@ type Config struct {
 	Logs bool
 	// NoAuth lets Addr serve clients without credentials. Tests only.
 	NoAuth bool
+	// TLS, if set, makes Addr speak TLS only (clients connect with
+	// tls://); with ClientCAs, clients must also present a certificate
+	// they signed. The in-process client is not affected.
+	TLS *tls.Config
 }
 
 // Validate reports a configuration error.
@@ -51,6 +57,9 @@ func (c Config) Validate() error {
 	}
 	if (c.User == "") != (c.Password == "") {
 		return errors.New("natsserver: user and password go together")
+	}
+	if c.TLS != nil && c.Addr == "" {
+		return errors.New("natsserver: tls needs a listener (addr)")
 	}
 	if c.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -96,6 +105,10 @@ func Start(c Config) (*server.Server, error) {
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if c.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, c.TLS, 2
+		opts.TLSVerify = c.TLS.ClientCAs != nil
+	}
 	if c.User != "" {
 		opts.Users = []*server.User{{Username: c.User, Password: c.Password}}
 	}
@@ -114,10 +127,16 @@ func Start(c Config) (*server.Server, error) {
 	return s, nil
 }
 
+// InProcessURL is the URL to connect to s with ConnectOptions: its client
+// URL as nats://, since a tls:// one (the server has TLS) would make the
+// in-process client, which needs none, attempt a handshake.
+func InProcessURL(s *server.Server) string {
+	return "nats://" + strings.TrimPrefix(strings.TrimPrefix(s.ClientURL(), "tls://"), "nats://")
+}
+
 // ConnectOptions are the options that connect a client of this process to
 // s in-process (no socket, whether or not s listens), as c's user when it
-// has one. Pass them with s.ClientURL(), which the in-process client
-// ignores.
+// has one. Pass them with InProcessURL(s).
 func (c Config) ConnectOptions(s *server.Server) []nats.Option {
 	opts := []nats.Option{nats.InProcessServer(s)}
 	if c.User != "" {

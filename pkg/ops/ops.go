@@ -6,6 +6,7 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -82,10 +83,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // Serve listens on addr and serves until ctx is done.
-func (s *Server) Serve(ctx context.Context, addr string) error {
+func (s *Server) Serve(ctx context.Context, addr string) error { return s.ServeTLS(ctx, addr, nil) }
+
+// ServeTLS is Serve over TLS with cfg (tlsconf.Files.Server); a nil cfg
+// serves plain text.
+func (s *Server) ServeTLS(ctx context.Context, addr string, cfg *tls.Config) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
 	}
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -293,12 +293,12 @@ type Limits struct {
 	// Replay bounds the replay buffer.
 	Replay ReplayLimits `embed:"" prefix:"replay-"`
 	// RetainedMessages is the most retained topics; default 100000.
-	RetainedMessages int `name:"max-retained" env:"HERALD_MAX_RETAINED" help:"Most retained topics per tenant (default 100000)."`
+	RetainedMessages int `name:"max-retained" env:"HERALD_MAX_RETAINED" placeholder:"N" help:"Most retained topics per tenant (default 100000)."`
 	// RetainedBytes bounds the encoded size of all retained messages;
 	// default 256 MiB.
-	RetainedBytes int64 `name:"max-retained-bytes" env:"HERALD_MAX_RETAINED_BYTES" help:"Most bytes of retained messages per tenant (default 256 MiB)."`
+	RetainedBytes int64 `name:"max-retained-bytes" env:"HERALD_MAX_RETAINED_BYTES" placeholder:"BYTES" help:"Most bytes of retained messages per tenant (default 256 MiB)."`
 	// Sessions is the most persistent sessions; default 100000.
-	Sessions int `name:"max-sessions" env:"HERALD_MAX_SESSIONS" help:"Most persistent sessions per tenant (default 100000)."`
+	Sessions int `name:"max-sessions" env:"HERALD_MAX_SESSIONS" placeholder:"N" help:"Most persistent sessions per tenant (default 100000)."`
 }
 
 // WithDefaults returns the limits with zero fields set to their defaults.
@@ -347,7 +347,7 @@ func (l Limits) Or(def Limits) Limits {
 // ReplayLimits bound a tenant's replay buffer. Zero fields take the defaults.
 type ReplayLimits struct {
 	// MaxMessages is the most messages kept; default 10000.
-	MaxMessages int `name:"max-messages" env:"HERALD_REPLAY_MAX_MESSAGES" help:"Most messages kept per tenant replay buffer (default 10000)."`
+	MaxMessages int `name:"max-messages" env:"HERALD_REPLAY_MAX_MESSAGES" placeholder:"N" help:"Most messages kept per tenant replay buffer (default 10000)."`
 	// MaxAge is how long a message is kept after it was stored; default 24h.
 	MaxAge time.Duration `name:"max-age" env:"HERALD_REPLAY_MAX_AGE" help:"How long a message stays in a replay buffer (default 24h)."`
 }

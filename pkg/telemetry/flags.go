@@ -10,7 +10,7 @@ import (
 // rest: see FromEnv.
 type Flags struct {
 	MetricsTenantLimit int    `name:"metrics-tenant-limit" help:"Tenants that get a metrics label of their own; the rest share _other." default:"100" env:"HERALD_METRICS_TENANT_LIMIT"`
-	OTLPEndpoint       string `name:"otlp-endpoint" help:"OTLP endpoint URL for metrics and traces (grpc: http://collector:4317; http/protobuf: http://collector:4318). Empty: no OTLP export, Prometheus /metrics only. The OpenTelemetry variables apply too: $OTEL_EXPORTER_OTLP_PROTOCOL, $OTEL_TRACES_SAMPLER, $OTEL_TRACES_SAMPLER_ARG, $OTEL_METRIC_EXPORT_INTERVAL, $OTEL_SERVICE_NAME, $OTEL_RESOURCE_ATTRIBUTES, $OTEL_SDK_DISABLED." env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTLPEndpoint       string `name:"otlp-endpoint" placeholder:"URL" help:"OTLP endpoint URL for metrics and traces (grpc: http://collector:4317; http/protobuf: http://collector:4318). Empty: no OTLP export, Prometheus /metrics only. The OpenTelemetry variables apply too: $OTEL_EXPORTER_OTLP_PROTOCOL, $OTEL_TRACES_SAMPLER, $OTEL_TRACES_SAMPLER_ARG, $OTEL_METRIC_EXPORT_INTERVAL, $OTEL_SERVICE_NAME, $OTEL_RESOURCE_ATTRIBUTES, $OTEL_SDK_DISABLED." env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
 }
 
 // Setup builds the SDK of service from the environment and the flags;

@@ -6,6 +6,7 @@ package admin
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"github.com/heraldmq/herald/proto/openapi"
 	"github.com/heraldmq/herald/services/admin/console"
@@ -56,6 +58,11 @@ type Config struct {
 	// data not yet removed, a step having failed) are resumed; default
 	// 30s. They are resumed once at start too.
 	DeletionRetry time.Duration `default:"30s" env:"HERALD_ADMIN_DELETION_RETRY" help:"How often to resume tenant deletions whose data removal failed."`
+	// TLS, when its certificate is set, serves gRPC and REST over TLS
+	// (HTTP/2 by ALPN) and nothing in plain text. With client CAs, only
+	// clients holding a certificate signed by one of them get a
+	// connection (mutual TLS); every call still needs its credential.
+	TLS tlsconf.Files `embed:"" prefix:"tls-" envprefix:"HERALD_ADMIN_"`
 }
 
 // OperatorConfig is the operator's credential for the admin API.
@@ -65,11 +72,11 @@ type OperatorConfig struct {
 	// AdminToken and AdminTokenHash; with neither, only admin keys stored
 	// in etcd authenticate (and there are none until an operator makes
 	// one), unless Insecure.
-	AdminToken string `name:"admin-token" env:"HERALD_ADMIN_TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
+	AdminToken string `name:"admin-token" env:"HERALD_ADMIN_TOKEN" placeholder:"TOKEN" help:"Operator token for the admin API (prefer --admin-token-hash, which keeps the secret out of the configuration)."`
 	// AdminTokenHash is the operator token's argon2id hash (PHC string, as
 	// printed by "herald-admin token"), so the configuration holds no
 	// secret.
-	AdminTokenHash string `name:"admin-token-hash" env:"HERALD_ADMIN_TOKEN_HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
+	AdminTokenHash string `name:"admin-token-hash" env:"HERALD_ADMIN_TOKEN_HASH" placeholder:"HASH" help:"argon2id hash of the operator token, as printed by 'herald-admin token'."`
 }
 
 // Validate reports a configuration error.
@@ -87,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeletionRetry < 0 {
 		return errors.New("admin: deletion_retry is negative")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("admin: %w", err)
 	}
 	if c.AdminToken != "" && c.AdminTokenHash != "" {
 		return errors.New("admin: set admin_token or admin_token_hash, not both")
@@ -228,10 +238,18 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 	mux.Handle("GET "+strings.TrimSuffix(console.Path, "/"), http.RedirectHandler(console.Path, http.StatusMovedPermanently))
 	mux.Handle("/", auth.http(gw, gw))
 
+	tlsCfg, err := cfg.TLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	// gRPC clients speak HTTP/2 without TLS (h2c, prior knowledge).
-	protocols.SetUnencryptedHTTP2(true)
+	if tlsCfg != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		// gRPC clients speak HTTP/2 without TLS (h2c, prior knowledge).
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -241,6 +259,7 @@ func New(cfg Config, src *tenant.Etcd, log *slog.Logger, opts ...Option) (*Serve
 			mux.ServeHTTP(w, r)
 		}),
 		Protocols:         protocols,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -272,7 +291,7 @@ func (s *Server) Run(ctx context.Context) error {
 	cancel()
 	s.addr = ln.Addr().String()
 	close(s.listening)
-	s.log.Info("admin API listening", "addr", s.addr)
+	s.log.Info("admin API listening", "addr", s.addr, "tls", s.http.TLSConfig != nil)
 
 	mctx, stopMaint := context.WithCancel(ctx)
 	maintained := make(chan struct{})
@@ -286,7 +305,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(ln) }()
+	go func() {
+		if s.http.TLSConfig != nil {
+			served <- s.http.ServeTLS(ln, "", "")
+			return
+		}
+		served <- s.http.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		s.grpc.Stop()

@@ -30,7 +30,7 @@ type DrainConfig struct {
 	// Reference of a DISCONNECT 0x9C (use another server) instead of
 	// 0x8B (server shutting down): the address of the edges' balancer,
 	// say.
-	Reference string `name:"reference" env:"HERALD_DRAIN_REFERENCE" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)."`
+	Reference string `name:"reference" env:"HERALD_DRAIN_REFERENCE" placeholder:"ADDR" help:"Server Reference sent to MQTT 5 clients with DISCONNECT 0x9C (use another server) when draining, instead of 0x8B (server shutting down)."`
 	// RetryMin and RetryMax bound the reconnect delay ("retry:" field,
 	// drawn at random per stream) written to an SSE stream before it
 	// ends: EventSource clients come back spread over that window.

@@ -9,14 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/cors"
 	"github.com/heraldmq/herald/services/edge/internal/httpapi"
@@ -43,15 +42,15 @@ import (
 // Config configures an edge.
 type Config struct {
 	// ID names the edge in logs and message origins; default random.
-	ID string `name:"id" env:"HERALD_EDGE_ID" help:"Edge id (default: random)."`
+	ID string `name:"id" env:"HERALD_EDGE_ID" placeholder:"ID" help:"Edge id (default: random)."`
 	// MQTTAddr is the MQTT/TCP listen address; default 127.0.0.1:1883.
-	MQTTAddr string `name:"mqtt-addr" env:"HERALD_MQTT_ADDR" help:"MQTT/TCP listen address (default 127.0.0.1:1883)."`
-	// HTTPAddr serves /sse, /ws, /mqtt, /publish and /poll; default
-	// 127.0.0.1:8080.
-	HTTPAddr string `name:"http-addr" env:"HERALD_HTTP_ADDR" help:"HTTP listen address: /sse, /ws, /mqtt, /publish, /poll (default 127.0.0.1:8080)."`
+	MQTTAddr string `name:"mqtt-addr" env:"HERALD_MQTT_ADDR" placeholder:"ADDR" help:"MQTT/TCP listen address (default 127.0.0.1:1883)."`
+	// HTTPAddr serves /sse, /ws, /mqtt, /publish, /poll, /healthz and,
+	// with Demo, the example page at /; default 127.0.0.1:8080.
+	HTTPAddr string `name:"http-addr" env:"HERALD_HTTP_ADDR" placeholder:"ADDR" help:"HTTP listen address: SSE (/sse), WebSocket (/ws), MQTT over WebSocket (/mqtt), HTTP publish (/publish), long-polling (/poll), /healthz, and / (the example page, see --demo) (default 127.0.0.1:8080)."`
 	// MQTTTLSAddr, when set, also serves MQTT over TLS (conventionally port
 	// 8883) with the certificate of TLS, which must then be set.
-	MQTTTLSAddr string `name:"mqtt-tls-addr" env:"HERALD_MQTT_TLS_ADDR" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883."`
+	MQTTTLSAddr string `name:"mqtt-tls-addr" env:"HERALD_MQTT_TLS_ADDR" placeholder:"ADDR" help:"Also serve MQTT over TLS here (needs --tls-cert and --tls-key), e.g. 127.0.0.1:8883."`
 	// TLS, when its files are set, serves HTTPAddr over TLS, with HTTP/2
 	// and HTTP/1.1 offered by ALPN.
 	TLS TLSConfig `embed:"" prefix:"tls-"`
@@ -61,12 +60,12 @@ type Config struct {
 	// Demo serves the example page (a live topic viewer, GET /): "auto"
 	// (the default) serves it when AnonymousTenant is set, that is in
 	// development; "on" or "off" decide.
-	Demo string `name:"demo" env:"HERALD_DEMO" help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off."`
+	Demo string `name:"demo" env:"HERALD_DEMO" placeholder:"MODE" help:"Serve the example page at /: auto (when --anonymous-tenant is set), on, off."`
 	// AnonymousTenant admits clients without credentials into this tenant.
 	// Empty (the default) refuses them. The embedded default sets "dev".
 	AnonymousTenant string `name:"anonymous-tenant" env:"HERALD_ANONYMOUS_TENANT" default:"${anonymous_tenant}" help:"Admit clients without credentials into this tenant (development only)."`
 	// LiveBuffer bounds live messages received and not yet fanned out; default 65536.
-	LiveBuffer int `name:"live-buffer" env:"HERALD_LIVE_BUFFER" help:"Live messages received and not yet fanned out to subscribers (default 65536)."`
+	LiveBuffer int `name:"live-buffer" env:"HERALD_LIVE_BUFFER" placeholder:"N" help:"Live messages received and not yet fanned out to subscribers (default 65536)."`
 	// ShutdownGrace bounds the close of what is left when Run's context
 	// ends (after a Drain, or instead of one); default 5s.
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"HERALD_SHUTDOWN_GRACE" help:"Bound on closing what is left when the edge stops, after its drain or instead of one (default 5s)."`
@@ -122,7 +121,7 @@ type HTTPConfig struct {
 	// more are closed at accept (limits.PreAuth). Default 256; -1 for no
 	// bound. Behind a proxy that does not keep the client's address, all
 	// connections share the proxy's: raise it, or bound at the proxy.
-	MaxUnauthenticatedPerSource int `name:"max-unauthenticated-per-source" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)."`
+	MaxUnauthenticatedPerSource int `name:"max-unauthenticated-per-source" env:"HERALD_HTTP_MAX_UNAUTHENTICATED_PER_SOURCE" placeholder:"N" help:"Most HTTP connections one source address (IPv6: /64) holds before one of their requests authenticated; more are closed at accept (-1: no bound)."`
 }
 
 // Defaults of HTTPConfig.
@@ -169,15 +168,15 @@ type ShedConfig = limits.ShedConfig
 // TLSConfig names the certificate of the HTTP listener.
 type TLSConfig struct {
 	// CertFile and KeyFile are PEM files; both or neither.
-	CertFile string `name:"cert" type:"path" env:"HERALD_TLS_CERT" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)."`
-	KeyFile  string `name:"key" type:"path" env:"HERALD_TLS_KEY" help:"PEM private key of --tls-cert."`
+	CertFile string `name:"cert" type:"path" env:"HERALD_TLS_CERT" placeholder:"PATH" help:"PEM certificate: serve HTTP over TLS (HTTP/2 and HTTP/1.1)."`
+	KeyFile  string `name:"key" type:"path" env:"HERALD_TLS_KEY" placeholder:"PATH" help:"PEM private key of --tls-cert."`
 	// ClientCAFile, when set, verifies client certificates against these
 	// CAs (an identity may then be matched by subject). Without it client
 	// certificates are still asked for and matched by SHA-256 fingerprint
 	// only: the handshake proves the client holds the key. A client
 	// without a certificate is not refused by TLS; it authenticates
 	// otherwise.
-	ClientCAFile string `name:"client-ca" type:"path" env:"HERALD_TLS_CLIENT_CA" help:"PEM CAs that client certificates are verified against (then also matched by subject); without it certificates match by fingerprint."`
+	ClientCAFile string `name:"client-ca" type:"path" env:"HERALD_TLS_CLIENT_CA" placeholder:"PATH" help:"PEM CAs that client certificates are verified against (then also matched by subject); without it certificates match by fingerprint."`
 }
 
 // Enabled reports whether TLS is configured.
@@ -415,23 +414,14 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, sessions mqt
 	s.http.Protocols.SetHTTP1(true)
 	switch {
 	case cfg.TLS.Enabled():
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		// Without client CAs, certificates are still asked for: a client
+		// may authenticate by its certificate's fingerprint.
+		tc, err := tlsconf.Files{Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile, ClientCA: cfg.TLS.ClientCAFile}.
+			Server(tls.VerifyClientCertIfGiven, tls.RequestClientCert)
 		if err != nil {
-			return nil, fmt.Errorf("edge: tls: %w", err)
+			return nil, fmt.Errorf("edge: %w", err)
 		}
-		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			ClientAuth: tls.RequestClientCert}
-		if cfg.TLS.ClientCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("edge: tls client CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, errors.New("edge: tls client CA: no certificate in " + cfg.TLS.ClientCAFile)
-			}
-			s.http.TLSConfig.ClientCAs, s.http.TLSConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
-		}
+		s.http.TLSConfig = tc
 		s.http.Protocols.SetHTTP2(true)
 	case cfg.H2C:
 		s.http.Protocols.SetUnencryptedHTTP2(true)

@@ -14,11 +14,13 @@ package herald
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +31,7 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/heraldmq/herald/services/session"
@@ -51,6 +54,13 @@ type Config struct {
 	EtcdAddr string
 	// OpsAddr serves /healthz, /readyz and pprof.
 	OpsAddr string
+	// NATSTLS, EtcdTLS and OpsTLS, when their certificate is set, serve
+	// the NATS listener, the etcd listener and the ops port over TLS only
+	// (the edge's and the admin API's are Edge.TLS and Admin.TLS). Client
+	// CAs require client certificates on NATS and ops; etcd's clients
+	// authenticate by password, so EtcdTLS takes no client CAs.
+	NATSTLS, OpsTLS tlsconf.Files
+	EtcdTLS         tlsconf.CertFiles
 	// Backbone configures the tenant streams on the embedded NATS.
 	Backbone backbone.Config
 	Edge     edge.Config
@@ -77,7 +87,22 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("herald: data dir is required")
 	}
-	return errors.Join(c.Backbone.Validate(), c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())
+	var errs []error
+	for _, l := range []struct {
+		name  string
+		files tlsconf.Files
+	}{{"nats", c.NATSTLS}, {"etcd", c.EtcdTLS.Files()}, {"ops", c.OpsTLS}} {
+		if err := l.files.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("herald: %s %w", l.name, err))
+		}
+	}
+	if c.NATSTLS.Enabled() && c.NATSAddr == "" {
+		errs = append(errs, errors.New("herald: nats tls needs the NATS listener (nats_addr)"))
+	}
+	if c.EtcdTLS.Files().Enabled() && c.EtcdAddr == "" {
+		errs = append(errs, errors.New("herald: etcd tls needs the etcd listener (etcd_addr)"))
+	}
+	return errors.Join(append(errs, c.Backbone.Validate(), c.Edge.Validate(), c.Admin.Validate(), c.Session.Validate())...)
 }
 
 // Run starts everything and blocks until ctx is done, then stops it all in
@@ -90,7 +115,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("herald: data dir: %w", err)
 	}
 
-	natsCfg := natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats")}
+	natsTLS, err := cfg.NATSTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return fmt.Errorf("herald: nats %w", err)
+	}
+	opsTLS, err := cfg.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return fmt.Errorf("herald: ops %w", err)
+	}
+	natsCfg := natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats"), TLS: natsTLS}
 	if cfg.NATSAddr != "" {
 		pw, err := secret(filepath.Join(cfg.DataDir, NATSPasswordFile), true)
 		if err != nil {
@@ -115,13 +148,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	etcd, err := etcdserver.Start(etcdserver.Config{DataDir: filepath.Join(cfg.DataDir, "etcd"), ClientAddr: cfg.EtcdAddr,
-		RootPassword: etcdPassword})
+		RootPassword: etcdPassword, CertFile: cfg.EtcdTLS.Cert, KeyFile: cfg.EtcdTLS.Key})
 	if err != nil {
 		return err
 	}
 	defer etcd.Close()
 	if cfg.EtcdAddr != "" {
-		log.Info("embedded etcd listens for other processes", "addr", etcd.ClientAddr(), "user", EtcdUser,
+		log.Info("embedded etcd listens for other processes", "addr", etcd.ClientAddr(), "tls", cfg.EtcdTLS.Files().Enabled(), "user", EtcdUser,
 			"password_file", filepath.Join(cfg.DataDir, EtcdPasswordFile))
 	}
 	cli, err := etcd.Client()
@@ -141,7 +174,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer st.Close()
 
 	var edgeSrv atomic.Pointer[edge.Server]
-	nc, err := backbone.Connect(ns.ClientURL(), "herald", func(c *nats.Conn, sub *nats.Subscription, err error) {
+	nc, err := backbone.Connect(natsserver.InProcessURL(ns), "herald", func(c *nats.Conn, sub *nats.Subscription, err error) {
 		if s := edgeSrv.Load(); s != nil {
 			s.AsyncErrorHandler()(c, sub, err)
 		}
@@ -216,7 +249,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errs := make(chan error, 4)
 	for name, run := range map[string]func(context.Context) error{
 		"edge": es.RunDraining, "session": ss.Run, "admin": as.Run,
-		"ops": func(ctx context.Context) error { return o.Serve(ctx, cfg.OpsAddr) },
+		"ops": func(ctx context.Context) error { return o.ServeTLS(ctx, cfg.OpsAddr, opsTLS) },
 	} {
 		wg.Add(1)
 		go func() {
@@ -227,7 +260,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				defer cancelRest()
 			}
 			if err := run(runCtx); err != nil && runCtx.Err() == nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
+				// Named once: the services' errors mostly name
+				// themselves ("edge: mqtt listen: ..."), the ops
+				// server's do not.
+				if !strings.HasPrefix(err.Error(), name+": ") {
+					err = fmt.Errorf("%s: %w", name, err)
+				}
+				errs <- err
 				cancel()
 				cancelRest()
 			}

@@ -1,7 +1,6 @@
 package herald_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,29 +40,11 @@ func freeAddrs(t *testing.T, n int) []string {
 	return addrs
 }
 
-// syncBuffer is a log destination the test reads while Herald writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // embedded is a running all-in-one process.
 type embedded struct {
 	dataDir                            string
 	mqtt, http, admin, ops, nats, etcd string
-	log                                *syncBuffer
+	log                                *testserver.Log
 }
 
 // runEmbedded runs the all-in-one as `make run` configures it, on free
@@ -72,9 +52,17 @@ type embedded struct {
 // test ends, and waits until it is ready.
 func runEmbedded(t *testing.T, natsAddr, etcdAddr string) *embedded {
 	t.Helper()
+	return runEmbeddedWith(t, natsAddr, etcdAddr, nil, http.DefaultClient, "http")
+}
+
+// runEmbeddedWith is runEmbedded with the configuration changed by
+// configure (if not nil) before the start, its readiness asked with
+// client at scheme://ops/readyz.
+func runEmbeddedWith(t *testing.T, natsAddr, etcdAddr string, configure func(*herald.Config), client *http.Client, scheme string) *embedded {
+	t.Helper()
 	a := freeAddrs(t, 4)
 	e := &embedded{dataDir: filepath.Join(t.TempDir(), "data"), mqtt: a[0], http: a[1], admin: a[2], ops: a[3],
-		nats: natsAddr, etcd: etcdAddr, log: &syncBuffer{}}
+		nats: natsAddr, etcd: etcdAddr, log: &testserver.Log{}}
 	cfg := herald.Config{
 		DataDir:  e.dataDir,
 		NATSAddr: natsAddr,
@@ -82,6 +70,9 @@ func runEmbedded(t *testing.T, natsAddr, etcdAddr string) *embedded {
 		OpsAddr:  e.ops,
 		Edge:     edge.Config{ID: "herald", MQTTAddr: e.mqtt, HTTPAddr: e.http, AnonymousTenant: "dev"},
 		Admin:    admin.Config{Addr: e.admin, Insecure: true},
+	}
+	if configure != nil {
+		configure(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -95,10 +86,11 @@ func runEmbedded(t *testing.T, natsAddr, etcdAddr string) *embedded {
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		select {
 		case err := <-done:
+			done <- nil // for the cleanup, which waits for it
 			t.Fatalf("herald stopped: %v\n%s", err, e.log)
 		default:
 		}
-		if resp, err := http.Get("http://" + e.ops + "/readyz"); err == nil {
+		if resp, err := client.Get(scheme + "://" + e.ops + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return e

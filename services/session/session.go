@@ -108,7 +108,7 @@ type Config struct {
 	// store are checked; default 2s.
 	PollInterval time.Duration `name:"poll-interval" env:"HERALD_SESSION_POLL_INTERVAL" help:"How often to look for new tenants (default 2s)."`
 	// BatchSize is the most messages fetched and applied at once; default 256.
-	BatchSize int `name:"batch-size" env:"HERALD_SESSION_BATCH_SIZE" help:"Most messages fetched and applied at once (default 256)."`
+	BatchSize int `name:"batch-size" env:"HERALD_SESSION_BATCH_SIZE" placeholder:"N" help:"Most messages fetched and applied at once (default 256)."`
 	// FetchWait is how long an idle tenant's fetch waits for a message before
 	// trying again; default 1s. It bounds how long a stop takes.
 	FetchWait time.Duration `name:"fetch-wait" env:"HERALD_SESSION_FETCH_WAIT" help:"How long an idle tenant's fetch waits (bounds shutdown time) (default 1s)."`
@@ -124,18 +124,18 @@ type Config struct {
 	// Durable names the consumer on every tenant stream; default
 	// "herald-session". The lease bucket is "<durable>-leases": replicas
 	// with the same durable share the tenants.
-	Durable string `name:"durable" env:"HERALD_SESSION_DURABLE" help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants (default herald-session)."`
+	Durable string `name:"durable" env:"HERALD_SESSION_DURABLE" placeholder:"NAME" help:"Name of the consumer on every tenant stream; replicas with the same durable share the tenants (default herald-session)."`
 	// ReplicaID names this replica in the lease bucket; default the host
 	// name. It must be unique among live replicas and should be stable
 	// across restarts: a restarted replica takes over its own leases at once
 	// instead of waiting for them to expire.
-	ReplicaID string `name:"replica-id" env:"HERALD_SESSION_REPLICA_ID" help:"This replica's name in the lease bucket: unique among live replicas, stable across restarts (default: the host name)."`
+	ReplicaID string `name:"replica-id" placeholder:"NAME" env:"HERALD_SESSION_REPLICA_ID" help:"This replica's name in the lease bucket: unique among live replicas, stable across restarts (default: the host name)."`
 	// LeaseTTL is how long a tenant stays with a replica that stopped
 	// renewing (died); default 10s, at least 3 PollIntervals.
 	LeaseTTL time.Duration `name:"lease-ttl" env:"HERALD_SESSION_LEASE_TTL" help:"How long a tenant stays with a replica that stopped renewing its lease (default 10s)."`
 	// LeaseReplicas is the replication factor of the lease bucket; default 1
 	// (use 3 on a NATS cluster).
-	LeaseReplicas int `name:"lease-replicas" env:"HERALD_SESSION_LEASE_REPLICAS" help:"Replication factor of the lease bucket (3 on a NATS cluster) (default 1)."`
+	LeaseReplicas int `name:"lease-replicas" env:"HERALD_SESSION_LEASE_REPLICAS" placeholder:"N" help:"Replication factor of the lease bucket (3 on a NATS cluster) (default 1)."`
 	// SweepInterval is how often expired sessions are deleted, expired
 	// retained messages swept and idle replay buffers trimmed by age;
 	// default 30s.

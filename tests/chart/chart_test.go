@@ -187,6 +187,7 @@ func TestRenderRefusesInconsistentValues(t *testing.T) {
 		{"CPU autoscaling without a CPU request", map[string]any{"edge.resources.requests": nil}, "requests.cpu"},
 		{"no etcd and no anonymous tenant", map[string]any{"edge.authenticated": false}, "anonymousTenant"},
 		{"client CA without TLS", map[string]any{"edge.tls.clientCASecretName": "ca"}, "edge.tls.secretName"},
+		{"admin client CA without TLS", map[string]any{"admin.tls.clientCASecretName": "ca"}, "admin.tls.secretName"},
 		{"existing Secret and inline credentials", map[string]any{"credentials.existingSecret": "mine", "credentials.redisPassword": "x"}, "credentials.existingSecret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -735,4 +736,51 @@ func fmtPtr[T any](p *T) string {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
+}
+
+// TestAdminTLS ensures admin.tls serves the admin API over TLS from the
+// Secret's files (and, with a client CA, mutual TLS), with probes that
+// still reach it: HTTPS on the API port, or the ops port under mutual TLS,
+// where the kubelet has no client certificate to present.
+func TestAdminTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		overrides map[string]any
+		args      map[string]string
+		scheme    corev1.URIScheme
+		port      string
+		mounts    []string
+	}{
+		{"plain", nil, map[string]string{"--tls-cert": "", "--tls-client-ca": ""}, "", "api", nil},
+		{"tls", map[string]any{"admin.tls.secretName": "admin-tls"},
+			map[string]string{"--tls-cert": "/etc/herald/tls/tls.crt", "--tls-key": "/etc/herald/tls/tls.key", "--tls-client-ca": ""},
+			corev1.URISchemeHTTPS, "api", []string{"/etc/herald/tls"}},
+		{"mutual tls", map[string]any{"admin.tls.secretName": "admin-tls", "admin.tls.clientCASecretName": "admin-ca"},
+			map[string]string{"--tls-cert": "/etc/herald/tls/tls.crt", "--tls-client-ca": "/etc/herald/client-ca/ca.crt"},
+			"", "ops", []string{"/etc/herald/tls", "/etc/herald/client-ca"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := render(t, "", tc.overrides).deployment(t, "admin").Spec.Template.Spec
+			c := container(t, spec, "admin")
+			for flag, want := range tc.args {
+				if got := flagValue(c.Args, flag); got != want {
+					t.Errorf("%s = %q, want %q", flag, got, want)
+				}
+			}
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+				if p.HTTPGet.Scheme != tc.scheme || p.HTTPGet.Port.String() != tc.port {
+					t.Errorf("probe %s on %s %s, want %s on %s", p.HTTPGet.Path, p.HTTPGet.Scheme, p.HTTPGet.Port.String(), tc.scheme, tc.port)
+				}
+			}
+			var mounts []string
+			for _, m := range c.VolumeMounts {
+				if strings.HasPrefix(m.MountPath, "/etc/herald/") && !strings.Contains(m.MountPath, "backend") {
+					mounts = append(mounts, m.MountPath)
+				}
+			}
+			if strings.Join(mounts, " ") != strings.Join(tc.mounts, " ") {
+				t.Errorf("mounts %v, want %v", mounts, tc.mounts)
+			}
+		})
+	}
 }

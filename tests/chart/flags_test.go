@@ -50,9 +50,11 @@ var runtimeEnv = map[string]string{
 // (The inline credentials are the development case's: production's come
 // from an existing Secret, and the chart refuses both at once.)
 var everyOption = map[string]any{
-	"redis.masterName":     "herald-master",
-	"edge.corsCredentials": true,
-	"edge.anonymousTenant": "dev",
+	"redis.masterName":             "herald-master",
+	"edge.corsCredentials":         true,
+	"edge.anonymousTenant":         "dev",
+	"admin.tls.secretName":         "herald-admin-tls",
+	"admin.tls.clientCASecretName": "herald-admin-client-ca",
 }
 
 // TestChartPassesRealFlags ensures everything the chart passes to a Herald

@@ -13,7 +13,7 @@ import (
 )
 
 // TestReadme ensures the README's commands work as written, in order: "Try
-// it" against `make run`, "The local cluster" from `make cluster-up` to
+// it" against `make run` (herald-admin beside curl for tenants and keys), "The local cluster" from `make cluster-up` to
 // `make cluster-down` with nothing left running, each printing what the
 // README shows; and that its list of targets is make help's.
 func TestReadme(t *testing.T) {
@@ -27,6 +27,19 @@ func TestReadme(t *testing.T) {
 	for _, want := range []string{"Try it", "The local cluster", "Development"} {
 		if !slices.Contains(got, want) {
 			t.Fatalf("README.md: no block of %q is marked for tests/docs (marked: %v)", want, got)
+		}
+	}
+	// Tenants and keys are shown with the admin API's command-line client
+	// beside curl, in a block that runs.
+	var run strings.Builder
+	for _, b := range blocks(t, "README.md") {
+		if strings.HasPrefix(b.kind, "run") {
+			run.WriteString(b.text)
+		}
+	}
+	for _, want := range []string{"bin/herald-admin tenant create", "bin/herald-admin key create", "curl"} {
+		if !strings.Contains(run.String(), want) {
+			t.Fatalf("README.md: no block that runs shows %q", want)
 		}
 	}
 	runDoc(t, "README.md")

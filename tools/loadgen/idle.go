@@ -26,7 +26,7 @@ type idleCmd struct {
 	Addr    string        `help:"MQTT host:port, or the edge base URL for sse and ws." default:"127.0.0.1:1883"`
 	Conns   int           `help:"Connections to open." default:"1000"`
 	Hold    time.Duration `help:"How long to hold them once all are open (the server settles)." default:"5s"`
-	PID     int           `help:"Server process id to measure."`
+	PID     int           `placeholder:"PID" help:"Server process id to measure."`
 	Sources int           `help:"Source addresses 127.0.0.1..N." default:"32"`
 	Version byte          `help:"MQTT protocol level: 4 (3.1.1) or 5." default:"4"`
 	Topic   string        `help:"Topic filter SSE and WebSocket connections subscribe to." default:"idle/x"`

@@ -13,8 +13,8 @@ import (
 )
 
 type reportCmd struct {
-	Dir    string `help:"Directory of result JSON files (<target>--<scenario>.json)." required:""`
-	Commit string `help:"Commit the run measured."`
+	Dir    string `placeholder:"DIR" help:"Directory of result JSON files (<target>--<scenario>.json)." required:""`
+	Commit string `placeholder:"TEXT" help:"Commit the run measured."`
 }
 
 // scenarioNotes say what each scenario is, in the report.

@@ -34,7 +34,7 @@ type runCmd struct {
 	Size     int           `help:"Payload bytes (at least 16)." default:"100"`
 	Duration time.Duration `help:"How long publishers publish." default:"10s"`
 	Grace    time.Duration `help:"How long to wait for deliveries after publishing stops." default:"5s"`
-	PID      []int         `help:"Server process ids to sample (RSS, CPU)."`
+	PID      []int         `placeholder:"PID" help:"Server process ids to sample (RSS, CPU)."`
 	Sources  int           `help:"Source addresses 127.0.0.1..N to spread connections over." default:"16"`
 	Version  string        `help:"MQTT version for clients: 5 or 3 (3.1.1)." enum:"5,3" default:"5"`
 }

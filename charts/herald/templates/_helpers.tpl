@@ -234,6 +234,9 @@ prometheus.io/path: /metrics
 {{- if and .Values.edge.tls.clientCASecretName (not .Values.edge.tls.secretName) -}}
 {{- fail "edge.tls.clientCASecretName needs edge.tls.secretName" -}}
 {{- end -}}
+{{- if and .Values.admin.tls.clientCASecretName (not .Values.admin.tls.secretName) -}}
+{{- fail "admin.tls.clientCASecretName needs admin.tls.secretName" -}}
+{{- end -}}
 {{- if and .Values.backendCA.secretName .Values.backendCA.configMapName -}}
 {{- fail "set backendCA.secretName or backendCA.configMapName, not both" -}}
 {{- end -}}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/pkg/authz"
+	"github.com/heraldmq/herald/pkg/tlsconf"
 	adminv1 "github.com/heraldmq/herald/proto/herald/admin/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -23,14 +26,48 @@ import (
 // conn is how a client command reaches the admin API.
 type conn struct {
 	Server  string        `default:"127.0.0.1:8081" env:"HERALD_ADMIN_SERVER" help:"Admin API address (host:port), spoken to over gRPC."`
-	Token   string        `env:"HERALD_ADMIN_TOKEN" help:"Operator token or admin key (hak_...), sent as a bearer token."`
+	Token   string        `env:"HERALD_ADMIN_TOKEN" placeholder:"TOKEN" help:"Operator token or admin key (hak_...), sent as a bearer token."`
 	Output  string        `short:"o" default:"table" enum:"table,json" help:"Output: table or json."`
 	Timeout time.Duration `default:"10s" help:"Deadline of each call."`
+	// TLS to a server started with --tls-cert; a client certificate for
+	// one started with --tls-client-ca.
+	TLS     bool   `name:"tls" env:"HERALD_ADMIN_TLS" help:"Speak TLS to the server, verifying its certificate against the system CAs (or --tls-ca)."`
+	TLSCA   string `name:"tls-ca" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CA" help:"PEM CAs the server's certificate is verified against (implies --tls)."`
+	TLSCert string `name:"tls-cert" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CLIENT_CERT" help:"PEM client certificate, for a server that requires one (mutual TLS; implies --tls)."`
+	TLSKey  string `name:"tls-key" type:"path" placeholder:"PATH" env:"HERALD_ADMIN_CLIENT_KEY" help:"PEM private key of --tls-cert."`
+}
+
+// credentials are the transport credentials of c: TLS when asked for,
+// plain text otherwise.
+func (c conn) credentials() (credentials.TransportCredentials, error) {
+	if !c.TLS && c.TLSCA == "" && c.TLSCert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA != "" {
+		pool, err := tlsconf.Pool(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 // dial returns a connection and a context carrying the token and deadline.
 func (c conn) dial(ctx context.Context) (*grpc.ClientConn, context.Context, context.CancelFunc, error) {
-	cc, err := grpc.NewClient(c.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.credentials()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cc, err := grpc.NewClient(c.Server, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -126,8 +163,8 @@ type tenantCmd struct {
 type tenantCreateCmd struct {
 	conn
 	ID             string `arg:"" help:"Tenant id: [a-z0-9][a-z0-9_-]{0,62}."`
-	Name           string `help:"Display name."`
-	MaxConnections int64  `help:"Connection limit (0: none)."`
+	Name           string `placeholder:"NAME" help:"Display name."`
+	MaxConnections int64  `placeholder:"N" help:"Connection limit (0: none)."`
 }
 
 // Run implements the command.
@@ -198,8 +235,8 @@ type tenantUpdateCmd struct {
 	conn
 	ID             string `arg:""`
 	Name           *string
-	MaxConnections *int64 `help:"Connection limit (0: none)."`
-	Revision       int64  `help:"Only if the tenant is still at this revision (etag)."`
+	MaxConnections *int64 `placeholder:"N" help:"Connection limit (0: none)."`
+	Revision       int64  `placeholder:"REVISION" help:"Only if the tenant is still at this revision (etag)."`
 }
 
 // Run implements the command; only the flags given are changed.
@@ -260,7 +297,7 @@ func keyRow(k *adminv1.ApiKey) []string {
 type keyCreateCmd struct {
 	conn
 	Tenant      string   `arg:""`
-	Description string   `help:"Free text."`
+	Description string   `placeholder:"TEXT" help:"Free text."`
 	Capability  []string `short:"c" help:"Capability '<actions>:<filter>', e.g. 'publish,subscribe:sensors/#' (repeatable)." sep:"none"`
 }
 
@@ -342,8 +379,8 @@ type adminKeyCmd struct {
 
 type adminKeyCreateCmd struct {
 	conn
-	Tenant      string `help:"Scope the key to this tenant; empty for an operator key."`
-	Description string `help:"Free text."`
+	Tenant      string `placeholder:"TENANT" help:"Scope the key to this tenant; empty for an operator key."`
+	Description string `placeholder:"TEXT" help:"Free text."`
 }
 
 // Run implements the command.

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
+	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -43,24 +46,25 @@ type serveCmd struct {
 	Etcd     struct {
 		Endpoints []string `default:"127.0.0.1:2379" env:"HERALD_ETCD_ENDPOINTS" help:"etcd client endpoints (host:port), comma-separated."`
 		Prefix    string   `default:"/herald/" env:"HERALD_ETCD_PREFIX" help:"Key prefix of Herald's data in etcd; ends with /."`
-		Username  string   `env:"HERALD_ETCD_USERNAME" help:"etcd user name (https:// endpoints speak TLS)."`
-		Password  string   `env:"HERALD_ETCD_PASSWORD" help:"etcd password (prefer the environment variable to the flag)."`
+		Username  string   `env:"HERALD_ETCD_USERNAME" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)."`
+		Password  string   `env:"HERALD_ETCD_PASSWORD" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)."`
 	} `embed:"" prefix:"etcd-"`
 	// The data plane, for the live-state calls; each is optional (the calls
 	// needing a missing one answer UNIMPLEMENTED).
-	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
-	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
+	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" placeholder:"URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
+	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" placeholder:"ADDR" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
 	RedisPrefix      string          `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
-	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
-	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" help:"Redis ACL user name."`
-	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
-	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" help:"ACL user name for the Sentinels of --redis-master-name."`
-	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
+	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
+	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" placeholder:"USER" help:"Redis ACL user name."`
+	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
+	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name."`
+	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
 	RedisTLS         bool            `name:"redis-tls" env:"HERALD_REDIS_TLS" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)."`
-	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
+	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" placeholder:"TENANT" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
 	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
 	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
-	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" placeholder:"ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
 	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 
@@ -70,7 +74,8 @@ type serveCmd struct {
 
 // cli is every command.
 type cli struct {
-	Config kong.ConfigFlag `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
+	Version kong.VersionFlag `help:"Print the version, the commit and the Go version it was built from, then exit."`
+	Config  kong.ConfigFlag  `help:"YAML configuration file; environment and flags override it." placeholder:"FILE"`
 
 	Serve    serveCmd    `cmd:"" default:"withargs" help:"Serve the admin API (the default command)."`
 	Token    tokenCmd    `cmd:"" help:"Print a new random operator token and its argon2id hash for --admin-token-hash."`
@@ -84,6 +89,7 @@ func parser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
 		kong.Name("herald-admin"),
 		kong.Description("Herald's administration API: gRPC and REST (JSON) on one port; and a client of it."),
 		kong.Configuration(config.YAML),
+		kong.Vars{"version": version.String("herald-admin")},
 	}, opts...)...)
 }
 
@@ -121,11 +127,15 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 	log = telemetry.NewLogger(log)
 	p := tel.Providers()
 	if c.OpsAddr != "" {
+		opsTLS, err := c.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+		if err != nil {
+			return fmt.Errorf("ops %w", err)
+		}
 		o := ops.New()
 		o.Handle("GET /metrics", tel.MetricsHandler())
 		opsCtx, opsStop := context.WithCancel(ctx)
 		opsErr := make(chan error, 1)
-		go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
+		go func() { opsErr <- o.ServeTLS(opsCtx, c.OpsAddr, opsTLS) }()
 		defer func() {
 			opsStop()
 			if err := <-opsErr; err != nil {

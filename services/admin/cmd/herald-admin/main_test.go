@@ -128,9 +128,10 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestClientCommands ensures the client commands create a tenant and a key with capabilities (printing the token once), list and revoke it, against a served API and with the operator token from the environment.
-func TestClientCommands(t *testing.T) {
-	c := parse(t, "serve", "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "op-token")
+// serve runs herald-admin serve with c until the test ends, and points the
+// client commands at it (HERALD_ADMIN_SERVER).
+func serve(t *testing.T, c serveCmd) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	servers := make(chan *admin.Server, 1)
 	done := make(chan error, 1)
@@ -138,8 +139,19 @@ func TestClientCommands(t *testing.T) {
 		done <- run(ctx, c, slog.New(slog.DiscardHandler), func(s *admin.Server) { servers <- s })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	srv := <-servers
-	t.Setenv("HERALD_ADMIN_SERVER", srv.Addr())
+	select {
+	case srv := <-servers:
+		t.Setenv("HERALD_ADMIN_SERVER", srv.Addr())
+	case err := <-done:
+		done <- err
+		t.Fatalf("herald-admin serve: %v", err)
+	}
+}
+
+// TestClientCommands ensures the client commands create a tenant and a key with capabilities (printing the token once), list and revoke it, against a served API and with the operator token from the environment.
+func TestClientCommands(t *testing.T) {
+	c := parse(t, "serve", "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "op-token")
+	serve(t, c)
 
 	if _, err := command(t, "tenant", "create", "acme"); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
 		t.Fatalf("without a token: %v", err)
@@ -204,5 +216,30 @@ func TestEverySettingReachable(t *testing.T) {
 	}
 	if miss := config.Unreachable(serve, c.Serve); len(miss) > 0 {
 		t.Errorf("not reachable from flags, environment and YAML: %v", miss)
+	}
+}
+
+// TestClientCommandsOverTLS ensures herald-admin serve takes its
+// certificate and client CAs from its flags and environment, and the
+// client commands reach it over mutual TLS with --tls-ca, --tls-cert and
+// --tls-key, while a plain-text client, or one without a certificate,
+// gets nothing.
+func TestClientCommandsOverTLS(t *testing.T) {
+	pki := testserver.NewPKI(t)
+	t.Setenv("HERALD_ADMIN_TLS_CLIENT_CA", pki.CA)
+	c := parse(t, "serve", "--addr", "127.0.0.1:0", "--etcd-endpoints", testserver.Etcd(t), "--admin-token", "op-token",
+		"--tls-cert", pki.ServerCert, "--tls-key", pki.ServerKey)
+	serve(t, c)
+	t.Setenv("HERALD_ADMIN_TOKEN", "op-token")
+
+	if _, err := command(t, "tenant", "list", "--timeout", "3s"); err == nil {
+		t.Fatal("a plain-text client listed tenants")
+	}
+	if _, err := command(t, "tenant", "list", "--timeout", "3s", "--tls-ca", pki.CA); err == nil {
+		t.Fatal("a client without a certificate listed tenants")
+	}
+	out, err := command(t, "tenant", "create", "acme", "--tls-ca", pki.CA, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey)
+	if err != nil || !strings.Contains(out, "acme") {
+		t.Fatalf("tenant create over mutual TLS: %v\n%s", err, out)
 	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,10 +21,13 @@ import (
 	"github.com/heraldmq/herald/pkg/store"
 	"github.com/heraldmq/herald/pkg/telemetry"
 	"github.com/heraldmq/herald/pkg/tenant"
+	"github.com/heraldmq/herald/pkg/tlsconf"
+	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // cli is the command's configuration, from flags, the environment
@@ -32,25 +36,27 @@ import (
 // own settings are edge.Config, the struct the edge reads; the rest wires
 // the edge to NATS, Redis and etcd.
 type cli struct {
-	Config kong.ConfigFlag `help:"YAML configuration file (keys are the flag names)." type:"path"`
-	Edge   edge.Config     `embed:""`
+	Version kong.VersionFlag `help:"Print the version, the commit and the Go version it was built from, then exit."`
+	Config  kong.ConfigFlag  `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
+	Edge    edge.Config      `embed:""`
 
 	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
 	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
 	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	RedisMasterName  string          `help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
-	RedisUsername    string          `help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
-	RedisPassword    string          `help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
-	SentinelUsername string          `name:"redis-sentinel-username" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
-	SentinelPassword string          `name:"redis-sentinel-password" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
+	RedisMasterName  string          `placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
+	RedisUsername    string          `placeholder:"USER" help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
+	RedisPassword    string          `placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
+	SentinelUsername string          `name:"redis-sentinel-username" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
+	SentinelPassword string          `name:"redis-sentinel-password" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
 	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
 	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
-	EtcdEndpoints    []string        `name:"etcd-endpoints" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
+	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
+	EtcdEndpoints    []string        `name:"etcd-endpoints" placeholder:"ADDR" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
 	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
-	EtcdUsername     string          `name:"etcd-username" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
-	EtcdPassword     string          `name:"etcd-password" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
+	EtcdUsername     string          `name:"etcd-username" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
+	EtcdPassword     string          `name:"etcd-password" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
 	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel         string          `help:"Log level." default:"info" env:"HERALD_LOG_LEVEL"`
+	LogLevel         string          `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
 	Backbone         backbone.Config `embed:""`
 	Telemetry        telemetry.Flags `embed:""`
 
@@ -61,7 +67,7 @@ type cli struct {
 func main() {
 	var c cli
 	kong.Parse(&c, kong.Name("herald-edge"), kong.Description("Herald edge gateway."), kong.Configuration(config.YAML),
-		kong.Vars{"anonymous_tenant": ""})
+		kong.Vars{"anonymous_tenant": "", "version": version.String("herald-edge")})
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "herald-edge:", err)
 		os.Exit(1)
@@ -109,7 +115,12 @@ func run(c cli) error {
 	opts := []edge.Option{edge.WithTelemetry(p)}
 	if len(c.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second,
-			Username: c.EtcdUsername, Password: c.EtcdPassword, DialOptions: telemetry.EtcdDialOptions(p)})
+			Username: c.EtcdUsername, Password: c.EtcdPassword, DialOptions: telemetry.EtcdDialOptions(p),
+			// Failures reach the edge as errors, which it logs; the
+			// client's own zap logs would be a second, differently
+			// formatted stream (and log its cancelled calls at every
+			// stop as errors).
+			Logger: zap.NewNop()})
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
@@ -127,6 +138,10 @@ func run(c cli) error {
 	}
 	srv.Store(s)
 
+	opsTLS, err := c.OpsTLS.Server(tls.RequireAndVerifyClientCert, tls.NoClientCert)
+	if err != nil {
+		return fmt.Errorf("ops %w", err)
+	}
 	o := ops.New()
 	o.AddCheck("nats", backbone.Connected(nc))
 	o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -135,7 +150,7 @@ func run(c cli) error {
 	opsCtx, opsStop := context.WithCancel(context.Background())
 	defer opsStop()
 	opsErr := make(chan error, 1)
-	go func() { opsErr <- o.Serve(opsCtx, c.OpsAddr) }()
+	go func() { opsErr <- o.ServeTLS(opsCtx, c.OpsAddr, opsTLS) }()
 
 	// The first signal starts the drain; a second one ends the process at
 	// once (stop gives the signals their default action back).

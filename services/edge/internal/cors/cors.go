@@ -27,13 +27,13 @@ type Config struct {
 	// to read answers. An entry may be a path.Match pattern
 	// ("https://*.example.com"); "*" allows every origin, without
 	// credentials.
-	AllowedOrigins []string `name:"origins" env:"HERALD_CORS_ORIGINS" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets."`
+	AllowedOrigins []string `name:"origins" env:"HERALD_CORS_ORIGINS" placeholder:"ORIGIN" help:"Browser origins allowed cross-origin (scheme://host[:port], patterns, or *); they may also open WebSockets."`
 	// AllowCredentials lets pages send cookies (herald_token) and read the
 	// answers. It cannot be combined with "*".
 	AllowCredentials bool `name:"credentials" env:"HERALD_CORS_CREDENTIALS" help:"Let allowed origins send cookies and credentials."`
 	// AllowedHeaders are the request headers a preflight admits; default
 	// Authorization, Content-Type, Last-Event-ID, Traceparent.
-	AllowedHeaders []string `name:"allowed-headers" env:"HERALD_CORS_ALLOWED_HEADERS" help:"The request headers a preflight admits; default Authorization, Content-Type, Last-Event-ID, Traceparent."`
+	AllowedHeaders []string `name:"allowed-headers" env:"HERALD_CORS_ALLOWED_HEADERS" placeholder:"HEADER" help:"The request headers a preflight admits; default Authorization, Content-Type, Last-Event-ID, Traceparent."`
 	// MaxAge is how long browsers may cache a preflight answer; default 10m.
 	MaxAge time.Duration `name:"max-age" env:"HERALD_CORS_MAX_AGE" help:"How long browsers may cache a preflight answer; default 10m."`
 }

@@ -99,3 +99,42 @@ func TestPublishUnavailable(t *testing.T) {
 		t.Fatalf("got %d %+v", resp.StatusCode, body)
 	}
 }
+
+// TestPublishContentType ensures a single publish stores its Content-Type
+// as the message's content type, its body unaltered, except curl's default
+// for -d (application/x-www-form-urlencoded), which declares nothing and is
+// stored as no content type; a batch's content_type is stored as given,
+// a form's too.
+func TestPublishContentType(t *testing.T) {
+	n := edgetest.Node(t, edgetest.NATS(t), "e1")
+	srv := httptest.NewServer(httpapi.NewPublishHandler(n))
+	defer srv.Close()
+	for _, ctype := range []string{"application/json", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+		"Application/X-WWW-Form-Urlencoded; charset=utf-8", ""} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"?topic=c/t", strings.NewReader(`{"t":21.5}&x=1`))
+		req.Header.Set("Content-Type", ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%q: %s", ctype, resp.Status)
+		}
+	}
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(
+		`{"messages":[{"topic":"c/b","payload":"a=1","content_type":"application/x-www-form-urlencoded"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var got []string
+	for _, m := range edgetest.Stored(t, n) {
+		got = append(got, m.Topic+" "+string(m.Payload)+" "+m.ContentType)
+	}
+	want := []string{`c/t {"t":21.5}&x=1 application/json`, `c/t {"t":21.5}&x=1 text/plain; charset=utf-8`,
+		`c/t {"t":21.5}&x=1 `, `c/t {"t":21.5}&x=1 `, `c/t {"t":21.5}&x=1 `, `c/b a=1 application/x-www-form-urlencoded`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("stored:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

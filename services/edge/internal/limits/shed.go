@@ -33,16 +33,16 @@ const (
 type ShedConfig struct {
 	// MaxConnections bounds the connections of the edge (MQTT, SSE,
 	// WebSocket, long polls), all tenants together; 0 means no bound.
-	MaxConnections int `name:"max-connections" env:"HERALD_MAX_CONNECTIONS" help:"Most client connections of this edge, all tenants; more are refused as server busy (MQTT 0x89, HTTP 503, WebSocket 1013); 0: no bound."`
+	MaxConnections int `name:"max-connections" env:"HERALD_MAX_CONNECTIONS" placeholder:"N" help:"Most client connections of this edge, all tenants; more are refused as server busy (MQTT 0x89, HTTP 503, WebSocket 1013); 0: no bound."`
 	// MemoryLimit, in bytes, is the heap size (live and not yet swept
 	// objects, runtime/metrics /memory/classes/heap/objects:bytes) past
 	// which new connections are refused. 0 means MemoryFraction of the
 	// Go runtime's memory limit (GOMEMLIMIT) when one is set, else no
 	// memory bound.
-	MemoryLimit int64 `name:"memory-limit" env:"HERALD_MEMORY_LIMIT" help:"Heap bytes past which new connections are refused as server busy (0: 0.8 of GOMEMLIMIT if set, else none)."`
+	MemoryLimit int64 `name:"memory-limit" env:"HERALD_MEMORY_LIMIT" placeholder:"BYTES" help:"Heap bytes past which new connections are refused as server busy (0: 0.8 of GOMEMLIMIT if set, else none)."`
 	// MemoryFraction applies to GOMEMLIMIT when MemoryLimit is 0;
 	// default DefaultMemoryFraction.
-	MemoryFraction float64 `name:"memory-fraction" env:"HERALD_MEMORY_FRACTION" help:"Share of GOMEMLIMIT past which new connections are refused when --memory-limit is 0 (default 0.8)."`
+	MemoryFraction float64 `name:"memory-fraction" env:"HERALD_MEMORY_FRACTION" placeholder:"FRACTION" help:"Share of GOMEMLIMIT past which new connections are refused when --memory-limit is 0 (default 0.8)."`
 	// RetryAfter is the wait a refused client is told (HTTP Retry-After);
 	// default DefaultShedRetryAfter.
 	RetryAfter time.Duration `name:"shed-retry-after" env:"HERALD_SHED_RETRY_AFTER" help:"The wait a client refused as server busy is told (HTTP Retry-After; default 5s)."`

@@ -12,7 +12,7 @@ import (
 type Config struct {
 	// MaxPacketSize bounds a whole inbound packet in bytes, and is
 	// advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB.
-	MaxPacketSize int `name:"max-packet-size" env:"HERALD_MQTT_MAX_PACKET_SIZE" help:"Bounds a whole inbound packet in bytes, and is advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB."`
+	MaxPacketSize int `name:"max-packet-size" env:"HERALD_MQTT_MAX_PACKET_SIZE" placeholder:"BYTES" help:"Bounds a whole inbound packet in bytes, and is advertised to MQTT 5 clients as Maximum Packet Size; default 1 MiB."`
 	// ConnectTimeout is the time allowed between accepting a connection
 	// and receiving its CONNECT; default 10s.
 	ConnectTimeout time.Duration `name:"connect-timeout" env:"HERALD_MQTT_CONNECT_TIMEOUT" help:"The time allowed between accepting a connection and receiving its CONNECT; default 10s."`
@@ -20,10 +20,10 @@ type Config struct {
 	// unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1
 	// clients, the QoS 1 and 2 messages sent to them and not yet
 	// acknowledged; default 64.
-	ReceiveMaximum int `name:"receive-maximum" env:"HERALD_MQTT_RECEIVE_MAXIMUM" help:"Bounds the QoS 1 and 2 publishes a client may have unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1 clients, the QoS 1 and 2 messages sent to them and not yet acknowledged; default 64."`
+	ReceiveMaximum int `name:"receive-maximum" env:"HERALD_MQTT_RECEIVE_MAXIMUM" placeholder:"N" help:"Bounds the QoS 1 and 2 publishes a client may have unacknowledged (advertised as Receive Maximum) and, for MQTT 3.1.1 clients, the QoS 1 and 2 messages sent to them and not yet acknowledged; default 64."`
 	// QueueSize bounds the live messages queued for one connection; see the
 	// package documentation for what happens when it is full; default 1024.
-	QueueSize int `name:"queue-size" env:"HERALD_MQTT_QUEUE_SIZE" help:"Bounds the live messages queued for one connection; see the package documentation for what happens when it is full; default 1024."`
+	QueueSize int `name:"queue-size" env:"HERALD_MQTT_QUEUE_SIZE" placeholder:"N" help:"Bounds the live messages queued for one connection; see the package documentation for what happens when it is full; default 1024."`
 	// MaxKeepAlive caps the keep alive interval. MQTT 5 clients asking for
 	// more, or for none, are told this value (Server Keep Alive); MQTT 3.1.1
 	// clients cannot be told, and are held to it anyway; default 20m.
@@ -35,16 +35,16 @@ type Config struct {
 	// TopicAliasMaximum is the number of topic aliases an MQTT 5 client may
 	// use in its PUBLISHes (advertised as Topic Alias Maximum); default 32,
 	// -1 for none.
-	TopicAliasMaximum int `name:"topic-alias-maximum" env:"HERALD_MQTT_TOPIC_ALIAS_MAXIMUM" help:"The number of topic aliases an MQTT 5 client may use in its PUBLISHes (advertised as Topic Alias Maximum); default 32, -1 for none."`
+	TopicAliasMaximum int `name:"topic-alias-maximum" env:"HERALD_MQTT_TOPIC_ALIAS_MAXIMUM" placeholder:"N" help:"The number of topic aliases an MQTT 5 client may use in its PUBLISHes (advertised as Topic Alias Maximum); default 32, -1 for none."`
 	// OutboundTopicAliases caps the topic aliases the server assigns in
 	// the PUBLISHes it sends to an MQTT 5 client that accepts them (the
 	// client's Topic Alias Maximum), least recently used replaced first;
 	// default 32, -1 for none.
-	OutboundTopicAliases int `name:"outbound-topic-aliases" env:"HERALD_MQTT_OUTBOUND_TOPIC_ALIASES" help:"Caps the topic aliases the server assigns in the PUBLISHes it sends to an MQTT 5 client that accepts them (the client's Topic Alias Maximum), least recently used replaced first; default 32, -1 for none."`
+	OutboundTopicAliases int `name:"outbound-topic-aliases" env:"HERALD_MQTT_OUTBOUND_TOPIC_ALIASES" placeholder:"N" help:"Caps the topic aliases the server assigns in the PUBLISHes it sends to an MQTT 5 client that accepts them (the client's Topic Alias Maximum), least recently used replaced first; default 32, -1 for none."`
 	// ResponseInformation is returned in CONNACK to MQTT 5 clients that ask
 	// for response information: the base of the response topics they may
 	// use. Default none.
-	ResponseInformation string `name:"response-information" env:"HERALD_MQTT_RESPONSE_INFORMATION" help:"Returned in CONNACK to MQTT 5 clients that ask for response information: the base of the response topics they may use."`
+	ResponseInformation string `name:"response-information" env:"HERALD_MQTT_RESPONSE_INFORMATION" placeholder:"TOPIC" help:"Returned in CONNACK to MQTT 5 clients that ask for response information: the base of the response topics they may use."`
 	// TakeoverWait bounds how long a CONNECT waits for the connection it
 	// takes over (same tenant and client identifier, on any edge) to be
 	// gone before it is answered; default 1s.
@@ -87,11 +87,11 @@ type Config struct {
 	// MaxOfflineMessages bounds the messages a resumed session is sent
 	// from what it missed while offline; beyond it the oldest are skipped
 	// (counted in Stats.OfflineDropped and logged); default 10000.
-	MaxOfflineMessages int `name:"max-offline-messages" env:"HERALD_MQTT_MAX_OFFLINE_MESSAGES" help:"Most messages sent to a resuming session; older ones are skipped and counted (default 10000)."`
+	MaxOfflineMessages int `name:"max-offline-messages" env:"HERALD_MQTT_MAX_OFFLINE_MESSAGES" placeholder:"N" help:"Most messages sent to a resuming session; older ones are skipped and counted (default 10000)."`
 	// WebSocketOrigins are host patterns (path.Match syntax) of browser
 	// origins allowed to open MQTT over WebSocket besides the server's own
 	// host; default none.
-	WebSocketOrigins []string `name:"websocket-origins" env:"HERALD_MQTT_WEBSOCKET_ORIGINS" help:"Host patterns (path.Match syntax) of browser origins allowed to open MQTT over WebSocket besides the server's own host; default none."`
+	WebSocketOrigins []string `name:"websocket-origins" env:"HERALD_MQTT_WEBSOCKET_ORIGINS" placeholder:"PATTERN" help:"Host patterns (path.Match syntax) of browser origins allowed to open MQTT over WebSocket besides the server's own host; default none."`
 }
 
 // Defaults used for zero Config fields.

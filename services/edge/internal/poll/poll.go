@@ -61,11 +61,11 @@ type Config struct {
 	// MaxTimeout caps the wait a poll may ask for; default 60s.
 	MaxTimeout time.Duration `name:"max-timeout" env:"HERALD_POLL_MAX_TIMEOUT" help:"Caps the wait a poll may ask for; default 60s."`
 	// DefaultMessages is the max of a poll that does not say; default 100.
-	DefaultMessages int `name:"default-messages" env:"HERALD_POLL_DEFAULT_MESSAGES" help:"The max of a poll that does not say; default 100."`
+	DefaultMessages int `name:"default-messages" env:"HERALD_POLL_DEFAULT_MESSAGES" placeholder:"N" help:"The max of a poll that does not say; default 100."`
 	// MaxMessages caps the max a poll may ask for; default 1000.
-	MaxMessages int `name:"max-messages" env:"HERALD_POLL_MAX_MESSAGES" help:"Caps the max a poll may ask for; default 1000."`
+	MaxMessages int `name:"max-messages" env:"HERALD_POLL_MAX_MESSAGES" placeholder:"N" help:"Caps the max a poll may ask for; default 1000."`
 	// MaxFilters bounds the topic filters of one poll; default 32.
-	MaxFilters int `name:"max-filters" env:"HERALD_POLL_MAX_FILTERS" help:"Bounds the topic filters of one poll; default 32."`
+	MaxFilters int `name:"max-filters" env:"HERALD_POLL_MAX_FILTERS" placeholder:"N" help:"Bounds the topic filters of one poll; default 32."`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

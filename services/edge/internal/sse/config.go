@@ -16,10 +16,10 @@ type Config struct {
 	Heartbeat time.Duration `name:"heartbeat" env:"HERALD_SSE_HEARTBEAT" help:"Interval of SSE heartbeat comments (default 15s)."`
 	// QueueSize bounds the messages waiting to be written per connection;
 	// default 1024. A stream whose queue overflows is closed.
-	QueueSize int `name:"queue-size" env:"HERALD_SSE_QUEUE_SIZE" help:"Messages queued per SSE stream before it is closed as slow (default 1024)."`
+	QueueSize int `name:"queue-size" env:"HERALD_SSE_QUEUE_SIZE" placeholder:"N" help:"Messages queued per SSE stream before it is closed as slow (default 1024)."`
 	// EventName is the event: field of messages; default "message", which
 	// EventSource hands to onmessage.
-	EventName string `name:"event-name" env:"HERALD_SSE_EVENT_NAME" help:"SSE event name of messages (default message)."`
+	EventName string `name:"event-name" env:"HERALD_SSE_EVENT_NAME" placeholder:"NAME" help:"SSE event name of messages (default message)."`
 	// EventTopic names each message event after its topic instead
 	// ("event: sensors/kitchen/temp"). EventSource hands named events only
 	// to listeners added with addEventListener(<topic>), never to
@@ -29,7 +29,7 @@ type Config struct {
 	// WriteTimeout bounds writing one batch of events; default 10s.
 	WriteTimeout time.Duration `name:"write-timeout" env:"HERALD_SSE_WRITE_TIMEOUT" help:"Bounds writing one batch of events; default 10s."`
 	// MaxFilters bounds the topic filters of one stream; default 32.
-	MaxFilters int `name:"max-filters" env:"HERALD_SSE_MAX_FILTERS" help:"Bounds the topic filters of one stream; default 32."`
+	MaxFilters int `name:"max-filters" env:"HERALD_SSE_MAX_FILTERS" placeholder:"N" help:"Bounds the topic filters of one stream; default 32."`
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -82,7 +82,7 @@ type JWKSConfig struct {
 	// together, per RefetchInterval (a token bucket of that burst): a
 	// tenant that names one URL in many keys cannot multiply the edge's
 	// requests to it. Default DefaultJWKSTenantFetches.
-	TenantFetches int `name:"tenant-fetches" env:"HERALD_JWKS_TENANT_FETCHES" help:"Bounds the fetches all JWKS keys of one tenant start together, per RefetchInterval (a token bucket of that burst): a tenant that names one URL in many keys cannot multiply the edge's requests to it."`
+	TenantFetches int `name:"tenant-fetches" env:"HERALD_JWKS_TENANT_FETCHES" placeholder:"N" help:"Bounds the fetches all JWKS keys of one tenant start together, per RefetchInterval (a token bucket of that burst): a tenant that names one URL in many keys cannot multiply the edge's requests to it."`
 	// MaxStale is how long past its refresh time a document is still used
 	// while fetching it again fails (the identity provider is down); then
 	// its tokens are refused until a fetch succeeds. Default
@@ -94,10 +94,10 @@ type JWKSConfig struct {
 	// MaxDocumentBytes bounds a document (after any content decoding); a
 	// larger one is refused, unread past the bound. Default
 	// DefaultJWKSMaxDocumentBytes (256 KiB).
-	MaxDocumentBytes int64 `name:"max-document-bytes" env:"HERALD_JWKS_MAX_DOCUMENT_BYTES" help:"Bounds a document (after any content decoding); a larger one is refused, unread past the bound."`
+	MaxDocumentBytes int64 `name:"max-document-bytes" env:"HERALD_JWKS_MAX_DOCUMENT_BYTES" placeholder:"BYTES" help:"Bounds a document (after any content decoding); a larger one is refused, unread past the bound."`
 	// MaxKeys bounds the keys of a document; one with more is refused.
 	// Default DefaultJWKSMaxKeys.
-	MaxKeys int `name:"max-keys" env:"HERALD_JWKS_MAX_KEYS" help:"Bounds the keys of a document; one with more is refused (default 64)."`
+	MaxKeys int `name:"max-keys" env:"HERALD_JWKS_MAX_KEYS" placeholder:"N" help:"Bounds the keys of a document; one with more is refused (default 64)."`
 	// AllowNetworks are networks (CIDR, or a single address) a JWKS fetch
 	// may connect to although they are loopback, private, link-local or
 	// otherwise internal: an identity provider on the operator's own
@@ -105,7 +105,7 @@ type JWKSConfig struct {
 	// check is made on the address each connection is about to use, after
 	// DNS, so a host name that resolves (or rebinds) to a refused address
 	// is refused too.
-	AllowNetworks []string `name:"allow-networks" env:"HERALD_JWKS_ALLOW_NETWORKS" help:"Internal networks (CIDRs or addresses) a JWKS fetch may reach: an identity provider on your own network. By default loopback, private, link-local (cloud metadata), unspecified, multicast and reserved addresses are refused, checked on each connection's resolved address."`
+	AllowNetworks []string `name:"allow-networks" env:"HERALD_JWKS_ALLOW_NETWORKS" placeholder:"CIDR" help:"Internal networks (CIDRs or addresses) a JWKS fetch may reach: an identity provider on your own network. By default loopback, private, link-local (cloud metadata), unspecified, multicast and reserved addresses are refused, checked on each connection's resolved address."`
 	// RootCAs verifies the identity providers' certificates; nil means the
 	// system's (extended by SSL_CERT_FILE and SSL_CERT_DIR). Tests set it.
 	RootCAs *x509.CertPool `kong:"-"`
