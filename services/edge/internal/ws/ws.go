@@ -13,6 +13,7 @@
 // # Client → server
 //
 //	{"op":"subscribe","id":"1","topic":"a/+","from":"<position>"}   from optional
+//	{"op":"subscribe","id":"1","topic":"a/+","retained":true}        or "rewind":10, "rewind":"30s"
 //	{"op":"unsubscribe","id":"2","topic":"a/+"}
 //	{"op":"publish","id":"3","topic":"a/b","payload":"...","encoding":"utf8","qos":1,"retain":false,"content_type":"text/plain"}
 //	{"op":"ping","id":"4"}
@@ -58,6 +59,18 @@
 // on any edge. If messages after from may be missing, a gap frame comes
 // before the replayed ones. Subscribing again to a filter replaces the
 // subscription. After the ack of an unsubscribe no message of it is sent.
+//
+// # Start
+//
+// A subscribe without from may ask for a start instead: "retained":true
+// sends the retained message of each matching topic first (by topic,
+// "retain":true, without a position: a retained message is older than the
+// stream's end, and a resume from it would replay history — subscribe
+// again with retained instead), "rewind":10 the last 10 matching messages,
+// "rewind":"30s" those stored in the last 30 seconds (a Go duration, at
+// most 168h); then live messages, with a resume's handover: none missed,
+// none twice. A rewind reads history (the history capability). from and
+// a start exclude each other (error bad_request).
 //
 // # Connection rules
 //
@@ -417,14 +430,21 @@ func (s *session) revoke(reason error) {
 }
 
 func (s *session) subscribe(req request) {
-	from := node.Live()
-	if req.From != "" {
-		p, err := message.ParsePosition(req.From)
-		if err != nil {
-			s.fail(req.ID, fmt.Errorf("from %q: %w", req.From, err))
-			return
+	from, err := node.ParseStart(req.Retained, string(req.Rewind))
+	if err == nil && req.From != "" {
+		if from.Replays() {
+			err = fmt.Errorf("%w: from resumes a subscription; retained and rewind start one", node.ErrBadStart)
+		} else {
+			p, perr := message.ParsePosition(req.From)
+			if perr != nil {
+				err = fmt.Errorf("from %q: %w", req.From, perr)
+			}
+			from = node.After(p)
 		}
-		from = node.After(p)
+	}
+	if err != nil {
+		s.fail(req.ID, err)
+		return
 	}
 	s.mu.Lock()
 	old := s.subs[req.Topic]
@@ -451,7 +471,7 @@ func (s *session) subscribe(req request) {
 	s.subs[req.Topic] = sub
 	s.mu.Unlock()
 	s.send(ack{Type: typeAck, ID: req.ID})
-	if !from.History() {
+	if !from.Replays() {
 		// Live only: nothing to replay, nothing touches the network.
 		if _, err := fs.Replay(s.ctx, nil); err != nil {
 			s.replayFailed(req, sub, err)
@@ -665,6 +685,11 @@ func (s *session) frame(it node.Item) any {
 		return gap{Type: typeGap, Topic: filter, From: it.Pos.String(), EpochChanged: it.EpochChanged}
 	}
 	m, pos := it.Msg, it.Pos.String()
+	if it.Retained {
+		// Older than the stream's end: a resume from it would replay
+		// history. A retained start is resumed by subscribing again.
+		pos = ""
+	}
 	if s.binary && !utf8.Valid(m.Payload) {
 		w := wire.Of(&message.Message{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Seq: m.Seq,
 			ContentType: m.ContentType, UserProperties: m.UserProperties})
