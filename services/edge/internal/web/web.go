@@ -6,12 +6,16 @@
 //
 // # Page parameters
 //
-//	GET /?topic=<filter>[&transport=sse|ws][&binary=1]
+//	GET /?topic=<filter>[&transport=sse|ws][&binary=1][&retained=true | &rewind=<n>|<duration>]
 //
-// With topic the page subscribes at once. The page exposes what it
+// With topic the page subscribes at once. retained and rewind choose the
+// subscription's start (the page's Start control): the retained message
+// of each matching topic first, or the last n messages, or those of the
+// last duration, then live ones; a retained message has no position (its
+// row says "retained", its id is ''). The page exposes what it
 // received to scripts (and tests):
 //
-//	window.received  [{id, topic, payload, encoding, seq}]  every message, in arrival order
+//	window.received  [{id, topic, payload, encoding, seq, retain}]  every message, in arrival order
 //	window.gaps      [{from, epoch_changed}]                every gap announced
 //	window.herald    {transport, state, opens, errors, closes, lastId}
 //

@@ -35,10 +35,21 @@ window.herald = { transport: null, state: 'closed', opens: 0, errors: 0, closes:
     while (log.childNodes.length > maxRows) log.removeChild(log.lastChild);
   }
 
+  // record shows a message. A retained message of the start comes
+  // without a position (id ''): the page's position stays where it was.
   function record(id, d) {
-    received.push({ id: id, topic: d.topic, payload: d.payload, encoding: d.encoding, seq: d.seq });
-    herald.lastId = id;
-    row([id, d.topic, d.encoding === 'utf8' ? d.payload : '(' + d.encoding + ') ' + d.payload]);
+    received.push({ id: id, topic: d.topic, payload: d.payload, encoding: d.encoding, seq: d.seq, retain: d.retain });
+    if (id) herald.lastId = id;
+    row([id || 'retained', d.topic, d.encoding === 'utf8' ? d.payload : '(' + d.encoding + ') ' + d.payload]);
+  }
+
+  // The start of a new subscription (none once the page has a position
+  // to resume from): retained=true, or rewind=<n> / rewind=<duration>.
+  function startOf() {
+    const v = $('start').value;
+    if (v === 'retained') return { retained: true };
+    if (v === 'rewind') return { rewind: $('rewind').value };
+    return {};
   }
 
   function gap(g) {
@@ -61,7 +72,15 @@ window.herald = { transport: null, state: 'closed', opens: 0, errors: 0, closes:
     function start() {
       if (stopped) return;
       let url = '/sse?topic=' + encodeURIComponent(filter);
-      if (herald.lastId) url += '&lastEventId=' + encodeURIComponent(herald.lastId);
+      if (herald.lastId) {
+        url += '&lastEventId=' + encodeURIComponent(herald.lastId);
+      } else {
+        // EventSource's own reconnects keep this URL and add their
+        // Last-Event-ID header, which the edge takes over the start.
+        const s = startOf();
+        if (s.retained) url += '&retained=true';
+        if (s.rewind) url += '&rewind=' + encodeURIComponent(s.rewind);
+      }
       setState(herald.opens ? 'reconnecting' : 'connecting');
       es = new EventSource(url);
       es.onopen = () => { backoff = 250; herald.opens++; setState('open'); };
@@ -111,6 +130,7 @@ window.herald = { transport: null, state: 'closed', opens: 0, errors: 0, closes:
         subID = 'sub-' + (++seq);
         const req = { op: 'subscribe', id: subID, topic: filter };
         if (herald.lastId) req.from = herald.lastId;
+        else Object.assign(req, startOf());
         sock.send(JSON.stringify(req));
       };
       sock.onmessage = (e) => {
@@ -160,6 +180,11 @@ window.herald = { transport: null, state: 'closed', opens: 0, errors: 0, closes:
 
   const transport = params.get('transport') === 'ws' ? 'ws' : 'sse';
   $('transport').value = transport;
+  if (params.get('retained') === 'true') $('start').value = 'retained';
+  if (params.has('rewind')) {
+    $('start').value = 'rewind';
+    $('rewind').value = params.get('rewind');
+  }
   if (params.has('topic')) {
     $('filter').value = params.get('topic');
     subscribe(params.get('topic'), transport);
