@@ -12,7 +12,7 @@
 // subscription's start (the page's Start control): the retained message
 // of each matching topic first, or the last n messages, or those of the
 // last duration, then live ones; a retained message has no position (its
-// row says "retained", its id is ''). The page exposes what it
+// row says "retained", its id is ”). The page exposes what it
 // received to scripts (and tests):
 //
 //	window.received  [{id, topic, payload, encoding, seq, retain}]  every message, in arrival order
