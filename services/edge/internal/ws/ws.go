@@ -111,11 +111,13 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
-// Handler serves GET /ws.
+// Handler serves GET /ws, or the same protocol over another carrier
+// (Transport).
 type Handler struct {
 	cfg      Config
 	n        *node.Node
-	upgrade  upgrader
+	upgrade  Upgrader
+	protocol string // the telemetry and admission label
 	overflow node.Overflow
 
 	// sessions are the open connections, for a drain (Leavers) and the
@@ -127,8 +129,27 @@ type Handler struct {
 
 // NewHandler returns the WebSocket handler over n. cfg must be valid.
 func NewHandler(cfg Config, n *node.Node) *Handler {
+	return NewTransportHandler(cfg, n, Transport{Protocol: telemetry.ProtocolWS, Upgrade: upgradeCoder})
+}
+
+// Transport is a carrier of the protocol other than a WebSocket: a name
+// and an upgrade that turns a request into a Conn (package webtransport:
+// a WebTransport session's stream). The protocol — its frames, resume,
+// publish acknowledgements, limits, slow-consumer policy, revocation and
+// drain — is this package's, whatever carries it.
+type Transport struct {
+	// Protocol names the carrier in telemetry and the connection registry
+	// (telemetry.Protocol*).
+	Protocol string
+	// Upgrade takes over an authenticated, admitted request.
+	Upgrade Upgrader
+}
+
+// NewTransportHandler returns the protocol's handler over carrier t. cfg
+// must be valid.
+func NewTransportHandler(cfg Config, n *node.Node, t Transport) *Handler {
 	cfg = cfg.WithDefaults()
-	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, overflow: node.OverflowClose}
+	h := &Handler{cfg: cfg, n: n, upgrade: t.Upgrade, protocol: t.Protocol, overflow: node.OverflowClose}
 	if cfg.SlowConsumer == SlowConsumerDrop {
 		h.overflow = node.OverflowDrop
 	}
@@ -158,12 +179,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pubSlots: make(chan struct{}, h.cfg.MaxInflightPublishes)}
 	// Counted against the tenant's connections (429 before the upgrade)
 	// and registered: a revoked credential closes the connection (1008).
-	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: "ws", Remote: r.RemoteAddr,
+	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: h.protocol, Remote: r.RemoteAddr,
 		Identity: id}, s.revoke)
 	if fault.Is(err, fault.Busy) {
 		// A shedding edge answers in the protocol: close 1013 (try again
 		// later), which WebSocket clients surface, unlike a refused upgrade.
-		code := closeCode(fault.Of(err).WS)
+		code := CloseCode(fault.Of(err).WS)
 		if conn, uerr := h.upgrade(w, r, &h.cfg, func() {}); uerr == nil {
 			_ = conn.Close(code, "server busy")
 		}
@@ -202,7 +223,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	revoked := s.revoked != nil
 	s.mu.Unlock()
 	if revoked {
-		s.close(closeCode(fault.Table[fault.Revoked].WS), "credential revoked")
+		s.close(CloseCode(fault.Table[fault.Revoked].WS), "credential revoked")
 	}
 	// The session outlives the handler: its context keeps the request's
 	// values, not its end (net/http ends a hijacked request's context when
@@ -309,7 +330,7 @@ func (s *session) enter() bool {
 }
 
 // close closes the connection once, with the first reason given.
-func (s *session) close(code closeCode, reason string) {
+func (s *session) close(code CloseCode, reason string) {
 	s.closeOnce.Do(func() { _ = s.conn.Close(code, reason) })
 }
 
@@ -425,7 +446,7 @@ func (s *session) revoke(reason error) {
 	s.mu.Unlock()
 	s.h.n.Logger().Info("ws connection closed: credential revoked", "tenant", s.id.Tenant, "reason", reason)
 	if conn != nil {
-		go s.close(closeCode(fault.Of(reason).WS), "credential revoked")
+		go s.close(CloseCode(fault.Of(reason).WS), "credential revoked")
 	}
 }
 
@@ -563,7 +584,7 @@ func (s *session) publish(req request, payload []byte, utf8 bool) {
 	}
 	// The core checks it (invalid_topic, not_authorized, rate_limited,
 	// payload_too_large); a refusal is answered in its turn, as a store.
-	pending, err := s.h.n.Publish(s.ctx, s.adm.Caller(), m, node.PublishOptions{Protocol: telemetry.ProtocolWS})
+	pending, err := s.h.n.Publish(s.ctx, s.adm.Caller(), m, node.PublishOptions{Protocol: s.h.protocol})
 	s.enqueue(inflight{id: req.ID, pending: pending, err: err})
 }
 
@@ -766,7 +787,7 @@ func (s *session) drain() {
 				return
 			}
 			if !it.Gap() {
-				tel.Delivered(telemetry.ProtocolWS, it.Msg, true)
+				tel.Delivered(s.h.protocol, it.Msg, true)
 			}
 		}
 		clear(items)
@@ -776,7 +797,7 @@ func (s *session) drain() {
 func (s *session) closeSlow() {
 	// Like nats-server's "Slow Consumer Detected", worth an operator's eye.
 	s.h.n.Logger().Info("ws: slow consumer, closing", "tenant", s.id.Tenant, "code", s.h.cfg.CloseCode)
-	s.close(closeCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
+	s.close(CloseCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
 }
 
 func (s *session) stopDraining() {
