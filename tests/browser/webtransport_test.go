@@ -1,0 +1,149 @@
+package browser
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/heraldmq/herald/tests/localcluster"
+)
+
+// webTransportCert writes a self-signed certificate for 127.0.0.1 that a
+// browser trusts by its hash (serverCertificateHashes): ECDSA P-256, valid
+// 10 days — the W3C rule is 14 days at most — and returns its files.
+func webTransportCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "herald webtransport test"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "wt.crt"), filepath.Join(dir, "wt.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestBrowserWebTransport ensures the example page in headless Chromium,
+// on transport "auto", opens a WebTransport session (no fallback) trusted
+// by its certificate's hash — Chromium needs no flag for it: the
+// serverCertificateHashes option alone, with an ECDSA certificate valid
+// at most 14 days, on loopback — and, through a load balancer in front of
+// two edges: receives every message an MQTT client (Eclipse Paho)
+// publishes on the other edge, exactly once and in order, although the
+// edge holding its session is killed mid-way (it asks GET /webtransport
+// again, lands on the other edge and resubscribes from its last
+// position); then publishes over its session a message that an SSE
+// client receives, acknowledged with its position.
+func TestBrowserWebTransport(t *testing.T) {
+	certFile, keyFile := webTransportCert(t)
+	ctx, c := browserFailover(t, "auto", "HERALD_WEBTRANSPORT_ADDR=127.0.0.1:0",
+		"HERALD_WEBTRANSPORT_CERT="+certFile, "HERALD_WEBTRANSPORT_KEY="+keyFile)
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`window.herald`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallbacks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.fallbacks`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Transport != "webtransport" || len(fallbacks) != 0 {
+		t.Fatalf("the page ran on %q after falling back from %q, want WebTransport throughout", st.Transport, fallbacks)
+	}
+
+	// Its own publish, over the session, to an SSE client on the other edge.
+	edges, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.edges`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := c.byID(t, edges[len(edges)-1])
+	topic := fmt.Sprintf("browser/wt/%d/up", time.Now().UnixNano())
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The other edge was killed: the SSE client is on the edge that holds
+	// the page's session now.
+	s, err := openSSE(sctx, holder.HTTP, "topic="+topic, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	pos, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		fmt.Sprintf(`herald.publish(%q, "from the browser over WebTransport")`, topic), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("publish over WebTransport: %v", err)
+	}
+	select {
+	case ev := <-s.events:
+		if ev.ID != pos || !strings.Contains(ev.Data, `"payload":"from the browser over WebTransport"`) {
+			t.Fatalf("the SSE client got %+v, want the page's message at %s", ev, pos)
+		}
+	case <-sctx.Done():
+		t.Fatal("the SSE client never got the page's publish")
+	}
+	t.Logf("published over WebTransport at %s, received over SSE", pos)
+}
+
+// TestBrowserTransportFallback ensures the example page on transport
+// "auto" falls back to the WebSocket protocol on an edge without a
+// WebTransport listener (GET /webtransport answers 404), and receives
+// there.
+func TestBrowserTransportFallback(t *testing.T) {
+	h, err := localcluster.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := startBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(h.HTTP+"/?transport=auto&topic=sensors/%23")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, `window.herald.state === "open"`, 15*time.Second)
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`window.herald`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallbacks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.fallbacks`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Transport != "ws" || len(fallbacks) != 1 || fallbacks[0] != "webtransport" {
+		t.Fatalf("the page runs on %q after leaving %q, want ws after webtransport", st.Transport, fallbacks)
+	}
+	_, mqttPort, _ := strings.Cut(h.MQTT, ":")
+	device(t, mqttPort, "over the fallback")
+	waitPage(t, ctx, `window.received.some(m => m.payload === "over the fallback")`, 15*time.Second)
+}
