@@ -128,19 +128,7 @@ func TestGettingStartedPages(t *testing.T) {
 	position := regexp.MustCompile(`^[0-9a-z]+-[0-9]+$`)
 
 	// Steps 2 and 3: make run's herald, the page subscribed to everything.
-	h, err := localcluster.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(h.Log)
-			t.Logf("--- herald log\n%s", b)
-		}
-	})
+	h := runHerald(t)
 	httpBase := h.HTTP
 	_, mqttPort, _ := strings.Cut(h.MQTT, ":")
 	ctx := startBrowser(t)

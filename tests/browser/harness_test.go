@@ -90,6 +90,27 @@ func startCluster(t *testing.T, env ...string) *cluster {
 	}
 }
 
+// runHerald runs bin/herald as make run starts it, with env added to
+// its environment, stopped at the end of the test (its log shown if the
+// test failed).
+func runHerald(t *testing.T, env ...string) *localcluster.Embedded {
+	t.Helper()
+	h, err := localcluster.StartEmbedded(t.TempDir(), env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(h.Log)
+			t.Logf("--- herald log\n%s", b)
+		}
+	})
+	return h
+}
+
 // byID returns the edge with id.
 func (c *cluster) byID(t *testing.T, id string) edge {
 	t.Helper()

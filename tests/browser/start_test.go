@@ -3,7 +3,6 @@ package browser
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/heraldmq/herald/tests/localcluster"
 )
 
 // TestBrowserStart ensures a dashboard in headless Chromium that opens a
@@ -21,19 +19,7 @@ import (
 // "retained"), then the live messages; with rewind=2, the last two
 // messages with their positions, then the live ones — none twice.
 func TestBrowserStart(t *testing.T) {
-	h, err := localcluster.StartEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(h.Log)
-			t.Logf("--- herald log\n%s", b)
-		}
-	})
+	h := runHerald(t)
 	_, mqttPort, _ := strings.Cut(h.MQTT, ":")
 	// The device's readings, retained as a device's state is.
 	for _, r := range []struct{ topic, value string }{

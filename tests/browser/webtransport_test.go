@@ -2,23 +2,13 @@ package browser
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/heraldmq/herald/tests/localcluster"
+	"github.com/heraldmq/herald/pkg/testserver"
 )
 
 // webTransportCert writes a self-signed certificate for 127.0.0.1 that a
@@ -26,32 +16,23 @@ import (
 // 10 days — the W3C rule is 14 days at most — and returns its files.
 func webTransportCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "herald webtransport test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "wt.crt"), filepath.Join(dir, "wt.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, _ = testserver.LocalhostCertFiles(t, 10*24*time.Hour)
 	return certFile, keyFile
+}
+
+// pageTransport returns the transport the page runs on and those its
+// "auto" left.
+func pageTransport(t *testing.T, ctx context.Context) (string, []string) {
+	t.Helper()
+	transport, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.herald.transport`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallbacks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.fallbacks`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return transport, fallbacks
 }
 
 // TestBrowserWebTransport ensures the example page in headless Chromium,
@@ -69,16 +50,8 @@ func TestBrowserWebTransport(t *testing.T) {
 	certFile, keyFile := webTransportCert(t)
 	ctx, c := browserFailover(t, "auto", "HERALD_WEBTRANSPORT_ADDR=127.0.0.1:0",
 		"HERALD_WEBTRANSPORT_CERT="+certFile, "HERALD_WEBTRANSPORT_KEY="+keyFile)
-	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`window.herald`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fallbacks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.fallbacks`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Transport != "webtransport" || len(fallbacks) != 0 {
-		t.Fatalf("the page ran on %q after falling back from %q, want WebTransport throughout", st.Transport, fallbacks)
+	if transport, fallbacks := pageTransport(t, ctx); transport != "webtransport" || len(fallbacks) != 0 {
+		t.Fatalf("the page ran on %q after falling back from %q, want WebTransport throughout", transport, fallbacks)
 	}
 
 	// Its own publish, over the session, to an SSE client on the other edge.
@@ -132,29 +105,13 @@ func TestBrowserTransportAuto(t *testing.T) {
 		{"without", nil, "ws", []string{"webtransport"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := localcluster.StartEmbedded(t.TempDir(), tc.env...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := h.Stop(); err != nil {
-					t.Error(err)
-				}
-			})
+			h := runHerald(t, tc.env...)
 			if err := chromedp.Do(ctx, chromedp.Navigate(h.HTTP+"/?transport=auto&topic=sensors/%23")); err != nil {
 				t.Fatal(err)
 			}
 			waitPage(t, ctx, `window.herald.state === "open"`, 15*time.Second)
-			st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`window.herald`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			fallbacks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.herald.fallbacks`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.Transport != tc.transport || fmt.Sprint(fallbacks) != fmt.Sprint(tc.fallbacks) {
-				t.Fatalf("the page runs on %q after leaving %q, want %s after %q", st.Transport, fallbacks, tc.transport, tc.fallbacks)
+			if transport, fallbacks := pageTransport(t, ctx); transport != tc.transport || fmt.Sprint(fallbacks) != fmt.Sprint(tc.fallbacks) {
+				t.Fatalf("the page runs on %q after leaving %q, want %s after %q", transport, fallbacks, tc.transport, tc.fallbacks)
 			}
 			_, mqttPort, _ := strings.Cut(h.MQTT, ":")
 			device(t, mqttPort, "over "+tc.name)
