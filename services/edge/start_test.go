@@ -50,12 +50,16 @@ type sseEvent struct {
 	}
 }
 
-// sseEvents opens an SSE stream on query and returns a function reading
-// its next event (comments and the retry field skipped).
-func sseEvents(t *testing.T, ctx context.Context, base, query string) func() sseEvent {
+// sseEvents opens an SSE stream on query with client (nil: the default)
+// and returns a function reading its next event (comments and the retry
+// field skipped).
+func sseEvents(t *testing.T, ctx context.Context, client *http.Client, base, query string) func() sseEvent {
 	t.Helper()
+	if client == nil {
+		client = http.DefaultClient
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse?"+query, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +182,7 @@ func TestRetainedStartOnEveryTransport(t *testing.T) {
 	publishHTTP(t, base, "sensors/c", "not retained", false)
 	publishHTTP(t, base, "other/x", "x", true)
 
-	next := sseEvents(t, ctx, base, "topic=sensors/%23&retained=true")
+	next := sseEvents(t, ctx, nil, base, "topic=sensors/%23&retained=true")
 	c := wsSubscribe(t, ctx, base, map[string]any{"topic": "sensors/#", "retained": true})
 	first := poll(t, base, "topic=sensors/%23&retained=true")
 
@@ -224,8 +228,8 @@ func TestRewindStartOnEveryTransport(t *testing.T) {
 		pos[p] = publishHTTP(t, base, "log/x", p, false)
 		publishHTTP(t, base, "noise", "n", false)
 	}
-	next3 := sseEvents(t, ctx, base, "topic=log/%23&rewind=3")
-	nextT := sseEvents(t, ctx, base, "topic=log/%23&rewind=10m")
+	next3 := sseEvents(t, ctx, nil, base, "topic=log/%23&rewind=3")
+	nextT := sseEvents(t, ctx, nil, base, "topic=log/%23&rewind=10m")
 	c3 := wsSubscribe(t, ctx, base, map[string]any{"topic": "log/#", "rewind": 3})
 	cT := wsSubscribe(t, ctx, base, map[string]any{"topic": "log/#", "rewind": "10m"})
 	first := poll(t, base, "topic=log/%23&rewind=3")

@@ -177,20 +177,9 @@ func TestWebTransport(t *testing.T) {
 		t.Fatalf("message %+v, want from mqtt with its position", got)
 	}
 
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf.Clone()}}
-	sctx, scancel := context.WithCancel(ctx)
-	defer scancel()
-	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, base+"/sse?topic=wt/%23", nil)
-	hc.Transport.(*http.Transport).TLSClientConfig.NextProtos = nil
-	sresp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sresp.Body.Close()
-	sr := bufio.NewReader(sresp.Body)
-	if line, _ := sr.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
-		t.Fatalf("sse: %q", line)
-	}
+	tcp := tlsConf.Clone()
+	tcp.NextProtos = nil // HTTP/1.1 over TLS, not h3
+	next := sseEvents(t, ctx, &http.Client{Transport: &http.Transport{TLSClientConfig: tcp}}, base, "topic=wt/%23")
 	c.send(map[string]any{"op": "publish", "id": "p", "topic": "wt/browser", "payload": "from wt", "qos": 1})
 	var ack, echo wsFrame
 	for ack.Type == "" || echo.Type == "" {
@@ -206,17 +195,8 @@ func TestWebTransport(t *testing.T) {
 	if ack.Position == "" || echo.Position != ack.Position || echo.Payload != "from wt" {
 		t.Fatalf("publish ack %+v, own message %+v: want the stored position on both", ack, echo)
 	}
-	for {
-		line, err := sr.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(line, "data: ") {
-			if !strings.Contains(line, `"payload":"from wt"`) {
-				t.Fatalf("sse data %q", line)
-			}
-			break
-		}
+	if ev := next(); ev.id != ack.Position || ev.data.Payload != "from wt" {
+		t.Fatalf("sse: %+v, want from wt at %s", ev, ack.Position)
 	}
 
 	// Gone, then back from the last position it had: what came meanwhile
