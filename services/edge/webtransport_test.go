@@ -259,3 +259,23 @@ func TestWebTransportClientFaults(t *testing.T) {
 		}
 	}
 }
+
+// TestWebTransportOrigin ensures a page of a foreign origin cannot open a
+// session (403, before any session exists), while the edge's own pages —
+// the same host name, on its HTTP port — can.
+func TestWebTransportOrigin(t *testing.T) {
+	_, base, url, tlsConf := startWT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for origin, want := range map[string]int{"https://evil.example": http.StatusForbidden, base: http.StatusOK} {
+		tr := &wt.Transport{TLSClientConfig: tlsConf, QUICConfig: &quic.Config{EnableDatagrams: true, EnableStreamResetPartialDelivery: true}}
+		resp, sess, err := tr.Dial(ctx, url, http.Header{"Origin": {origin}})
+		if resp == nil || resp.StatusCode != want {
+			t.Errorf("Origin %s: %v, %v; want %d", origin, resp, err, want)
+		}
+		if sess != nil {
+			_ = sess.CloseWithError(0, "")
+		}
+		tr.Close()
+	}
+}
