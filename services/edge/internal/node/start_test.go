@@ -15,9 +15,14 @@ import (
 )
 
 // collect runs a feed's replay if replay is set, then drains it until
-// want messages came (or 5 s passed), and returns their payloads; a gap
-// fails the test.
+// want messages came (or 5 s passed), and returns their payloads; a gap,
+// or a message not stamped with its position, fails the test.
 func collect(t *testing.T, f *node.Feed, w *waker, replay bool, want int) []string {
+	return collectIn(t, f, w, replay, want, "")
+}
+
+// collectIn is collect for messages of epoch, if set.
+func collectIn(t *testing.T, f *node.Feed, w *waker, replay bool, want int, epoch string) []string {
 	t.Helper()
 	ctx := context.Background()
 	var got []string
@@ -25,7 +30,7 @@ func collect(t *testing.T, f *node.Feed, w *waker, replay bool, want int) []stri
 		if it.Gap() {
 			t.Fatalf("gap %+v", it)
 		}
-		if it.Pos.Seq != it.Msg.Seq || it.Pos.Epoch == "" {
+		if it.Pos.Seq != it.Msg.Seq || it.Pos.Epoch == "" || (epoch != "" && it.Pos.Epoch != epoch) {
 			t.Fatalf("message %d at %v", it.Msg.Seq, it.Pos)
 		}
 		got = append(got, string(it.Msg.Payload))
