@@ -116,13 +116,15 @@ func (c *wtClient) closedWith() wt.SessionErrorCode {
 	}
 }
 
-// startWT runs an edge with TLS and a WebTransport listener and returns
-// its MQTT address, HTTPS base URL, the WebTransport URL and a TLS config
-// for a client, checking GET /webtransport's certificate hash on the way.
-func startWT(t *testing.T) (mqttAddr, base, url string, client *tls.Config) {
+// startWT runs an edge with TLS and a WebTransport listener, admitting
+// clients without credentials into tenant anonymous (none: ""), and
+// returns its MQTT address, HTTPS base URL, the WebTransport URL and a TLS
+// config for a client, checking GET /webtransport's certificate hash on
+// the way.
+func startWT(t *testing.T, anonymous string) (mqttAddr, base, url string, client *tls.Config) {
 	t.Helper()
 	certFile, keyFile, pool := selfSigned(t)
-	cfg := edge.Config{AnonymousTenant: "dev"}
+	cfg := edge.Config{AnonymousTenant: anonymous}
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
 	cfg.WebTransport.Addr = "127.0.0.1:0"
 	_, mqttAddr, httpURL := startServer(t, cfg)
@@ -151,7 +153,7 @@ func startWT(t *testing.T) (mqttAddr, base, url string, client *tls.Config) {
 // subscribes from the last position it had gets exactly what was
 // published meanwhile, nothing twice.
 func TestWebTransport(t *testing.T) {
-	mqttAddr, base, url, tlsConf := startWT(t)
+	mqttAddr, base, url, tlsConf := startWT(t, "dev")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c := dialWT(t, ctx, url, tlsConf)
@@ -229,7 +231,7 @@ func TestWebTransport(t *testing.T) {
 // header, an unknown frame kind with 1002, a text frame that is not UTF-8
 // with 1007.
 func TestWebTransportClientFaults(t *testing.T) {
-	_, _, url, tlsConf := startWT(t)
+	_, _, url, tlsConf := startWT(t, "dev")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
@@ -264,7 +266,7 @@ func TestWebTransportClientFaults(t *testing.T) {
 // session (403, before any session exists), while the edge's own pages —
 // the same host name, on its HTTP port — can.
 func TestWebTransportOrigin(t *testing.T) {
-	_, base, url, tlsConf := startWT(t)
+	_, base, url, tlsConf := startWT(t, "dev")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for origin, want := range map[string]int{"https://evil.example": http.StatusForbidden, base: http.StatusOK} {
@@ -277,5 +279,20 @@ func TestWebTransportOrigin(t *testing.T) {
 			_ = sess.CloseWithError(0, "")
 		}
 		tr.Close()
+	}
+}
+
+// TestWebTransportNeedsCredentials ensures a session is authenticated as
+// a WebSocket is: without a credential, where no anonymous tenant admits
+// it, the session is refused (403) before it opens.
+func TestWebTransportNeedsCredentials(t *testing.T) {
+	_, _, url, tlsConf := startWT(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr := &wt.Transport{TLSClientConfig: tlsConf, QUICConfig: &quic.Config{EnableDatagrams: true, EnableStreamResetPartialDelivery: true}}
+	defer tr.Close()
+	resp, sess, err := tr.Dial(ctx, url, nil)
+	if resp == nil || resp.StatusCode != http.StatusForbidden || sess != nil {
+		t.Fatalf("without a credential: %v, session %v, %v; want 403 and no session", resp, sess, err)
 	}
 }
