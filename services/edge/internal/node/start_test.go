@@ -108,7 +108,7 @@ func TestRewindLastWhilePublishing(t *testing.T) {
 	if _, err := fmt.Sscan(replayed[0], &first); err != nil {
 		t.Fatal(err)
 	}
-	got := append(replayed, collect(t, f, w, false, 400+more-first-last)...)
+	got := append(replayed, collect(t, f, w, false, 400+more-first-len(replayed))...)
 	<-done
 	if want := 400 + more - first; len(got) != want || first < 400-last {
 		t.Fatalf("received %d messages from %d, want %d (%d rewound)", len(got), first, want, last)
