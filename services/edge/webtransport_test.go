@@ -296,3 +296,26 @@ func TestWebTransportNeedsCredentials(t *testing.T) {
 		t.Fatalf("without a credential: %v, session %v, %v; want 403 and no session", resp, sess, err)
 	}
 }
+
+// TestWebTransportConnectionWithoutSession ensures a QUIC connection that
+// opens no session is closed (after 10 s) although its peer keeps it
+// alive: only sessions, authenticated and counted, hold the edge for long.
+func TestWebTransportConnectionWithoutSession(t *testing.T) {
+	_, _, url, tlsConf := startWT(t, "dev")
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/wt")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, host, tlsConf, &quic.Config{KeepAlivePeriod: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-conn.Context().Done():
+		var app *quic.ApplicationError
+		if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote {
+			t.Fatalf("the connection ended by %v, want the server's close", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a connection without a session stayed open")
+	}
+}

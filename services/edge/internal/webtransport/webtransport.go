@@ -49,7 +49,8 @@
 // kind, 1007 a text frame that is not UTF-8, 1012 the edge leaving (drain,
 // shutdown). Liveness is QUIC's own: keep-alive PINGs every
 // ws.ping_interval, the connection closed after ws.idle_timeout without
-// an answer.
+// an answer. A QUIC connection that carries no session is closed after
+// 10 s, however alive its peer keeps it.
 //
 // The protocol itself — authentication, admission and the tenant's
 // limits, the feed and its slow-consumer policy, revocation, drain,
@@ -80,6 +81,9 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/node"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
 )
+
+// noSessionTimeout closes a QUIC connection without a session.
+const noSessionTimeout = 10 * time.Second
 
 // Path is where sessions are opened.
 const Path = "/wt"
@@ -143,8 +147,12 @@ func New(cfg Config, n *node.Node, wsCfg ws.Config, cert tls.Certificate, wrap f
 	mux.Handle(Path, h)
 	s.wt = &wt.Server{
 		H3: &http3.Server{
-			Handler:   mux,
-			TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			Handler: mux,
+			// A QUIC connection that carries no session (no request) for
+			// this long is closed, however alive its peer: only sessions,
+			// authenticated and counted, hold the edge's memory for long.
+			IdleTimeout: noSessionTimeout,
+			TLSConfig:   http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
 			QUICConfig: &quic.Config{
 				MaxIdleTimeout:  wsCfg.IdleTimeout,
 				KeepAlivePeriod: min(wsCfg.PingInterval, wsCfg.IdleTimeout/2),
