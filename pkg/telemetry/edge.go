@@ -15,12 +15,15 @@ import (
 
 // Protocol label values.
 const (
-	ProtocolMQTT     = "mqtt"
-	ProtocolSSE      = "sse"
-	ProtocolWS       = "ws"
-	ProtocolPoll     = "poll"
-	ProtocolHTTPAPI  = "http"
-	ProtocolInternal = "internal"
+	ProtocolMQTT = "mqtt"
+	ProtocolSSE  = "sse"
+	ProtocolWS   = "ws"
+	ProtocolPoll = "poll"
+	// ProtocolWebTransport is the WebSocket protocol carried over
+	// WebTransport (HTTP/3).
+	ProtocolWebTransport = "webtransport"
+	ProtocolHTTPAPI      = "http"
+	ProtocolInternal     = "internal"
 )
 
 // Connect results and disconnect reasons.

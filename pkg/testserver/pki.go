@@ -73,8 +73,9 @@ func localhostTemplate() *x509.Certificate {
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 }
 
-// issue makes a P-256 key and the certificate of tmpl for it, valid for a
-// day, signed by parent (self-signed when parent is nil).
+// issue makes a P-256 key and the certificate of tmpl for it, valid until
+// tmpl.NotAfter (a day when it is unset), signed by parent (self-signed
+// when parent is nil).
 func issue(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -82,7 +83,10 @@ func issue(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.Priva
 		tb.Fatal(err)
 	}
 	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}

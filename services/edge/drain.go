@@ -135,6 +135,9 @@ func (s *Server) Drain(ctx context.Context) DrainReport {
 
 	leave := s.mqtt.Leavers(cfg.Reference)
 	leave = append(leave, s.drain.ws.Leavers()...)
+	if s.wt != nil {
+		leave = append(leave, s.wt.Leavers()...)
+	}
 	leave = append(leave, s.drain.sse.Leavers(func() []byte { return sse.RetryField(randomIn(cfg.RetryMin, cfg.RetryMax)) })...)
 	leave = append(leave, s.pollLeavers()...)
 	s.log.Info("edge draining", "clients", len(leave), "timeout", cfg.Timeout)
@@ -207,12 +210,16 @@ func (s *Server) waitClientsGone(ctx context.Context) int {
 }
 
 // Clients returns the number of client connections a drain waits for:
-// MQTT, WebSocket, SSE over HTTP/1 and long-polls.
+// MQTT, WebSocket (and WebTransport), SSE over HTTP/1 and long-polls.
 func (s *Server) Clients() int {
 	s.drain.pmu.Lock()
 	polls := len(s.drain.polls)
 	s.drain.pmu.Unlock()
-	return s.mqtt.Stats().Connections + s.drain.ws.Open() + s.drain.sse.Open() + polls
+	wt := 0
+	if s.wt != nil {
+		wt = s.wt.Open()
+	}
+	return s.mqtt.Stats().Connections + s.drain.ws.Open() + s.drain.sse.Open() + polls + wt
 }
 
 // pollLeavers returns a function per waiting long-poll that answers it.

@@ -34,6 +34,7 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/sse"
 	"github.com/heraldmq/herald/services/edge/internal/tenantauth"
 	"github.com/heraldmq/herald/services/edge/internal/web"
+	"github.com/heraldmq/herald/services/edge/internal/webtransport"
 	"github.com/heraldmq/herald/services/edge/internal/ws"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -72,11 +73,14 @@ type Config struct {
 	// Drain is how the edge leaves on SIGTERM: see Server.Drain.
 	Drain DrainConfig `embed:"" prefix:"drain-"`
 
-	MQTT    mqtt.Config           `embed:"" prefix:"mqtt-"`
-	SSE     sse.Config            `embed:"" prefix:"sse-"`
-	WS      ws.Config             `embed:"" prefix:"ws-"`
-	Poll    poll.Config           `embed:"" prefix:"poll-"`
-	Publish httpapi.PublishConfig `embed:"" prefix:"publish-"`
+	MQTT mqtt.Config `embed:"" prefix:"mqtt-"`
+	SSE  sse.Config  `embed:"" prefix:"sse-"`
+	WS   ws.Config   `embed:"" prefix:"ws-"`
+	Poll poll.Config `embed:"" prefix:"poll-"`
+	// WebTransport, when its address is set, serves the WebSocket
+	// protocol over WebTransport (HTTP/3, UDP), with TLS required.
+	WebTransport webtransport.Config   `embed:"" prefix:"webtransport-"`
+	Publish      httpapi.PublishConfig `embed:"" prefix:"publish-"`
 	// CORS applies to every HTTP endpoint; its origins are also allowed
 	// to open WebSockets.
 	CORS cors.Config `embed:"" prefix:"cors-"`
@@ -257,7 +261,7 @@ func (c Config) Validate() error {
 	if c.Demo != DemoAuto && c.Demo != DemoOn && c.Demo != DemoOff {
 		return fmt.Errorf("edge: demo must be %q, %q or %q, got %q", DemoAuto, DemoOn, DemoOff, c.Demo)
 	}
-	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(),
+	return errors.Join(c.MQTT.Validate(), c.SSE.Validate(), c.WS.Validate(), c.Poll.Validate(), c.WebTransport.Validate(c.TLS.Enabled()),
 		c.Publish.Validate(), c.CORS.Validate(), c.Shed.Validate(), c.Drain.Validate(), c.HTTP.Validate(), c.JWKS.Validate())
 }
 
@@ -278,9 +282,13 @@ type Server struct {
 	quota   *limits.Limits
 	clients *node.Clients
 
+	// wt is the WebTransport listener; nil unless configured.
+	wt *webtransport.Server
+
 	mu        sync.Mutex
 	mqttAddr  net.Addr
 	httpAddr  net.Addr
+	wtAddr    net.Addr
 	listening chan struct{}
 
 	// drain is the state of Drain (drain.go).
@@ -398,6 +406,20 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, sessions mqt
 	mux.Handle("POST /publish", httpapi.NewPublishHandlerConfig(pubCfg, s.node))
 	mux.Handle("GET /poll", poll.NewHandler(cfg.Poll, s.node))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	if cfg.WebTransport.Enabled() {
+		certFile, keyFile := cfg.WebTransport.CertFile, cfg.WebTransport.KeyFile
+		if certFile == "" {
+			certFile, keyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("edge: webtransport tls: %w", err)
+		}
+		s.wt = webtransport.New(cfg.WebTransport, s.node, wsCfg, cert, func(h http.Handler) http.Handler {
+			return edgeHeader(cfg.ID, s.gate(h))
+		})
+	}
+	mux.HandleFunc("GET /webtransport", s.webTransportInfo)
 	if cfg.demo() {
 		page := web.NewHandler()
 		for _, pattern := range web.Routes {
@@ -537,6 +559,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("edge: http listen: %w", err)
 	}
 	hl = s.preauth.Listener(hl)
+	wl, err := s.listenWebTransport()
+	if err != nil {
+		ml.Close()
+		hl.Close()
+		return fmt.Errorf("edge: webtransport listen: %w", err)
+	}
 	s.mu.Lock()
 	s.mqttAddr, s.httpAddr = ml.Addr(), hl.Addr()
 	s.drain.httpL = hl
@@ -548,9 +576,21 @@ func (s *Server) Run(ctx context.Context) error {
 	// Long-lived handlers (SSE, WebSocket) watch the request context, which
 	// derives from ctx: cancelling ctx ends them, so Shutdown can finish.
 	s.http.BaseContext = func(net.Listener) context.Context { return ctx }
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	servers := 2
 	go func() { errc <- s.mqtt.Serve(ctx, ml) }()
+	if wl != nil {
+		s.log.Info("edge listening for WebTransport", "addr", wl.LocalAddr().String())
+		servers++
+		go func() {
+			// A drain closes the listener itself: not an error.
+			if err := s.wt.Serve(wl); err != nil && !s.Draining() {
+				errc <- fmt.Errorf("edge: webtransport: %w", err)
+				return
+			}
+			errc <- nil
+		}()
+	}
 	if s.cfg.MQTTTLSAddr != "" {
 		tl, err := net.Listen("tcp", s.cfg.MQTTTLSAddr)
 		if err != nil {
@@ -597,6 +637,9 @@ wait:
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace)
 	defer cancel()
 	_ = s.http.Shutdown(shutdownCtx)
+	if s.wt != nil {
+		_ = s.wt.Close()
+	}
 	ml.Close()
 	s.mqtt.Close()
 	for ; received < servers; received++ {

@@ -8,7 +8,7 @@ import (
 
 // transports are the edge's protocol packages: encoders of the core's
 // Feed and decoders of its publishes.
-var transports = []string{"mqtt", "sse", "ws", "poll", "httpapi"}
+var transports = []string{"mqtt", "sse", "ws", "poll", "httpapi", "webtransport"}
 
 // coreOnly are the packages the core keeps to itself: the backbone, the
 // session store and the hub. A transport importing one is doing the

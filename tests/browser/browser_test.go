@@ -209,11 +209,28 @@ func TestBrowserSSEFailover(t *testing.T) { browserFailover(t, "sse") }
 // WebSocket mode, which resubscribes from the position of its last message.
 func TestBrowserWebSocketFailover(t *testing.T) { browserFailover(t, "ws") }
 
-func browserFailover(t *testing.T, transport string) {
-	c := startCluster(t)
+// browserFailover runs the failover of the page's transport (a page
+// parameter) on the local cluster started with env, and returns the
+// browser's tab and the cluster.
+func browserFailover(t *testing.T, transport string, env ...string) (context.Context, *cluster) {
+	c := startCluster(t, env...)
 	lb := startHAProxy(t, c.A, c.B)
 	ctx := startBrowser(t)
 	net := watchNetwork(t, ctx)
+	// The edge holding the page's i-th stream: from the browser's network
+	// events, or, for WebTransport sessions (which they do not show), from
+	// the page (the edge that answered its GET /webtransport).
+	streamEdge := func(i int) string {
+		if transport != "auto" {
+			return net.stream(t, i)
+		}
+		waitPage(t, ctx, fmt.Sprintf(`window.herald.edges.length > %d`, i), 20*time.Second)
+		id, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`window.herald.edges[%d]`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
 
 	run := fmt.Sprintf("browser/%s/%d", transport, time.Now().UnixNano())
 	page := lb + "/?transport=" + transport + "&topic=" + url.QueryEscape(run+"/#")
@@ -221,7 +238,7 @@ func browserFailover(t *testing.T, transport string) {
 		t.Fatal(err)
 	}
 	waitPage(t, ctx, `window.herald.state === "open"`, 15*time.Second)
-	victim := c.byID(t, net.stream(t, 0))
+	victim := c.byID(t, streamEdge(0))
 	survivor := c.other(victim)
 	t.Logf("page's %s stream is on %s; the publisher uses %s", transport, victim.ID, survivor.ID)
 
@@ -255,7 +272,7 @@ func browserFailover(t *testing.T, transport string) {
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
-	if id := net.stream(t, 1); id != survivor.ID {
+	if id := streamEdge(1); id != survivor.ID {
 		t.Fatalf("the page reconnected to %q, want %s", id, survivor.ID)
 	}
 	waitPage(t, ctx, fmt.Sprintf(`window.received.length >= %d`, total), 30*time.Second)
@@ -303,6 +320,7 @@ func browserFailover(t *testing.T, transport string) {
 		t.Logf("/sse requests resumed from %q", resumes)
 	}
 	t.Logf("page state %+v; %d messages exactly once, in order, across the kill of %s", st, len(got), victim.ID)
+	return ctx, c
 }
 
 // pahoConnect connects an Eclipse Paho MQTT 5 client.

@@ -784,3 +784,49 @@ func TestAdminTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestEdgeWebTransport ensures edge.webTransport.enabled serves
+// WebTransport with the edge's certificate: --webtransport-addr on the
+// UDP port, the port on the pod, on the MQTT Service (the L4 one: an
+// Ingress carries no UDP) and open in the NetworkPolicy; and that asking
+// for it without TLS stops the rendering.
+func TestEdgeWebTransport(t *testing.T) {
+	r := render(t, production, map[string]any{"edge.webTransport.enabled": true})
+	spec := r.deployment(t, "edge").Spec.Template.Spec
+	c := container(t, spec, "edge")
+	if got := flagValue(c.Args, "--webtransport-addr"); got != ":8443" || flagValue(c.Args, "--tls-cert") == "" {
+		t.Errorf("--webtransport-addr = %q (args %v), want :8443 beside --tls-cert", got, c.Args)
+	}
+	udp := func(ports []corev1.ServicePort) bool {
+		for _, p := range ports {
+			if p.Name == "webtransport" && p.Protocol == corev1.ProtocolUDP && p.Port == 8443 {
+				return true
+			}
+		}
+		return false
+	}
+	if !udp(r.find(t, "Service", releaseName+"-mqtt").(*corev1.Service).Spec.Ports) {
+		t.Error("the MQTT Service has no UDP port webtransport 8443")
+	}
+	pod := false
+	for _, p := range c.Ports {
+		pod = pod || (p.Name == "webtransport" && p.Protocol == corev1.ProtocolUDP && p.ContainerPort == 8443)
+	}
+	if !pod {
+		t.Errorf("the edge container has no UDP port webtransport: %v", c.Ports)
+	}
+	np := r.find(t, "NetworkPolicy", releaseName+"-edge").(*networkingv1.NetworkPolicy)
+	open := false
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			open = open || (p.Port.String() == "webtransport" && p.Protocol != nil && *p.Protocol == corev1.ProtocolUDP)
+		}
+	}
+	if !open {
+		t.Error("the edge NetworkPolicy does not open webtransport (UDP)")
+	}
+	if _, err := renderValues(t, loadChart(t), userValues(t, "", map[string]any{"edge.webTransport.enabled": true})); err == nil ||
+		!strings.Contains(err.Error(), "edge.tls.secretName") {
+		t.Errorf("WebTransport without TLS rendered (%v), want an error naming edge.tls.secretName", err)
+	}
+}

@@ -92,6 +92,25 @@ stop "$hp"
 herald "$OUT/herald4"
 lg herald s4-idle-ws idle --proto ws --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"
 stop "$hp"
+# --- Herald, embedded default with a WebTransport listener (a self-signed
+# ECDSA certificate valid 10 days, trusted by its hash): the native protocol
+# over WebTransport against the same over WebSocket, on one server.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 10 -nodes -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/wt.key" -out "$OUT/wt.crt" 2>/dev/null
+export HERALD_WEBTRANSPORT_CERT=$OUT/wt.crt HERALD_WEBTRANSPORT_KEY=$OUT/wt.key
+HERALD_WEBTRANSPORT_ADDR=127.0.0.1:$(free_port); export HERALD_WEBTRANSPORT_ADDR
+herald "$OUT/herald5"
+for p in ws wt; do
+  lg herald s6-1to1-$p run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pid "$hp" --duration "$DUR" --sub-proto $p --qos 1 --size 100
+  lg herald s6-fanout-$p run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pid "$hp" --duration "$DUR" \
+    --pattern fanout --subs 300 --sub-proto $p --qos 0 --size 100 --rate 100
+done
+stop "$hp"
+herald "$OUT/herald6"
+lg herald s4-idle-wt idle --proto wt --addr "http://127.0.0.1:$hh" --conns "$(( IDLE < 5000 ? IDLE : 5000 ))" --pid "$hp"
+stop "$hp"
+unset HERALD_WEBTRANSPORT_ADDR HERALD_WEBTRANSPORT_CERT HERALD_WEBTRANSPORT_KEY
+
 port=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$port" > "$OUT/mosquitto.conf"
 /usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"

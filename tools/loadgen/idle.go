@@ -22,7 +22,7 @@ import (
 
 type idleCmd struct {
 	Name    string        `help:"Scenario name in the result." default:"idle"`
-	Proto   string        `help:"mqtt, sse or ws." enum:"mqtt,sse,ws" default:"mqtt"`
+	Proto   string        `help:"mqtt, sse, ws or wt (WebTransport sessions, each subscribed; the edge's URL must be https)." enum:"mqtt,sse,ws,wt" default:"mqtt"`
 	Addr    string        `help:"MQTT host:port, or the edge base URL for sse and ws." default:"127.0.0.1:1883"`
 	Conns   int           `help:"Connections to open." default:"1000"`
 	Hold    time.Duration `help:"How long to hold them once all are open (the server settles)." default:"5s"`
@@ -64,7 +64,13 @@ func (c *idleCmd) Run() error {
 	var conns sync.Map
 	var opened, failed atomic.Int64
 	start := time.Now()
-	sem := make(chan struct{}, 128)
+	// QUIC handshakes beyond the server's accept queue are refused
+	// (CONNECTION_REFUSED): WebTransport sessions open fewer at once.
+	par := 128
+	if c.Proto == "wt" {
+		par = 16
+	}
+	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	for i := 0; i < c.Conns; i++ {
 		wg.Add(1)
@@ -72,6 +78,22 @@ func (c *idleCmd) Run() error {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
+			if c.Proto == "wt" {
+				t, err := targetWT(ctx, c.Addr)
+				var wc *wtConn
+				if err == nil {
+					wc, err = t.subscribe(ctx, c.Topic)
+				}
+				if err != nil {
+					if failed.Add(1) == 1 {
+						fmt.Fprintf(os.Stderr, "  first failure: %v\n", err)
+					}
+					return
+				}
+				conns.Store(i, closerFunc(wc.close))
+				opened.Add(1)
+				return
+			}
 			conn, err := src.dial(ctx, target)
 			if err == nil {
 				switch c.Proto {
@@ -105,11 +127,16 @@ func (c *idleCmd) Run() error {
 	if res.Opened > 0 {
 		res.BytesPerConn = float64(after.RSSBytes-before.RSSBytes) / float64(res.Opened)
 	}
-	conns.Range(func(_, v any) bool { v.(net.Conn).Close(); return true })
+	conns.Range(func(_, v any) bool { v.(io.Closer).Close(); return true })
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
 }
+
+// closerFunc is a close function as an io.Closer.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
 
 // mqttHandshake sends CONNECT (keep alive 0: no pings while idle) and
 // waits for a successful CONNACK.

@@ -30,6 +30,11 @@ var scenarioNotes = map[string]string{
 	"s4-idle-sse":   "idle SSE connections: server RSS growth per connection (same bound)",
 	"s4-idle-ws":    "idle WebSocket connections, each subscribed to one topic: server RSS growth per connection (same bound)",
 	"s5-mixed":      "MQTT publisher → 300 subscribers, a third each on SSE, WebSocket and MQTT, QoS 1, 200 msgs/s",
+	"s4-idle-wt":    "idle WebTransport sessions (QUIC, TLS 1.3), each subscribed to one topic: server RSS growth per session (at most 5,000)",
+	"s6-1to1-ws":    "MQTT publisher → 1 subscriber on the native protocol over WebSocket (plain TCP), QoS 1, 100-byte payloads, as fast as possible",
+	"s6-1to1-wt":    "the same, the subscriber on WebTransport (HTTP/3, QUIC with TLS 1.3)",
+	"s6-fanout-ws":  "MQTT publisher → 300 WebSocket subscribers on one topic, QoS 0, 100 msgs/s",
+	"s6-fanout-wt":  "the same, 300 WebTransport subscribers",
 }
 
 func (c *reportCmd) Run() error {

@@ -28,7 +28,7 @@ type runCmd struct {
 	Pattern  string        `help:"pairwise (pub i -> sub i), fanout (1 topic, all subs), fanin (all pubs -> 1 sub)." enum:"pairwise,fanout,fanin" default:"pairwise"`
 	Pubs     int           `help:"Publishers." default:"1"`
 	Subs     int           `help:"Subscribers." default:"1"`
-	SubProto string        `help:"Subscriber protocol: mqtt, sse or ws (mixed: comma list, used in turn)." default:"mqtt"`
+	SubProto string        `help:"Subscriber protocol: mqtt, sse, ws or wt (WebTransport; the edge's URL must be https) (mixed: comma list, used in turn)." default:"mqtt"`
 	QoS      byte          `name:"qos" help:"Publish and subscribe QoS (0 or 1)." default:"0"`
 	Rate     int           `help:"Messages per second per publisher; 0 = as fast as possible." default:"0"`
 	Size     int           `help:"Payload bytes (at least 16)." default:"100"`
@@ -149,6 +149,8 @@ func (c *runCmd) Run() error {
 				closeFn, err = sseSubscriber(ctx, src, c.HTTP[i%len(c.HTTP)], filterOf(i), recvs[i])
 			case "ws":
 				closeFn, err = wsSubscriber(ctx, src, c.HTTP[i%len(c.HTTP)], filterOf(i), recvs[i])
+			case "wt":
+				closeFn, err = wtSubscriber(ctx, c.HTTP[i%len(c.HTTP)], filterOf(i), recvs[i])
 			default:
 				err = fmt.Errorf("unknown subscriber protocol %q", proto)
 			}

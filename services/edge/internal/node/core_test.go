@@ -72,33 +72,8 @@ func TestFeedResumeWhilePublishing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var got []string
-	take := func(it node.Item) {
-		if it.Gap() {
-			t.Fatalf("gap %+v", it)
-		}
-		if it.Pos.Epoch != from.Epoch || it.Pos.Seq != it.Msg.Seq {
-			t.Fatalf("message %d at %v, epoch %q", it.Msg.Seq, it.Pos, from.Epoch)
-		}
-		got = append(got, string(it.Msg.Payload))
-	}
-	if _, err := f.Replay(ctx, func(it node.Item) error { take(it); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	got := collectIn(t, f, w, true, 30+more, from.Epoch)
 	<-done
-	deadline := time.Now().Add(5 * time.Second)
-	for len(got) < 30+more && time.Now().Before(deadline) {
-		items, err := f.Drain(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range items {
-			take(it)
-		}
-		if len(items) == 0 {
-			w.wait(t)
-		}
-	}
 	if len(got) != 30+more {
 		t.Fatalf("received %d messages, want %d", len(got), 30+more)
 	}

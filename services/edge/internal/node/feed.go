@@ -147,7 +147,9 @@ type Replayed struct {
 	// Epoch is the stream's epoch.
 	Epoch string
 	// Last is the stream's last sequence when the replay started: every
-	// matching message up to it was emitted (but across a gap).
+	// matching message up to it was emitted (but across a gap); for a
+	// retained-first start, the retained messages emitted are those as of
+	// Last.
 	Last uint64
 	// Gap is set when messages after the start may be missing;
 	// EpochChanged when the start's position was of another epoch.

@@ -2,48 +2,16 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
 	"github.com/heraldmq/herald/pkg/topic"
 	"github.com/heraldmq/herald/services/edge/internal/hub"
 )
-
-// Start says what a subscription is owed before live messages. The zero
-// Start is Live.
-type Start struct {
-	after    *message.Position
-	retained bool
-}
-
-// Live starts with the messages stored from the subscription on.
-func Live() Start { return Start{} }
-
-// After starts after position p: every stored message after it, in order,
-// then live ones. When messages after p may be missing (they left the
-// stream, or p belongs to another epoch) a gap comes first. A position
-// without an epoch is one in the current epoch.
-func After(p message.Position) Start { return Start{after: &p} }
-
-// RetainedFirst starts with the retained messages of the subscription's
-// filters (the last of each topic, those expired or cleared left out, by
-// topic), then live ones: a live message that a retained one already gave,
-// or superseded, is not delivered again. MQTT's SUBSCRIBE.
-func RetainedFirst() Start { return Start{retained: true} }
-
-// Position returns the position a start After begins after.
-func (s Start) Position() (message.Position, bool) {
-	if s.after == nil {
-		return message.Position{}, false
-	}
-	return *s.after, true
-}
-
-// History reports whether the start reads stored messages, which needs
-// the history capability.
-func (s Start) History() bool { return s.after != nil }
 
 // SubOptions are a subscription's options besides its filters and start.
 // The zero value is a plain subscription.
@@ -210,7 +178,9 @@ func (s *Sub) gapLocked() (wake bool) {
 // Replay emits, in order, what the subscription is owed before its live
 // messages — for a start After a position, every stored message after it
 // matching its filters, a gap first where messages may be missing; for a
-// retained-first start, its retained messages (Item.Retained) — then makes
+// rewind (Last, Since), the stored messages it reaches back to, the same
+// way; for a retained-first start, its retained messages (Item.Retained)
+// — then makes
 // it live: the live messages held meanwhile and those to come are queued,
 // without those the replay gave. emit returning an error stops the
 // replay, which Replay then returns; the subscription stays paused. A Live
@@ -222,14 +192,23 @@ func (s *Sub) Replay(ctx context.Context, emit func(Item) error) (Replayed, erro
 	switch {
 	case s.from.retained:
 		return s.replayRetained(ctx, emit)
-	case s.from.after == nil:
+	case !s.from.History():
 		f.mu.Lock()
 		epoch := f.epoch
 		f.mu.Unlock()
 		s.live(0)
 		return Replayed{Epoch: epoch}, nil
 	}
-	from := *s.from.after
+	var from message.Position
+	if s.from.after != nil {
+		from = *s.from.after
+	} else {
+		p, ok, err := s.rewindFrom(ctx)
+		if err != nil || !ok {
+			return Replayed{}, err
+		}
+		from = p
+	}
 	res, err := f.n.replay(ctx, f.id.Tenant, s.filters, from,
 		func(m *message.Message, epoch string) error {
 			it := s.entry(m).item()
@@ -242,6 +221,26 @@ func (s *Sub) Replay(ctx context.Context, emit func(Item) error) (Replayed, erro
 	}
 	s.live(res.Last)
 	return res, nil
+}
+
+// rewindFrom returns the position a rewind replays after; false, with
+// the subscription made live, when the tenant has no stream yet (nothing
+// to rewind: everything comes live).
+func (s *Sub) rewindFrom(ctx context.Context) (message.Position, bool, error) {
+	f := s.f
+	st, err := f.n.stream.State(ctx, f.id.Tenant)
+	if errors.Is(err, backbone.ErrNoStream) {
+		s.live(0)
+		return message.Position{}, false, nil
+	}
+	if err != nil {
+		return message.Position{}, false, err
+	}
+	seq, err := f.n.rewindStart(ctx, f.id.Tenant, s.filters, s.from, st)
+	if err != nil {
+		return message.Position{}, false, err
+	}
+	return message.Position{Epoch: st.Epoch, Seq: seq}, true, nil
 }
 
 // replayRetained is the replay of a retained-first start.
@@ -265,6 +264,11 @@ func (s *Sub) replayRetained(ctx context.Context, emit func(Item) error) (Replay
 			f.n.log.Warn("retained messages unavailable: the subscription starts with live messages",
 				"tenant", f.id.Tenant, "filter", filter, "err", err)
 			continue
+		}
+		if res.Last == 0 || r.Last < res.Last {
+			// What every filter's read covered: a cursor (long-poll)
+			// continues from here.
+			res.Last = r.Last
 		}
 		now := time.Now()
 		for _, m := range r.Messages {

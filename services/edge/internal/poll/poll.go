@@ -5,7 +5,7 @@
 //
 // # Request
 //
-//	GET /poll?topic=<filter>[&topic=<filter>...][&cursor=<position>][&timeout=<seconds>][&max=<n>]
+//	GET /poll?topic=<filter>[&topic=<filter>...][&cursor=<position> | &retained=true | &rewind=<n>|<duration>][&timeout=<seconds>][&max=<n>]
 //
 // Credentials as for every HTTP transport (Authorization: Bearer, the
 // herald_token cookie or ?token=). timeout defaults to 25 s and is capped at
@@ -27,6 +27,17 @@
 // stored afterwards. gap is true when messages after the given cursor may be
 // missing (they left the replay window, or the cursor names another epoch:
 // then epoch_changed is true too), exactly as SSE's gap event.
+//
+// A first poll may ask for a start instead of a cursor, as on SSE:
+// retained=true answers the retained message of each matching topic (by
+// topic, without a position: each is older than the cursor), rewind=10 the
+// last 10 matching messages, rewind=30s those stored in the last 30
+// seconds — at once, at most max of them, with the cursor where the next
+// poll continues (the rest of a rewind comes next; retained messages
+// beyond max are left out): polling on from it misses nothing stored
+// after the start and repeats nothing it gave. A rewind
+// reads history (the history capability). cursor and a start exclude
+// each other (400).
 //
 // An answer comes as soon as there is something to return: at once if the
 // store holds matching messages after cursor (up to max), else with the
@@ -126,6 +137,8 @@ var errFull = errors.New("poll: answer full")
 type request struct {
 	filters []string
 	cursor  *message.Position
+	// start is where a poll without cursor starts: retained or rewind.
+	start   node.Start
 	timeout time.Duration
 	max     int
 }
@@ -172,7 +185,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) poll(ctx context.Context, adm *node.Admission, req request) (Response, error) {
 	resp := Response{Messages: []wire.Message{}}
 	wake := make(chan struct{}, 1)
-	start := node.Live()
+	start := req.start
 	if req.cursor != nil {
 		// A cursor reads the stored messages after it: history.
 		start = node.After(*req.cursor)
@@ -191,7 +204,7 @@ func (h *Handler) poll(ctx context.Context, adm *node.Admission, req request) (R
 		return resp, err
 	}
 	defer feed.Close()
-	if req.cursor == nil {
+	if !start.Replays() {
 		head, err := h.n.Head(ctx, adm.Identity().Tenant)
 		resp.Cursor = head.String()
 		return resp, err
@@ -202,7 +215,11 @@ func (h *Handler) poll(ctx context.Context, adm *node.Admission, req request) (R
 			resp.Gap, resp.EpochChanged = true, it.EpochChanged
 			return nil
 		}
-		resp.Messages = append(resp.Messages, wireAt(it))
+		w := wireAt(it)
+		if it.Retained {
+			w.Position = "" // older than the cursor: see the package doc
+		}
+		resp.Messages = append(resp.Messages, w)
 		tel.Delivered(telemetry.ProtocolPoll, it.Msg, false)
 		if len(resp.Messages) >= req.max {
 			return errFull
@@ -210,20 +227,26 @@ func (h *Handler) poll(ctx context.Context, adm *node.Admission, req request) (R
 		return nil
 	})
 	switch {
-	case errors.Is(err, errFull):
+	case errors.Is(err, errFull) && !start.RetainedFirst():
 		resp.Cursor = resp.Messages[len(resp.Messages)-1].Position
 		return resp, nil
+	case errors.Is(err, errFull):
+		// More retained messages than max: the cursor is the stream's end
+		// (a retained message's position is older), the rest left out.
+		head, err := h.n.Head(ctx, adm.Identity().Tenant)
+		resp.Cursor = head.String()
+		return resp, err
 	case err != nil:
 		return Response{}, err
 	}
 	// The replay covered the stream up to res.Last (from another epoch's
 	// cursor, it starts there).
 	last := res.Last
-	if !res.EpochChanged {
+	if req.cursor != nil && !res.EpochChanged {
 		last = max(last, req.cursor.Seq)
 	}
 	resp.Cursor = message.Position{Epoch: res.Epoch, Seq: last}.String()
-	if len(resp.Messages) > 0 || resp.Gap || req.timeout <= 0 {
+	if len(resp.Messages) > 0 || resp.Gap || req.timeout <= 0 || req.cursor == nil {
 		return resp, nil
 	}
 
@@ -267,6 +290,11 @@ func (h *Handler) parse(r *http.Request) (request, error) {
 		return req, fmt.Errorf("%w: at least one topic filter is required (?topic=)", httpapi.ErrBadRequest)
 	}
 	req.filters = q["topic"]
+	start, err := httpapi.Start(q, "cursor")
+	if err != nil {
+		return req, err
+	}
+	req.start = start
 	if v := q.Get("cursor"); v != "" {
 		p, err := message.ParsePosition(v)
 		if err != nil {

@@ -3,7 +3,7 @@
 //
 // # Request
 //
-//	GET /sse?topic=<filter>[&topic=<filter>...][&lastEventId=<position>][&token=<token>]
+//	GET /sse?topic=<filter>[&topic=<filter>...][&lastEventId=<position> | &retained=true | &rewind=<n>|<duration>][&token=<token>]
 //	Last-Event-ID: <position>                   (sent by EventSource on reconnect)
 //	Authorization: Bearer <token>               (or cookie herald_token, or ?token=)
 //
@@ -39,7 +39,25 @@
 // exactly the matching messages stored after it, in order, then live ones,
 // with no duplicate and no hole: live interest is taken first, the stored
 // messages are replayed, and live messages already replayed are dropped.
-// Without a position the stream is live only.
+// Without a position the stream is live only, unless it asks for a start:
+//
+//	retained=true   first the retained message of each matching topic
+//	                (the last one published with the retain flag; the
+//	                state a dashboard paints), by topic
+//	rewind=10       first the last 10 matching messages, in order
+//	rewind=30s      first the matching messages stored in the last 30
+//	                seconds (a Go duration, at most 168h), in order
+//
+// then live messages, with the same handover as a resume: none missed,
+// none twice. A retained message's event has no id (its position is older
+// than the stream's end: a resume from it would replay history); after
+// the last of them an event with only an id, "id: <position>", names the
+// stream's end they are as of, which EventSource keeps as its last event
+// id without dispatching anything. Every other event has its id, so a
+// reconnect resumes after what was received (the Last-Event-ID header
+// wins over the start). A rewind
+// reads history: it needs the history capability, as a resume does.
+// lastEventId and a start exclude each other (400).
 //
 // When messages after the position may be missing (they left the stream,
 // or the position belongs to a recreated stream: another epoch), an event
@@ -185,7 +203,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	s.out = &responseSink{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout}
-	if err := s.head(ctx); err != nil {
+	if err := s.head(ctx, start); err != nil {
 		if ctx.Err() == nil {
 			h.n.Logger().Info("sse: resume failed, closing stream", "tenant", id.Tenant, "err", err)
 		}
@@ -229,9 +247,15 @@ func (s *stream) detach(w http.ResponseWriter, r *http.Request, unlink func() bo
 	return true
 }
 
-// head writes the stream's retry field and replays what the position is
-// owed, flushing every replayFlushEvery events.
-func (s *stream) head(ctx context.Context) error {
+// head writes the stream's retry field and replays what the start is
+// owed, flushing every replayFlushEvery events. After the retained
+// messages of a retained start, whose events carry no id (their positions
+// are older than the stream's end, and a resume from one would replay
+// history), an event with only an id — which EventSource takes as its
+// last event id without dispatching anything (WHATWG, "dispatch the
+// event", steps 1-2) — names the stream's end the retained messages are
+// as of: a reconnect then resumes from there.
+func (s *stream) head(ctx context.Context, start node.Start) error {
 	buf := s.buffer()
 	buf.WriteString("retry: ")
 	buf.WriteString(strconv.FormatInt(s.h.cfg.Retry.Milliseconds(), 10))
@@ -240,7 +264,7 @@ func (s *stream) head(ctx context.Context) error {
 		return err
 	}
 	pending := 0
-	_, err := s.feed.Replay(ctx, func(it node.Item) error {
+	res, err := s.feed.Replay(ctx, func(it node.Item) error {
 		if err := s.h.cfg.event(buf, it); err != nil {
 			return err
 		}
@@ -250,6 +274,11 @@ func (s *stream) head(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil && start.RetainedFirst() && res.Last > 0 {
+		buf.WriteString("id: ")
+		buf.WriteString(message.Position{Epoch: res.Epoch, Seq: res.Last}.String())
+		buf.WriteString("\n\n")
+	}
 	if err == nil {
 		err = s.flush(buf)
 	}
@@ -257,11 +286,18 @@ func (s *stream) head(ctx context.Context) error {
 	return err
 }
 
-// position reads the resume position: the Last-Event-ID header, else the
-// lastEventId query parameter; without either, the stream is live only.
+// position reads where the stream starts: after the resume position of
+// the Last-Event-ID header, else after the lastEventId query parameter,
+// else where retained= or rewind= say (httpapi.Start), else live. The
+// header wins over the query: EventSource reconnects to the URL it was
+// given, start included, and resumes from what it received.
 func position(header string, q url.Values) (node.Start, error) {
 	v := header
 	if v == "" {
+		start, err := httpapi.Start(q, "lastEventId")
+		if err != nil || start.Replays() {
+			return start, err
+		}
 		v = q.Get("lastEventId")
 	}
 	if v == "" {
@@ -284,9 +320,12 @@ func (c *Config) event(buf *bytes.Buffer, it node.Item) error {
 		buf.WriteString("\n\n")
 		return nil
 	}
-	buf.WriteString("id: ")
-	buf.WriteString(it.Pos.String())
-	buf.WriteString("\nevent: ")
+	if !it.Retained {
+		buf.WriteString("id: ")
+		buf.WriteString(it.Pos.String())
+		buf.WriteString("\n")
+	}
+	buf.WriteString("event: ")
 	buf.WriteString(c.eventName(it.Msg.Topic))
 	buf.WriteString("\ndata: ")
 	if err := wire.AppendJSON(buf, wire.Of(it.Msg)); err != nil {

@@ -9,21 +9,22 @@ import (
 	"github.com/coder/websocket"
 )
 
-// closeCode is a WebSocket close status (RFC 6455 section 7.4).
-type closeCode int
+// CloseCode is a WebSocket close status (RFC 6455 section 7.4); another
+// carrier (Transport) sends it as its own close code.
+type CloseCode int
 
 // Close codes the protocol uses.
 const (
-	closeNormal          closeCode = 1000
-	closeGoingAway       closeCode = 1001 // idle timeout
-	closeProtocolError   closeCode = 1002 // unmasked client frame
-	closeUnsupportedData closeCode = 1003 // binary frame without ?binary=1
-	closeInvalidData     closeCode = 1007 // invalid UTF-8 in a text frame
-	closePolicy          closeCode = 1008 // repeated malformed frames
-	closeTooBig          closeCode = 1009 // a frame over max_frame_size
-	closeInternal        closeCode = 1011
-	closeServiceRestart  closeCode = 1012 // edge shutting down: reconnect elsewhere
-	closeTryAgainLater   closeCode = 1013 // slow consumer
+	closeNormal          CloseCode = 1000
+	closeGoingAway       CloseCode = 1001 // idle timeout
+	closeProtocolError   CloseCode = 1002 // unmasked client frame
+	closeUnsupportedData CloseCode = 1003 // binary frame without ?binary=1
+	closeInvalidData     CloseCode = 1007 // invalid UTF-8 in a text frame
+	closePolicy          CloseCode = 1008 // repeated malformed frames
+	closeTooBig          CloseCode = 1009 // a frame over max_frame_size
+	closeInternal        CloseCode = 1011
+	closeServiceRestart  CloseCode = 1012 // edge shutting down: reconnect elsewhere
+	closeTryAgainLater   CloseCode = 1013 // slow consumer
 )
 
 // Conn is the slice of a WebSocket connection the protocol uses, so that
@@ -45,12 +46,24 @@ type Conn interface {
 	Ping(ctx context.Context) error
 	// Close sends a close frame with code and reason and closes the
 	// connection; later calls do nothing.
-	Close(code closeCode, reason string) error
+	Close(code CloseCode, reason string) error
 }
 
-// upgrader upgrades a request; onFrame is called on every frame received
-// (pings and pongs included), for the idle timeout.
-type upgrader func(w http.ResponseWriter, r *http.Request, cfg *Config, onFrame func()) (Conn, error)
+// Upgrader upgrades a request; onFrame is called on every frame received
+// (pings and pongs included), for the idle timeout. A refused upgrade has
+// been answered.
+type Upgrader func(w http.ResponseWriter, r *http.Request, cfg *Config, onFrame func()) (Conn, error)
+
+// Close codes another carrier's Conn reports through ClientFault.
+const (
+	CloseProtocolError = closeProtocolError
+	CloseInvalidData   = closeInvalidData
+	CloseTooBig        = closeTooBig
+)
+
+// ClientFault is the error a Conn's Read returns when the client broke a
+// rule of its carrier: the session closes the connection with code.
+func ClientFault(code CloseCode, reason string) error { return &closeError{code, reason} }
 
 // coderConn is Conn over github.com/coder/websocket, reading the client's
 // frames through a frameGuard (frames.go).
@@ -92,7 +105,7 @@ func (c coderConn) Read(ctx context.Context) (bool, []byte, error) {
 
 // closeOf returns the close code and reason a Read error calls for, if
 // the client broke a rule of the protocol.
-func closeOf(err error) (closeCode, string, bool) {
+func closeOf(err error) (CloseCode, string, bool) {
 	if e, ok := errors.AsType[*closeError](err); ok {
 		return e.code, e.reason, true
 	}
@@ -109,7 +122,7 @@ func (c coderConn) Write(ctx context.Context, binary bool, data []byte) error {
 
 func (c coderConn) Ping(ctx context.Context) error { return c.c.Ping(ctx) }
 
-func (c coderConn) Close(code closeCode, reason string) error {
+func (c coderConn) Close(code CloseCode, reason string) error {
 	// The library bounds the close handshake itself (5s per step).
 	return c.c.Close(websocket.StatusCode(code), reason)
 }

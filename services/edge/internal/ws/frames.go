@@ -152,7 +152,7 @@ func (w *guardedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // closeError is a client fault that ends the connection with a close code.
 type closeError struct {
-	code   closeCode
+	code   CloseCode
 	reason string
 }
 

@@ -29,11 +29,32 @@ type request struct {
 	ID          string `json:"id"`
 	Topic       string `json:"topic"`
 	From        string `json:"from"`
+	Retained    bool   `json:"retained"`
+	Rewind      rewind `json:"rewind"`
 	Payload     string `json:"payload"`
 	Encoding    string `json:"encoding"`
 	QoS         int    `json:"qos"`
 	Retain      bool   `json:"retain"`
 	ContentType string `json:"content_type"`
+}
+
+// rewind is a subscribe's rewind: a count of messages (10 or "10") or a
+// duration ("30s"), kept as text for node.ParseStart.
+type rewind string
+
+// UnmarshalJSON takes a JSON number or string.
+func (r *rewind) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*r = rewind(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("rewind: want a count of messages or a duration such as \"30s\"")
+	}
+	*r = rewind(s)
+	return nil
 }
 
 // ack answers subscribe, unsubscribe and publish; Seq and Position are

@@ -21,7 +21,7 @@ type fakeConn struct {
 	frames  chan []byte
 	stuck   chan struct{} // closed when a message write blocks
 	closed  chan struct{}
-	code    closeCode
+	code    CloseCode
 	once    sync.Once
 	stuckMu sync.Once
 	acks    chan []byte
@@ -56,7 +56,7 @@ func (c *fakeConn) Write(ctx context.Context, _ bool, b []byte) error {
 
 func (c *fakeConn) Ping(context.Context) error { return nil }
 
-func (c *fakeConn) Close(code closeCode, _ string) error {
+func (c *fakeConn) Close(code CloseCode, _ string) error {
 	c.once.Do(func() { c.code = code; close(c.closed) })
 	return nil
 }

@@ -13,6 +13,7 @@
 // # Client → server
 //
 //	{"op":"subscribe","id":"1","topic":"a/+","from":"<position>"}   from optional
+//	{"op":"subscribe","id":"1","topic":"a/+","retained":true}        or "rewind":10, "rewind":"30s"
 //	{"op":"unsubscribe","id":"2","topic":"a/+"}
 //	{"op":"publish","id":"3","topic":"a/b","payload":"...","encoding":"utf8","qos":1,"retain":false,"content_type":"text/plain"}
 //	{"op":"ping","id":"4"}
@@ -59,6 +60,18 @@
 // before the replayed ones. Subscribing again to a filter replaces the
 // subscription. After the ack of an unsubscribe no message of it is sent.
 //
+// # Start
+//
+// A subscribe without from may ask for a start instead: "retained":true
+// sends the retained message of each matching topic first (by topic,
+// "retain":true, without a position: a retained message is older than the
+// stream's end, and a resume from it would replay history — subscribe
+// again with retained instead), "rewind":10 the last 10 matching messages,
+// "rewind":"30s" those stored in the last 30 seconds (a Go duration, at
+// most 168h); then live messages, with a resume's handover: none missed,
+// none twice. A rewind reads history (the history capability). from and
+// a start exclude each other (error bad_request).
+//
 // # Connection rules
 //
 // Without ?binary=1 a binary frame closes the connection with 1003.
@@ -98,11 +111,13 @@ import (
 	"github.com/heraldmq/herald/services/edge/internal/wire"
 )
 
-// Handler serves GET /ws.
+// Handler serves GET /ws, or the same protocol over another carrier
+// (Transport).
 type Handler struct {
 	cfg      Config
 	n        *node.Node
-	upgrade  upgrader
+	upgrade  Upgrader
+	protocol string // the telemetry and admission label
 	overflow node.Overflow
 
 	// sessions are the open connections, for a drain (Leavers) and the
@@ -114,8 +129,27 @@ type Handler struct {
 
 // NewHandler returns the WebSocket handler over n. cfg must be valid.
 func NewHandler(cfg Config, n *node.Node) *Handler {
+	return NewTransportHandler(cfg, n, Transport{Protocol: telemetry.ProtocolWS, Upgrade: upgradeCoder})
+}
+
+// Transport is a carrier of the protocol other than a WebSocket: a name
+// and an upgrade that turns a request into a Conn (package webtransport:
+// a WebTransport session's stream). The protocol — its frames, resume,
+// publish acknowledgements, limits, slow-consumer policy, revocation and
+// drain — is this package's, whatever carries it.
+type Transport struct {
+	// Protocol names the carrier in telemetry and the connection registry
+	// (telemetry.Protocol*).
+	Protocol string
+	// Upgrade takes over an authenticated, admitted request.
+	Upgrade Upgrader
+}
+
+// NewTransportHandler returns the protocol's handler over carrier t. cfg
+// must be valid.
+func NewTransportHandler(cfg Config, n *node.Node, t Transport) *Handler {
 	cfg = cfg.WithDefaults()
-	h := &Handler{cfg: cfg, n: n, upgrade: upgradeCoder, overflow: node.OverflowClose}
+	h := &Handler{cfg: cfg, n: n, upgrade: t.Upgrade, protocol: t.Protocol, overflow: node.OverflowClose}
 	if cfg.SlowConsumer == SlowConsumerDrop {
 		h.overflow = node.OverflowDrop
 	}
@@ -145,12 +179,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pubSlots: make(chan struct{}, h.cfg.MaxInflightPublishes)}
 	// Counted against the tenant's connections (429 before the upgrade)
 	// and registered: a revoked credential closes the connection (1008).
-	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: "ws", Remote: r.RemoteAddr,
+	s.adm, err = h.n.Admit(r.Context(), node.ClientInfo{ID: httpapi.NewConnID(), Protocol: h.protocol, Remote: r.RemoteAddr,
 		Identity: id}, s.revoke)
 	if fault.Is(err, fault.Busy) {
 		// A shedding edge answers in the protocol: close 1013 (try again
 		// later), which WebSocket clients surface, unlike a refused upgrade.
-		code := closeCode(fault.Of(err).WS)
+		code := CloseCode(fault.Of(err).WS)
 		if conn, uerr := h.upgrade(w, r, &h.cfg, func() {}); uerr == nil {
 			_ = conn.Close(code, "server busy")
 		}
@@ -189,7 +223,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	revoked := s.revoked != nil
 	s.mu.Unlock()
 	if revoked {
-		s.close(closeCode(fault.Table[fault.Revoked].WS), "credential revoked")
+		s.close(CloseCode(fault.Table[fault.Revoked].WS), "credential revoked")
 	}
 	// The session outlives the handler: its context keeps the request's
 	// values, not its end (net/http ends a hijacked request's context when
@@ -296,7 +330,7 @@ func (s *session) enter() bool {
 }
 
 // close closes the connection once, with the first reason given.
-func (s *session) close(code closeCode, reason string) {
+func (s *session) close(code CloseCode, reason string) {
 	s.closeOnce.Do(func() { _ = s.conn.Close(code, reason) })
 }
 
@@ -412,19 +446,26 @@ func (s *session) revoke(reason error) {
 	s.mu.Unlock()
 	s.h.n.Logger().Info("ws connection closed: credential revoked", "tenant", s.id.Tenant, "reason", reason)
 	if conn != nil {
-		go s.close(closeCode(fault.Of(reason).WS), "credential revoked")
+		go s.close(CloseCode(fault.Of(reason).WS), "credential revoked")
 	}
 }
 
 func (s *session) subscribe(req request) {
-	from := node.Live()
-	if req.From != "" {
-		p, err := message.ParsePosition(req.From)
-		if err != nil {
-			s.fail(req.ID, fmt.Errorf("from %q: %w", req.From, err))
-			return
+	from, err := node.ParseStart(req.Retained, string(req.Rewind))
+	if err == nil && req.From != "" {
+		if from.Replays() {
+			err = fmt.Errorf("%w: from resumes a subscription; retained and rewind start one", node.ErrBadStart)
+		} else {
+			p, perr := message.ParsePosition(req.From)
+			if perr != nil {
+				err = fmt.Errorf("from %q: %w", req.From, perr)
+			}
+			from = node.After(p)
 		}
-		from = node.After(p)
+	}
+	if err != nil {
+		s.fail(req.ID, err)
+		return
 	}
 	s.mu.Lock()
 	old := s.subs[req.Topic]
@@ -451,7 +492,7 @@ func (s *session) subscribe(req request) {
 	s.subs[req.Topic] = sub
 	s.mu.Unlock()
 	s.send(ack{Type: typeAck, ID: req.ID})
-	if !from.History() {
+	if !from.Replays() {
 		// Live only: nothing to replay, nothing touches the network.
 		if _, err := fs.Replay(s.ctx, nil); err != nil {
 			s.replayFailed(req, sub, err)
@@ -543,7 +584,7 @@ func (s *session) publish(req request, payload []byte, utf8 bool) {
 	}
 	// The core checks it (invalid_topic, not_authorized, rate_limited,
 	// payload_too_large); a refusal is answered in its turn, as a store.
-	pending, err := s.h.n.Publish(s.ctx, s.adm.Caller(), m, node.PublishOptions{Protocol: telemetry.ProtocolWS})
+	pending, err := s.h.n.Publish(s.ctx, s.adm.Caller(), m, node.PublishOptions{Protocol: s.h.protocol})
 	s.enqueue(inflight{id: req.ID, pending: pending, err: err})
 }
 
@@ -665,6 +706,11 @@ func (s *session) frame(it node.Item) any {
 		return gap{Type: typeGap, Topic: filter, From: it.Pos.String(), EpochChanged: it.EpochChanged}
 	}
 	m, pos := it.Msg, it.Pos.String()
+	if it.Retained {
+		// Older than the stream's end: a resume from it would replay
+		// history. A retained start is resumed by subscribing again.
+		pos = ""
+	}
 	if s.binary && !utf8.Valid(m.Payload) {
 		w := wire.Of(&message.Message{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Seq: m.Seq,
 			ContentType: m.ContentType, UserProperties: m.UserProperties})
@@ -741,7 +787,7 @@ func (s *session) drain() {
 				return
 			}
 			if !it.Gap() {
-				tel.Delivered(telemetry.ProtocolWS, it.Msg, true)
+				tel.Delivered(s.h.protocol, it.Msg, true)
 			}
 		}
 		clear(items)
@@ -751,7 +797,7 @@ func (s *session) drain() {
 func (s *session) closeSlow() {
 	// Like nats-server's "Slow Consumer Detected", worth an operator's eye.
 	s.h.n.Logger().Info("ws: slow consumer, closing", "tenant", s.id.Tenant, "code", s.h.cfg.CloseCode)
-	s.close(closeCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
+	s.close(CloseCode(s.h.cfg.CloseCode), "slow consumer: resubscribe with from")
 }
 
 func (s *session) stopDraining() {

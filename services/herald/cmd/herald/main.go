@@ -63,8 +63,12 @@ func main() {
 	ec := c.Edge.WithDefaults()
 	if ec.AnonymousTenant != "" {
 		banner := strings.Repeat("!", 72)
-		fmt.Fprintf(os.Stderr, "%s\n!! DEVELOPMENT MODE: clients WITHOUT CREDENTIALS are admitted into tenant %q.\n!! Anyone who can reach %s or %s can publish and subscribe there,\n!! and the admin API on %s answers WITHOUT CREDENTIALS.\n!! Set --anonymous-tenant='' (HERALD_ANONYMOUS_TENANT=) to require credentials.\n%s\n",
-			banner, ec.AnonymousTenant, ec.MQTTAddr, ec.HTTPAddr, c.Admin.Addr, banner)
+		reach := ec.MQTTAddr + " or " + ec.HTTPAddr
+		if ec.WebTransport.Addr != "" {
+			reach = ec.MQTTAddr + ", " + ec.HTTPAddr + " or " + ec.WebTransport.Addr + " (WebTransport)"
+		}
+		fmt.Fprintf(os.Stderr, "%s\n!! DEVELOPMENT MODE: clients WITHOUT CREDENTIALS are admitted into tenant %q.\n!! Anyone who can reach %s can publish and subscribe there,\n!! and the admin API on %s answers WITHOUT CREDENTIALS.\n!! Set --anonymous-tenant='' (HERALD_ANONYMOUS_TENANT=) to require credentials.\n%s\n",
+			banner, ec.AnonymousTenant, reach, c.Admin.Addr, banner)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
