@@ -91,11 +91,11 @@ const Path = "/wt"
 // Config configures the WebTransport listener. The zero value is off.
 type Config struct {
 	// Addr is the UDP address of the HTTP/3 listener; empty: none.
-	Addr string `name:"addr" env:"HERALD_WEBTRANSPORT_ADDR" help:"Serve WebTransport (HTTP/3, UDP) here, e.g. 127.0.0.1:8443; needs TLS (--tls-cert and --tls-key, or --webtransport-cert and --webtransport-key)."`
+	Addr string `name:"addr" env:"HERALD_WEBTRANSPORT_ADDR" placeholder:"ADDR" help:"Serve WebTransport (HTTP/3, UDP) here, e.g. 127.0.0.1:8443; needs TLS (--tls-cert and --tls-key, or --webtransport-cert and --webtransport-key)."`
 	// CertFile and KeyFile are the listener's PEM certificate and key;
 	// default the HTTP listener's (tls.cert_file, tls.key_file).
-	CertFile string `name:"cert" type:"path" env:"HERALD_WEBTRANSPORT_CERT" help:"PEM certificate of the WebTransport listener (default: --tls-cert)."`
-	KeyFile  string `name:"key" type:"path" env:"HERALD_WEBTRANSPORT_KEY" help:"PEM private key of --webtransport-cert (default: --tls-key)."`
+	CertFile string `name:"cert" type:"path" env:"HERALD_WEBTRANSPORT_CERT" placeholder:"PATH" help:"PEM certificate of the WebTransport listener (default: --tls-cert)."`
+	KeyFile  string `name:"key" type:"path" env:"HERALD_WEBTRANSPORT_KEY" placeholder:"PATH" help:"PEM private key of --webtransport-cert (default: --tls-key)."`
 }
 
 // Enabled reports whether the listener is configured.
