@@ -150,11 +150,14 @@ func testRetainedIndexLifecycle(t *testing.T, s store.Store) {
 	// A replacement refused by the byte limit takes the old value with it.
 	set(store.Batch{Messages: []*message.Message{retained(9, "b", string(make([]byte, 2000)))}, Limits: store.Limits{RetainedBytes: 1000}},
 		"a/x", "c/1")
-	// Expiry: swept by a later batch, index entry and all.
+	// Expiry: swept by a later batch, index entry and all. A second of
+	// life, so that the read just after the write still sees it on a loaded
+	// machine (50 ms was too short under make test's load: a read after it
+	// ended found it gone, as reads should).
 	short := retained(10, "a/short", "x")
-	short.ExpiresAt = time.Now().Add(50 * time.Millisecond)
+	short.ExpiresAt = time.Now().Add(time.Second)
 	set(store.Batch{Messages: []*message.Message{short}}, "a/short", "a/x", "c/1")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for swept := 0; swept < 1; {
 		swept += applyBatch(t, s, "t1", store.Batch{Limits: lim}).RetainedExpired
 		if time.Now().After(deadline) {
