@@ -71,6 +71,10 @@ func (c DrainConfig) Validate() error {
 // ErrDraining is the readiness error of a draining edge.
 var ErrDraining = errors.New("edge: draining")
 
+// ErrNotListening is the readiness error of an edge whose listeners are not
+// bound yet (Run is still loading the tenants, or not called).
+var ErrNotListening = errors.New("edge: not listening yet")
+
 // drainState is what Drain needs of the edge.
 type drainState struct {
 	started atomic.Bool
@@ -86,9 +90,16 @@ type drainState struct {
 // Draining reports whether Drain was called.
 func (s *Server) Draining() bool { return s.drain.started.Load() }
 
-// Ready is the edge's readiness check: ErrDraining once Drain was called,
-// so that balancers stop sending it clients before its listeners close.
+// Ready is the edge's readiness check: ErrNotListening until its listeners
+// are bound, so that nothing is sent to a port that refuses it; then
+// ErrDraining once Drain was called, so that balancers stop sending it
+// clients before its listeners close.
 func (s *Server) Ready(context.Context) error {
+	select {
+	case <-s.listening:
+	default:
+		return ErrNotListening
+	}
 	if s.Draining() {
 		return ErrDraining
 	}

@@ -16,7 +16,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/ops"
+	"github.com/heraldmq/herald/pkg/testserver"
 	"github.com/heraldmq/herald/services/edge"
 )
 
@@ -206,5 +208,38 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNotReadyUntilListening ensures an edge is not ready before Run has
+// bound its listeners — a balancer following /readyz would otherwise send
+// clients to a port that refuses them — and is once they are.
+func TestNotReadyUntilListening(t *testing.T) {
+	ns := testserver.NATS(t)
+	bb, err := backbone.New(testserver.NATSConn(t, ns), backbone.Config{MemoryStorage: true, MaxBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := edge.New(edge.Config{ID: "edge-ready", AnonymousTenant: "dev", MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, bb, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(t.Context()); !errors.Is(err, edge.ErrNotListening) {
+		t.Fatalf("Ready before Run: %v, want %v", err, edge.ErrNotListening)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("edge run: %v", err)
+		}
+	}()
+	if _, _, err := s.Addrs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready once listening: %v", err)
 	}
 }
