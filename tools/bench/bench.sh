@@ -47,6 +47,7 @@ mqtt_scenarios() { # target mqttaddr pid
   lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 50
   lg "$t" s2-fanout-max run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs 100 --qos 0 --size 100
   lg "$t" s3-fanin run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
+  lg "$t" s6-flood run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs 10 --qos 0 --size 100
 }
 
 # --- Mosquitto
