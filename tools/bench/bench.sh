@@ -59,6 +59,9 @@ stop "$mp"
 /usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
 lg mosquitto s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$port" --conns "$IDLE" --pid "$mp"
 stop "$mp"
+/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
+lg mosquitto s4-idle-mqtt-sub idle --proto mqtt --subscribe --addr "127.0.0.1:$port" --conns "$IDLE" --pid "$mp"
+stop "$mp"
 
 # --- nats-server's MQTT listener
 port=$(free_port); nport=$(free_port)
@@ -86,6 +89,9 @@ lg herald s5-mixed run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pi
 stop "$hp"
 herald "$OUT/herald2"
 lg herald s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$hm" --conns "$IDLE" --pid "$hp"
+stop "$hp"
+herald "$OUT/herald2s"
+lg herald s4-idle-mqtt-sub idle --proto mqtt --subscribe --addr "127.0.0.1:$hm" --conns "$IDLE" --pid "$hp"
 stop "$hp"
 herald "$OUT/herald3"
 lg herald s4-idle-sse idle --proto sse --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"

@@ -30,6 +30,9 @@ type idleCmd struct {
 	Sources int           `help:"Source addresses 127.0.0.1..N." default:"32"`
 	Version byte          `help:"MQTT protocol level: 4 (3.1.1) or 5." default:"4"`
 	Topic   string        `help:"Topic filter SSE and WebSocket connections subscribe to." default:"idle/x"`
+	// Subscribe measures what a subscribed device costs: each MQTT
+	// connection holds one QoS 1 subscription to a topic of its own.
+	Subscribe bool `help:"MQTT 3.1.1: each connection subscribes at QoS 1 to <topic>/<n>, a topic of its own."`
 }
 
 // IdleResult is the JSON an idle run prints.
@@ -77,6 +80,9 @@ func (c *idleCmd) Run() error {
 				switch c.Proto {
 				case "mqtt":
 					err = mqttHandshake(conn, fmt.Sprintf("idle-%d-%d", os.Getpid(), i), c.Version)
+					if err == nil && c.Subscribe {
+						err = mqtt311Subscribe(conn, fmt.Sprintf("%s/%d", c.Topic, i))
+					}
 				case "sse":
 					err = sseHandshake(conn, c.Addr, c.Topic)
 				default:
@@ -229,6 +235,29 @@ func mqtt311Handshake(conn net.Conn, id string) error {
 	}
 	if ack[0] != 0x20 || ack[3] != 0 {
 		return fmt.Errorf("CONNACK refused: % x", ack)
+	}
+	return nil
+}
+
+// mqtt311Subscribe subscribes at QoS 1 to filter and waits for a SUBACK
+// granting it.
+func mqtt311Subscribe(conn net.Conn, filter string) error {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
+	body = append(append(body, filter...), 1)
+	if len(body) > 127 {
+		return fmt.Errorf("topic too long")
+	}
+	if _, err := conn.Write(append([]byte{0x82, byte(len(body))}, body...)); err != nil {
+		return err
+	}
+	var ack [5]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		return err
+	}
+	if ack[0] != 0x90 || ack[4] > 2 {
+		return fmt.Errorf("SUBACK refused: % x", ack)
 	}
 	return nil
 }

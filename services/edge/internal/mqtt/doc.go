@@ -103,9 +103,10 @@
 // allocation; byte for byte what the packets codec produces, which a test
 // checks). The reader holds a read buffer only while bytes are arriving:
 // on a plain TCP socket it waits for data through the runtime poller and
-// reads whatever arrived with one system call; CONNECT is read and
-// answered on a helper goroutine, so that the deep calls it makes do not
-// leave every idle connection's reader with a grown stack.
+// reads whatever arrived with one system call; CONNECT, SUBSCRIBE and
+// UNSUBSCRIBE are handled on a helper goroutine, so that the deep calls
+// they make do not leave every idle connection's reader with a grown
+// stack.
 //
 // Live messages reach a connection through its feed (node.Feed, the
 // edge's core: the connection's subscriptions and the bounded queue of
