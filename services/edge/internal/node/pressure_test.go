@@ -1,0 +1,95 @@
+package node_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldmq/herald/pkg/backbone"
+	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/edgetest"
+	"github.com/heraldmq/herald/services/edge/internal/node"
+)
+
+// publishAsync publishes m as the anonymous identity at QoS 0 from a
+// goroutine of its own; the channel says when Publish returned.
+func publishAsync(n *node.Node, topic string) chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Publish(context.Background(), node.Caller{Identity: edgetest.Anonymous},
+			&message.Message{Topic: topic, Payload: []byte("x")}, node.PublishOptions{Wait: node.WaitStored})
+		done <- err
+	}()
+	return done
+}
+
+// waitFor waits until cond holds, failing after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// TestPressureHoldsPublishersWhileTheFeedDrains ensures a feed at three
+// quarters of its bound holds its tenant's publishes until its writer has
+// taken it back to a quarter, and that the message that finds it full
+// waits for room instead of being dropped.
+func TestPressureHoldsPublishersWhileTheFeedDrains(t *testing.T) {
+	n, _ := edgetest.MemoryNodeOn(t, backbone.NewMemory(), func(c *node.Config) { c.SlowAfter = time.Minute })
+	var drops atomic.Int32
+	f, w := perMessage(t, n, node.Policy{Queue: 8, Overflow: node.OverflowShedQoS0, OnDrop: func() { drops.Add(1) }})
+	s := subscribe(t, f, "p", node.Live(), node.SubOptions{QoS: 0})
+	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		if err := <-publishAsync(n, "p"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the feed at 6 of 8 does not press", func() bool { return n.Pressing() == 1 })
+	held := publishAsync(n, "p")
+	select {
+	case err := <-held:
+		t.Fatalf("a publish went through while the feed pressed (err %v)", err)
+	case <-time.After(100 * time.Millisecond): // a bounded look: absence cannot be signalled
+	}
+	if got := len(take(f, 5, all)); got != 5 {
+		t.Fatalf("took %d, want 5", got)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if got := len(takeAll(t, f, w, 2)); got != 2 || drops.Load() != 0 {
+		t.Fatalf("took %d more, %d dropped; want 2 and none", got, drops.Load())
+	}
+}
+
+// TestPressureEndsForAFeedNobodyTakesFrom ensures a feed whose writer
+// takes nothing stops holding publishers back after SlowAfter and sheds
+// under its own policy.
+func TestPressureEndsForAFeedNobodyTakesFrom(t *testing.T) {
+	n, _ := edgetest.MemoryNodeOn(t, backbone.NewMemory(), func(c *node.Config) { c.SlowAfter = 100 * time.Millisecond })
+	dropped := make(chan struct{}, 64)
+	f, _ := perMessage(t, n, node.Policy{Queue: 4, Overflow: node.OverflowShedQoS0,
+		OnDrop: func() { dropped <- struct{}{} }})
+	s := subscribe(t, f, "q", node.Live(), node.SubOptions{QoS: 0})
+	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := <-publishAsync(n, "q"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the feed still presses", func() bool { return n.Pressing() == 0 })
+	select {
+	case <-dropped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing shed by the slow feed")
+	}
+}
