@@ -34,23 +34,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// pressing returns a node over the in-memory backbone with slowAfter and
+// a live per-message feed of queue on topic, shedding QoS 0 (onDrop
+// counts), into which n messages were published.
+func pressing(t *testing.T, slowAfter time.Duration, queue int, topic string, onDrop func(), n int) (*node.Node, *node.Feed, *waker) {
+	t.Helper()
+	nd, _ := edgetest.MemoryNodeOn(t, backbone.NewMemory(), func(c *node.Config) { c.SlowAfter = slowAfter })
+	f, w := perMessage(t, nd, node.Policy{Queue: queue, Overflow: node.OverflowShedQoS0, OnDrop: onDrop})
+	s := subscribe(t, f, topic, node.Live(), node.SubOptions{QoS: 0})
+	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-publishAsync(nd, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nd, f, w
+}
+
 // TestPressureHoldsPublishersWhileTheFeedDrains ensures a feed at three
 // quarters of its bound holds its tenant's publishes until its writer has
 // taken it back to a quarter, and that the message that finds it full
 // waits for room instead of being dropped.
 func TestPressureHoldsPublishersWhileTheFeedDrains(t *testing.T) {
-	n, _ := edgetest.MemoryNodeOn(t, backbone.NewMemory(), func(c *node.Config) { c.SlowAfter = time.Minute })
 	var drops atomic.Int32
-	f, w := perMessage(t, n, node.Policy{Queue: 8, Overflow: node.OverflowShedQoS0, OnDrop: func() { drops.Add(1) }})
-	s := subscribe(t, f, "p", node.Live(), node.SubOptions{QoS: 0})
-	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	for range 6 {
-		if err := <-publishAsync(n, "p"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n, f, w := pressing(t, time.Minute, 8, "p", func() { drops.Add(1) }, 6)
 	waitFor(t, "the feed at 6 of 8 does not press", func() bool { return n.Pressing() == 1 })
 	held := publishAsync(n, "p")
 	select {
@@ -73,19 +82,13 @@ func TestPressureHoldsPublishersWhileTheFeedDrains(t *testing.T) {
 // takes nothing stops holding publishers back after SlowAfter and sheds
 // under its own policy.
 func TestPressureEndsForAFeedNobodyTakesFrom(t *testing.T) {
-	n, _ := edgetest.MemoryNodeOn(t, backbone.NewMemory(), func(c *node.Config) { c.SlowAfter = 100 * time.Millisecond })
 	dropped := make(chan struct{}, 64)
-	f, _ := perMessage(t, n, node.Policy{Queue: 4, Overflow: node.OverflowShedQoS0,
-		OnDrop: func() { dropped <- struct{}{} }})
-	s := subscribe(t, f, "q", node.Live(), node.SubOptions{QoS: 0})
-	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if err := <-publishAsync(n, "q"); err != nil {
-			t.Fatal(err)
+	n, _, _ := pressing(t, 100*time.Millisecond, 4, "q", func() {
+		select {
+		case dropped <- struct{}{}:
+		default:
 		}
-	}
+	}, 10)
 	waitFor(t, "the feed still presses", func() bool { return n.Pressing() == 0 })
 	select {
 	case <-dropped:
