@@ -340,8 +340,8 @@ func (s *session) serve() {
 // cost every published message. Measured with tools/loadgen idle --proto
 // ws (5,000 connections, each subscribed to one topic, bin/herald on the
 // shared 2-core machine): goroutine stacks 42 MB handled on the reader,
-// 22 MB on a helper; RSS growth 27.8-30.0 KB per connection, then
-// 23.7-24.4 KB.
+// 22 MB on a helper; RSS growth 30.0 KB per connection, then 23.7-24.4
+// KB.
 func shallow(f func() bool) bool {
 	done := make(chan bool, 1)
 	go func() { done <- f() }()
