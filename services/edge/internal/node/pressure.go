@@ -189,14 +189,12 @@ func (f *Feed) episodeLocked(now time.Time) {
 // judgeLocked ends a SlowAfter of pressing. The subscriber is slow — the
 // feed stops pressing, and its overflow policy applies — if its writer
 // took less than a quarter of the feed's bound meanwhile: it does not
-// even drain from where it presses to where it stops. Otherwise it
+// even drain from where it presses to where it stops. A replay that
+// holds the live messages for a whole SlowAfter counts the same (its
+// writer is the client's connection too, and the edge's deliveries must
+// not wait on it longer); the episode starts again when it ends. Otherwise it
 // drains, if slower than the pipeline fills it, and goes on pressing.
 func (f *Feed) judgeLocked(now time.Time) {
-	if f.replayingLocked() {
-		// What it holds waits for its replay, not for its client.
-		f.episodeLocked(now)
-		return
-	}
 	if f.taken-f.takenAtPress < uint64(max(1, f.policy.Queue/4)) {
 		f.slow, f.slowUntil = true, now.Add(slowFor*f.n.slowAfter)
 		f.unpressLocked()
