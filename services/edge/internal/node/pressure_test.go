@@ -96,3 +96,39 @@ func TestPressureEndsForAFeedNobodyTakesFrom(t *testing.T) {
 		t.Fatal("nothing shed by the slow feed")
 	}
 }
+
+// backlogged is the in-memory live interest with a backlog the test sets.
+type backlogged struct {
+	*backbone.MemoryLive
+	queued atomic.Int64
+}
+
+func (b *backlogged) Queued() int { return int(b.queued.Load()) }
+
+// TestPublishWaitsForADeepLiveBacklog ensures a publish waits while more
+// than 4,096 live messages wait for the edge's dispatcher, until they are
+// back to 1,024.
+func TestPublishWaitsForADeepLiveBacklog(t *testing.T) {
+	mem := backbone.NewMemory()
+	var n *node.Node
+	live := &backlogged{MemoryLive: mem.NewLive(func(m *message.Message) { n.Dispatch(m) })}
+	t.Cleanup(live.Close)
+	n, _ = edgetest.MemoryNodeOn(t, mem, func(c *node.Config) { c.Interest = live })
+	live.queued.Store(5000)
+	held := publishAsync(n, "b")
+	select {
+	case err := <-held:
+		t.Fatalf("a publish went through a backlog of 5,000 (err %v)", err)
+	case <-time.After(100 * time.Millisecond): // a bounded look: absence cannot be signalled
+	}
+	live.queued.Store(2000)
+	select {
+	case err := <-held:
+		t.Fatalf("a publish went through a backlog of 2,000 while waiting (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	live.queued.Store(1000)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+}
