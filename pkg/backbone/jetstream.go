@@ -26,7 +26,29 @@ type Backbone struct {
 	epochs map[string]string // tenant -> epoch of its stream, as last seen
 
 	tel *telemetry.Backbone // nil: no telemetry
+
+	sends sendWindow
 }
+
+// sendWindow bounds the messages Send has handed to NATS that JetStream
+// has not yet taken in. Send asks for no acknowledgement, so nothing else
+// would slow its callers while JetStream falls behind: past its ingest
+// queue (100,000 messages by default) JetStream drops what arrives, which
+// a QoS 0 publisher never learns. So every sendMark-th message is sent
+// with an acknowledgement (a mark); as one connection's messages are
+// taken in in the order sent, a mark's acknowledgement says that those
+// before it were too. Send waits for the oldest mark while more than
+// Config.MaxPendingPublishes messages are unconfirmed: the callers (an
+// MQTT connection's reader) are slowed, and nothing is dropped.
+type sendWindow struct {
+	mu    sync.Mutex
+	since int                      // messages sent since the last mark
+	marks []jetstream.PubAckFuture // unconfirmed marks, oldest first
+}
+
+// sendMark is the number of messages per mark: one acknowledgement per
+// 64 messages costs little of what Send saves.
+const sendMark = 64
 
 // Option refines New.
 type Option func(*Backbone)
@@ -268,8 +290,10 @@ func (b *Backbone) PublishAsync(ctx context.Context, m *message.Message, opts Pu
 // at-most-once messages (MQTT QoS 0), which then cost no acknowledgement
 // round trip, no reply subscription entry and no waiting goroutine. A nil
 // error means the message is in the NATS connection's outgoing buffer,
-// nothing more: a message JetStream cannot store (its stream deleted, its
-// ingest queue full under overload) is lost without notice. Messages sent
+// nothing more: a message JetStream cannot store (its stream deleted) is
+// lost without notice. Send waits while too many of its messages are not
+// known to be taken in (sendWindow), so that an overload slows its
+// callers rather than overflowing JetStream's ingest queue. Messages sent
 // from one goroutine by Send and PublishAsync are stored in the order sent
 // (they share the connection). opts.MsgID still deduplicates.
 func (b *Backbone) Send(ctx context.Context, m *message.Message, opts PublishOptions) error {
@@ -283,8 +307,56 @@ func (b *Backbone) Send(ctx context.Context, m *message.Message, opts PublishOpt
 	if opts.MsgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, opts.MsgID)
 	}
-	if err := b.nc.PublishMsg(msg); err != nil {
+	w := &b.sends
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := b.makeRoomLocked(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	if w.since++; w.since < sendMark {
+		if err := b.nc.PublishMsg(msg); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotStored, err)
+		}
+		return nil
+	}
+	w.since = 0
+	fut, err := b.js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamName(m.Tenant)))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	w.marks = append(w.marks, fut)
+	return nil
+}
+
+// makeRoomLocked drops the marks JetStream answered and, while the
+// messages not known to be taken in are more than the window, waits for
+// the oldest mark (at most PublishTimeout each: a mark whose answer is
+// lost does not stop Send for good).
+func (b *Backbone) makeRoomLocked(ctx context.Context) error {
+	w := &b.sends
+	for len(w.marks) > 0 {
+		fut := w.marks[0]
+		if len(w.marks)*sendMark < b.cfg.MaxPendingPublishes {
+			select {
+			case <-fut.Ok():
+			case <-fut.Err():
+			default:
+				return nil
+			}
+		} else {
+			t := time.NewTimer(b.cfg.PublishTimeout)
+			select {
+			case <-fut.Ok():
+			case <-fut.Err():
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			t.Stop()
+		}
+		w.marks[0] = nil
+		w.marks = w.marks[1:]
 	}
 	return nil
 }

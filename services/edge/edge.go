@@ -67,6 +67,12 @@ type Config struct {
 	AnonymousTenant string `name:"anonymous-tenant" env:"HERALD_ANONYMOUS_TENANT" default:"${anonymous_tenant}" help:"Admit clients without credentials into this tenant (development only)."`
 	// LiveBuffer bounds live messages received and not yet fanned out; default 65536.
 	LiveBuffer int `name:"live-buffer" env:"HERALD_LIVE_BUFFER" placeholder:"N" help:"Live messages received and not yet fanned out to subscribers (default 65536)."`
+	// SlowAfter is how long a subscriber's filling queue may hold its
+	// tenant's publishers back before the subscriber, taking less than a
+	// quarter of its queue in that time, counts as slow and its own
+	// overflow policy applies (node.Config.SlowAfter); 0: 2s; negative:
+	// publishers are never slowed.
+	SlowAfter time.Duration `name:"slow-after" env:"HERALD_SLOW_AFTER" help:"How long a subscriber's filling queue may hold its tenant's publishers back before the subscriber, taking less than a quarter of its queue in that time, counts as slow and sheds or is closed by its own policy; negative: publishers are never slowed (default 2s)."`
 	// ShutdownGrace bounds the close of what is left when Run's context
 	// ends (after a Drain, or instead of one); default 5s.
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"HERALD_SHUTDOWN_GRACE" help:"Bound on closing what is left when the edge stops, after its drain or instead of one (default 5s)."`
@@ -360,7 +366,7 @@ func New(cfg Config, bb *backbone.Backbone, state node.StateReader, sessions mqt
 		tel.EndDeliver(span, n.Dispatch(m))
 	})
 	ncfg := node.Config{ID: cfg.ID, Stream: bb, Interest: s.live, State: state, Telemetry: tel,
-		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log}
+		Auth: auth.Anonymous{Tenant: cfg.AnonymousTenant}, Log: log, SlowAfter: cfg.SlowAfter}
 	shed, err := limits.NewShedder(cfg.Shed)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -47,6 +47,7 @@ mqtt_scenarios() { # target mqttaddr pid
   lg "$t" s2-fanout run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs "$FANOUT_SUBS" --qos 0 --size 100 --rate 50
   lg "$t" s2-fanout-max run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanout --subs 100 --qos 0 --size 100
   lg "$t" s3-fanin run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs "$FANIN_PUBS" --qos 0 --size 100 --rate 20
+  lg "$t" s6-flood run "${v[@]}" --mqtt "$a" --pid "$p" --duration "$DUR" --pattern fanin --pubs 10 --qos 0 --size 100
 }
 
 # --- Mosquitto
@@ -57,6 +58,9 @@ mqtt_scenarios mosquitto "127.0.0.1:$port" "$mp"
 stop "$mp"
 /usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
 lg mosquitto s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$port" --conns "$IDLE" --pid "$mp"
+stop "$mp"
+/usr/sbin/mosquitto -c "$OUT/mosquitto.conf" > "$OUT/mosquitto.log" 2>&1 & mp=$!; pids+=("$mp"); wait_port "$port"
+lg mosquitto s4-idle-mqtt-sub idle --proto mqtt --subscribe --addr "127.0.0.1:$port" --conns "$IDLE" --pid "$mp"
 stop "$mp"
 
 # --- nats-server's MQTT listener
@@ -85,6 +89,9 @@ lg herald s5-mixed run --mqtt "127.0.0.1:$hm" --http "http://127.0.0.1:$hh" --pi
 stop "$hp"
 herald "$OUT/herald2"
 lg herald s4-idle-mqtt idle --proto mqtt --addr "127.0.0.1:$hm" --conns "$IDLE" --pid "$hp"
+stop "$hp"
+herald "$OUT/herald2s"
+lg herald s4-idle-mqtt-sub idle --proto mqtt --subscribe --addr "127.0.0.1:$hm" --conns "$IDLE" --pid "$hp"
 stop "$hp"
 herald "$OUT/herald3"
 lg herald s4-idle-sse idle --proto sse --addr "http://127.0.0.1:$hh" --conns "$IDLE" --pid "$hp"

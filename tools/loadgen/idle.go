@@ -30,6 +30,9 @@ type idleCmd struct {
 	Sources int           `help:"Source addresses 127.0.0.1..N." default:"32"`
 	Version byte          `help:"MQTT protocol level: 4 (3.1.1) or 5." default:"4"`
 	Topic   string        `help:"Topic filter SSE and WebSocket connections subscribe to." default:"idle/x"`
+	// Subscribe measures what a subscribed device costs: each MQTT
+	// connection holds one QoS 1 subscription to a topic of its own.
+	Subscribe bool `help:"MQTT 3.1.1: each connection subscribes at QoS 1 to <topic>/<n>, a topic of its own."`
 }
 
 // IdleResult is the JSON an idle run prints.
@@ -99,6 +102,9 @@ func (c *idleCmd) Run() error {
 				switch c.Proto {
 				case "mqtt":
 					err = mqttHandshake(conn, fmt.Sprintf("idle-%d-%d", os.Getpid(), i), c.Version)
+					if err == nil && c.Subscribe {
+						err = mqtt311Subscribe(conn, fmt.Sprintf("%s/%d", c.Topic, i))
+					}
 				case "sse":
 					err = sseHandshake(conn, c.Addr, c.Topic)
 				default:
@@ -243,19 +249,36 @@ func wsHandshake(conn net.Conn, base, topic string) error {
 // (the paho.golang codec is MQTT 5 only): clean session, keep alive 0.
 func mqtt311Handshake(conn net.Conn, id string) error {
 	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, byte(len(id) >> 8), byte(len(id))}
-	body = append(body, id...)
+	ack, err := mqtt311Exchange(conn, 0x10, append(body, id...), 4)
+	if err == nil && (ack[0] != 0x20 || ack[3] != 0) {
+		err = fmt.Errorf("CONNACK refused: % x", ack)
+	}
+	return err
+}
+
+// mqtt311Subscribe subscribes at QoS 1 to filter and waits for a SUBACK
+// granting it.
+func mqtt311Subscribe(conn net.Conn, filter string) error {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
+	ack, err := mqtt311Exchange(conn, 0x82, append(append(body, filter...), 1), 5)
+	if err == nil && (ack[0] != 0x90 || ack[4] > 2) {
+		err = fmt.Errorf("SUBACK refused: % x", ack)
+	}
+	return err
+}
+
+// mqtt311Exchange sends a packet of the given first byte and body (short:
+// under 128 bytes) and reads the answer's first n bytes.
+func mqtt311Exchange(conn net.Conn, first byte, body []byte, n int) ([]byte, error) {
 	if len(body) > 127 {
-		return fmt.Errorf("client id too long")
+		return nil, fmt.Errorf("packet too long")
 	}
-	if _, err := conn.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
-		return err
+	if _, err := conn.Write(append([]byte{first, byte(len(body))}, body...)); err != nil {
+		return nil, err
 	}
-	var ack [4]byte
-	if _, err := io.ReadFull(conn, ack[:]); err != nil {
-		return err
-	}
-	if ack[0] != 0x20 || ack[3] != 0 {
-		return fmt.Errorf("CONNACK refused: % x", ack)
-	}
-	return nil
+	ack := make([]byte, n)
+	_, err := io.ReadFull(conn, ack)
+	return ack, err
 }

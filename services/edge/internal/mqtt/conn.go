@@ -193,8 +193,20 @@ func (c *conn) run(ctx context.Context, r *connReader) {
 // times the size it needs to wait for its next packet. The helper's stack
 // goes back to the runtime when it ends.
 func (c *conn) openShallow(ctx context.Context, r *connReader) bool {
-	done := make(chan bool, 1)
-	go func() { done <- c.open(ctx, r) }()
+	return shallow(func() bool { return c.open(ctx, r) })
+}
+
+// shallow runs f on a goroutine of its own and returns what it returns,
+// for the deep calls a reader makes once or rarely (CONNECT, SUBSCRIBE,
+// UNSUBSCRIBE: the core's subscription pipeline, the hub, live interest,
+// the backbone): see openShallow. Measured with tools/loadgen idle
+// --subscribe (5,000 MQTT 3.1.1 connections, each with one QoS 1
+// subscription to a topic of its own, against bin/herald on the shared
+// 2-core machine): goroutine stacks 61 MB with SUBSCRIBE on the reader,
+// 23 MB on a helper; RSS growth 23.6 KB per connection, then 17.8 KB.
+func shallow[T any](f func() T) T {
+	done := make(chan T, 1)
+	go func() { done <- f() }()
 	return <-done
 }
 
@@ -240,9 +252,9 @@ func (c *conn) handle(ctx context.Context, pk *packets.Packet) error {
 	case packets.Pubcomp:
 		c.handlePubcomp(pk.PacketID)
 	case packets.Subscribe:
-		return c.handleSubscribe(ctx, pk)
+		return shallow(func() error { return c.handleSubscribe(ctx, pk) })
 	case packets.Unsubscribe:
-		c.handleUnsubscribe(pk)
+		shallow(func() struct{} { c.handleUnsubscribe(pk); return struct{}{} })
 	case packets.Pingreq:
 		c.sendControl(pingresp)
 	case packets.Disconnect:

@@ -103,16 +103,20 @@
 // allocation; byte for byte what the packets codec produces, which a test
 // checks). The reader holds a read buffer only while bytes are arriving:
 // on a plain TCP socket it waits for data through the runtime poller and
-// reads whatever arrived with one system call; CONNECT is read and
-// answered on a helper goroutine, so that the deep calls it makes do not
-// leave every idle connection's reader with a grown stack.
+// reads whatever arrived with one system call; CONNECT, SUBSCRIBE and
+// UNSUBSCRIBE are handled on a helper goroutine, so that the deep calls
+// they make do not leave every idle connection's reader with a grown
+// stack.
 //
 // Live messages reach a connection through its feed (node.Feed, the
 // edge's core: the connection's subscriptions and the bounded queue of
 // their live messages, one delivery per message at the highest QoS its
-// subscriptions grant), which never blocks the hub: it holds at most
-// QueueSize messages under node.OverflowShedQoS0. When the queue is full,
-// a QoS 0 message is dropped (counted in Stats.Dropped); a QoS 1 or 2
+// subscriptions grant): it holds at most QueueSize messages under
+// node.OverflowShedQoS0. While the connection's writer drains it, a
+// filling queue slows the tenant's publishers and a full one makes the
+// delivery wait (node's backpressure: a client reading at full speed
+// loses nothing to an edge short of CPU). When the client itself is slow
+// and the queue is full, a QoS 0 message is dropped (counted in Stats.Dropped); a QoS 1 or 2
 // message evicts the oldest queued QoS 0 message if there is one, and
 // otherwise the client is a slow consumer: it is sent DISCONNECT 0x97
 // Quota exceeded (the limit that was hit is an administrative one, the

@@ -185,6 +185,17 @@ type Feed struct {
 	// peek is the item Take and Ready hand over, kept here so that
 	// handing it allocates nothing.
 	peek Item
+	// Backpressure (pressure.go): pressing since pressSince on the
+	// tenant's publishers; slow once it pressed too long, until empty;
+	// room is signalled when a delivery waiting for room may find some.
+	pressing, slow bool
+	pressSince     time.Time
+	slowUntil      time.Time
+	pressTimer     *time.Timer
+	room           chan struct{}
+	// taken counts the items Take and Drain took; takenAtPress, at the
+	// start of a SlowAfter of pressing.
+	taken, takenAtPress uint64
 }
 
 // entry is a queued item before its epoch is stamped: a message with its
@@ -364,6 +375,10 @@ func (f *Feed) Drain(ctx context.Context, buf []Item) ([]Item, error) {
 	} else {
 		f.items = f.items[:0]
 	}
+	if len(buf) > 0 {
+		f.taken += uint64(len(buf))
+		f.relievedLocked()
+	}
 	prev := f.epoch
 	f.mu.Unlock()
 	if len(buf) == 0 {
@@ -434,6 +449,10 @@ func (f *Feed) Take(max int, take func(*Item) bool) int {
 		left := copy(f.items, f.items[i:])
 		clear(f.items[left:])
 		f.items = f.items[:left]
+	}
+	if i > 0 {
+		f.taken += uint64(i)
+		f.relievedLocked()
 	}
 	return n
 }
@@ -518,6 +537,8 @@ func (f *Feed) Close() {
 		f.err = ErrFeedClosed
 	}
 	f.items, f.hold, f.count = nil, nil, 0
+	f.unpressLocked()
+	f.roomLocked() // a delivery waiting for room stops waiting
 	f.mu.Unlock()
 	for _, s := range subs {
 		s.leave()
@@ -558,6 +579,7 @@ func (f *Feed) revoke(reason error) {
 	if f.err == nil {
 		f.err, f.ending = reason, true
 	}
+	f.unpressLocked()
 	ended := f.endedLocked()
 	f.mu.Unlock()
 	f.signal(false, ended)
@@ -597,6 +619,7 @@ func (f *Feed) Deliver(m *message.Message, subs []*hub.Subscription) {
 		return
 	}
 	f.mu.Lock()
+	f.waitRoomLocked()
 	var wake bool
 	if f.policy.PerMessage {
 		wake = f.deliverMessageLocked(m, subs)
@@ -604,6 +627,9 @@ func (f *Feed) Deliver(m *message.Message, subs []*hub.Subscription) {
 		for _, hs := range subs {
 			wake = hs.Owner.(*Sub).deliverLocked(m) || wake
 		}
+	}
+	if f.count >= f.high() && f.n.slowAfter > 0 {
+		f.pressLocked(time.Now())
 	}
 	ended := f.endedLocked()
 	f.mu.Unlock()
@@ -736,6 +762,7 @@ func (f *Feed) overflowLocked() (wake bool) {
 		return false
 	}
 	f.err, f.ending = ErrSlowConsumer, true
+	f.unpressLocked()
 	return true
 }
 

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/fault"
@@ -97,6 +98,12 @@ type Config struct {
 	Shed *limits.Shedder
 	// Telemetry, if set, records the edge's metrics and message spans.
 	Telemetry *telemetry.Edge
+	// SlowAfter is how long a subscriber's full queue may hold its
+	// tenant's publishers back (pressure.go) before the subscriber counts
+	// as slow and its own overflow policy applies; 0: DefaultSlowAfter;
+	// negative: never (publishers are not slowed, full queues overflow at
+	// once).
+	SlowAfter time.Duration
 }
 
 // Node is the core of one edge. Its state is its own: transports use its
@@ -113,6 +120,10 @@ type Node struct {
 	quota   *limits.Limits
 	shed    *limits.Shedder
 	tel     *telemetry.Edge
+
+	slowAfter time.Duration
+	pressure  pressure
+	backlog   Backlog // nil: the interest does not say
 }
 
 // New returns the core of an edge.
@@ -124,7 +135,12 @@ func New(cfg Config) (*Node, error) {
 		cfg.Log = slog.Default()
 	}
 	n := &Node{id: cfg.ID, stream: cfg.Stream, hub: hub.New(cfg.Interest), state: cfg.State, auth: cfg.Auth,
-		log: cfg.Log, limits: cfg.Limits, clients: cfg.Clients, quota: cfg.Quota, shed: cfg.Shed, tel: cfg.Telemetry}
+		log: cfg.Log, limits: cfg.Limits, clients: cfg.Clients, quota: cfg.Quota, shed: cfg.Shed, tel: cfg.Telemetry,
+		slowAfter: cfg.SlowAfter}
+	if n.slowAfter == 0 {
+		n.slowAfter = DefaultSlowAfter
+	}
+	n.backlog, _ = cfg.Interest.(Backlog)
 	return n, nil
 }
 

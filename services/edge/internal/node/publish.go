@@ -74,6 +74,16 @@ func (n *Node) Publish(ctx context.Context, c Caller, m *message.Message, opts P
 	if err := n.check(c, m); err != nil {
 		return nil, err
 	}
+	// A subscriber of the tenant that keeps up but whose queue is filling
+	// holds the publish back (pressure.go): slowed, not dropped later.
+	if n.pressure.any.Load() > 0 {
+		if err := n.pressure.wait(ctx, m.Tenant); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.waitBacklog(ctx); err != nil {
+		return nil, err
+	}
 	if opts.BeforeSend != nil {
 		if err := opts.BeforeSend(); err != nil {
 			return nil, err

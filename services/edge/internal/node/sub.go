@@ -382,6 +382,11 @@ func (s *Sub) live(last uint64) {
 func (s *Sub) unpauseLocked() (wake bool) {
 	f := s.f
 	s.paused = false
+	if f.pressing {
+		// Its writer is judged from now on: until now the held
+		// messages waited for the replay.
+		f.episodeLocked(time.Now())
+	}
 	if f.policy.PerMessage {
 		f.paused--
 		if f.paused == 0 {
