@@ -7,9 +7,10 @@ import (
 
 // The edge's dispatcher is one goroutine for every tenant of the edge: a
 // delivery that waits for room in a feed (waitRoomLocked) holds every
-// other tenant's live messages behind it. So each tenant has a share of
-// the dispatcher's time it may spend waiting on its feeds: waitShare in
-// each waitWindow (SlowAfter/10 in every SlowAfter/2: 200 ms a second by
+// other tenant's live messages behind it. So, while another tenant has
+// subscribers on the edge, each tenant has a share of the dispatcher's
+// time it may spend waiting on its feeds: waits.share in each
+// waits.window (SlowAfter/10 in every SlowAfter/2: 200 ms a second by
 // default). Once a tenant's share of the window is spent, its full feeds
 // apply their own overflow policy, as a slow feed does, until the window
 // ends: its publishers are still pressed, but another tenant's deliveries
@@ -21,10 +22,9 @@ import (
 // The share is a fraction of SlowAfter, not a setting of its own: it is the
 // same trade that SlowAfter sets — how long a subscriber that keeps up may
 // hold the edge to spare its messages — scaled to what one tenant may
-// cost the others. 20% leaves a tenant whose fast subscribers are merely
-// behind the dispatcher (a CPU-bound edge) room to wait for their writers,
-// which take within microseconds to milliseconds, while bounding one
-// tenant's non-readers to a fifth of the others' delivery time.
+// cost the others: one tenant's subscribers hold the others' deliveries
+// for a fifth of the time at most, and a tenant whose fast subscribers are
+// merely behind the dispatcher keeps room to wait for their writers.
 const (
 	waitWindowDivisor = 2
 	waitShareDivisor  = 10
@@ -35,8 +35,9 @@ const (
 type WaitStats struct {
 	// Waited is the time deliveries waited for room in full feeds.
 	Waited time.Duration
-	// MostInWindow is the most one tenant waited in one of its windows:
-	// at most its share (waitShare), but for a timer's lateness.
+	// MostInWindow is the most one tenant waited in one of its windows
+	// while another tenant had subscribers on the edge: at most its share,
+	// but for a timer's lateness.
 	MostInWindow time.Duration
 	// Stalls counts the feeds judged slow because their writer took
 	// nothing for the stall bound while a delivery waited on them.
