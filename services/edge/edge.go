@@ -72,7 +72,7 @@ type Config struct {
 	// quarter of its queue in that time, counts as slow and its own
 	// overflow policy applies (node.Config.SlowAfter); 0: 2s; negative:
 	// publishers are never slowed.
-	SlowAfter time.Duration `name:"slow-after" env:"HERALD_SLOW_AFTER" help:"How long a subscriber's filling queue may hold its tenant's publishers back before the subscriber, taking less than a quarter of its queue in that time, counts as slow and sheds or is closed by its own policy; negative: publishers are never slowed (default 2s)."`
+	SlowAfter time.Duration `name:"slow-after" env:"HERALD_SLOW_AFTER" help:"How long a subscriber's filling queue may hold its tenant's publishers back before the subscriber, taking less than a quarter of its queue in that time, counts as slow and sheds or is closed by its own policy; while other tenants are served, a subscriber that takes nothing for a twentieth of it is slow at once, and one tenant's deliveries wait for room at most a tenth of it in every half; negative: publishers are never slowed (default 2s)."`
 	// ShutdownGrace bounds the close of what is left when Run's context
 	// ends (after a Drain, or instead of one); default 5s.
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"HERALD_SHUTDOWN_GRACE" help:"Bound on closing what is left when the edge stops, after its drain or instead of one (default 5s)."`

@@ -156,6 +156,25 @@ func (h *Hub) Len() int {
 	return h.count
 }
 
+// Crowded reports whether a tenant other than tenant has subscriptions on
+// the hub, shared ones included: whether a delivery of tenant that waits
+// holds another tenant's deliveries behind it.
+func (h *Hub) Crowded(tenant string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for id := range h.tenants {
+		if id != tenant {
+			return true
+		}
+	}
+	for _, g := range h.groups {
+		if g.tenant != tenant {
+			return true
+		}
+	}
+	return false
+}
+
 // Dispatch delivers m to every local subscriber with a matching subscription.
 // It returns the number of subscribers m was handed to.
 func (h *Hub) Dispatch(m *message.Message) int {

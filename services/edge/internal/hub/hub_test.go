@@ -68,7 +68,8 @@ func TestTrieMatchesLikeTopicMatch(t *testing.T) {
 
 // TestDispatchGroupsAndIsolates ensures one delivery per subscriber with all
 // its matching subscriptions, no-local filtering, tenant isolation and
-// ref-counted interest release.
+// ref-counted interest release, and whether another tenant shares the hub
+// (Crowded).
 func TestDispatchGroupsAndIsolates(t *testing.T) {
 	in := &countingInterest{refs: map[string]int{}}
 	h := New(in)
@@ -86,6 +87,9 @@ func TestDispatchGroupsAndIsolates(t *testing.T) {
 	if err := h.Subscribe(ctx, &Subscription{Tenant: "t1", Filter: "a/#/b", Subscriber: a}); err != ErrInvalidFilter {
 		t.Fatalf("bad filter: %v", err)
 	}
+	if !h.Crowded("t1") || !h.Crowded("t3") {
+		t.Error("t1 and t3 not crowded beside t2")
+	}
 	h.Dispatch(&message.Message{Tenant: "t1", Topic: "x/y", Origin: "e/b"})
 	h.Dispatch(&message.Message{Tenant: "t1", Topic: "x/y/z"})
 	h.Dispatch(&message.Message{Tenant: "t3", Topic: "x/y"})
@@ -102,5 +106,9 @@ func TestDispatchGroupsAndIsolates(t *testing.T) {
 	h.Unsubscribe(sa2)
 	if in.refs["t1 x/+"] != 1 || h.Len() != 3 {
 		t.Errorf("after unsubscribe: refs %v len %d", in.refs, h.Len())
+	}
+	h.Unsubscribe(sOther)
+	if h.Crowded("t1") || !h.Crowded("t2") {
+		t.Error("t1 crowded alone, or t2 not beside t1")
 	}
 }

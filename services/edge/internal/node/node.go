@@ -102,7 +102,11 @@ type Config struct {
 	// tenant's publishers back (pressure.go) before the subscriber counts
 	// as slow and its own overflow policy applies; 0: DefaultSlowAfter;
 	// negative: never (publishers are not slowed, full queues overflow at
-	// once).
+	// once). It also scales what one subscriber and one tenant may cost
+	// the edge's other deliveries: a full feed whose writer takes nothing
+	// for SlowAfter/20 is slow at once, and the deliveries of one tenant
+	// wait for room at most SlowAfter/10 in every SlowAfter/2 (pressure.go,
+	// waits.go).
 	SlowAfter time.Duration
 }
 
@@ -122,7 +126,9 @@ type Node struct {
 	tel     *telemetry.Edge
 
 	slowAfter time.Duration
+	stall     time.Duration // see stallDivisor
 	pressure  pressure
+	waits     waits
 	backlog   Backlog // nil: the interest does not say
 }
 
@@ -140,6 +146,7 @@ func New(cfg Config) (*Node, error) {
 	if n.slowAfter == 0 {
 		n.slowAfter = DefaultSlowAfter
 	}
+	n.stall, n.waits = n.slowAfter/stallDivisor, newWaits(n.slowAfter)
 	n.backlog, _ = cfg.Interest.(Backlog)
 	return n, nil
 }

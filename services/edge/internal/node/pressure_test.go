@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldmq/herald/pkg/backbone"
 	"github.com/heraldmq/herald/pkg/message"
+	"github.com/heraldmq/herald/services/edge/internal/auth"
 	"github.com/heraldmq/herald/services/edge/internal/edgetest"
 	"github.com/heraldmq/herald/services/edge/internal/node"
 )
@@ -130,5 +131,104 @@ func TestPublishWaitsForADeepLiveBacklog(t *testing.T) {
 	live.queued.Store(1000)
 	if err := <-held; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// remoteEdge returns the edge under test (SlowAfter slowAfter) and a
+// second edge on the same in-memory backbone whose publishers the first
+// does not slow: what reaches the first edge's dispatcher then is not held
+// back by its feeds' pressure, as with publishers on other edges.
+func remoteEdge(t *testing.T, slowAfter time.Duration) (edge, remote *node.Node) {
+	t.Helper()
+	mem := backbone.NewMemory()
+	edge, _ = edgetest.MemoryNodeOn(t, mem, func(c *node.Config) { c.SlowAfter = slowAfter })
+	remote, _ = edgetest.MemoryNodeOn(t, mem)
+	return edge, remote
+}
+
+// admitAs admits an anonymous connection of tenant on n.
+func admitAs(t *testing.T, n *node.Node, tenant string) *node.Admission {
+	t.Helper()
+	a, err := n.Admit(context.Background(), node.ClientInfo{ID: "test", Protocol: "test",
+		Identity: auth.Identity{Tenant: tenant, Anonymous: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Release)
+	return a
+}
+
+// liveFeed returns a live per-message feed of tenant on n, subscribed to
+// filter at QoS 0, queue bounding it and shedding QoS 0 (onDrop counts).
+func liveFeed(t *testing.T, n *node.Node, tenant, filter string, queue int, onDrop func()) (*node.Feed, *waker) {
+	t.Helper()
+	w := newWaker()
+	f, err := n.NewFeed(context.Background(), admitAs(t, n, tenant), node.Policy{Queue: queue,
+		Overflow: node.OverflowShedQoS0, OnDrop: onDrop, PerMessage: true, Wake: w.wake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	s := subscribe(t, f, filter, node.Live(), node.SubOptions{QoS: 0})
+	if _, err := s.Replay(context.Background(), func(node.Item) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return f, w
+}
+
+// publishAs publishes a QoS 0 message on topic as an anonymous client of
+// tenant through n, waiting for its store.
+func publishAs(t *testing.T, n *node.Node, tenant, topic string) {
+	t.Helper()
+	r, err := n.Publish(context.Background(), node.Caller{Identity: auth.Identity{Tenant: tenant, Anonymous: true}},
+		&message.Message{Topic: topic, Payload: []byte("x")}, node.PublishOptions{Wait: node.WaitStored})
+	if err == nil {
+		_, err = r.Wait(context.Background())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStalledFeedIsSlowWithinTheStallBound ensures a full feed whose
+// writer takes nothing while the dispatcher waits on it is judged slow
+// after the stall bound (SlowAfter/20: 1 s here), not after SlowAfter
+// (20 s), and sheds under its own policy.
+func TestStalledFeedIsSlowWithinTheStallBound(t *testing.T) {
+	edge, remote := remoteEdge(t, 20*time.Second)
+	liveFeed(t, edge, "acme", "elsewhere", 1, nil) // another tenant's delivery is at stake
+	var drops atomic.Int32
+	liveFeed(t, edge, edgetest.Tenant, "s", 2, func() { drops.Add(1) })
+	for range 3 {
+		publishAs(t, remote, edgetest.Tenant, "s")
+	}
+	waitFor(t, "the stalled feed was not judged slow within 5 s", func() bool { return drops.Load() > 0 })
+	if st := edge.Waits(); st.Stalls != 1 {
+		t.Fatalf("waits %+v: want one stall", st)
+	}
+}
+
+// TestTenantCannotStallAnotherTenantsDelivery ensures one tenant's
+// subscribers that read nothing hold the edge's dispatcher for at most
+// their tenant's wait share in any window (SlowAfter/10 per SlowAfter/2),
+// while another tenant's subscriber receives everything published to it.
+func TestTenantCannotStallAnotherTenantsDelivery(t *testing.T) {
+	const slowAfter, stuck, rounds = 10 * time.Second, 8, 20
+	edge, remote := remoteEdge(t, slowAfter)
+	for range stuck {
+		liveFeed(t, edge, "acme", "a", 1, nil)
+	}
+	b, w := liveFeed(t, edge, edgetest.Tenant, "b", rounds, nil)
+	for range rounds {
+		publishAs(t, remote, "acme", "a")
+		publishAs(t, remote, edgetest.Tenant, "b")
+	}
+	takeAll(t, b, w, rounds)
+	// The share is cut by a timer, which may fire late: half a share of
+	// slack, where the stall bound alone would let the 8 stalled feeds
+	// hold the dispatcher for 8 stall bounds (4 shares) in a row.
+	share := slowAfter / 10
+	if st := edge.Waits(); st.MostInWindow > share+share/2 || st.Overruns == 0 || st.Stalls == 0 {
+		t.Fatalf("waits %+v: want at most %s in a window, the share spent and a stall", st, share)
 	}
 }
