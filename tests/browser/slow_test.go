@@ -148,10 +148,18 @@ func TestSlowWebSocketConsumerMemory(t *testing.T) {
 	}
 
 	// What the edge may hold for the slow client: its queue, plus the batch
-	// its writer took out of it, each message with its frame; the rest is
-	// runtime and GC headroom, far below the 50 MiB that went through.
-	perMessage := int64(size) * 3
-	bound := 2*queueSize*perMessage + 24<<20
+	// its writer took out of it; plus the live messages that may wait
+	// behind the dispatcher while it waits for room in the slow client's
+	// full feed before judging it slow (backpressure: at most liveBacklog,
+	// node's backlogStall, since edge B's publishers are not slowed by edge
+	// A). Each message four times its payload: the received copy, the
+	// decoded message, its frame, and the garbage collector's headroom
+	// (GOGC=100 lets the heap double). The rest is runtime headroom, far
+	// below the 50 MiB that went through (and the 189 MiB an edge grew by
+	// when its dispatcher waited a whole SlowAfter).
+	const liveBacklog = 16384
+	perMessage := int64(size) * 4
+	bound := (2*queueSize+liveBacklog)*perMessage + 24<<20
 	growth := peak.Load() - base
 	t.Logf("edge A RSS: before %.1f MiB, peak %.1f MiB (+%.1f MiB), after %.1f MiB; bound +%.1f MiB; %d × %d B published in %s, all delivered to the reading client in %s; slow client read %d messages then %v (close status %d), edge logged the slow consumer: %v",
 		mib(base), mib(peak.Load()), mib(growth), mib(after), mib(bound), total, size,

@@ -83,9 +83,23 @@ import (
 // wait, until they are backlogLow, so that the buffer (65,536 messages by
 // default; overflowing it costs a read back from the stream) and the
 // latency behind it stay short.
+//
+// The same backlog bounds the dispatcher's waits for room: a delivery
+// waiting on a full feed while more than backlogStall live messages wait
+// behind it judges that feed slow at once. The live buffer holds whole
+// messages, so a wait that lets it fill holds their bytes: publishers on
+// other edges are not slowed by this edge's pressure, and one subscriber
+// that stopped reading would otherwise keep the buffer filling for a
+// whole SlowAfter (about 190 MiB at 23,000 1 KiB messages a second, seen
+// by tests/browser TestSlowWebSocketConsumerMemory). Twice backlogHigh, so
+// that the publishers this edge does slow (waitBacklog) stop the backlog
+// before it judges anyone.
 const (
-	backlogHigh = 4096
-	backlogLow  = 1024
+	backlogHigh  = 4096
+	backlogLow   = 1024
+	backlogStall = 4 * backlogHigh
+	// backlogPoll is how often a waiting delivery looks at the backlog.
+	backlogPoll = 20 * time.Millisecond
 )
 
 // Backlog is implemented by a live interest (backbone.Live) that can say
@@ -332,6 +346,11 @@ func (f *Feed) waitRoomLocked() {
 		if f.slow {
 			break
 		}
+		if f.n.backlog != nil && f.n.backlog.Queued() > backlogStall {
+			f.n.waits.stalled()
+			f.slowLocked(now)
+			break
+		}
 		if timer == nil {
 			crowded = f.n.hub.Crowded(f.id.Tenant)
 		}
@@ -354,6 +373,9 @@ func (f *Feed) waitRoomLocked() {
 				break
 			}
 			left = min(left, share)
+		}
+		if f.n.backlog != nil {
+			left = min(left, backlogPoll) // to see the backlog grow
 		}
 		left = max(time.Millisecond, left)
 		if f.room == nil {
