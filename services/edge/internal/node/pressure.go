@@ -85,8 +85,9 @@ import (
 // latency behind it stay short.
 //
 // The same backlog bounds the dispatcher's waits for room: a delivery
-// waiting on a full feed while more than backlogStall live messages wait
-// behind it judges that feed slow at once. The live buffer holds whole
+// waiting on a full feed whose writer has taken nothing for
+// backlogStallFor stall bounds (500 ms by default) while more than
+// backlogStall live messages wait behind it judges that feed slow at once. The live buffer holds whole
 // messages, so a wait that lets it fill holds their bytes: publishers on
 // other edges are not slowed by this edge's pressure, and one subscriber
 // that stopped reading would otherwise keep the buffer filling for a
@@ -98,6 +99,11 @@ const (
 	backlogHigh  = 4096
 	backlogLow   = 1024
 	backlogStall = 4 * backlogHigh
+	// backlogStallFor is how many stall bounds (SlowAfter/20) a writer
+	// must have taken nothing for before the backlog judges its feed:
+	// longer than the stall bound between tenants, since a fast reader
+	// starved of CPU by a flood may pause for over 100 ms.
+	backlogStallFor = 5
 	// backlogPoll is how often a waiting delivery looks at the backlog.
 	backlogPoll = 20 * time.Millisecond
 )
@@ -346,26 +352,32 @@ func (f *Feed) waitRoomLocked() {
 		if f.slow {
 			break
 		}
-		if f.n.backlog != nil && f.n.backlog.Queued() > backlogStall {
-			f.n.waits.stalled()
-			f.slowLocked(now)
-			break
-		}
 		if timer == nil {
 			crowded = f.n.hub.Crowded(f.id.Tenant)
 		}
 		left := max(0, f.n.slowAfter-now.Sub(f.pressSince))
-		if crowded && !f.replayingLocked() {
-			if since.IsZero() || f.taken != taken {
-				taken, since = f.taken, now
-			}
-			stalled := now.Sub(since)
+		replaying := f.replayingLocked()
+		if !replaying && (since.IsZero() || f.taken != taken) {
+			taken, since = f.taken, now
+		}
+		stalled := now.Sub(since)
+		if crowded && !replaying {
 			if stalled >= f.n.stall {
 				f.n.waits.stalled()
 				f.slowLocked(now)
 				break
 			}
 			left = min(left, f.n.stall-stalled)
+		}
+		// A writer that took nothing for backlogStallFor while the live
+		// backlog grew past backlogStall is a client that stopped reading:
+		// slow at once, whoever else is on the edge. One that takes, however
+		// far behind, is not judged by the backlog (a QoS 1 subscriber
+		// reading at full speed behind a flood stays connected).
+		if !replaying && stalled >= f.n.stall*backlogStallFor && f.n.backlog != nil && f.n.backlog.Queued() > backlogStall {
+			f.n.waits.stalled()
+			f.slowLocked(now)
+			break
 		}
 		if crowded {
 			share := f.n.waits.left(f.id.Tenant, now)
