@@ -142,7 +142,7 @@ chaos: build servers
 chaos-short: $(BUILT)
 	cd tests && HERALD_CHAOS=1 $(GO) test -count=1 -short -timeout 10m -run TestFaults ./chaos/
 
-## bench: Herald beside Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~8 min; 458 s measured last)
+## bench: Herald beside Mosquitto and nats-server's MQTT, into docs/benchmarks.md (~9 min; 530 s measured last)
 bench: test-deps build servers
 	bash tools/bench/bench.sh
 ## bench-compare: Herald at BASE=<commit> beside the working tree, alternating rounds in one run, into data/bench-compare/compare.md (~10 min)
