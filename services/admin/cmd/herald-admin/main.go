@@ -33,7 +33,6 @@ import (
 	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/admin"
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -51,22 +50,16 @@ type serveCmd struct {
 	} `embed:"" prefix:"etcd-"`
 	// The data plane, for the live-state calls; each is optional (the calls
 	// needing a missing one answer UNIMPLEMENTED).
-	NATSURL          string          `name:"nats-url" env:"HERALD_NATS_URL" placeholder:"URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
-	RedisAddrs       []string        `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" placeholder:"ADDR" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
-	RedisPrefix      string          `name:"redis-prefix" default:"herald" env:"HERALD_REDIS_PREFIX" help:"Redis key prefix of the session store."`
-	RedisMasterName  string          `name:"redis-master-name" env:"HERALD_REDIS_MASTER_NAME" placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers."`
-	RedisUsername    string          `name:"redis-username" env:"HERALD_REDIS_USERNAME" placeholder:"USER" help:"Redis ACL user name."`
-	RedisPassword    string          `name:"redis-password" env:"HERALD_REDIS_PASSWORD" placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)."`
-	SentinelUsername string          `name:"redis-sentinel-username" env:"HERALD_REDIS_SENTINEL_USERNAME" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name."`
-	SentinelPassword string          `name:"redis-sentinel-password" env:"HERALD_REDIS_SENTINEL_PASSWORD" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)."`
-	RedisTLS         bool            `name:"redis-tls" env:"HERALD_REDIS_TLS" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)."`
-	BootstrapTenants []string        `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" placeholder:"TENANT" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
-	LogFormat        string          `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
-	LogLevel         string          `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
-	OpsAddr          string          `name:"ops-addr" env:"HERALD_OPS_ADDR" placeholder:"ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
-	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
-	Backbone         backbone.Config `embed:""`
-	Telemetry        telemetry.Flags `embed:""`
+	NATSURL          string                `name:"nats-url" env:"HERALD_NATS_URL" placeholder:"URL" help:"NATS server URL(s), comma-separated: enables server-side publish, clearing retained messages and listing or kicking connections."`
+	RedisAddrs       []string              `name:"redis-addrs" env:"HERALD_REDIS_ADDRS" placeholder:"ADDR" help:"Redis address(es) of the session store (several mean Redis Cluster): enables reading retained messages and sessions."`
+	Redis            store.RedisConnection `embed:""`
+	BootstrapTenants []string              `env:"HERALD_BOOTSTRAP_TENANTS" name:"bootstrap-tenant" placeholder:"TENANT" help:"Create these tenants at start if they do not exist (e.g. the local cluster's dev tenant)."`
+	LogFormat        string                `default:"json" enum:"text,json" env:"HERALD_LOG_FORMAT" help:"Log format: text or json."`
+	LogLevel         string                `default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL" help:"Lowest level logged: debug, info, warn or error."`
+	OpsAddr          string                `name:"ops-addr" env:"HERALD_OPS_ADDR" placeholder:"ADDR" help:"Ops listen address serving /metrics, /healthz and pprof (e.g. 127.0.0.1:9093); empty: none."`
+	OpsTLS           tlsconf.Files         `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
+	Backbone         backbone.Config       `embed:""`
+	Telemetry        telemetry.Flags       `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
 	NATS backbone.Credentials `embed:""`
@@ -175,12 +168,10 @@ func run(ctx context.Context, c serveCmd, log *slog.Logger, started func(*admin.
 	}
 	opts := []admin.Option{admin.WithTelemetry(p)}
 	if len(c.RedisAddrs) > 0 {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
-			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
+		rdb := c.Redis.Client(c.RedisAddrs)
 		defer rdb.Close()
 		rdb.AddHook(telemetry.RedisHook(p))
-		opts = append(opts, admin.WithStore(store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})))
+		opts = append(opts, admin.WithStore(c.Redis.Store(rdb)))
 	}
 	if c.NATSURL != "" {
 		nc, err := backbone.Connect(c.NATSURL, "herald-admin", func(_ *nats.Conn, _ *nats.Subscription, err error) {

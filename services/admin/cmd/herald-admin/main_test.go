@@ -88,14 +88,14 @@ func TestCredentialsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := parse(t, "--config", file)
-	if c.NATS.User != "herald" || c.NATS.Password != "from-file" || c.SentinelUsername != "sentinel-user" ||
-		c.SentinelPassword != "sentinel-file" || c.Etcd.Username != "herald-admin" || c.Etcd.Password != "etcd-file" {
-		t.Fatalf("from file: %+v %+v %q %q", c.NATS, c.Etcd, c.SentinelUsername, c.SentinelPassword)
+	if c.NATS.User != "herald" || c.NATS.Password != "from-file" || c.Redis.SentinelUsername != "sentinel-user" ||
+		c.Redis.SentinelPassword != "sentinel-file" || c.Etcd.Username != "herald-admin" || c.Etcd.Password != "etcd-file" {
+		t.Fatalf("from file: %+v %+v %q %q", c.NATS, c.Etcd, c.Redis.SentinelUsername, c.Redis.SentinelPassword)
 	}
 	t.Setenv("HERALD_NATS_PASSWORD", "from-env")
 	t.Setenv("HERALD_REDIS_SENTINEL_PASSWORD", "sentinel-env")
-	if c := parse(t, "--config", file); c.NATS.Password != "from-env" || c.SentinelPassword != "sentinel-env" {
-		t.Fatalf("environment did not override the file: %q %q", c.NATS.Password, c.SentinelPassword)
+	if c := parse(t, "--config", file); c.NATS.Password != "from-env" || c.Redis.SentinelPassword != "sentinel-env" {
+		t.Fatalf("environment did not override the file: %q %q", c.NATS.Password, c.Redis.SentinelPassword)
 	}
 }
 

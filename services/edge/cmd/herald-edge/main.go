@@ -25,7 +25,6 @@ import (
 	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/edge"
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -40,25 +39,19 @@ type cli struct {
 	Config  kong.ConfigFlag  `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
 	Edge    edge.Config      `embed:""`
 
-	NATSURL          string          `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
-	RedisAddrs       []string        `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
-	RedisPrefix      string          `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	RedisMasterName  string          `placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
-	RedisUsername    string          `placeholder:"USER" help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
-	RedisPassword    string          `placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
-	SentinelUsername string          `name:"redis-sentinel-username" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
-	SentinelPassword string          `name:"redis-sentinel-password" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
-	RedisTLS         bool            `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
-	OpsAddr          string          `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
-	OpsTLS           tlsconf.Files   `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
-	EtcdEndpoints    []string        `name:"etcd-endpoints" placeholder:"ADDR" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
-	EtcdPrefix       string          `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
-	EtcdUsername     string          `name:"etcd-username" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
-	EtcdPassword     string          `name:"etcd-password" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
-	LogFormat        string          `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel         string          `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
-	Backbone         backbone.Config `embed:""`
-	Telemetry        telemetry.Flags `embed:""`
+	NATSURL       string                `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	RedisAddrs    []string              `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	Redis         store.RedisConnection `embed:""`
+	OpsAddr       string                `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9090" env:"HERALD_OPS_ADDR"`
+	OpsTLS        tlsconf.Files         `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
+	EtcdEndpoints []string              `name:"etcd-endpoints" placeholder:"ADDR" help:"etcd endpoints holding tenants, credentials and limits: authenticated mode. Empty: no tenants (only --anonymous-tenant)." env:"HERALD_ETCD_ENDPOINTS"`
+	EtcdPrefix    string                `name:"etcd-prefix" help:"etcd key prefix of Herald's tenants." default:"/herald/" env:"HERALD_ETCD_PREFIX"`
+	EtcdUsername  string                `name:"etcd-username" placeholder:"USER" help:"etcd user name (https:// endpoints speak TLS)." env:"HERALD_ETCD_USERNAME"`
+	EtcdPassword  string                `name:"etcd-password" placeholder:"PASSWORD" help:"etcd password (prefer the environment variable to the flag)." env:"HERALD_ETCD_PASSWORD"`
+	LogFormat     string                `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel      string                `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
+	Backbone      backbone.Config       `embed:""`
+	Telemetry     telemetry.Flags       `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
 	NATS backbone.Credentials `embed:""`
@@ -102,12 +95,10 @@ func run(c cli) error {
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-		Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
-		SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
+	rdb := c.Redis.Client(c.RedisAddrs)
 	defer rdb.Close()
 	rdb.AddHook(telemetry.RedisHook(p))
-	st := store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
+	st := c.Redis.Store(rdb)
 
 	if c.Edge.AnonymousTenant != "" {
 		log.Warn("ANONYMOUS CLIENTS ARE ADMITTED into tenant " + c.Edge.AnonymousTenant + ": for development only")

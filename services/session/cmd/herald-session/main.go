@@ -24,7 +24,6 @@ import (
 	"github.com/heraldmq/herald/pkg/version"
 	"github.com/heraldmq/herald/services/session"
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 )
 
 // cli is the command's configuration, from flags, the environment
@@ -32,26 +31,20 @@ import (
 // service's own settings are session.Config, the struct the service reads;
 // the rest wires it to NATS and the store.
 type cli struct {
-	Version          kong.VersionFlag `help:"Print the version, the commit and the Go version it was built from, then exit."`
-	Config           kong.ConfigFlag  `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
-	Session          session.Config   `embed:""`
-	NATSURL          string           `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
-	Store            string           `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
-	RedisAddrs       []string         `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
-	RedisPrefix      string           `help:"Redis key prefix." default:"herald" env:"HERALD_REDIS_PREFIX"`
-	RedisMasterName  string           `placeholder:"NAME" help:"Sentinel master name: --redis-addrs are then Sentinels and the client follows failovers." env:"HERALD_REDIS_MASTER_NAME"`
-	RedisUsername    string           `placeholder:"USER" help:"Redis ACL user name." env:"HERALD_REDIS_USERNAME"`
-	RedisPassword    string           `placeholder:"PASSWORD" help:"Redis password (prefer the environment variable to the flag)." env:"HERALD_REDIS_PASSWORD"`
-	SentinelUsername string           `name:"redis-sentinel-username" placeholder:"USER" help:"ACL user name for the Sentinels of --redis-master-name." env:"HERALD_REDIS_SENTINEL_USERNAME"`
-	SentinelPassword string           `name:"redis-sentinel-password" placeholder:"PASSWORD" help:"Password of the Sentinels of --redis-master-name (prefer the environment variable to the flag)." env:"HERALD_REDIS_SENTINEL_PASSWORD"`
-	RedisTLS         bool             `name:"redis-tls" help:"Connect to Redis over TLS, verified against the system CAs (extended by SSL_CERT_FILE, SSL_CERT_DIR)." env:"HERALD_REDIS_TLS"`
-	StorePath        string           `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
-	OpsAddr          string           `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
-	OpsTLS           tlsconf.Files    `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
-	LogFormat        string           `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
-	LogLevel         string           `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
-	Backbone         backbone.Config  `embed:""`
-	Telemetry        telemetry.Flags  `embed:""`
+	Version    kong.VersionFlag      `help:"Print the version, the commit and the Go version it was built from, then exit."`
+	Config     kong.ConfigFlag       `help:"YAML configuration file (keys are the flag names)." type:"path" placeholder:"FILE"`
+	Session    session.Config        `embed:""`
+	NATSURL    string                `name:"nats-url" help:"NATS server URL(s), comma-separated." default:"nats://127.0.0.1:4222" env:"HERALD_NATS_URL"`
+	Store      string                `help:"Where derived state lives: redis, or embedded (a bbolt file, single process only)." default:"redis" enum:"redis,embedded" env:"HERALD_STORE"`
+	RedisAddrs []string              `help:"Redis address(es); several mean Redis Cluster." default:"127.0.0.1:6379" env:"HERALD_REDIS_ADDRS"`
+	Redis      store.RedisConnection `embed:""`
+	StorePath  string                `help:"bbolt file of --store=embedded." default:"./data/session.db" type:"path" env:"HERALD_STORE_PATH"`
+	OpsAddr    string                `help:"Ops listen address (/healthz, /readyz, /metrics, pprof)." default:"127.0.0.1:9092" env:"HERALD_OPS_ADDR"`
+	OpsTLS     tlsconf.Files         `embed:"" prefix:"ops-tls-" envprefix:"HERALD_OPS_"`
+	LogFormat  string                `help:"Log format: json or text." default:"json" enum:"json,text" env:"HERALD_LOG_FORMAT"`
+	LogLevel   string                `help:"Lowest level logged: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"HERALD_LOG_LEVEL"`
+	Backbone   backbone.Config       `embed:""`
+	Telemetry  telemetry.Flags       `embed:""`
 
 	// NATS credentials apart from --nats-url: --nats-user, --nats-password.
 	NATS backbone.Credentials `embed:""`
@@ -114,13 +107,11 @@ func run(c cli) error {
 		}
 		st = e
 	default:
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-			Username: c.RedisUsername, Password: c.RedisPassword, TLSConfig: store.RedisTLSConfig(c.RedisTLS),
-			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword})
+		rdb := c.Redis.Client(c.RedisAddrs)
 		defer rdb.Close()
 		rdb.AddHook(telemetry.RedisHook(p))
 		o.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-		st = store.NewRedis(rdb, store.RedisConfig{KeyPrefix: c.RedisPrefix})
+		st = c.Redis.Store(rdb)
 	}
 	defer st.Close()
 
